@@ -1,0 +1,223 @@
+"""One entry point from a checkpoint path (or hub id) to a ready Janus model and tokenizer.
+
+Two layouts load:
+* transformers' Janus layout (`model_type: janus`), read by `JanusForConditionalGeneration`;
+* DeepSeek's original layout (`model_type: multi_modality`, the GoT-R1 release), converted in memory
+  by `original_layout` (and written once with `convert_checkpoint` so later loads are direct).
+Missing or unplaceable weights are errors that name them, never silently random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, JanusForConditionalGeneration
+
+from .original_layout import convert_original_state_dict, infer_transformers_config
+from .tiny import janus_generation_config
+from .tokens import IMAGE_PLACEHOLDER, SpecialTokenIds, prepare_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message is one line naming the path and the problem."""
+
+
+@dataclass
+class JanusBundle:
+    """A Janus model with the tokenizer and token ids that belong to it."""
+
+    model: JanusForConditionalGeneration
+    tokenizer: object
+    ids: SpecialTokenIds
+    source: str = ""
+    layout: str = "transformers"
+
+    @property
+    def image_grid(self) -> int:
+        """Image tokens per side (24 for Janus-Pro's 384 px images)."""
+        return int(self.model.config.vq_config.num_patches)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.image_grid**2
+
+    @property
+    def image_size(self) -> int:
+        """Side in pixels of a decoded image."""
+        levels = len(self.model.config.vq_config.channel_multiplier)
+        return self.image_grid * 2 ** (levels - 1)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the transformers layout (safetensors) that `load_janus` reads directly."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        return out
+
+
+def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
+    """A local checkpoint directory: the path itself, or a hub snapshot for an `org/name` id."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path}: expected a checkpoint directory, got a file")
+    text = str(path_or_id)
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and os.sep == "/"
+    if not looks_like_hub_id:
+        raise CheckpointError(f"{text}: no such checkpoint directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text))
+    except Exception as exc:  # network, auth, or missing repo: one line either way
+        raise CheckpointError(f"{text}: not a local directory and the hub download failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def read_config(directory: Path) -> dict:
+    try:
+        return json.loads((directory / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{directory / 'config.json'}: invalid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def load_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint: safetensors (single or sharded), else PyTorch pickles (weights only)."""
+    from safetensors.torch import load_file
+
+    for index_name, loader in (("model.safetensors.index.json", load_file),
+                               ("pytorch_model.bin.index.json", _load_bin)):
+        index = directory / index_name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(loader(str(directory / shard)))
+            return state
+    if (directory / "model.safetensors").is_file():
+        return load_file(str(directory / "model.safetensors"))
+    if (directory / "pytorch_model.bin").is_file():
+        return _load_bin(str(directory / "pytorch_model.bin"))
+    raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin")
+
+
+def _load_bin(path: str) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_tokenizer(directory: Path):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as exc:
+        raise CheckpointError(f"{directory}: cannot load its tokenizer ({type(exc).__name__}: {exc})") from None
+    prepare_tokenizer(tokenizer)
+    return tokenizer
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+
+
+def _load_original(directory: Path, config: dict, tokenizer) -> JanusForConditionalGeneration:
+    from accelerate import init_empty_weights
+
+    state = load_state_dict(directory)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        janus_config = infer_transformers_config(
+            config, shapes,
+            image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
+            pad_token_id=SpecialTokenIds.from_tokenizer(tokenizer).pad,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        converted = convert_original_state_dict(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{directory}: {exc}") from None
+    del state
+    with init_empty_weights(include_buffers=False):
+        model = JanusForConditionalGeneration(janus_config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(converted) if tuple(expected[k].shape) != tuple(converted[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
+    if unexpected:
+        problems.append(f"unplaceable {len(unexpected)}: {', '.join(unexpected[:10])}")
+    if wrong:
+        problems.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:10])}")
+    if problems:
+        raise CheckpointError(f"{directory}: original-layout weights do not fit ({'; '.join(problems)})")
+    model.load_state_dict(converted, strict=True, assign=True)
+    return model
+
+
+def _load_transformers(directory: Path) -> JanusForConditionalGeneration:
+    try:
+        model, info = JanusForConditionalGeneration.from_pretrained(str(directory), output_loading_info=True)
+    except Exception as exc:
+        raise CheckpointError(f"{directory}: cannot load Janus weights ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    missing = list(info.get("missing_keys") or [])
+    mismatched = [str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        raise CheckpointError(
+            f"{directory}: weights missing or of the wrong shape (missing: {', '.join(sorted(missing)[:10]) or '-'}; "
+            f"mismatched: {', '.join(sorted(mismatched)[:10]) or '-'})"
+        )
+    return model
+
+
+def load_janus(path_or_id: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
+               device: str | torch.device | None = None) -> JanusBundle:
+    """Load a Janus / GoT-R1 checkpoint of either layout, ready for sampling (eval mode)."""
+    directory = resolve_checkpoint(path_or_id)
+    config = read_config(directory)
+    model_type = config.get("model_type")
+    tokenizer = _load_tokenizer(directory)
+    if model_type == "multi_modality":
+        model, layout = _load_original(directory, config, tokenizer), "original"
+    elif model_type == "janus":
+        model, layout = _load_transformers(directory), "transformers"
+    else:
+        raise CheckpointError(f"{directory / 'config.json'}: model_type {model_type!r} is neither 'janus' "
+                              "(transformers layout) nor 'multi_modality' (original DeepSeek/GoT-R1 layout)")
+    ids = SpecialTokenIds.from_tokenizer(tokenizer)
+    if len(tokenizer) > model.config.text_config.vocab_size:
+        log.warning("tokenizer has %d tokens but the model %d embeddings; resizing (new rows are untrained)",
+                    len(tokenizer), model.config.text_config.vocab_size)
+        model.resize_token_embeddings(len(tokenizer))
+    target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device=target, dtype=_resolve_dtype(dtype, target)).eval()
+    model.generation_config = janus_generation_config(ids, model.config.vision_config.num_image_tokens)
+    return JanusBundle(model=model, tokenizer=tokenizer, ids=ids, source=str(path_or_id), layout=layout)
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str | None = None) -> Path:
+    """Write any loadable checkpoint in the transformers layout (safetensors), tokenizer included."""
+    bundle = load_janus(src, dtype=dtype or "float32", device="cpu")
+    return bundle.save(dst)

@@ -1,0 +1,348 @@
+"""The two-phase GoT-R1 sampler: a reasoning chain with `lm_head`, then image tokens with CFG.
+
+Phase 1 (text): every prompt is prefilled once and its KV cache is shared by its G samples. All
+B x G rows then decode together; a row that has written `<begin_of_image>` keeps stepping with a
+masked pad so the batch stays rectangular, and positions come from the attention mask, so a row's
+numbers are those it would get alone.
+
+Phase 2 (image): the conditional rows continue from the text cache (no re-prefill of prompt and
+chain). The unconditional rows, as in the published inference code, are the same sequence with
+every token but the first and the final `<begin_of_image>` replaced by pad; they are prefilled once,
+left-padded to the conditional cache's length, and joined to it, so each image step is one forward
+over 2 x rows. `logits = uncond + w * (cond - uncond)`; CFG is off for w <= 1, as in the release.
+
+Randomness is per row (see `sampling`), so a sample depends only on (prompt, seed, sample index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
+from .loading import JanusBundle
+from .sampling import row_keys, select_tokens
+from .tokens import encode_prompt
+
+_TEXT_STREAM, _IMAGE_STREAM = 1, 2
+
+
+@dataclass
+class SamplingConfig:
+    """How to sample; defaults follow the GoT-R1 release (temperature 1, CFG 5, 600 reasoning tokens)."""
+
+    num_generations: int = 1  # chains per prompt (GRPO's group size G)
+    images_per_chain: int = 1
+    cfg_weight: float = 5.0
+    text_temperature: float = 1.0  # 0 = greedy
+    image_temperature: float = 1.0  # 0 = greedy
+    text_top_k: int | None = None
+    text_top_p: float | None = None
+    image_top_k: int | None = None
+    image_top_p: float | None = None
+    max_reasoning_tokens: int = 600
+    seed: int = 0
+    decode_images: bool = True
+    decode_batch_size: int = 8
+    show_progress: bool = False
+    record_logits: bool = False  # keep every step's logits (parity checks; memory heavy)
+
+    def __post_init__(self):
+        if self.num_generations < 1 or self.images_per_chain < 1:
+            raise ValueError("num_generations and images_per_chain must be >= 1")
+        if self.text_temperature < 0 or self.image_temperature < 0:
+            raise ValueError("temperatures must be >= 0 (0 means greedy)")
+        if self.max_reasoning_tokens < 0:
+            raise ValueError("max_reasoning_tokens must be >= 0")
+
+
+@dataclass
+class Generation:
+    """One reasoning chain and the image(s) drawn from it, with what GRPO needs to score and train."""
+
+    prompt: str
+    prompt_index: int
+    sample_index: int
+    seed: int
+    prompt_ids: torch.Tensor  # [Lp], starts with BOS
+    text_ids: torch.Tensor  # [Lt], the chain's tokens ending with <begin_of_image>
+    text_logprobs: torch.Tensor  # [Lt], log-prob of each token under the distribution it was drawn from
+    chain: str  # decoded chain text, without <begin_of_image>
+    parsed: ParsedChain
+    hit_token_cap: bool  # <begin_of_image> was appended because the chain reached max_reasoning_tokens
+    image_ids: torch.Tensor  # [P, N] VQ codes
+    image_logprobs: torch.Tensor  # [P, N], under the CFG-combined, tempered distribution
+    images: list[Image.Image] = field(default_factory=list)
+    text_logits: torch.Tensor | None = None  # [Lt, V] when record_logits
+    image_logits: torch.Tensor | None = None  # [P, N, K] CFG-combined, when record_logits
+
+    @property
+    def objects(self) -> list[PlannedObject]:
+        return self.parsed.objects
+
+
+@dataclass
+class _Rows:
+    """State of the conditional rows once their chains are complete."""
+
+    cache: DynamicCache
+    mask: torch.Tensor  # [N, T] 1 where a real token sits in the cache
+    next_pos: torch.Tensor  # [N] position of the first image token
+    boi_hidden: torch.Tensor  # [N, D] hidden state at <begin_of_image>
+    first_token: torch.Tensor  # [N] the sequence's first token (kept in the unconditional row)
+    text_ids: list[torch.Tensor]
+    text_logprobs: list[torch.Tensor]
+    text_logits: list[torch.Tensor] | None
+    hit_cap: list[bool]
+
+
+def _join_batches(a: DynamicCache, b: DynamicCache) -> DynamicCache:
+    return DynamicCache(ddp_cache_data=[(torch.cat([ka, kb]), torch.cat([va, vb]))
+                                        for (ka, va, *_), (kb, vb, *_) in zip(a, b)])
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long, device=device)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def tokens_to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """[-1, 1] floats [B, H, W, C] -> uint8, truncating like the published inference code."""
+    return np.clip((pixels.float().cpu().numpy() + 1) / 2 * 255, 0, 255).astype(np.uint8)
+
+
+class TwoPhaseSampler:
+    """Batched GoT-R1 sampling over prompts x G with a shared prompt prefix and one KV cache."""
+
+    def __init__(self, bundle: JanusBundle):
+        self.bundle = bundle
+        self.model = bundle.model
+        self.ids = bundle.ids
+        self.lm = self.model.model.language_model
+        self.embed = self.lm.get_input_embeddings()
+
+    # -- public -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], config: SamplingConfig | None = None, *,
+                 seeds: Sequence[int] | None = None,
+                 chains: Sequence[Sequence[str]] | None = None) -> list[Generation]:
+        """Sample `config.num_generations` chains (each with `images_per_chain` images) per prompt.
+
+        seeds: one per prompt (default `config.seed + prompt index`); a sample depends only on its
+            prompt, its seed and its index within the group.
+        chains: optional fixed reasoning chains, `chains[i][g]` for prompt i, sample g; the text phase
+            is then teacher-forced (edit a plan and re-render it) and only images are sampled.
+        Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
+        """
+        cfg = config or SamplingConfig()
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        seeds = list(seeds) if seeds is not None else [cfg.seed + i for i in range(len(prompts))]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        tok = self.bundle.tokenizer
+        prompt_ids = [encode_prompt(tok, p, self.ids.bos) for p in prompts]
+        G = cfg.num_generations
+        row_seed = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(G)
+        row_sample = torch.arange(G, dtype=torch.int64).repeat(len(prompts))
+        if chains is None:
+            rows = self._sample_chains(prompt_ids, cfg, row_seed, row_sample)
+        else:
+            rows = self._force_chains(prompt_ids, chains, cfg)
+        image_ids, image_lps, image_logits = self._sample_images(rows, cfg, row_seed, row_sample)
+        images = self._decode(image_ids, cfg) if cfg.decode_images else []
+        P = cfg.images_per_chain
+        out = []
+        for r in range(len(prompts) * G):
+            b, g = divmod(r, G)
+            text_ids = rows.text_ids[r]
+            body = text_ids[:-1] if len(text_ids) and int(text_ids[-1]) == self.ids.begin_of_image else text_ids
+            chain = tok.decode(body.tolist(), skip_special_tokens=False)
+            out.append(Generation(
+                prompt=prompts[b], prompt_index=b, sample_index=g, seed=int(seeds[b]),
+                prompt_ids=torch.tensor(prompt_ids[b]),
+                text_ids=text_ids, text_logprobs=rows.text_logprobs[r], chain=chain,
+                parsed=parse_chain(chain + BEGIN_OF_IMAGE), hit_token_cap=rows.hit_cap[r],
+                image_ids=image_ids[r * P:(r + 1) * P], image_logprobs=image_lps[r * P:(r + 1) * P],
+                images=images[r * P:(r + 1) * P] if images else [],
+                text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
+                image_logits=image_logits[r * P:(r + 1) * P] if image_logits is not None else None,
+            ))
+        return out
+
+    # -- phase 1 --------------------------------------------------------------------------------
+    def _forward(self, embeds, mask, positions, cache) -> torch.Tensor:
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                      past_key_values=cache, use_cache=True)
+        return out.last_hidden_state[:, -1]
+
+    def _prefill(self, seqs: Sequence[Sequence[int]]):
+        device = self.bundle.device
+        ids, mask = _left_pad(seqs, self.ids.pad, device)
+        cache = DynamicCache()
+        hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
+        return cache, mask, hidden
+
+    def _sample_chains(self, prompt_ids, cfg: SamplingConfig, row_seed, row_sample) -> _Rows:
+        device = self.bundle.device
+        G, boi, pad = cfg.num_generations, self.ids.begin_of_image, self.ids.pad
+        cache, mask, hidden = self._prefill(prompt_ids)
+        logits = self.model.lm_head(hidden).repeat_interleave(G, 0)  # one prefill, shared by G samples
+        cache.batch_repeat_interleave(G)
+        mask = mask.repeat_interleave(G, 0)
+        n = mask.shape[0]
+        next_pos = torch.tensor([len(p) for p in prompt_ids], device=device).repeat_interleave(G)
+        keys = row_keys(row_seed, row_sample, _TEXT_STREAM).to(device)
+        boi_hidden = torch.zeros((n, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+        pending = torch.ones(n, dtype=torch.bool, device=device)
+        written, tokens, logprobs, logit_steps = [], [], [], []
+        step = 0
+        while bool(pending.any()):
+            rows = pending.nonzero().squeeze(1)
+            if step < cfg.max_reasoning_tokens:
+                picked, lp = select_tokens(logits, temperature=cfg.text_temperature,
+                                           keys=row_keys(keys[rows], step) if cfg.text_temperature > 0 else None,
+                                           top_k=cfg.text_top_k, top_p=cfg.text_top_p)
+            else:  # cap reached: close the chain as the release does
+                picked = torch.full((len(rows),), boi, dtype=torch.long, device=device)
+                temp = cfg.text_temperature if cfg.text_temperature > 0 else 1.0
+                lp = torch.log_softmax(logits.float() / temp, -1)[:, boi]
+            step_tokens = torch.full((n,), pad, dtype=torch.long, device=device)
+            step_tokens[rows] = picked
+            step_lp = torch.zeros(n, dtype=torch.float32, device=device)
+            step_lp[rows] = lp
+            written.append(pending.clone())
+            tokens.append(step_tokens)
+            logprobs.append(step_lp)
+            if cfg.record_logits:
+                full = torch.full((n, logits.shape[-1]), float("nan"), device=device)
+                full[rows] = logits.float()
+                logit_steps.append(full)
+            mask = torch.cat([mask, pending.long()[:, None]], dim=1)
+            hidden = self._forward(self.embed(step_tokens[:, None]), mask, next_pos[:, None], cache)
+            next_pos = next_pos + pending.long()
+            closed = pending & (step_tokens == boi)
+            boi_hidden[closed] = hidden[closed]
+            pending = pending & ~closed
+            if bool(pending.any()):
+                logits = self.model.lm_head(hidden[pending])
+            step += 1
+        written_t = torch.stack(written, 1).cpu()
+        tokens_t = torch.stack(tokens, 1).cpu()
+        lps_t = torch.stack(logprobs, 1).cpu()
+        text_ids = [tokens_t[r][written_t[r]] for r in range(n)]
+        text_lps = [lps_t[r][written_t[r]] for r in range(n)]
+        text_logits = None
+        if cfg.record_logits:
+            stacked = torch.stack(logit_steps, 1).cpu()
+            text_logits = [stacked[r][written_t[r]] for r in range(n)]
+        firsts = torch.tensor([p[0] for p in prompt_ids], device=device).repeat_interleave(G)
+        hit_cap = [len(t) > cfg.max_reasoning_tokens for t in text_ids]
+        return _Rows(cache, mask, next_pos, boi_hidden, firsts, text_ids, text_lps, text_logits, hit_cap)
+
+    def _force_chains(self, prompt_ids, chains, cfg: SamplingConfig) -> _Rows:
+        """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample."""
+        G = cfg.num_generations
+        if len(chains) != len(prompt_ids) or any(len(c) != G for c in chains):
+            raise ValueError(f"chains must hold {G} chain(s) for each of the {len(prompt_ids)} prompts")
+        tok, boi = self.bundle.tokenizer, self.ids.begin_of_image
+        seqs, text_ids = [], []
+        for p, group in zip(prompt_ids, chains):
+            for chain in group:
+                body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
+                text_ids.append(torch.tensor([*body, boi]))
+                seqs.append([*p, *body, boi])
+        cache, mask, hidden = self._prefill(seqs)
+        device = self.bundle.device
+        next_pos = torch.tensor([len(s) for s in seqs], device=device)
+        firsts = torch.tensor([s[0] for s in seqs], device=device)
+        zeros = [torch.zeros(len(t)) for t in text_ids]
+        return _Rows(cache, mask, next_pos, hidden, firsts, text_ids, zeros, None, [False] * len(seqs))
+
+    # -- phase 2 --------------------------------------------------------------------------------
+    def _sample_images(self, rows: _Rows, cfg: SamplingConfig, row_seed, row_sample):
+        device = self.bundle.device
+        P = cfg.images_per_chain
+        use_cfg = cfg.cfg_weight > 1
+        cache, mask = rows.cache, rows.mask.repeat_interleave(P, 0)
+        if P > 1:
+            cache.batch_repeat_interleave(P)
+        hidden = rows.boi_hidden.repeat_interleave(P, 0)
+        positions = rows.next_pos.repeat_interleave(P, 0)
+        m = hidden.shape[0]
+        if use_cfg:
+            ucache, umask, uhidden = self._unconditional_prefix(rows, P)
+            cache = _join_batches(cache, ucache)
+            mask = torch.cat([mask, umask])
+            hidden = torch.cat([hidden, uhidden])
+            positions = torch.cat([positions, positions])
+        image_index = torch.arange(P, dtype=torch.int64).repeat(len(row_seed))
+        keys = row_keys(row_seed.repeat_interleave(P), row_sample.repeat_interleave(P), image_index,
+                        _IMAGE_STREAM).to(device)
+        n_tokens = self.bundle.num_image_tokens
+        image_ids = torch.zeros((m, n_tokens), dtype=torch.long, device=device)
+        image_lps = torch.zeros((m, n_tokens), dtype=torch.float32, device=device)
+        image_logits = [] if cfg.record_logits else None
+        gen_head = self.model.model.generation_head
+        for k in tqdm(range(n_tokens), desc="image tokens", disable=not cfg.show_progress, leave=False):
+            logits = gen_head(hidden).float()
+            if use_cfg:
+                cond, uncond = logits[:m], logits[m:]
+                logits = uncond + cfg.cfg_weight * (cond - uncond)
+            if image_logits is not None:
+                image_logits.append(logits.cpu())
+            picked, lp = select_tokens(logits, temperature=cfg.image_temperature,
+                                       keys=row_keys(keys, k) if cfg.image_temperature > 0 else None,
+                                       top_k=cfg.image_top_k, top_p=cfg.image_top_p)
+            image_ids[:, k] = picked
+            image_lps[:, k] = lp
+            if k == n_tokens - 1:
+                break
+            feed = torch.cat([picked, picked]) if use_cfg else picked
+            embeds = self.model.prepare_embeddings_for_image_generation(feed[:, None])
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            hidden = self._forward(embeds, mask, (positions + k)[:, None], cache)
+        logits_out = torch.stack(image_logits, 1) if image_logits is not None else None
+        return image_ids.cpu(), image_lps.cpu(), logits_out
+
+    def _unconditional_prefix(self, rows: _Rows, P: int):
+        """[first token, pad, ..., pad, <begin_of_image>] per row, as long as its conditional sequence."""
+        device = self.bundle.device
+        n, width = rows.mask.shape
+        lengths = rows.next_pos  # tokens in each conditional sequence
+        ids = torch.full((n, width), self.ids.pad, dtype=torch.long, device=device)
+        col = torch.arange(width, device=device)[None, :]
+        start = (width - lengths)[:, None]
+        mask = (col >= start).long()
+        ids.scatter_(1, start, rows.first_token[:, None])
+        ids[:, -1] = self.ids.begin_of_image
+        cache = DynamicCache()
+        hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
+        if P > 1:
+            cache.batch_repeat_interleave(P)
+        return cache, mask.repeat_interleave(P, 0), hidden.repeat_interleave(P, 0)
+
+    def _decode(self, image_ids: torch.Tensor, cfg: SamplingConfig) -> list[Image.Image]:
+        device = self.bundle.device
+        images = []
+        for chunk in image_ids.split(cfg.decode_batch_size):
+            pixels = self.model.decode_image_tokens(chunk.to(device))
+            images.extend(Image.fromarray(a) for a in tokens_to_uint8(pixels))
+        return images
