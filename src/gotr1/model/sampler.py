@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
+from .kv_cache import PreallocatedCache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
 from .tokens import encode_prompt
@@ -91,7 +91,7 @@ class Generation:
 class _Rows:
     """State of the conditional rows once their chains are complete."""
 
-    cache: DynamicCache
+    cache: PreallocatedCache
     mask: torch.Tensor  # [N, T] 1 where a real token sits in the cache
     next_pos: torch.Tensor  # [N] position of the first image token
     boi_hidden: torch.Tensor  # [N, D] hidden state at <begin_of_image>
@@ -100,11 +100,6 @@ class _Rows:
     text_logprobs: list[torch.Tensor]
     text_logits: list[torch.Tensor] | None
     hit_cap: list[bool]
-
-
-def _join_batches(a: DynamicCache, b: DynamicCache) -> DynamicCache:
-    return DynamicCache(ddp_cache_data=[(torch.cat([ka, kb]), torch.cat([va, vb]))
-                                        for (ka, va, *_), (kb, vb, *_) in zip(a, b)])
 
 
 def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +131,9 @@ class TwoPhaseSampler:
         self.ids = bundle.ids
         self.lm = self.model.model.language_model
         self.embed = self.lm.get_input_embeddings()
+        # With SDPA a ready [rows, 1, 1, keys] boolean mask skips transformers' per-step mask building
+        # (a single query attends to every unmasked key, so no causal part is needed).
+        self._ready_decode_masks = self.lm.config._attn_implementation == "sdpa"
 
     # -- public -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -193,21 +191,26 @@ class TwoPhaseSampler:
                       past_key_values=cache, use_cache=True)
         return out.last_hidden_state[:, -1]
 
-    def _prefill(self, seqs: Sequence[Sequence[int]]):
+    def _prefill(self, seqs: Sequence[Sequence[int]], extra_steps: int):
+        """Left-padded prefill into a cache sized for `extra_steps` more tokens."""
         device = self.bundle.device
         ids, mask = _left_pad(seqs, self.ids.pad, device)
-        cache = DynamicCache()
+        cache = PreallocatedCache(self.model.config.text_config.num_hidden_layers, ids.shape[1] + extra_steps)
         hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
         return cache, mask, hidden
 
     def _sample_chains(self, prompt_ids, cfg: SamplingConfig, row_seed, row_sample) -> _Rows:
         device = self.bundle.device
         G, boi, pad = cfg.num_generations, self.ids.begin_of_image, self.ids.pad
-        cache, mask, hidden = self._prefill(prompt_ids)
+        cache, mask, hidden = self._prefill(prompt_ids, cfg.max_reasoning_tokens + 1 + self.bundle.num_image_tokens)
         logits = self.model.lm_head(hidden).repeat_interleave(G, 0)  # one prefill, shared by G samples
         cache.batch_repeat_interleave(G)
-        mask = mask.repeat_interleave(G, 0)
-        n = mask.shape[0]
+        width = mask.shape[1]
+        n = mask.shape[0] * G
+        # Mask columns for every possible step, filled as rows write (a view is passed each step).
+        mask = torch.cat([mask.repeat_interleave(G, 0),
+                          mask.new_zeros((n, cfg.max_reasoning_tokens + 1))], dim=1)
+        step_mask = mask.bool()[:, None, None, :] if self._ready_decode_masks else mask
         next_pos = torch.tensor([len(p) for p in prompt_ids], device=device).repeat_interleave(G)
         keys = row_keys(row_seed, row_sample, _TEXT_STREAM).to(device)
         boi_hidden = torch.zeros((n, hidden.shape[-1]), dtype=hidden.dtype, device=device)
@@ -218,7 +221,7 @@ class TwoPhaseSampler:
             rows = pending.nonzero().squeeze(1)
             if step < cfg.max_reasoning_tokens:
                 picked, lp = select_tokens(logits, temperature=cfg.text_temperature,
-                                           keys=row_keys(keys[rows], step) if cfg.text_temperature > 0 else None,
+                                           keys=keys[rows], step=step,
                                            top_k=cfg.text_top_k, top_p=cfg.text_top_p)
             else:  # cap reached: close the chain as the release does
                 picked = torch.full((len(rows),), boi, dtype=torch.long, device=device)
@@ -235,8 +238,11 @@ class TwoPhaseSampler:
                 full = torch.full((n, logits.shape[-1]), float("nan"), device=device)
                 full[rows] = logits.float()
                 logit_steps.append(full)
-            mask = torch.cat([mask, pending.long()[:, None]], dim=1)
-            hidden = self._forward(self.embed(step_tokens[:, None]), mask, next_pos[:, None], cache)
+            mask[:, width + step] = pending
+            if step_mask is not mask:
+                step_mask[:, 0, 0, width + step] = pending
+            hidden = self._forward(self.embed(step_tokens[:, None]), step_mask[..., : width + step + 1],
+                                   next_pos[:, None], cache)
             next_pos = next_pos + pending.long()
             closed = pending & (step_tokens == boi)
             boi_hidden[closed] = hidden[closed]
@@ -244,6 +250,7 @@ class TwoPhaseSampler:
             if bool(pending.any()):
                 logits = self.model.lm_head(hidden[pending])
             step += 1
+        mask = mask[:, : width + step]
         written_t = torch.stack(written, 1).cpu()
         tokens_t = torch.stack(tokens, 1).cpu()
         lps_t = torch.stack(logprobs, 1).cpu()
@@ -269,7 +276,7 @@ class TwoPhaseSampler:
                 body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
                 text_ids.append(torch.tensor([*body, boi]))
                 seqs.append([*p, *body, boi])
-        cache, mask, hidden = self._prefill(seqs)
+        cache, mask, hidden = self._prefill(seqs, self.bundle.num_image_tokens)
         device = self.bundle.device
         next_pos = torch.tensor([len(s) for s in seqs], device=device)
         firsts = torch.tensor([s[0] for s in seqs], device=device)
@@ -289,7 +296,7 @@ class TwoPhaseSampler:
         m = hidden.shape[0]
         if use_cfg:
             ucache, umask, uhidden = self._unconditional_prefix(rows, P)
-            cache = _join_batches(cache, ucache)
+            cache = PreallocatedCache.join_batches(cache, ucache)
             mask = torch.cat([mask, umask])
             hidden = torch.cat([hidden, uhidden])
             positions = torch.cat([positions, positions])
@@ -301,6 +308,11 @@ class TwoPhaseSampler:
         image_lps = torch.zeros((m, n_tokens), dtype=torch.float32, device=device)
         image_logits = [] if cfg.record_logits else None
         gen_head = self.model.model.generation_head
+        # The whole mask is allocated once; each step passes a view one column longer.
+        width = mask.shape[1]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], n_tokens))], dim=1)
+        if self._ready_decode_masks:
+            mask = mask.bool()[:, None, None, :]
         for k in tqdm(range(n_tokens), desc="image tokens", disable=not cfg.show_progress, leave=False):
             logits = gen_head(hidden).float()
             if use_cfg:
@@ -309,16 +321,16 @@ class TwoPhaseSampler:
             if image_logits is not None:
                 image_logits.append(logits.cpu())
             picked, lp = select_tokens(logits, temperature=cfg.image_temperature,
-                                       keys=row_keys(keys, k) if cfg.image_temperature > 0 else None,
+                                       keys=keys, step=k,
                                        top_k=cfg.image_top_k, top_p=cfg.image_top_p)
             image_ids[:, k] = picked
             image_lps[:, k] = lp
             if k == n_tokens - 1:
                 break
-            feed = torch.cat([picked, picked]) if use_cfg else picked
-            embeds = self.model.prepare_embeddings_for_image_generation(feed[:, None])
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            hidden = self._forward(embeds, mask, (positions + k)[:, None], cache)
+            embeds = self.model.prepare_embeddings_for_image_generation(picked[:, None])
+            if use_cfg:  # both halves read the same token
+                embeds = torch.cat([embeds, embeds])
+            hidden = self._forward(embeds, mask[..., : width + k + 1], (positions + k)[:, None], cache)
         logits_out = torch.stack(image_logits, 1) if image_logits is not None else None
         return image_ids.cpu(), image_lps.cpu(), logits_out
 
@@ -333,7 +345,7 @@ class TwoPhaseSampler:
         mask = (col >= start).long()
         ids.scatter_(1, start, rows.first_token[:, None])
         ids[:, -1] = self.ids.begin_of_image
-        cache = DynamicCache()
+        cache = PreallocatedCache(self.model.config.text_config.num_hidden_layers, width + self.bundle.num_image_tokens)
         hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
         if P > 1:
             cache.batch_repeat_interleave(P)

@@ -1,10 +1,10 @@
 """Token selection: temperature, top-k / top-p, greedy, and batch-independent random draws.
 
-Sampling uses the Gumbel-max trick with noise from a counter-based hash keyed by (row seed, step,
-vocabulary index). A row's draws therefore depend only on its own seed, never on which rows share
-its batch or on how many draws happened before: the same prompt and seed give the same chain and
-image whether sampled alone, in a group, or after a resume. argmax(logits/T + Gumbel) is an exact
-sample from softmax(logits/T).
+Sampling inverts each row's cumulative distribution at a uniform drawn from a counter-based hash
+keyed by (row seed, step). A row's draws therefore depend only on its own seed, never on which rows
+share its batch or on how many draws happened before: the same prompt and seed give the same chain
+and image whether sampled alone, in a group, or after a resume. One hash per row and step keeps the
+cost far below per-vocabulary noise.
 """
 
 from __future__ import annotations
@@ -45,12 +45,10 @@ def row_keys(seeds: torch.Tensor, *streams: int | torch.Tensor) -> torch.Tensor:
     return key
 
 
-def gumbel_noise(keys: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Gumbel(0, 1) noise of shape [rows, vocab], a pure function of each row's key."""
-    index = torch.arange(vocab_size, dtype=torch.int64, device=keys.device)
-    bits = splitmix64(keys[:, None] + index[None, :] * _GOLDEN)
-    uniform = (_shift_right(bits, 11).to(torch.float64) + 0.5) * (1.0 / (1 << 53))
-    return -torch.log(-torch.log(uniform))
+def uniforms_at(keys: torch.Tensor, step: int) -> torch.Tensor:
+    """The `step`-th draw of each row's SplitMix64 stream: one float64 uniform in [0, 1) per row."""
+    offset = _signed((step * _GOLDEN) % _U64)
+    return _shift_right(splitmix64(keys + offset), 11).to(torch.float64) * (1.0 / (1 << 53))
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
@@ -68,20 +66,25 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
-def select_tokens(logits: torch.Tensor, *, temperature: float, keys: torch.Tensor | None,
+def select_tokens(logits: torch.Tensor, *, temperature: float, keys: torch.Tensor | None, step: int = 0,
                   top_k: int | None = None, top_p: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row; return (tokens, log-probs under the distribution they were drawn from).
 
+    keys: each row's stream key (see `row_keys`); step: which draw of the stream to use.
     temperature 0 means greedy; its log-probs are those of the untempered, filtered distribution.
     """
-    logits = logits.float()
-    scaled = logits / temperature if temperature > 0 else logits
+    scaled = logits.float()
+    if temperature > 0:
+        scaled = scaled / temperature
     scaled = filter_logits(scaled, top_k, top_p)
-    logprobs = torch.log_softmax(scaled, dim=-1)
+    logprobs = torch.log_softmax(scaled.double(), dim=-1)
     if temperature > 0:
         if keys is None:
             raise ValueError("sampling with temperature > 0 needs per-row keys")
-        tokens = torch.argmax(scaled.double() + gumbel_noise(keys, scaled.shape[-1]), dim=-1)
+        cdf = logprobs.exp().cumsum(-1)
+        u = uniforms_at(keys, step)[:, None] * cdf[:, -1:]
+        # First index whose CDF exceeds u: zero-probability (filtered) tokens have empty intervals.
+        tokens = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=scaled.shape[-1] - 1)
     else:
         tokens = torch.argmax(scaled, dim=-1)
-    return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+    return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1).float()

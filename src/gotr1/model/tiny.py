@@ -32,10 +32,12 @@ _DEFAULT_CORPUS = (
 )
 
 
-def build_tiny_tokenizer(corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, vocab_size: int = 320):
-    """A byte-level BPE tokenizer with Janus' special tokens and GoT-R1's layout tokens.
+def build_tiny_tokenizer(corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, vocab_size: int = 320,
+                         *, add_layout_tokens: bool = True):
+    """A byte-level BPE tokenizer with Janus' special tokens (and GoT-R1's layout tokens).
 
     Byte-level, so it encodes any text (digits, punctuation, unicode) like DeepSeek's tokenizer does.
+    Without layout tokens it looks like a released checkpoint's tokenizer before GoT-R1's additions.
     """
     specials = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_PLACEHOLDER, BEGIN_OF_IMAGE, END_OF_IMAGE]
     tok = Tokenizer(models.BPE())
@@ -59,7 +61,8 @@ def build_tiny_tokenizer(corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, 
         pad_token=PAD_TOKEN,
         model_max_length=4096,
     )
-    prepare_tokenizer(tokenizer)
+    if add_layout_tokens:
+        prepare_tokenizer(tokenizer)
     return tokenizer
 
 

@@ -1,0 +1,172 @@
+"""`gotr1` command line: generate, convert (training, rewards and evaluation join as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+log = logging.getLogger("gotr1")
+
+BUILTIN_TINY_RANDOM = "tiny-random"
+
+
+class CliError(Exception):
+    """A user-facing error printed as one line."""
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+    return slug[:limit] or "prompt"
+
+
+def _load_model(spec: str | None, dtype: str | None, device: str | None):
+    from .model.loading import JanusBundle, load_janus
+    from .model.tiny import build_tiny_janus
+    from .model.tokens import SpecialTokenIds
+
+    if spec in (None, BUILTIN_TINY_RANDOM):
+        if spec is None:
+            log.warning("no --model given and no trained default model is shipped yet: using a tiny RANDOMLY "
+                        "initialised Janus, so chains and images are noise. Pass --model PATH for a real checkpoint.")
+        model, tokenizer = build_tiny_janus()
+        if device:
+            model = model.to(device)
+        return JanusBundle(model, tokenizer, SpecialTokenIds.from_tokenizer(tokenizer), source=BUILTIN_TINY_RANDOM)
+    return load_janus(spec, dtype=dtype, device=device)
+
+
+def write_generation(gen, out_dir: Path) -> list[Path]:
+    """Per sample: image(s), chain as text and JSON, and the plan drawn over each image."""
+    from .layout import draw_plan_over_image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "chain.txt").write_text(gen.chain + "\n")
+    record = {
+        "prompt": gen.prompt,
+        "seed": gen.seed,
+        "sample_index": gen.sample_index,
+        "chain": gen.chain,
+        "text": gen.parsed.text,
+        "objects": [
+            {"name": o.name, "box": None if o.box is None else [o.box.x1, o.box.y1, o.box.x2, o.box.y2]}
+            for o in gen.objects
+        ],
+        "problems": [{"kind": str(getattr(p.kind, "value", p.kind)), "message": p.message} for p in gen.parsed.problems],
+        "hit_token_cap": gen.hit_token_cap,
+        "num_text_tokens": int(len(gen.text_ids)),
+        "images": [],
+    }
+    written = [out_dir / "chain.txt", out_dir / "chain.json"]
+    for i, image in enumerate(gen.images):
+        image_path, plan_path = out_dir / f"image_{i}.png", out_dir / f"plan_{i}.png"
+        image.save(image_path)
+        # Small images are enlarged (nearest) so the plan's labels stay legible.
+        scale = max(1, -(-384 // image.width))
+        shown = image.resize((image.width * scale, image.height * scale), resample=0) if scale > 1 else image
+        draw_plan_over_image(shown, gen.objects).save(plan_path)
+        record["images"].append({"image": image_path.name, "plan": plan_path.name})
+        written += [image_path, plan_path]
+    (out_dir / "chain.json").write_text(json.dumps(record, indent=2) + "\n")
+    return written
+
+
+def cmd_generate(args) -> int:
+    from .model.sampler import SamplingConfig, TwoPhaseSampler
+
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        path = Path(args.prompts_file)
+        if not path.is_file():
+            raise CliError(f"{path}: no such prompts file")
+        prompts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise CliError("give at least one --prompt or a --prompts-file")
+    bundle = _load_model(args.model, args.dtype, args.device)
+    config = SamplingConfig(
+        num_generations=args.num_chains, images_per_chain=args.num_images, cfg_weight=args.cfg,
+        text_temperature=args.text_temperature, image_temperature=args.image_temperature,
+        text_top_k=args.top_k, text_top_p=args.top_p, max_reasoning_tokens=args.max_reasoning_tokens,
+        seed=args.seed, show_progress=True,
+    )
+    sampler = TwoPhaseSampler(bundle)
+    out_root = Path(args.out)
+    for start in range(0, len(prompts), args.batch_size):
+        batch = prompts[start:start + args.batch_size]
+        seeds = [args.seed + start + i for i in range(len(batch))]
+        for gen in sampler.generate(batch, config, seeds=seeds):
+            index = start + gen.prompt_index
+            target = out_root / f"{index:04d}_{_slug(gen.prompt)}" / f"sample_{gen.sample_index:02d}"
+            write_generation(gen, target)
+            log.info("%s: %d object(s), %d problem(s) -> %s", gen.prompt, len(gen.objects),
+                     len(gen.parsed.problems), target)
+    print(f"wrote {len(prompts) * args.num_chains} sample(s) under {out_root}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .model.loading import convert_checkpoint
+
+    out = convert_checkpoint(args.src, args.dst, dtype=args.dtype)
+    print(f"wrote transformers-layout checkpoint to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gotr1", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="prompt -> reasoning chain with boxes -> image(s)")
+    gen.add_argument("--model", default=None,
+                     help="checkpoint directory or hub id (transformers or original GoT-R1 layout); "
+                          f"'{BUILTIN_TINY_RANDOM}' for a tiny random model")
+    gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    gen.add_argument("--prompts-file", help="text file, one prompt per line")
+    gen.add_argument("--num-chains", type=int, default=1, help="reasoning chains per prompt")
+    gen.add_argument("--num-images", type=int, default=1, help="images per reasoning chain")
+    gen.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (<= 1 disables)")
+    gen.add_argument("--text-temperature", type=float, default=1.0)
+    gen.add_argument("--image-temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=None, help="top-k for reasoning tokens")
+    gen.add_argument("--top-p", type=float, default=None, help="nucleus for reasoning tokens")
+    gen.add_argument("--max-reasoning-tokens", type=int, default=600)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--batch-size", type=int, default=4, help="prompts sampled together")
+    gen.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)")
+    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    gen.add_argument("--out", default="outputs/generate", help="output directory")
+    gen.set_defaults(func=cmd_generate)
+
+    conv = sub.add_parser("convert", help="write a checkpoint (e.g. original GoT-R1 layout) in the transformers layout")
+    conv.add_argument("src", help="source checkpoint directory or hub id")
+    conv.add_argument("dst", help="output directory")
+    conv.add_argument("--dtype", default=None, help="dtype to save (default float32)")
+    conv.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .model.loading import CheckpointError
+
+    try:
+        return args.func(args)
+    except (CliError, CheckpointError) as exc:
+        print(f"gotr1: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gotr1: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
