@@ -58,6 +58,10 @@ def test_image_phase_matches_transformers_generate(tiny_bundle):
                                     do_sample=False, guidance_scale=5.0, logits_processor=LogitsProcessorList([recorder]))
         assert torch.equal(gen.image_ids, tokens)
         assert int(gen.text_ids[-1]) == ids.begin_of_image
+        with torch.no_grad():  # teacher-forced chains carry the model's log-probs of their tokens
+            logits = model(input_ids=sequence).logits[0, -len(gen.text_ids) - 1:-1]
+        expected = torch.log_softmax(logits, -1).gather(-1, gen.text_ids[:, None]).squeeze(-1)
+        torch.testing.assert_close(gen.text_logprobs, expected, atol=1e-5, rtol=1e-5)
         # The recorder sees transformers' raw [cond; uncond] head logits; combine them as CFG does.
         raw = torch.stack(recorder.steps, 1)
         combined = raw[1:] + 5.0 * (raw[:1] - raw[1:])

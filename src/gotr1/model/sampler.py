@@ -73,6 +73,7 @@ class Generation:
     prompt_ids: torch.Tensor  # [Lp], starts with BOS
     text_ids: torch.Tensor  # [Lt], the chain's tokens ending with <begin_of_image>
     text_logprobs: torch.Tensor  # [Lt], log-prob of each token under the distribution it was drawn from
+    #   (for teacher-forced chains: under the model at the text temperature)
     chain: str  # decoded chain text, without <begin_of_image>
     parsed: ParsedChain
     hit_token_cap: bool  # <begin_of_image> was appended because the chain reached max_reasoning_tokens
@@ -186,17 +187,17 @@ class TwoPhaseSampler:
         return out
 
     # -- phase 1 --------------------------------------------------------------------------------
-    def _forward(self, embeds, mask, positions, cache) -> torch.Tensor:
+    def _forward(self, embeds, mask, positions, cache, *, all_positions: bool = False) -> torch.Tensor:
         out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                       past_key_values=cache, use_cache=True)
-        return out.last_hidden_state[:, -1]
+        return out.last_hidden_state if all_positions else out.last_hidden_state[:, -1]
 
-    def _prefill(self, seqs: Sequence[Sequence[int]], extra_steps: int):
+    def _prefill(self, seqs: Sequence[Sequence[int]], extra_steps: int, *, all_positions: bool = False):
         """Left-padded prefill into a cache sized for `extra_steps` more tokens."""
         device = self.bundle.device
         ids, mask = _left_pad(seqs, self.ids.pad, device)
         cache = PreallocatedCache(self.model.config.text_config.num_hidden_layers, ids.shape[1] + extra_steps)
-        hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
+        hidden = self._forward(self.embed(ids), mask, _positions(mask), cache, all_positions=all_positions)
         return cache, mask, hidden
 
     def _sample_chains(self, prompt_ids, cfg: SamplingConfig, row_seed, row_sample) -> _Rows:
@@ -265,7 +266,10 @@ class TwoPhaseSampler:
         return _Rows(cache, mask, next_pos, boi_hidden, firsts, text_ids, text_lps, text_logits, hit_cap)
 
     def _force_chains(self, prompt_ids, chains, cfg: SamplingConfig) -> _Rows:
-        """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample."""
+        """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample.
+
+        Their text log-probs are the model's (at the text temperature) for the given tokens.
+        """
         G = cfg.num_generations
         if len(chains) != len(prompt_ids) or any(len(c) != G for c in chains):
             raise ValueError(f"chains must hold {G} chain(s) for each of the {len(prompt_ids)} prompts")
@@ -276,12 +280,18 @@ class TwoPhaseSampler:
                 body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
                 text_ids.append(torch.tensor([*body, boi]))
                 seqs.append([*p, *body, boi])
-        cache, mask, hidden = self._prefill(seqs, self.bundle.num_image_tokens)
-        device = self.bundle.device
+        cache, mask, hidden = self._prefill(seqs, self.bundle.num_image_tokens, all_positions=True)
+        device, width = self.bundle.device, mask.shape[1]
+        temperature = cfg.text_temperature if cfg.text_temperature > 0 else 1.0
+        text_lps = []
+        for r, ids in enumerate(text_ids):
+            # Chain token j sits at column width - len + j and is predicted from the column before it.
+            before = hidden[r, width - len(ids) - 1: width - 1]
+            logprobs = torch.log_softmax(self.model.lm_head(before).float() / temperature, -1)
+            text_lps.append(logprobs.gather(-1, ids.to(device)[:, None]).squeeze(-1).cpu())
         next_pos = torch.tensor([len(s) for s in seqs], device=device)
         firsts = torch.tensor([s[0] for s in seqs], device=device)
-        zeros = [torch.zeros(len(t)) for t in text_ids]
-        return _Rows(cache, mask, next_pos, hidden, firsts, text_ids, zeros, None, [False] * len(seqs))
+        return _Rows(cache, mask, next_pos, hidden[:, -1], firsts, text_ids, text_lps, None, [False] * len(seqs))
 
     # -- phase 2 --------------------------------------------------------------------------------
     def _sample_images(self, rows: _Rows, cfg: SamplingConfig, row_seed, row_sample):
