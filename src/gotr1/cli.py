@@ -12,6 +12,8 @@ from pathlib import Path
 log = logging.getLogger("gotr1")
 
 BUILTIN_TINY_RANDOM = "tiny-random"
+# The shapes-world model trained by `gotr1 shapes build-tokenizer` + `pretrain`, shipped in the package.
+DEFAULT_MODEL = Path(__file__).parent / "worlds" / "shapes" / "default_model"
 
 
 class CliError(Exception):
@@ -28,9 +30,12 @@ def _load_model(spec: str | None, dtype: str | None, device: str | None):
     from .model.tiny import build_tiny_janus
     from .model.tokens import SpecialTokenIds
 
+    if spec is None and (DEFAULT_MODEL / "config.json").is_file():
+        log.info("no --model given: using the built-in shapes-world model (%s)", DEFAULT_MODEL)
+        return load_janus(DEFAULT_MODEL, dtype=dtype, device=device)
     if spec in (None, BUILTIN_TINY_RANDOM):
         if spec is None:
-            log.warning("no --model given and no trained default model is shipped yet: using a tiny RANDOMLY "
+            log.warning("no --model given and the built-in model is missing: using a tiny RANDOMLY "
                         "initialised Janus, so chains and images are noise. Pass --model PATH for a real checkpoint.")
         model, tokenizer = build_tiny_janus()
         if device:
@@ -115,6 +120,43 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_shapes_build_tokenizer(args) -> int:
+    from .worlds.shapes.recipe import build_tokenizers
+
+    report = build_tokenizers(args.out, seed=args.seed, vq_steps=args.vq_steps)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_shapes_pretrain(args) -> int:
+    from .train.sft import SFTConfig
+    from .worlds.shapes.recipe import pretrain
+
+    tokenizers = Path(args.tokenizers)
+    if not (tokenizers / "vq").is_dir() or not (tokenizers / "tokenizer").is_dir():
+        raise CliError(f"{tokenizers}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`")
+    sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                    max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed)
+    report = pretrain(tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft)
+    print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
+    return 0
+
+
+def cmd_shapes_eval(args) -> int:
+    from .worlds.shapes.evaluate import ShapesEvalConfig, evaluate, write_report
+
+    bundle = _load_model(args.model, args.dtype, args.device)
+    config = ShapesEvalConfig(split=args.split, num_prompts=args.prompts, samples_per_prompt=args.samples,
+                              seed=args.seed, cfg_weight=args.cfg, batch_size=args.batch_size)
+    summary, records, generations = evaluate(bundle, config)
+    out = write_report(args.out, summary, records, generations)
+    print(f"{args.split} accuracy (all constraints hold): {summary['accuracy']:.3f} over {summary['samples']} samples")
+    print(f"chain validity: {summary['chain_valid_rate']:.3f}; reward means: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary["reward_means"].items() if v is not None))
+    print(f"summary, samples and grid written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gotr1", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -146,6 +188,36 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output directory")
     conv.add_argument("--dtype", default=None, help="dtype to save (default float32)")
     conv.set_defaults(func=cmd_convert)
+
+    shapes = sub.add_parser("shapes", help="the built-in shapes world: recipe and evaluation")
+    shapes_sub = shapes.add_subparsers(dest="shapes_command", required=True)
+    tok = shapes_sub.add_parser("build-tokenizer", help="train the VQ image tokenizer and the text tokenizer")
+    tok.add_argument("--out", default="outputs/shapes/tokenizers")
+    tok.add_argument("--vq-steps", type=int, default=3000)
+    tok.add_argument("--seed", type=int, default=0)
+    tok.set_defaults(func=cmd_shapes_build_tokenizer)
+    pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")
+    pre.add_argument("--tokenizers", default="outputs/shapes/tokenizers")
+    pre.add_argument("--out", default="outputs/shapes/model")
+    pre.add_argument("--examples", type=int, default=20000)
+    pre.add_argument("--steps", type=int, default=1500)
+    pre.add_argument("--batch-size", type=int, default=32)
+    pre.add_argument("--lr", type=float, default=1e-3)
+    pre.add_argument("--minutes", type=float, default=None, help="stop SFT after this many minutes")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.set_defaults(func=cmd_shapes_pretrain)
+    ev = shapes_sub.add_parser("eval", help="held-out compositional accuracy, judged from pixels")
+    ev.add_argument("--model", default=None, help="checkpoint (default: the shipped shapes model)")
+    ev.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
+    ev.add_argument("--prompts", type=int, default=200)
+    ev.add_argument("--samples", type=int, default=1, help="samples per prompt")
+    ev.add_argument("--cfg", type=float, default=3.0)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--dtype", default=None)
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--out", default="outputs/shapes/eval")
+    ev.set_defaults(func=cmd_shapes_eval)
     return parser
 
 

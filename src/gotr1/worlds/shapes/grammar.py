@@ -33,7 +33,7 @@ class Prompt:
 
 
 def noun_phrase(group: Group) -> str:
-    """'a small red circle', 'an orange square', 'two large blue diamonds'."""
+    """'a small red circle', 'a cyan square', 'two large blue diamonds'."""
     words = [w for w in (group.size, group.color) if w]
     noun = group.shape if group.count == 1 else PLURALS[group.shape]
     body = " ".join([*words, noun])

@@ -132,13 +132,19 @@ def layout_scene(meaning: Meaning, rng: random.Random, image_size: int = DEFAULT
                 continue
             break
         else:
-            if all(relation_holds(r.relation, a.box, b.box)
+            # Checked on the 0..1000 grid boxes the chain states and the grounder reads back.
+            grid = {id(o): o.grid_box(image_size) for o in placed}
+            if all(relation_holds(r.relation, _corners(grid[id(a)]), _corners(grid[id(b)]))
                    for r in meaning.relations
                    for a in placed if a.group == r.subject
                    for b in placed if b.group == r.object):
                 placed.sort(key=lambda o: (o.group, o.box))
                 return Scene(meaning, placed, image_size)
     raise LayoutError(f"no layout found for {meaning}")
+
+
+def _corners(box: Box) -> tuple[int, int, int, int]:
+    return (box.x1, box.y1, box.x2, box.y2)
 
 
 def _shape_points(shape: str, box: tuple[int, int, int, int]):

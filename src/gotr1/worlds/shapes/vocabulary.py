@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Saturated, well separated hues so an exact colour segmentation recovers objects from pixels.
+# Six hues 60 degrees apart, saturated, so colours stay apart after VQ reconstruction and an exact
+# colour segmentation recovers objects from pixels.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 38, 38),
-    "green": (34, 160, 64),
-    "blue": (37, 84, 222),
-    "yellow": (234, 196, 22),
-    "purple": (140, 62, 196),
-    "orange": (244, 128, 28),
+    "red": (220, 40, 40),
+    "yellow": (230, 200, 20),
+    "green": (30, 170, 50),
+    "cyan": (0, 180, 200),
+    "blue": (40, 70, 225),
+    "magenta": (210, 40, 200),
 }
 BACKGROUND = (255, 255, 255)
 SHAPES = ("circle", "square", "triangle", "diamond")

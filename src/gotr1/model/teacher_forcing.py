@@ -1,0 +1,78 @@
+"""One teacher-forced forward pass over prompt -> reasoning chain -> image tokens.
+
+SFT trains on it and GRPO re-scores its own samples with it, so the layout of a sequence is defined
+once, here: [left pad][prompt][chain ... <begin_of_image>][image codes except the last]. Text tokens
+are embedded by the language model's embeddings, image codes by the generation embeddings + aligner.
+Chain tokens are predicted by `lm_head` from the position before them; image codes by the generation
+head, the first one from `<begin_of_image>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PackedBatch:
+    """Left-padded mixed text / image sequences and where each prediction is read."""
+
+    tokens: torch.Tensor  # [B, L] text ids (pad at image and padding positions)
+    codes: torch.Tensor  # [B, L] image codes (0 elsewhere)
+    is_image: torch.Tensor  # [B, L] bool
+    attention_mask: torch.Tensor  # [B, L]
+    text_positions: torch.Tensor  # [B, Tmax] position predicting each chain token
+    text_targets: torch.Tensor  # [B, Tmax]
+    text_mask: torch.Tensor  # [B, Tmax] bool, False past a row's chain
+    image_positions: torch.Tensor  # [B, N]
+    image_targets: torch.Tensor  # [B, N]
+
+    def to(self, device) -> "PackedBatch":
+        return PackedBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+def pack(prompt_ids: Sequence[Sequence[int]], text_ids: Sequence[Sequence[int]],
+         image_ids: torch.Tensor | Sequence[Sequence[int]], pad: int) -> PackedBatch:
+    """Build a PackedBatch; every row's chain must end with <begin_of_image>."""
+    image_ids = torch.as_tensor(image_ids, dtype=torch.long)
+    rows, n_img = image_ids.shape
+    lengths = [len(p) + len(t) + n_img - 1 for p, t in zip(prompt_ids, text_ids)]
+    width, t_max = max(lengths), max(len(t) for t in text_ids)
+    tokens = torch.full((rows, width), pad, dtype=torch.long)
+    codes = torch.zeros((rows, width), dtype=torch.long)
+    is_image = torch.zeros((rows, width), dtype=torch.bool)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    text_pos = torch.zeros((rows, t_max), dtype=torch.long)
+    text_tgt = torch.full((rows, t_max), pad, dtype=torch.long)
+    text_mask = torch.zeros((rows, t_max), dtype=torch.bool)
+    image_pos = torch.zeros((rows, n_img), dtype=torch.long)
+    for r, (p, t, length) in enumerate(zip(prompt_ids, text_ids, lengths)):
+        o = width - length
+        text = torch.as_tensor(list(p) + list(t), dtype=torch.long)
+        tokens[r, o:o + len(text)] = text
+        img_start = o + len(text)
+        codes[r, img_start:] = image_ids[r, :-1]
+        is_image[r, img_start:] = True
+        mask[r, o:] = 1
+        text_pos[r, :len(t)] = torch.arange(len(t)) + o + len(p) - 1
+        text_tgt[r, :len(t)] = torch.as_tensor(list(t))
+        text_mask[r, :len(t)] = True
+        image_pos[r] = torch.arange(n_img) + img_start - 1
+    return PackedBatch(tokens, codes, is_image, mask, text_pos, text_tgt, text_mask, image_pos, image_ids)
+
+
+def forward_packed(model, batch: PackedBatch, *, text: bool = True, image: bool = True):
+    """(text logits [B, Tmax, V] or None, image logits [B, N, K] or None) for a PackedBatch."""
+    lm = model.model.language_model
+    embeds = lm.get_input_embeddings()(batch.tokens)
+    image_embeds = model.prepare_embeddings_for_image_generation(batch.codes)
+    embeds = torch.where(batch.is_image[..., None], image_embeds.to(embeds.dtype), embeds)
+    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    hidden = lm(inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=positions,
+                use_cache=False).last_hidden_state
+    rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+    text_logits = model.lm_head(hidden[rows, batch.text_positions]) if text else None
+    image_logits = model.model.generation_head(hidden[rows, batch.image_positions]) if image else None
+    return text_logits, image_logits

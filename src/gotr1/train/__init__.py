@@ -1,0 +1,1 @@
+"""Training: supervised fine-tuning on GoT chains and images, and GRPO."""

@@ -1,0 +1,122 @@
+"""Supervised fine-tuning on (prompt, reasoning chain, image tokens), teacher-forced.
+
+The loss is cross-entropy on the chain's tokens (lm_head) and on the image codes (generation head),
+each averaged over its tokens and mixed with configurable weights; prompts are never trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..model.teacher_forcing import PackedBatch, forward_packed, pack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTRecord:
+    prompt_ids: list[int]
+    text_ids: list[int]  # chain tokens ending with <begin_of_image>
+    image_ids: list[int]
+
+
+@dataclass
+class SFTConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    text_loss_weight: float = 1.0
+    image_loss_weight: float = 1.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+    max_seconds: float | None = None  # stop early (and say so) when a time budget is spent
+    # Share of rows trained as the unconditional branch of classifier-free guidance: prompt and chain
+    # replaced by pad (all but the first token and <begin_of_image>), image loss only.
+    uncond_prob: float = 0.1
+
+
+def unconditional(record: SFTRecord, pad: int) -> SFTRecord:
+    """The record as CFG's unconditional row sees it."""
+    prompt = [record.prompt_ids[0]] + [pad] * (len(record.prompt_ids) - 1)
+    text = [pad] * (len(record.text_ids) - 1) + [record.text_ids[-1]]
+    return SFTRecord(prompt, text, record.image_ids)
+
+
+def sft_loss(model, batch: PackedBatch, config: SFTConfig) -> tuple[torch.Tensor, dict]:
+    text_logits, image_logits = forward_packed(model, batch)
+    text_loss = F.cross_entropy(text_logits[batch.text_mask].float(), batch.text_targets[batch.text_mask])
+    image_loss = F.cross_entropy(image_logits.flatten(0, 1).float(), batch.image_targets.flatten())
+    loss = config.text_loss_weight * text_loss + config.image_loss_weight * image_loss
+    return loss, {"text_loss": text_loss.item(), "image_loss": image_loss.item()}
+
+
+def cosine_lr(step: int, config: SFTConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def trainable_parameters(model):
+    """Everything but the frozen VQ tokenizer and the understanding-side vision tower."""
+    frozen = ("model.vqmodel.", "model.vision_model.", "model.aligner.")
+    return [p for n, p in model.named_parameters() if not n.startswith(frozen)]
+
+
+def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: int) -> dict:
+    """Train in place; returns a summary with the loss curve."""
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    params = trainable_parameters(model)
+    for n, p in model.named_parameters():
+        p.requires_grad_(any(p is q for q in params))
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    model.train()
+    device = next(model.parameters()).device
+    order: list[int] = []
+    curve = []
+    start = time.time()
+    step = 0
+    for step in range(config.steps):
+        if config.max_seconds is not None and time.time() - start > config.max_seconds:
+            log.warning("sft: time budget of %.0fs spent after %d steps", config.max_seconds, step)
+            break
+        if len(order) < config.batch_size:
+            order += rng.sample(range(len(records)), len(records))
+        chosen = [records[i] for i in order[:config.batch_size]]
+        del order[:config.batch_size]
+        drop = [rng.random() < config.uncond_prob for _ in chosen]
+        chosen = [unconditional(r, pad) if d else r for r, d in zip(chosen, drop)]
+        batch = pack([r.prompt_ids for r in chosen], [r.text_ids for r in chosen],
+                     [r.image_ids for r in chosen], pad)
+        batch.text_mask[torch.tensor(drop)] = False
+        batch = batch.to(device)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, config)
+        loss, stats = sft_loss(model, batch, config)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        if step % config.log_every == 0 or step == config.steps - 1:
+            curve.append({"step": step + 1, "seconds": round(time.time() - start, 1), **stats})
+            log.info("sft step %d/%d text %.3f image %.3f (%.0fs)", step + 1, config.steps, stats["text_loss"],
+                     stats["image_loss"], time.time() - start)
+    model.eval()
+    return {"steps_done": step + 1, "seconds": time.time() - start, "curve": curve}

@@ -1,0 +1,168 @@
+"""The recipe that makes the shapes world's default model, from nothing, on a CPU.
+
+1. `build_tokenizers`: train the small VQ image tokenizer on rendered scenes and the BPE text tokenizer.
+2. `pretrain`: render (prompt, ground-truth chain, image) triples, encode the images to VQ codes, and
+   SFT a small Janus (transformers' classes) on prompt -> chain -> image tokens.
+Both write safetensors; the result loads with `gotr1.model.loading.load_janus`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import JanusVQVAE
+
+from .grammar import ShapesGrammar
+from .render import LayoutError, layout_scene
+from .text_tokenizer import build_text_tokenizer
+from .vq import VQSpec, reconstruction_quality, train_vq
+
+log = logging.getLogger(__name__)
+
+
+def scene_sampler(grammar: ShapesGrammar, split: str = "train", pool_size: int = 20000):
+    """`sample(n, rng) -> n images` of random scenes from the split's prompts."""
+    pool = grammar.prompts(split, pool_size)
+
+    def sample(n: int, rng: random.Random):
+        images = []
+        while len(images) < n:
+            try:
+                images.append(layout_scene(rng.choice(pool).meaning, rng).image())
+            except LayoutError:
+                continue
+        return images
+
+    return sample
+
+
+def build_tokenizers(out_dir: str | Path, *, seed: int = 0, vq_steps: int = 3000) -> dict:
+    """Train the VQ and the text tokenizer; write them under out_dir/{vq,tokenizer}."""
+    out = Path(out_dir)
+    grammar = ShapesGrammar(seed)
+    start = time.time()
+    tokenizer = build_text_tokenizer(grammar)
+    tokenizer.save_pretrained(out / "tokenizer")
+    sample = scene_sampler(grammar)
+    vq, info = train_vq(sample, VQSpec(), steps=vq_steps, seed=seed)
+    vq.save_pretrained(out / "vq")
+    quality = reconstruction_quality(vq, sample(256, random.Random(seed + 1)))
+    quality["constraints_hold_after_reconstruction"] = reconstruction_accuracy(vq, grammar, seed=seed)
+    report = {"vq": info, "reconstruction": quality, "text_vocab": len(tokenizer), "seconds": time.time() - start}
+    (out / "tokenizers.json").write_text(json.dumps(report, indent=2))
+    log.info("tokenizers written to %s: %s", out, report)
+    return report
+
+
+def reconstruction_accuracy(vq: JanusVQVAE, grammar: ShapesGrammar, n: int = 300, seed: int = 0) -> float:
+    """Share of validation scenes whose VQ reconstruction still satisfies every prompt constraint.
+
+    The ceiling for any model that generates through this tokenizer.
+    """
+    from .rewards import all_constraints_hold
+    from .vq import decode_codes, encode_codes
+
+    rng = random.Random(f"recon-{seed}")
+    prompts, images = [], []
+    for prompt in grammar.prompts("val", n):
+        try:
+            images.append(layout_scene(prompt.meaning, rng).image())
+            prompts.append(prompt)
+        except LayoutError:
+            continue
+    reconstructed = decode_codes(vq, encode_codes(vq, images))
+    return sum(all_constraints_hold(p, im) for p, im in zip(prompts, reconstructed)) / len(prompts)
+
+
+def load_vq(directory: str | Path) -> JanusVQVAE:
+    return JanusVQVAE.from_pretrained(str(directory)).eval()
+
+
+if __name__ == "__main__":  # python -m gotr1.worlds.shapes.recipe OUT_DIR
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    print(build_tokenizers(sys.argv[1], vq_steps=int(sys.argv[2]) if len(sys.argv) > 2 else 3000))
+
+
+SHAPES_MODEL = dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512,
+                    max_position_embeddings=1024)
+
+
+def shapes_janus(tokenizer, vq: JanusVQVAE, *, seed: int = 0, **sizes):
+    """A fresh Janus sized for the shapes world, with the trained VQ inside and frozen."""
+    import torch.nn.functional as F
+
+    from ...model.tiny import TinyJanusSpec, build_tiny_janus
+
+    vq_config = vq.config
+    spec = TinyJanusSpec(
+        **{**SHAPES_MODEL, **sizes},
+        image_size=vq_config.num_patches * 2 ** (len(vq_config.channel_multiplier) - 1),
+        vq_channels=vq_config.base_channels, vq_channel_multiplier=tuple(vq_config.channel_multiplier),
+        vq_codebook_size=vq_config.num_embeddings, vq_embed_dim=vq_config.embed_dim,
+        vq_latent_channels=vq_config.latent_channels, vq_res_blocks=vq_config.num_res_blocks,
+    )
+    model, tokenizer = build_tiny_janus(tokenizer, spec, seed=seed)
+    model.model.vqmodel.load_state_dict(vq.state_dict())
+    with torch.no_grad():  # image-token inputs start from the codes' own (normalised) vectors
+        model.model.generation_embeddings.weight.copy_(F.normalize(vq.quantize.embedding.weight, dim=-1))
+    return model, tokenizer
+
+
+def sft_records(grammar: ShapesGrammar, tokenizer, vq: JanusVQVAE, n: int, *, seed: int = 0):
+    """n (prompt, ground-truth chain, image codes) records from training prompts."""
+    from ...model.tokens import SpecialTokenIds, encode_prompt
+    from ...train.sft import SFTRecord
+    from .vq import encode_codes
+
+    ids = SpecialTokenIds.from_tokenizer(tokenizer)
+    rng = random.Random(f"sft-{seed}")
+    pool = grammar.prompts("train", max(2000, n // 4))
+    prompts, chains, images = [], [], []
+    while len(prompts) < n:
+        prompt = rng.choice(pool)
+        try:
+            scene = layout_scene(prompt.meaning, rng)
+        except LayoutError:
+            continue
+        prompts.append(prompt.text)
+        chains.append(scene.chain())
+        images.append(scene.image())
+    codes = encode_codes(vq, images)
+    return [SFTRecord(encode_prompt(tokenizer, p, ids.bos),
+                      tokenizer.encode(c, add_special_tokens=False) + [ids.begin_of_image], code.tolist())
+            for p, c, code in zip(prompts, chains, codes)]
+
+
+def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int = 20000, seed: int = 0,
+             sft=None) -> dict:
+    """SFT a shapes-world Janus on rendered ground truth and save it (safetensors) to out_dir."""
+    from transformers import AutoTokenizer
+
+    from ...model.loading import JanusBundle
+    from ...model.tokens import SpecialTokenIds
+    from ...train.sft import SFTConfig, train_sft
+
+    sft = sft or SFTConfig()
+    start = time.time()
+    tokenizers_dir = Path(tokenizers_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizers_dir / "tokenizer"))
+    vq = load_vq(tokenizers_dir / "vq")
+    grammar = ShapesGrammar(seed)
+    records = sft_records(grammar, tokenizer, vq, examples, seed=seed)
+    log.info("built %d SFT records in %.0fs", len(records), time.time() - start)
+    model, tokenizer = shapes_janus(tokenizer, vq, seed=seed)
+    ids = SpecialTokenIds.from_tokenizer(tokenizer)
+    summary = train_sft(model, records, sft, pad=ids.pad)
+    bundle = JanusBundle(model, tokenizer, ids, source="shapes")
+    bundle.save(out_dir)
+    report = {"examples": len(records), "sft": summary, "seconds": time.time() - start}
+    (Path(out_dir) / "pretrain.json").write_text(json.dumps(report, indent=2))
+    return report
