@@ -157,6 +157,14 @@ def cmd_shapes_eval(args) -> int:
     return 0
 
 
+def cmd_train_grpo(args) -> int:
+    from .train.run import run_grpo
+
+    summary = run_grpo(args.config, model_override=args.model)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gotr1", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -188,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output directory")
     conv.add_argument("--dtype", default=None, help="dtype to save (default float32)")
     conv.set_defaults(func=cmd_convert)
+
+    train = sub.add_parser("train", help="training recipes")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    grpo = train_sub.add_parser("grpo", help="GRPO from a YAML recipe (configs/*.yaml)")
+    grpo.add_argument("--config", required=True)
+    grpo.add_argument("--model", default=None, help="override the recipe's model")
+    grpo.set_defaults(func=cmd_train_grpo)
 
     shapes = sub.add_parser("shapes", help="the built-in shapes world: recipe and evaluation")
     shapes_sub = shapes.add_subparsers(dest="shapes_command", required=True)
@@ -228,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .config import ConfigError
     from .model.loading import CheckpointError
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError) as exc:
+    except (CliError, CheckpointError, ConfigError) as exc:
         print(f"gotr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

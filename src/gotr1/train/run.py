@@ -1,0 +1,121 @@
+"""`gotr1 train grpo --config FILE`: a GRPO run assembled from a YAML recipe.
+
+The recipe names the model, the prompts, the reward and the GRPO hyper-parameters; the run writes
+metrics (JSONL), the reward curve, held-out evaluations (shapes world) and the final weights in the
+transformers layout that `gotr1 generate` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import ConfigError, load_config
+from .grpo import GRPOConfig, GRPOTrainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RewardSettings:
+    source: str = "shapes"  # shapes: the built-in world's exact rewards
+    components: list[str] = field(default_factory=lambda: ["r_sem", "r_spa", "r_ri", "r_pi"])
+    combine: str = "product"  # product | mean_product | sum
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class GRPORun:
+    model: str | None = None  # None: the built-in shapes model
+    output_dir: str = "outputs/grpo"
+    prompts: str = "shapes:train"  # shapes:<split> or a text file with one prompt per line
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    eval_every: int = 0  # shapes world: held-out accuracy every N steps (0: only at start and end)
+    eval_prompts: int = 100
+    max_minutes: float | None = None
+
+
+def _prompts(spec: str, prompts_per_step: int):
+    from ..worlds.shapes.grammar import SPLITS, ShapesGrammar
+    from ..worlds.shapes.rl import prompt_source
+
+    if spec.startswith("shapes:"):
+        split = spec.split(":", 1)[1]
+        if split not in SPLITS:
+            raise ConfigError(f"prompts: unknown shapes split {split!r} (choose from {', '.join(SPLITS)})")
+        return prompt_source(ShapesGrammar(), prompts_per_step, split=split)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"prompts: {spec}: no such file")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+    def source(step, rng):
+        start = step * prompts_per_step
+        return [lines[(start + i) % len(lines)] for i in range(prompts_per_step)]
+
+    return source
+
+
+def _reward(settings: RewardSettings):
+    if settings.source == "shapes":
+        from ..worlds.shapes.rl import reward_function
+
+        try:
+            return reward_function(tuple(settings.components), settings.combine, settings.weights)
+        except ValueError as exc:
+            raise ConfigError(f"reward: {exc}") from None
+    raise ConfigError(f"reward.source {settings.source!r}: only 'shapes' (exact rewards) is available so far")
+
+
+def run_grpo(config_path: str | Path, *, model_override: str | None = None) -> dict:
+    from ..cli import _load_model
+    from ..plot import line_chart
+
+    run = load_config(config_path, GRPORun)
+    out = Path(run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
+    bundle = _load_model(model_override or run.model, None, None)
+    reward_fn = _reward(run.reward)
+    if run.prompts.startswith("shapes:") is False and run.reward.source == "shapes":
+        raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
+    trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step))
+    evaluations = []
+
+    def evaluate_now():
+        if run.reward.source != "shapes":
+            return
+        from ..worlds.shapes.evaluate import ShapesEvalConfig, evaluate
+
+        summary, _, _ = evaluate(bundle, ShapesEvalConfig(num_prompts=run.eval_prompts, cfg_weight=run.grpo.cfg_weight,
+                                                          max_reasoning_tokens=run.grpo.max_reasoning_tokens))
+        evaluations.append({"step": trainer.step_index, "accuracy": summary["accuracy"],
+                            "reward_means": summary["reward_means"]})
+        log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
+
+    evaluate_now()
+    start = time.time()
+    with open(out / "metrics.jsonl", "a") as metrics:
+        while trainer.step_index < run.grpo.steps:
+            if run.max_minutes is not None and time.time() - start > run.max_minutes * 60:
+                log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
+                break
+            result = trainer.step()
+            metrics.write(json.dumps(result.metrics) + "\n")
+            metrics.flush()
+            if run.eval_every and trainer.step_index % run.eval_every == 0:
+                evaluate_now()
+    if not evaluations or evaluations[-1]["step"] != trainer.step_index:
+        evaluate_now()
+    model = trainer.peft_model.merge_and_unload() if trainer.peft_model is not None else bundle.model
+    bundle.model = model
+    bundle.save(out / "final")
+    curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
+    line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(out / "reward_curve.png")
+    summary = {"steps": trainer.step_index, "seconds": time.time() - start, "evaluations": evaluations}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
