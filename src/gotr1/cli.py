@@ -123,7 +123,7 @@ def cmd_convert(args) -> int:
 def cmd_shapes_build_tokenizer(args) -> int:
     from .worlds.shapes.recipe import build_tokenizers
 
-    report = build_tokenizers(args.out, seed=args.seed, vq_steps=args.vq_steps)
+    report = build_tokenizers(args.out, seed=args.seed, vq_steps=args.vq_steps, vq_full_steps=args.vq_full_steps)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     shapes_sub = shapes.add_subparsers(dest="shapes_command", required=True)
     tok = shapes_sub.add_parser("build-tokenizer", help="train the VQ image tokenizer and the text tokenizer")
     tok.add_argument("--out", default="outputs/shapes/tokenizers")
-    tok.add_argument("--vq-steps", type=int, default=3000)
+    tok.add_argument("--vq-steps", type=int, default=5000, help="VQ steps on 32 px crops")
+    tok.add_argument("--vq-full-steps", type=int, default=1500, help="then VQ steps on full images")
     tok.add_argument("--seed", type=int, default=0)
     tok.set_defaults(func=cmd_shapes_build_tokenizer)
     pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")

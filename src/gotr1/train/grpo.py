@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import logging
 import math
 import random
@@ -78,7 +79,9 @@ class GRPOConfig:
             raise ValueError("num_iterations must be >= 1")
 
 
-RewardFn = Callable[[Sequence, Sequence[str], Sequence], tuple[list[float | None], dict[str, list]]]
+# reward_fn(prompts, chains, images[, generations=...]) -> (totals, {component name: values}); a total
+# of None marks a sample that could not be scored (it is dropped from its group, never zeroed).
+RewardFn = Callable[..., tuple[list[float | None], dict[str, list]]]
 
 
 @dataclass
@@ -95,6 +98,9 @@ class GRPOTrainer:
                  prompt_source: Callable[[int, random.Random], list]):
         self.bundle, self.config = bundle, config
         self.reward_fn, self.prompt_source = reward_fn, prompt_source
+        # Like trl, reward functions that take keyword arguments also get the raw samples.
+        params = inspect.signature(reward_fn).parameters.values()
+        self._reward_takes_samples = any(p.kind is p.VAR_KEYWORD or p.name == "generations" for p in params)
         self.model = bundle.model
         self.peft_model = None
         if config.lora_r:
@@ -184,13 +190,15 @@ class GRPOTrainer:
         gens = self.sample(prompts)
         t_sample = time.time() - start
         per_gen_prompts = [prompts[g.prompt_index] for g in gens]
-        rewards, components = self.reward_fn(per_gen_prompts, [g.chain for g in gens], [g.images[0] for g in gens])
+        extra = {"generations": gens} if self._reward_takes_samples else {}
+        rewards, components = self.reward_fn(per_gen_prompts, [g.chain for g in gens], [g.images[0] for g in gens],
+                                             **extra)
         valid = torch.tensor([r is not None for r in rewards])
         reward_t = torch.tensor([r if r is not None else 0.0 for r in rewards], dtype=torch.float32)
         advantages, usable = group_advantages(reward_t, c.num_generations, valid=valid,
                                               scale_rewards=c.scale_rewards)
         t_reward = time.time() - start - t_sample
-        train_idx = [i for i in range(len(gens)) if usable[i] and advantages[i] != 0]
+        train_idx = [i for i in range(len(gens)) if usable[i]]  # zero advantage still carries the KL term
         chunks = [train_idx[i:i + c.micro_batch_size] for i in range(0, len(train_idx), c.micro_batch_size)]
         old, ref = {}, {}
         if chunks and (c.num_iterations > 1 or c.beta):

@@ -41,15 +41,25 @@ def scene_sampler(grammar: ShapesGrammar, split: str = "train", pool_size: int =
     return sample
 
 
-def build_tokenizers(out_dir: str | Path, *, seed: int = 0, vq_steps: int = 3000) -> dict:
-    """Train the VQ and the text tokenizer; write them under out_dir/{vq,tokenizer}."""
+def build_tokenizers(out_dir: str | Path, *, seed: int = 0, vq_steps: int = 5000, vq_full_steps: int = 1500,
+                     init_vq: str | Path | None = None) -> dict:
+    """Train the VQ (crops, then full images) and the text tokenizer; write them under out_dir.
+
+    init_vq: continue from a saved VQ and run only the full-image phase.
+    """
     out = Path(out_dir)
     grammar = ShapesGrammar(seed)
     start = time.time()
     tokenizer = build_text_tokenizer(grammar)
     tokenizer.save_pretrained(out / "tokenizer")
     sample = scene_sampler(grammar)
-    vq, info = train_vq(sample, VQSpec(), steps=vq_steps, seed=seed)
+    info = {}
+    if init_vq is None:
+        vq, info["crops"] = train_vq(sample, VQSpec(), steps=vq_steps, seed=seed)
+    else:
+        vq = load_vq(init_vq)
+    vq, info["full"] = train_vq(sample, VQSpec(), steps=vq_full_steps, batch_size=16, crop=None, lr=1e-3,
+                                init=vq, reseed_dead_codes=False, seed=seed + 1)
     vq.save_pretrained(out / "vq")
     quality = reconstruction_quality(vq, sample(256, random.Random(seed + 1)))
     quality["constraints_hold_after_reconstruction"] = reconstruction_accuracy(vq, grammar, seed=seed)
@@ -83,12 +93,6 @@ def load_vq(directory: str | Path) -> JanusVQVAE:
     return JanusVQVAE.from_pretrained(str(directory)).eval()
 
 
-if __name__ == "__main__":  # python -m gotr1.worlds.shapes.recipe OUT_DIR
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
-    print(build_tokenizers(sys.argv[1], vq_steps=int(sys.argv[2]) if len(sys.argv) > 2 else 3000))
 
 
 SHAPES_MODEL = dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512,

@@ -88,18 +88,24 @@ def reconstruct(vq: JanusVQVAE, pixels: torch.Tensor):
     return decoded, vq_loss, codes
 
 
-def train_vq(sample_images, spec: VQSpec, *, steps: int, batch_size: int = 32, crop: int = 32, lr: float = 2e-3,
-             foreground_weight: float = 4.0, seed: int = 0, log_every: int = 100) -> tuple[JanusVQVAE, dict]:
-    """Train on random crops (the net is convolutional; crops cut the cost 4x at 32 of 64 px).
+def train_vq(sample_images, spec: VQSpec, *, steps: int, batch_size: int = 32, crop: int | None = 32,
+             lr: float = 2e-3, foreground_weight: float = 4.0, init: JanusVQVAE | None = None,
+             reseed_dead_codes: bool = True, seed: int = 0, log_every: int = 100) -> tuple[JanusVQVAE, dict]:
+    """Train (or, from `init`, continue training) the VQ.
 
-    `sample_images(n, rng)` returns n PIL images. Dead codes are re-seeded from encoder outputs so the
-    small codebook stays in use.
+    `sample_images(n, rng)` returns n PIL images. Random crops cut the cost (4x at 32 of 64 px) but the
+    attention blocks at the bottleneck then see a smaller context than at full size, so the recipe
+    finishes with full-size images. Dead codes are re-seeded from encoder outputs early on so the
+    codebook stays in use.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    vq = JanusVQVAE(spec.config()).train()
-    with torch.no_grad():
-        vq.quantize.embedding.weight.normal_()
+    if init is None:
+        vq = JanusVQVAE(spec.config()).train()
+        with torch.no_grad():
+            vq.quantize.embedding.weight.normal_()
+    else:
+        vq = init.train()
     opt = torch.optim.AdamW(vq.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     usage = torch.zeros(spec.codebook_size)
@@ -121,7 +127,7 @@ def train_vq(sample_images, spec: VQSpec, *, steps: int, batch_size: int = 32, c
         sched.step()
         usage *= 0.99
         usage += torch.bincount(codes.flatten(), minlength=spec.codebook_size).float()
-        if step % 50 == 49 and step < steps * 0.8:  # re-seed dead codes from current encoder outputs
+        if reseed_dead_codes and step % 50 == 49 and step < steps * 0.8:  # re-seed dead codes
             dead = (usage < 1e-3).nonzero().flatten()
             if len(dead):
                 with torch.no_grad():
