@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from gotr1.cli import DEFAULT_MODEL
+from gotr1.models import DEFAULT_MODEL
 from gotr1.model.loading import load_janus
 from gotr1.plot import line_chart
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
@@ -29,20 +29,27 @@ from gotr1.worlds.shapes.rl import prompt_source, reward_function
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--minutes", type=float, default=15.0, help="stop GRPO after this long")
+    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--minutes", type=float, default=14.0, help="stop GRPO after this long")
     parser.add_argument("--prompts-per-step", type=int, default=8)
     parser.add_argument("--group", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--lora-r", type=int, default=0, help="0: full fine-tuning")
-    parser.add_argument("--beta", type=float, default=0.0)
+    parser.add_argument("--beta", type=float, default=0.01)
     parser.add_argument("--loss-type", default="grpo")
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--components", default="r_sem,r_spa,r_ri,r_pi")
     parser.add_argument("--combine", default="product")
     parser.add_argument("--eval-prompts", type=int, default=200)
     parser.add_argument("--out", default="outputs/shapes_rl")
+    parser.add_argument("--replot", help="only redraw the curve from a result.json")
     args = parser.parse_args()
+    if args.replot:
+        record = json.loads(Path(args.replot).read_text())
+        a = record["args"]
+        plot_curve(record["history"], a["components"].split(","), f"GRPO on the shapes world ({a['combine']} of "
+                   f"{a['components']})", Path(args.replot).with_name("reward_curve.png"))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -67,10 +74,8 @@ def main():
     after, _, _ = evaluate(bundle, eval_config)
 
     history = trainer.history
-    curve = {name: [(h["step"], h.get(f"{name}_mean")) for h in history] for name in reward_fn_names(args)}
-    curve["reward"] = [(h["step"], h["reward_mean"]) for h in history]
-    line_chart(curve, title=f"GRPO on the shapes world ({args.combine} of {args.components})",
-               x_label="step", y_label="mean reward").save(out / "reward_curve.png")
+    plot_curve(history, args.components.split(","), f"GRPO on the shapes world ({args.combine} of {args.components})",
+               out / "reward_curve.png")
     record = {"args": vars(args), "before": before, "after": after, "grpo_seconds": grpo_seconds,
               "steps": trainer.step_index, "history": history}
     (out / "result.json").write_text(json.dumps(record, indent=2))
@@ -84,8 +89,20 @@ def main():
     print(f"curve: {out / 'reward_curve.png'}")
 
 
-def reward_fn_names(args):
-    return args.components.split(",")
+def _smooth(points, window: int = 10):
+    out = []
+    for i in range(len(points)):
+        chunk = [y for _, y in points[max(0, i - window + 1):i + 1] if y is not None]
+        out.append((points[i][0], sum(chunk) / len(chunk) if chunk else None))
+    return out
+
+
+def plot_curve(history, components, title, path):
+    """Each reward component and the total, averaged over a 10-step window (batches differ a lot)."""
+    curve = {f"{name} (10-step mean)": _smooth([(h["step"], h.get(f"{name}_mean")) for h in history])
+             for name in components}
+    curve["total reward (10-step mean)"] = _smooth([(h["step"], h["reward_mean"]) for h in history])
+    line_chart(curve, title=title, x_label="GRPO step", y_label="mean reward").save(path)
 
 
 if __name__ == "__main__":

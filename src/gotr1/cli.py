@@ -9,12 +9,9 @@ import re
 import sys
 from pathlib import Path
 
+from .models import BUILTIN_TINY_RANDOM, load_model
+
 log = logging.getLogger("gotr1")
-
-BUILTIN_TINY_RANDOM = "tiny-random"
-# The shapes-world model trained by `gotr1 shapes build-tokenizer` + `pretrain`, shipped in the package.
-DEFAULT_MODEL = Path(__file__).parent / "worlds" / "shapes" / "default_model"
-
 
 class CliError(Exception):
     """A user-facing error printed as one line."""
@@ -23,25 +20,6 @@ class CliError(Exception):
 def _slug(text: str, limit: int = 60) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
     return slug[:limit] or "prompt"
-
-
-def _load_model(spec: str | None, dtype: str | None, device: str | None):
-    from .model.loading import JanusBundle, load_janus
-    from .model.tiny import build_tiny_janus
-    from .model.tokens import SpecialTokenIds
-
-    if spec is None and (DEFAULT_MODEL / "config.json").is_file():
-        log.info("no --model given: using the built-in shapes-world model (%s)", DEFAULT_MODEL)
-        return load_janus(DEFAULT_MODEL, dtype=dtype, device=device)
-    if spec in (None, BUILTIN_TINY_RANDOM):
-        if spec is None:
-            log.warning("no --model given and the built-in model is missing: using a tiny RANDOMLY "
-                        "initialised Janus, so chains and images are noise. Pass --model PATH for a real checkpoint.")
-        model, tokenizer = build_tiny_janus()
-        if device:
-            model = model.to(device)
-        return JanusBundle(model, tokenizer, SpecialTokenIds.from_tokenizer(tokenizer), source=BUILTIN_TINY_RANDOM)
-    return load_janus(spec, dtype=dtype, device=device)
 
 
 def write_generation(gen, out_dir: Path) -> list[Path]:
@@ -90,7 +68,7 @@ def cmd_generate(args) -> int:
         prompts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not prompts:
         raise CliError("give at least one --prompt or a --prompts-file")
-    bundle = _load_model(args.model, args.dtype, args.device)
+    bundle = load_model(args.model, args.dtype, args.device)
     config = SamplingConfig(
         num_generations=args.num_chains, images_per_chain=args.num_images, cfg_weight=args.cfg,
         text_temperature=args.text_temperature, image_temperature=args.image_temperature,
@@ -145,7 +123,7 @@ def cmd_shapes_pretrain(args) -> int:
 def cmd_shapes_eval(args) -> int:
     from .worlds.shapes.evaluate import ShapesEvalConfig, evaluate, write_report
 
-    bundle = _load_model(args.model, args.dtype, args.device)
+    bundle = load_model(args.model, args.dtype, args.device)
     config = ShapesEvalConfig(split=args.split, num_prompts=args.prompts, samples_per_prompt=args.samples,
                               seed=args.seed, cfg_weight=args.cfg, batch_size=args.batch_size)
     summary, records, generations = evaluate(bundle, config)

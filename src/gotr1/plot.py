@@ -13,7 +13,7 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str =
                y_label: str = "", size: tuple[int, int] = (640, 400)) -> Image.Image:
     """Plot named (x, y) series with axes, ticks and a legend."""
     width, height = size
-    left, right, top, bottom = 64, 16, 36 if title else 16, 48
+    left, right, top, bottom = 64, 16, 36 if (title or y_label) else 16, 48
     image = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=13)
@@ -50,11 +50,12 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str =
             draw.line(xy, fill=color, width=2)
         for px, py in xy:
             draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=color)
-        draw.text((left + 8, top + 6 + 16 * i), name, fill=color, font=font)
-    if title:
-        draw.text((left, 10), title, fill=(0, 0, 0), font=font)
+        x, y = left + 8, top + 6 + 16 * i
+        draw.rectangle(draw.textbbox((x, y), name, font=font), fill=(255, 255, 255))
+        draw.text((x, y), name, fill=color, font=font)
+    heading = " | ".join(t for t in (title, f"y: {y_label}" if y_label else "") if t)
+    if heading:
+        draw.text((left, 10), heading, fill=(0, 0, 0), font=font)
     if x_label:
         draw.text(((width - left) // 2, height - 20), x_label, fill=(0, 0, 0), font=font)
-    if y_label:
-        draw.text((4, top - 30 if top > 30 else 2), y_label, fill=(0, 0, 0), font=font)
     return image

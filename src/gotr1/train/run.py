@@ -72,16 +72,16 @@ def _reward(settings: RewardSettings):
 
 
 def run_grpo(config_path: str | Path, *, model_override: str | None = None) -> dict:
-    from ..cli import _load_model
+    from ..models import load_model
     from ..plot import line_chart
 
     run = load_config(config_path, GRPORun)
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
-    bundle = _load_model(model_override or run.model, None, None)
+    bundle = load_model(model_override or run.model)
     reward_fn = _reward(run.reward)
-    if run.prompts.startswith("shapes:") is False and run.reward.source == "shapes":
+    if run.reward.source == "shapes" and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
     trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step))
     evaluations = []
