@@ -39,3 +39,7 @@ def test_plans_score_on_semantics_and_layout(bundle):
     sem = RSem()(prompts, chains, [None] * len(chains))
     spa = RSpa()(prompts, chains, [None] * len(chains))
     assert sum(sem) / len(sem) > 0.5 and sum(spa) / len(spa) > 0.4
+
+
+def test_shipped_model_states_its_preferred_guidance(bundle):
+    assert bundle.model.generation_config.guidance_scale == 3.0

@@ -69,8 +69,11 @@ def cmd_generate(args) -> int:
     if not prompts:
         raise CliError("give at least one --prompt or a --prompts-file")
     bundle = load_model(args.model, args.dtype, args.device)
+    cfg_weight = args.cfg
+    if cfg_weight is None:  # the checkpoint's preferred weight, else the release's 5
+        cfg_weight = getattr(bundle.model.generation_config, "guidance_scale", None) or 5.0
     config = SamplingConfig(
-        num_generations=args.num_chains, images_per_chain=args.num_images, cfg_weight=args.cfg,
+        num_generations=args.num_chains, images_per_chain=args.num_images, cfg_weight=cfg_weight,
         text_temperature=args.text_temperature, image_temperature=args.image_temperature,
         text_top_k=args.top_k, text_top_p=args.top_p, max_reasoning_tokens=args.max_reasoning_tokens,
         seed=args.seed, show_progress=True,
@@ -156,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompts-file", help="text file, one prompt per line")
     gen.add_argument("--num-chains", type=int, default=1, help="reasoning chains per prompt")
     gen.add_argument("--num-images", type=int, default=1, help="images per reasoning chain")
-    gen.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight (<= 1 disables)")
+    gen.add_argument("--cfg", type=float, default=None,
+                     help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
+                          "generation_config.guidance_scale, else 5")
     gen.add_argument("--text-temperature", type=float, default=1.0)
     gen.add_argument("--image-temperature", type=float, default=1.0)
     gen.add_argument("--top-k", type=int, default=None, help="top-k for reasoning tokens")

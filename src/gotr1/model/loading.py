@@ -213,7 +213,9 @@ def load_janus(path_or_id: str | os.PathLike, *, dtype: str | torch.dtype | None
         model.resize_token_embeddings(len(tokenizer))
     target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device=target, dtype=_resolve_dtype(dtype, target)).eval()
-    model.generation_config = janus_generation_config(ids, model.config.vision_config.num_image_tokens)
+    preferred_cfg = getattr(getattr(model, "generation_config", None), "guidance_scale", None)
+    model.generation_config = janus_generation_config(ids, model.config.vision_config.num_image_tokens,
+                                                      preferred_cfg)
     return JanusBundle(model=model, tokenizer=tokenizer, ids=ids, source=str(path_or_id), layout=layout)
 
 

@@ -144,13 +144,18 @@ def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConf
     )
 
 
-def janus_generation_config(ids: SpecialTokenIds, num_image_tokens: int) -> GenerationConfig:
-    """What transformers' own `generate(generation_mode="image")` reads from a Janus checkpoint."""
+def janus_generation_config(ids: SpecialTokenIds, num_image_tokens: int,
+                            guidance_scale: float | None = None) -> GenerationConfig:
+    """What transformers' own `generate(generation_mode="image")` reads from a Janus checkpoint.
+
+    guidance_scale: the checkpoint's preferred CFG weight, if it states one.
+    """
     return GenerationConfig(
         bos_token_id=ids.bos,
         eos_token_id=ids.eos,
         pad_token_id=ids.pad,
         max_new_tokens=num_image_tokens,
+        guidance_scale=guidance_scale,
         generation_kwargs={"boi_token_id": ids.begin_of_image},
     )
 
