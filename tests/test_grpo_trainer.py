@@ -2,12 +2,14 @@
 
 import copy
 
+import pytest
+
 import torch
 
 from gotr1.model.loading import JanusBundle
 from gotr1.model.tiny import build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds
-from gotr1.train.grpo import GRPOConfig, GRPOTrainer
+from gotr1.train.grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
 
 PROMPTS = ["a red circle", "a blue square"]
 
@@ -83,3 +85,41 @@ def test_grpo_raises_a_toy_image_reward(tiny_tokenizer):
     first = sum(h["reward_mean"] for h in history[:3]) / 3
     last = sum(h["reward_mean"] for h in history[-3:]) / 3
     assert last > 3 * max(first, 1 / 64), (first, last)
+
+
+def _counting_reward(prompts, chains, images):
+    values = [float(len(c) % 7) for c in chains]
+    return values, {"r": values}
+
+
+@pytest.mark.parametrize("lora_r", [8, None])
+def test_kill_and_resume_gives_bit_identical_weights(tiny_tokenizer, tmp_path, lora_r):
+    straight = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)
+    straight.train()
+
+    first = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)
+    first.step()
+    first.step()
+    first.save_checkpoint(tmp_path, keep_last=1)
+    first.step()  # progress after the checkpoint is lost with the "killed" process
+    checkpoint = latest_checkpoint(tmp_path)
+    assert checkpoint.name == "checkpoint-000002"
+
+    resumed = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)
+    resumed.load_checkpoint(checkpoint)
+    resumed.train()
+    assert resumed.step_index == 4
+    a = dict(straight.model.named_parameters())
+    for name, p in resumed.model.named_parameters():
+        assert torch.equal(p, a[name]), name
+    assert [h["reward_mean"] for h in resumed.history] == [h["reward_mean"] for h in straight.history]
+
+
+def test_checkpoints_keep_the_last_k_and_ignore_partial_ones(tiny_tokenizer, tmp_path):
+    trainer = _trainer(_bundle(tiny_tokenizer), _counting_reward, steps=3)
+    for _ in range(3):
+        trainer.step()
+        trainer.save_checkpoint(tmp_path, keep_last=2)
+    (tmp_path / ".checkpoint-000004.tmp").mkdir()  # a save that was killed half-way
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
+    assert latest_checkpoint(tmp_path).name == "checkpoint-000003"

@@ -25,6 +25,8 @@ def test_minimal_grpo_run_writes_metrics_eval_and_weights(tmp_path):
 output_dir: {tmp_path / 'out'}
 prompts: shapes:train
 eval_prompts: 2
+save_every: 1
+keep_last: 1
 grpo:
   steps: 2
   prompts_per_step: 1
@@ -41,6 +43,12 @@ grpo:
     summary = json.loads((out / "summary.json").read_text())
     assert [e["step"] for e in summary["evaluations"]] == [0, 2]
     assert (out / "final" / "model.safetensors").is_file() and (out / "reward_curve.png").is_file()
+    assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-000002"]
+    # --resume continues from checkpoint-000002 with the raised step budget
+    config.write_text(config.read_text().replace("steps: 2", "steps: 3"))
+    assert main(["train", "grpo", "--config", str(config), "--resume"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
 
 
 def test_bad_recipe_is_a_one_line_error(tmp_path, capsys):

@@ -141,7 +141,7 @@ def cmd_shapes_eval(args) -> int:
 def cmd_train_grpo(args) -> int:
     from .train.run import run_grpo
 
-    summary = run_grpo(args.config, model_override=args.model)
+    summary = run_grpo(args.config, model_override=args.model, resume=args.resume)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     grpo = train_sub.add_parser("grpo", help="GRPO from a YAML recipe (configs/*.yaml)")
     grpo.add_argument("--config", required=True)
     grpo.add_argument("--model", default=None, help="override the recipe's model")
+    grpo.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
     grpo.set_defaults(func=cmd_train_grpo)
 
     shapes = sub.add_parser("shapes", help="the built-in shapes world: recipe and evaluation")

@@ -18,12 +18,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import json
 import logging
 import math
+import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -109,7 +113,10 @@ class GRPOTrainer:
             lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                               target_modules=config.lora_target_modules)
             # peft injects LoRA layers into this same model object; the sampler keeps using it.
-            self.peft_model = get_peft_model(self.model, lora)
+            # Their random init is seeded so a run is reproducible whatever ran before it.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                self.peft_model = get_peft_model(self.model, lora)
             self.params = [p for p in self.model.parameters() if p.requires_grad]
             self.reference = None
         else:
@@ -254,12 +261,72 @@ class GRPOTrainer:
                      stats["loss"], stats["kl"], stats["clip_fraction"], metrics["step_seconds"])
         return StepResult(self.step_index, metrics, gens)
 
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, root: str | Path, *, keep_last: int = 2) -> Path:
+        """Write trainable weights, optimizer, RNG states and the step atomically; keep the last K.
+
+        The sampler's randomness is keyed by (seed, step) and prompts by step, so restoring these is
+        enough for a resumed run to continue exactly where this one stands.
+        """
+        from safetensors.torch import save_file
+
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"checkpoint-{self.step_index:06d}"
+        tmp = root / f".{final.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        trainable = {n: p.detach().contiguous().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
+        save_file(trainable, str(tmp / "trainable.safetensors"))
+        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+        state = {"step": self.step_index, "history": self.history, "python_rng": _jsonable(self.rng.getstate()),
+                 "config": asdict(self.config)}
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("checkpoint-*"))[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        trainable = load_file(str(directory / "trainable.safetensors"))
+        params = dict(self.model.named_parameters())
+        unknown = sorted(set(trainable) - set(params))
+        if unknown:
+            raise ValueError(f"{directory}: checkpoint holds weights this model lacks: {', '.join(unknown[:5])}")
+        with torch.no_grad():
+            for name, value in trainable.items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
+        torch.set_rng_state(load_file(str(directory / "rng.safetensors"))["torch_rng"])
+        state = json.loads((directory / "trainer_state.json").read_text())
+        self.step_index, self.history = state["step"], state["history"]
+        self.rng.setstate(_tupled(state["python_rng"]))
+
     def train(self, on_step: Callable[[StepResult], None] | None = None) -> list[dict]:
         while self.step_index < self.config.steps:
             result = self.step()
             if on_step:
                 on_step(result)
         return self.history
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest complete checkpoint under root (temporary, half-written ones are ignored)."""
+    found = sorted(Path(root).glob("checkpoint-*")) if Path(root).is_dir() else []
+    return found[-1] if found else None
+
+
+def _jsonable(value):
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 def _text(prompt) -> str:

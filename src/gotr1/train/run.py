@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, load_config
-from .grpo import GRPOConfig, GRPOTrainer
+from .grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class GRPORun:
     eval_every: int = 0  # shapes world: held-out accuracy every N steps (0: only at start and end)
     eval_prompts: int = 100
     max_minutes: float | None = None
+    save_every: int = 0  # checkpoint every N steps (atomic; keep_last kept) under output_dir/checkpoints
+    keep_last: int = 2
 
 
 def _prompts(spec: str, prompts_per_step: int):
@@ -71,7 +73,7 @@ def _reward(settings: RewardSettings):
     raise ConfigError(f"reward.source {settings.source!r}: only 'shapes' (exact rewards) is available so far")
 
 
-def run_grpo(config_path: str | Path, *, model_override: str | None = None) -> dict:
+def run_grpo(config_path: str | Path, *, model_override: str | None = None, resume: bool = False) -> dict:
     from ..models import load_model
     from ..plot import line_chart
 
@@ -85,6 +87,13 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None) -> d
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
     trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step))
     evaluations = []
+    checkpoints = out / "checkpoints"
+    if resume:
+        found = latest_checkpoint(checkpoints)
+        if found is None:
+            raise ConfigError(f"--resume: no checkpoint under {checkpoints}")
+        trainer.load_checkpoint(found)
+        log.info("resumed from %s (step %d)", found, trainer.step_index)
 
     def evaluate_now():
         if run.reward.source != "shapes":
@@ -97,7 +106,8 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None) -> d
                             "reward_means": summary["reward_means"]})
         log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
 
-    evaluate_now()
+    if trainer.step_index == 0:
+        evaluate_now()
     start = time.time()
     with open(out / "metrics.jsonl", "a") as metrics:
         while trainer.step_index < run.grpo.steps:
@@ -109,6 +119,8 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None) -> d
             metrics.flush()
             if run.eval_every and trainer.step_index % run.eval_every == 0:
                 evaluate_now()
+            if run.save_every and trainer.step_index % run.save_every == 0:
+                trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
     if not evaluations or evaluations[-1]["step"] != trainer.step_index:
         evaluate_now()
     model = trainer.peft_model.merge_and_unload() if trainer.peft_model is not None else bundle.model
