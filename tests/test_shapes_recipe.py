@@ -12,7 +12,8 @@ from gotr1.train.sft import SFTConfig
 from gotr1.worlds.shapes.grammar import ShapesGrammar
 from gotr1.worlds.shapes.recipe import pretrain, sft_records
 from gotr1.worlds.shapes.text_tokenizer import build_text_tokenizer
-from gotr1.worlds.shapes.vq import VQSpec, decode_codes, encode_codes
+from gotr1.model.image_tokens import decode_codes, encode_codes
+from gotr1.worlds.shapes.vq import VQSpec
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,13 @@ def cmd_train_grpo(args) -> int:
     return 0
 
 
+def cmd_train_sft(args) -> int:
+    from .train.run import run_sft
+
+    print(json.dumps(run_sft(args.config, model_override=args.model), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gotr1", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -187,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     grpo.add_argument("--model", default=None, help="override the recipe's model")
     grpo.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
     grpo.set_defaults(func=cmd_train_grpo)
+    sft = train_sub.add_parser("sft", help="teacher-forced SFT on a jsonl of (prompt, chain, image)")
+    sft.add_argument("--config", required=True)
+    sft.add_argument("--model", default=None, help="override the recipe's model")
+    sft.set_defaults(func=cmd_train_sft)
 
     shapes = sub.add_parser("shapes", help="the built-in shapes world: recipe and evaluation")
     shapes_sub = shapes.add_subparsers(dest="shapes_command", required=True)

@@ -1,4 +1,4 @@
-"""`gotr1 train grpo --config FILE`: a GRPO run assembled from a YAML recipe.
+"""`gotr1 train grpo|sft --config FILE`: runs assembled from YAML recipes.
 
 The recipe names the model, the prompts, the reward and the GRPO hyper-parameters; the run writes
 metrics (JSONL), the reward curve, held-out evaluations (shapes world) and the final weights in the
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..config import ConfigError, load_config
 from .grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
+from .sft import SFTConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,37 @@ class GRPORun:
     max_minutes: float | None = None
     save_every: int = 0  # checkpoint every N steps (atomic; keep_last kept) under output_dir/checkpoints
     keep_last: int = 2
+
+
+@dataclass
+class SFTRun:
+    data: str  # jsonl of {"prompt", "chain", "image" | "image_tokens"}
+    model: str | None = None  # None: the built-in shapes model
+    output_dir: str = "outputs/sft"
+    sft: SFTConfig = field(default_factory=SFTConfig)
+
+
+def run_sft(config_path: str | Path, *, model_override: str | None = None) -> dict:
+    """Teacher-forced SFT on a jsonl data set; writes final/ (transformers layout) and sft.json."""
+    from ..models import load_model
+    from .sft import train_sft
+    from .sft_data import DataError, load_sft_records
+
+    run = load_config(config_path, SFTRun)
+    data = Path(run.data)
+    if not data.is_absolute():
+        data = Path(config_path).parent / data
+    out = Path(run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = load_model(model_override or run.model)
+    try:
+        records = load_sft_records(data, bundle)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    summary = train_sft(bundle.model, records, run.sft, pad=bundle.ids.pad)
+    bundle.save(out / "final")
+    (out / "sft.json").write_text(json.dumps({"records": len(records), **summary}, indent=2))
+    return {"records": len(records), "steps": summary["steps_done"], "seconds": summary["seconds"]}
 
 
 def _prompts(spec: str, prompts_per_step: int):

@@ -75,7 +75,7 @@ def reconstruction_accuracy(vq: JanusVQVAE, grammar: ShapesGrammar, n: int = 300
     The ceiling for any model that generates through this tokenizer.
     """
     from .rewards import all_constraints_hold
-    from .vq import decode_codes, encode_codes
+    from ...model.image_tokens import decode_codes, encode_codes
 
     rng = random.Random(f"recon-{seed}")
     prompts, images = [], []
@@ -124,7 +124,7 @@ def sft_records(grammar: ShapesGrammar, tokenizer, vq: JanusVQVAE, n: int, *, se
     """n (prompt, ground-truth chain, image codes) records from training prompts."""
     from ...model.tokens import SpecialTokenIds, encode_prompt
     from ...train.sft import SFTRecord
-    from .vq import encode_codes
+    from ...model.image_tokens import encode_codes
 
     ids = SpecialTokenIds.from_tokenizer(tokenizer)
     rng = random.Random(f"sft-{seed}")

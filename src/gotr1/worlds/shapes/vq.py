@@ -1,9 +1,6 @@
 """The shapes world's image tokenizer: transformers' JanusVQVAE at a small size, trained here.
 
-Janus' VQ (like LlamaGen's) looks codes up in an l2-normalised codebook and decodes
-`post_quant_conv(normalize(codebook)[code])`; transformers' decoder does exactly that, but its encoder
-path quantises without normalising. `encode_codes` and the training loss here quantise the way the
-original does (cosine nearest neighbour on normalised vectors), so training, encoding and
+Training quantises the way Janus does (see `gotr1.model.image_tokens`), so training, encoding and
 transformers' decoding agree.
 """
 
@@ -19,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from transformers import JanusVQVAE, JanusVQVAEConfig
+
+from ...model.image_tokens import quantize, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -46,42 +45,9 @@ class VQSpec:
         )
 
 
-def to_tensor(images: list[Image.Image]) -> torch.Tensor:
-    """uint8 RGB images -> [B, 3, H, W] floats in [-1, 1], the VQ's pixel range."""
-    array = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images])
-    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
-
-
-def _quantize(vq: JanusVQVAE, pixels: torch.Tensor):
-    z = vq.quant_conv(vq.encoder(pixels))  # [B, C, h, w]
-    z = F.normalize(z.permute(0, 2, 3, 1), dim=-1)  # [B, h, w, C]
-    codebook = F.normalize(vq.quantize.embedding.weight, dim=-1)
-    codes = torch.argmax(z @ codebook.t(), dim=-1)  # cosine nearest neighbour
-    zq = codebook[codes]
-    return z, zq, codes
-
-
-@torch.no_grad()
-def encode_codes(vq: JanusVQVAE, images: list[Image.Image], batch_size: int = 64) -> torch.Tensor:
-    """[B, grid * grid] codes for PIL images, row-major (the order image tokens are generated in)."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        _, _, codes = _quantize(vq, to_tensor(images[i:i + batch_size]))
-        out.append(codes.flatten(1))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def decode_codes(vq: JanusVQVAE, codes: torch.Tensor) -> list[Image.Image]:
-    """Codes [B, grid * grid] -> PIL images, through transformers' own decoder."""
-    pixels = vq.decode(codes)
-    array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8).numpy()
-    return [Image.fromarray(a) for a in array]
-
-
 def reconstruct(vq: JanusVQVAE, pixels: torch.Tensor):
     """Straight-through quantisation and decoding; returns (pixels, commitment + codebook loss, codes)."""
-    z, zq, codes = _quantize(vq, pixels)
+    z, zq, codes = quantize(vq, pixels)
     vq_loss = F.mse_loss(zq, z.detach()) + 0.25 * F.mse_loss(z, zq.detach())
     zq = z + (zq - z).detach()
     decoded = vq.decoder(vq.post_quant_conv(zq.permute(0, 3, 1, 2)))
