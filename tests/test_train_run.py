@@ -27,6 +27,7 @@ prompts: shapes:train
 eval_prompts: 2
 save_every: 1
 keep_last: 1
+sample_grid_every: 2
 grpo:
   steps: 2
   prompts_per_step: 1
@@ -44,6 +45,7 @@ grpo:
     assert [e["step"] for e in summary["evaluations"]] == [0, 2]
     assert (out / "final" / "model.safetensors").is_file() and (out / "reward_curve.png").is_file()
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-000002"]
+    assert (out / "samples" / "step_000002.png").is_file()
     # --resume continues from checkpoint-000002 with the raised step budget
     config.write_text(config.read_text().replace("steps: 2", "steps: 3"))
     assert main(["train", "grpo", "--config", str(config), "--resume"]) == 0

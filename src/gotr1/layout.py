@@ -159,3 +159,25 @@ def _readable_text_color(fill: RGB) -> RGB:
     """Black on light labels, white on dark ones (ITU-R BT.601 luma)."""
     red, green, blue = fill
     return _BLACK if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else _WHITE
+
+
+def sample_grid(images: Sequence[Image.Image], plans: Sequence[Sequence[PlannedObject]], captions: Sequence[str], *,
+                columns: int = 4, tile: int = 192, limit: int = 16) -> Image.Image:
+    """A contact sheet for people: each image enlarged, its plan drawn over it, a caption below."""
+    shown = list(zip(images, plans, captions))[:limit]
+    rows = max(1, -(-len(shown) // columns))
+    caption_height = 44
+    grid = Image.new("RGB", (columns * tile, rows * (tile + caption_height)), _WHITE)
+    draw = ImageDraw.Draw(grid)
+    font = _load_font(11)
+    for i, (image, plan, caption) in enumerate(shown):
+        x, y = (i % columns) * tile, (i // columns) * (tile + caption_height)
+        enlarged = image.convert("RGB").resize((tile, tile), Image.NEAREST)
+        grid.paste(draw_plan_over_image(enlarged, plan, font_size=10, line_width=2), (x, y))
+        lines = [""]
+        for word in caption.split():
+            if draw.textlength((lines[-1] + " " + word).strip(), font=font) > tile - 6:
+                lines.append("")
+            lines[-1] = (lines[-1] + " " + word).strip()
+        draw.text((x + 3, y + tile + 2), "\n".join(lines[:3]), fill=_BLACK, font=font)
+    return grid

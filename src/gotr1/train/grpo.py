@@ -93,6 +93,7 @@ class StepResult:
     step: int
     metrics: dict
     generations: list[Generation] = field(default_factory=list)
+    rewards: list[float | None] = field(default_factory=list)  # per sample, None where unscored
 
 
 class GRPOTrainer:
@@ -259,7 +260,7 @@ class GRPOTrainer:
                      metrics["reward_mean"] or 0.0,
                      " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in components),
                      stats["loss"], stats["kl"], stats["clip_fraction"], metrics["step_seconds"])
-        return StepResult(self.step_index, metrics, gens)
+        return StepResult(self.step_index, metrics, gens, list(rewards))
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, root: str | Path, *, keep_last: int = 2) -> Path:

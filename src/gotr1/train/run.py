@@ -39,6 +39,7 @@ class GRPORun:
     eval_prompts: int = 100
     max_minutes: float | None = None
     save_every: int = 0  # checkpoint every N steps (atomic; keep_last kept) under output_dir/checkpoints
+    sample_grid_every: int = 0  # write samples/step_N.png (plans over images, rewards) every N steps
     keep_last: int = 2
 
 
@@ -71,6 +72,17 @@ def run_sft(config_path: str | Path, *, model_override: str | None = None) -> di
     bundle.save(out / "final")
     (out / "sft.json").write_text(json.dumps({"records": len(records), **summary}, indent=2))
     return {"records": len(records), "steps": summary["steps_done"], "seconds": summary["seconds"]}
+
+
+def _write_sample_grid(path: Path, result) -> None:
+    from ..layout import sample_grid
+
+    gens = result.generations
+    totals = result.rewards or [None] * len(gens)
+    captions = [f"{g.prompt} | reward {t:.2f}" if t is not None else f"{g.prompt} | no reward"
+                for g, t in zip(gens, totals)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample_grid([g.images[0] for g in gens], [g.objects for g in gens], captions).save(path)
 
 
 def _prompts(spec: str, prompts_per_step: int):
@@ -151,6 +163,8 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
             metrics.flush()
             if run.eval_every and trainer.step_index % run.eval_every == 0:
                 evaluate_now()
+            if run.sample_grid_every and trainer.step_index % run.sample_grid_every == 0:
+                _write_sample_grid(out / "samples" / f"step_{trainer.step_index:06d}.png", result)
             if run.save_every and trainer.step_index % run.save_every == 0:
                 trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
     if not evaluations or evaluations[-1]["step"] != trainer.step_index:

@@ -15,9 +15,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
-from ...layout import draw_plan_over_image
+from ...layout import sample_grid
 from ...model.sampler import SamplingConfig, TwoPhaseSampler
 from .grammar import ShapesGrammar
 from .rewards import all_constraints_hold, score_all
@@ -101,27 +99,6 @@ def summarize(records: list[dict], config: ShapesEvalConfig) -> dict:
     }
 
 
-def image_grid(generations, records, *, columns: int = 4, tile: int = 192, limit: int = 16) -> Image.Image:
-    """Plan drawn over each image, with the prompt and a verdict under it."""
-    shown = list(zip(generations, records))[:limit]
-    rows = max(1, -(-len(shown) // columns))
-    caption = 44
-    grid = Image.new("RGB", (columns * tile, rows * (tile + caption)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    for i, (gen, record) in enumerate(shown):
-        x, y = (i % columns) * tile, (i // columns) * (tile + caption)
-        image = gen.images[0].resize((tile, tile), Image.NEAREST)
-        grid.paste(draw_plan_over_image(image, gen.objects, font_size=10, line_width=2), (x, y))
-        words, lines = record["prompt"].split(), [""]
-        for word in words:
-            if len(lines[-1]) + len(word) + 1 > 34:
-                lines.append("")
-            lines[-1] = (lines[-1] + " " + word).strip()
-        verdict = "correct" if record["correct"] else "wrong"
-        draw.text((x + 3, y + tile + 2), "\n".join(lines[:2] + [verdict]), fill=(0, 0, 0))
-    return grid
-
-
 def write_report(out_dir: str | Path, summary: dict, records: list[dict], generations) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,5 +106,6 @@ def write_report(out_dir: str | Path, summary: dict, records: list[dict], genera
     with open(out / "samples.jsonl", "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    image_grid(generations, records).save(out / "grid.png")
+    captions = [f"{r['prompt']} | {'correct' if r['correct'] else 'wrong'}" for r in records]
+    sample_grid([g.images[0] for g in generations], [g.objects for g in generations], captions).save(out / "grid.png")
     return out
