@@ -38,6 +38,7 @@ def main():
     parser.add_argument("--beta", type=float, default=0.01)
     parser.add_argument("--loss-type", default="grpo")
     parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--image-only", action="store_true", help="train image tokens only (not the chain)")
     parser.add_argument("--components", default="r_sem,r_spa,r_ri,r_pi")
     parser.add_argument("--combine", default="product")
     parser.add_argument("--eval-prompts", type=int, default=200)
@@ -64,6 +65,7 @@ def main():
     config = GRPOConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.group,
                         learning_rate=args.lr, lora_r=args.lora_r or None, beta=args.beta, loss_type=args.loss_type,
                         cfg_weight=args.cfg, max_reasoning_tokens=200, micro_batch_size=32, warmup_steps=0,
+                        train_text=not args.image_only,
                         lr_schedule="constant")
     reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
     trainer = GRPOTrainer(bundle, config, reward_fn, prompt_source(grammar, args.prompts_per_step))
