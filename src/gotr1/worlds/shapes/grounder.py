@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ...chain import Box
 from .grammar import ShapesGrammar
-from .render import DEFAULT_IMAGE_SIZE, SIZE_RANGES, LayoutError, layout_scene
+from .render import DEFAULT_IMAGE_SIZE, SIZE_RANGES, try_layout_scene
 from .vocabulary import BACKGROUND, COLORS, PLURALS, SHAPES, SIZES, object_name
 
 __all__ = [
@@ -272,9 +272,8 @@ def grounder_accuracy(
     iou_total = 0.0
     scenes = skipped = 0
     for prompt in ShapesGrammar(seed).prompts("train", n_scenes):
-        try:
-            scene = layout_scene(prompt.meaning, rng, image_size)
-        except LayoutError:
+        scene = try_layout_scene(prompt.meaning, rng, image_size)
+        if scene is None:
             skipped += 1
             continue
         scenes += 1

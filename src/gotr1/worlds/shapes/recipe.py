@@ -18,7 +18,7 @@ import torch
 from transformers import JanusVQVAE
 
 from .grammar import ShapesGrammar
-from .render import LayoutError, layout_scene
+from .render import try_layout_scene
 from .text_tokenizer import build_text_tokenizer
 from .vq import VQSpec, reconstruction_quality, train_vq
 
@@ -32,10 +32,9 @@ def scene_sampler(grammar: ShapesGrammar, split: str = "train", pool_size: int =
     def sample(n: int, rng: random.Random):
         images = []
         while len(images) < n:
-            try:
-                images.append(layout_scene(rng.choice(pool).meaning, rng).image())
-            except LayoutError:
-                continue
+            scene = try_layout_scene(rng.choice(pool).meaning, rng)
+            if scene is not None:
+                images.append(scene.image())
         return images
 
     return sample
@@ -80,11 +79,10 @@ def reconstruction_accuracy(vq: JanusVQVAE, grammar: ShapesGrammar, n: int = 300
     rng = random.Random(f"recon-{seed}")
     prompts, images = [], []
     for prompt in grammar.prompts("val", n):
-        try:
-            images.append(layout_scene(prompt.meaning, rng).image())
+        scene = try_layout_scene(prompt.meaning, rng)
+        if scene is not None:
+            images.append(scene.image())
             prompts.append(prompt)
-        except LayoutError:
-            continue
     reconstructed = decode_codes(vq, encode_codes(vq, images))
     return sum(all_constraints_hold(p, im) for p, im in zip(prompts, reconstructed)) / len(prompts)
 
@@ -132,9 +130,8 @@ def sft_records(grammar: ShapesGrammar, tokenizer, vq: JanusVQVAE, n: int, *, se
     prompts, chains, images = [], [], []
     while len(prompts) < n:
         prompt = rng.choice(pool)
-        try:
-            scene = layout_scene(prompt.meaning, rng)
-        except LayoutError:
+        scene = try_layout_scene(prompt.meaning, rng)
+        if scene is None:
             continue
         prompts.append(prompt.text)
         chains.append(scene.chain())

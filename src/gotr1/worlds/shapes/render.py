@@ -147,6 +147,15 @@ def _corners(box: Box) -> tuple[int, int, int, int]:
     return (box.x1, box.y1, box.x2, box.y2)
 
 
+def try_layout_scene(meaning: Meaning, rng: random.Random,
+                     image_size: int = DEFAULT_IMAGE_SIZE) -> Scene | None:
+    """`layout_scene`, or None for the rare meaning no random layout satisfied (callers skip it)."""
+    try:
+        return layout_scene(meaning, rng, image_size)
+    except LayoutError:
+        return None
+
+
 def _shape_points(shape: str, box: tuple[int, int, int, int]):
     x1, y1, x2, y2 = box[0], box[1], box[2] - 1, box[3] - 1
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -210,5 +219,5 @@ def _plain(group: Group) -> Group:
     return Group(group.color, group.shape, group.count, None)
 
 
-__all__ = ["Scene", "PlacedObject", "LayoutError", "layout_scene", "draw_objects", "write_chain",
+__all__ = ["Scene", "PlacedObject", "LayoutError", "layout_scene", "try_layout_scene", "draw_objects", "write_chain",
            "DEFAULT_IMAGE_SIZE", "noun_phrase"]

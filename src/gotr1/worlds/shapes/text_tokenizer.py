@@ -12,7 +12,7 @@ from ...chain import BEGIN_OF_IMAGE, LAYOUT_TOKENS
 from ...model.tiny import BOS_TOKEN, EOS_TOKEN
 from ...model.tokens import END_OF_IMAGE, IMAGE_PLACEHOLDER, PAD_TOKEN, format_user_turn, prepare_tokenizer
 from .grammar import ShapesGrammar
-from .render import LayoutError, layout_scene
+from .render import try_layout_scene
 
 
 def corpus(grammar: ShapesGrammar, n: int = 4000, seed: int = 0) -> list[str]:
@@ -21,10 +21,9 @@ def corpus(grammar: ShapesGrammar, n: int = 4000, seed: int = 0) -> list[str]:
     for split in ("train", "heldout"):
         for prompt in grammar.prompts(split, n // 2):
             texts.append(format_user_turn(prompt.text))
-            try:
-                texts.append(layout_scene(prompt.meaning, rng).chain())
-            except LayoutError:
-                pass
+            scene = try_layout_scene(prompt.meaning, rng)
+            if scene is not None:
+                texts.append(scene.chain())
     texts += [f"({i},{j})" for i in range(0, 1001) for j in (i, 1000 - i)]  # every grid number
     return texts
 
