@@ -14,18 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, load_config
+from ..rewards.config import RewardSettings
+from ..rewards.scoring import RewardsUnavailable
 from .grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
 from .sft import SFTConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RewardSettings:
-    source: str = "shapes"  # shapes: the built-in world's exact rewards
-    components: list[str] = field(default_factory=lambda: ["r_sem", "r_spa", "r_ri", "r_pi"])
-    combine: str = "product"  # product | mean_product | sum
-    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,15 +100,18 @@ def _prompts(spec: str, prompts_per_step: int):
     return source
 
 
-def _reward(settings: RewardSettings):
-    if settings.source == "shapes":
-        from ..worlds.shapes.rl import reward_function
+def _reward(settings: RewardSettings, base_dir: Path):
+    """The run's reward pipeline; any component from the shapes world needs shapes prompts."""
+    from ..rewards.config import build_reward
 
-        try:
-            return reward_function(tuple(settings.components), settings.combine, settings.weights)
-        except ValueError as exc:
-            raise ConfigError(f"reward: {exc}") from None
-    raise ConfigError(f"reward.source {settings.source!r}: only 'shapes' (exact rewards) is available so far")
+    try:
+        return build_reward(settings, base_dir)
+    except ValueError as exc:
+        raise ConfigError(f"reward: {exc}") from None
+
+
+def _uses_shapes_rewards(settings: RewardSettings) -> bool:
+    return any(settings.sources.get(name, settings.source) == "shapes" for name in settings.components)
 
 
 def run_grpo(config_path: str | Path, *, model_override: str | None = None, resume: bool = False) -> dict:
@@ -126,8 +123,8 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
     bundle = load_model(model_override or run.model)
-    reward_fn = _reward(run.reward)
-    if run.reward.source == "shapes" and not run.prompts.startswith("shapes:"):
+    reward_fn = _reward(run.reward, Path(config_path).parent)
+    if _uses_shapes_rewards(run.reward) and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
     trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step))
     evaluations = []
@@ -140,7 +137,7 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         log.info("resumed from %s (step %d)", found, trainer.step_index)
 
     def evaluate_now():
-        if run.reward.source != "shapes":
+        if not run.prompts.startswith("shapes:"):
             return
         from ..worlds.shapes.evaluate import ShapesEvalConfig, evaluate
 
@@ -158,7 +155,12 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
             if run.max_minutes is not None and time.time() - start > run.max_minutes * 60:
                 log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
                 break
-            result = trainer.step()
+            try:
+                result = trainer.step()
+            except RewardsUnavailable:
+                # Keep what was learned so far; the run resumes with --resume once the judge is back.
+                trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
+                raise
             metrics.write(json.dumps(result.metrics) + "\n")
             metrics.flush()
             if run.eval_every and trainer.step_index % run.eval_every == 0:
@@ -174,6 +176,7 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     bundle.save(out / "final")
     curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
     line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(out / "reward_curve.png")
-    summary = {"steps": trainer.step_index, "seconds": time.time() - start, "evaluations": evaluations}
+    summary = {"steps": trainer.step_index, "seconds": time.time() - start, "evaluations": evaluations,
+               "rewards": reward_fn.report()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

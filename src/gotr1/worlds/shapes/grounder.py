@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
 
 from ...chain import Box
+from ...rewards.matching import match_boxes
 from .grammar import ShapesGrammar
 from .render import DEFAULT_IMAGE_SIZE, SIZE_RANGES, try_layout_scene
 from .vocabulary import BACKGROUND, COLORS, PLURALS, SHAPES, SIZES, object_name
@@ -245,15 +245,6 @@ class OracleGrounder:
 
 
 # --- matching and accuracy -------------------------------------------------------------------------
-
-
-def match_boxes(first: Sequence[Box], second: Sequence[Box]) -> list[tuple[int, int, float]]:
-    """A one-to-one matching of maximum total IoU, as (index in first, index in second, IoU)."""
-    if not first or not second:
-        return []
-    ious = np.array([[a.iou(b) for b in second] for a in first])
-    rows, cols = linear_sum_assignment(ious, maximize=True)
-    return [(int(i), int(j), float(ious[i, j])) for i, j in zip(rows, cols)]
 
 
 def grounder_accuracy(

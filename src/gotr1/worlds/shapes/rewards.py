@@ -15,7 +15,7 @@ raises, and its format problems cost nothing here beyond the objects and boxes t
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -23,6 +23,9 @@ from statistics import fmean
 from typing import Protocol, TypeVar
 
 from ...chain import GRID, Box, parse_chain
+from ...rewards.base import Reward as BaseReward
+from ...rewards.base import RewardResult
+from ...rewards.combine import mean_product_reward, product_reward
 from .grounder import GroundedObject, ImageLike, OracleGrounder, match_boxes, read_name, size_class
 from .vocabulary import Group, Meaning, relation_holds
 
@@ -65,29 +68,26 @@ class ObjectDetector(Protocol):
     def ground(self, image: ImageLike) -> list[GroundedObject]: ...
 
 
-class Reward(ABC):
+class Reward(BaseReward):
     """A batch reward function; subclasses score one (prompt, chain, image) triple."""
 
     name: str
 
-    def __call__(
+    def evaluate_batch(
         self,
         prompts: Sequence[ShapesPromptLike],
         chains: Sequence[str],
         images: Sequence[ImageLike | None],
-    ) -> list[float | None]:
-        if not len(prompts) == len(chains) == len(images):
-            raise ValueError(
-                f"batch sizes differ: {len(prompts)} prompts, {len(chains)} chains, {len(images)} images"
-            )
-        return [self.score(p, c, i) for p, c, i in zip(prompts, chains, images)]
+    ) -> list[RewardResult]:
+        results = []
+        for p, c, i in zip(prompts, chains, images):
+            value = self.score(p, c, i)
+            results.append(RewardResult(value, reason="missing image" if value is None else "exact"))
+        return results
 
     @abstractmethod
     def score(self, prompt: ShapesPromptLike, chain: str, image: ImageLike | None) -> float | None:
         """The reward of one triple."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 # --- objects and constraints -----------------------------------------------------------------------
@@ -334,23 +334,6 @@ def all_constraints_hold(
 
 
 # --- combining -------------------------------------------------------------------------------------
-
-
-def product_reward(
-    r_sem: float | None, r_spa: float | None, r_ri: float | None, r_pi: float | None
-) -> float | None:
-    """GoT-R1's reward, R_PI * (R_sem + R_spa) * R_RI, in [0, 2]; None if any part is None."""
-    if r_sem is None or r_spa is None or r_ri is None or r_pi is None:
-        return None
-    return r_pi * (r_sem + r_spa) * r_ri
-
-
-def mean_product_reward(
-    r_sem: float | None, r_spa: float | None, r_ri: float | None, r_pi: float | None
-) -> float | None:
-    """The product reward with the chain's two scores averaged, so it lies in [0, 1]."""
-    product = product_reward(r_sem, r_spa, r_ri, r_pi)
-    return None if product is None else product / 2
 
 
 class ProductReward(Reward):

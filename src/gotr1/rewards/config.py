@@ -1,0 +1,163 @@
+"""Reward settings as typed config, and building judges and reward pipelines from them.
+
+YAML (a run's ``reward:`` section, or the file given to ``gotr1 reward --judge``)::
+
+    source: judge                  # default source of every component: judge | shapes
+    components: [r_sem, r_spa, r_ri, r_pi]
+    sources: {r_ri: detector}      # per component: judge | shapes | detector (r_ri) | package.module:factory
+    combine: product               # product | mean_product | v2 | sum
+    weights: {}                    # for combine: sum
+    max_missing_fraction: 0.5      # a batch with more missing totals stops training
+    judge:
+      backend: openai              # openai | transformers
+      openai: {base_urls: [http://127.0.0.1:8000/v1], model: Qwen/Qwen2.5-VL-7B-Instruct}
+      box_format: pixels           # how the judge writes boxes: pixels | relative_1000 | relative_1
+      cache: outputs/judge_cache.sqlite
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .base import Reward
+from .cache import CachedJudge
+from .judge import DEFAULT_JUDGE_PIXELS, Judge
+from .openai_judge import OpenAIJudge, OpenAIJudgeConfig
+from .prompts import BOX_FORMATS, JudgePrompts
+from .scoring import RewardPipeline
+
+__all__ = ["JudgeSettings", "RewardSettings", "build_judge", "build_reward"]
+
+COMPONENT_NAMES = ("r_sem", "r_spa", "r_ri", "r_pi")
+SOURCES = ("judge", "shapes", "detector")
+
+
+@dataclass
+class JudgeSettings:
+    backend: str = "openai"  # openai: any OpenAI-compatible server (vLLM); transformers: a local VLM
+    openai: OpenAIJudgeConfig = field(default_factory=OpenAIJudgeConfig)
+    model: str | None = None  # transformers backend: a local path or hub id
+    batch_size: int = 8  # transformers backend
+    device: str | None = None
+    dtype: str | None = None  # transformers backend: bfloat16 | float16 | float32
+    box_format: str = "pixels"  # Qwen2.5-VL answers in pixels of the image it was sent
+    image_pixels: int = DEFAULT_JUDGE_PIXELS  # images are resized to about this many pixels for the judge
+    max_tokens: int = 256
+    cache: str | None = None  # SQLite file of answers keyed by question content
+    prompts: dict[str, str] = field(default_factory=dict)  # system|semantic|spatial|grounding|image -> text file
+
+
+@dataclass
+class RewardSettings:
+    source: str = "shapes"
+    components: list[str] = field(default_factory=lambda: list(COMPONENT_NAMES))
+    sources: dict[str, str] = field(default_factory=dict)
+    combine: str = "product"
+    weights: dict[str, float] = field(default_factory=dict)
+    max_missing_fraction: float = 0.5
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+
+
+def _relative(path: str, base_dir: Path | None) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() or base_dir is None else base_dir / candidate
+
+
+def judge_prompts(settings: JudgeSettings, base_dir: Path | None = None) -> JudgePrompts:
+    """The default questions, with any replaced by the text files named in ``settings.prompts``."""
+    known = {f.name for f in fields(JudgePrompts)}
+    texts = {}
+    for key, path in settings.prompts.items():
+        if key not in known:
+            raise ValueError(f"judge.prompts.{key}: unknown prompt (choose from {', '.join(sorted(known))})")
+        file = _relative(path, base_dir)
+        if not file.is_file():
+            raise ValueError(f"judge.prompts.{key}: {file}: no such file")
+        texts[key] = file.read_text()
+    return JudgePrompts(**texts)
+
+
+def build_judge(settings: JudgeSettings, base_dir: Path | None = None) -> Judge:
+    """The configured backend, behind the answer cache if one is named."""
+    if settings.backend == "openai":
+        judge: Judge = OpenAIJudge(settings.openai)
+    elif settings.backend == "transformers":
+        if not settings.model:
+            raise ValueError("judge.model: the transformers backend needs a model path or hub id")
+        from .local_judge import TransformersJudge
+
+        judge = TransformersJudge.from_pretrained(settings.model, device=settings.device, dtype=settings.dtype,
+                                                  batch_size=settings.batch_size)
+    else:
+        raise ValueError(f"judge.backend must be openai or transformers, got {settings.backend!r}")
+    if settings.cache:
+        judge = CachedJudge(judge, _relative(settings.cache, base_dir))
+    return judge
+
+
+def _plugin(spec: str, name: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"sources.{name}: cannot import {spec!r} ({exc})") from None
+    # A class is instantiated without arguments; a Reward instance or plain function is used as it is.
+    return factory() if isinstance(factory, type) else factory
+
+
+def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judge: Judge | None = None,
+                 max_missing_fraction: float | None = None) -> RewardPipeline:
+    """The components named in ``settings`` from their sources, combined as configured.
+
+    ``judge`` replaces the configured backend (tests, or a judge shared with other code). Errors are
+    ValueError with a one-line message naming the setting.
+    """
+    components: dict[str, Any] = {}
+    judged_prompts: JudgePrompts | None = None
+    for name in settings.components:
+        source = settings.sources.get(name, settings.source)
+        if ":" in source:
+            components[name] = _plugin(source, name)
+            continue
+        if name not in COMPONENT_NAMES:
+            raise ValueError(f"components: {name!r} needs a plug-in source (sources.{name}: package.module:factory)")
+        if source == "shapes":
+            from ..worlds.shapes.rl import COMPONENTS as SHAPES
+
+            components[name] = SHAPES[name]()
+        elif source == "detector":
+            if name != "r_ri":
+                raise ValueError(f"sources.{name}: the detector can only ground objects (r_ri)")
+            from .detector import DetectorLocator, YoloDetector
+            from .grounding import LocatorGroundingReward
+
+            components[name] = LocatorGroundingReward(DetectorLocator(YoloDetector()))
+        elif source == "judge":
+            if settings.judge.box_format not in BOX_FORMATS:
+                raise ValueError(f"judge.box_format must be one of {', '.join(BOX_FORMATS)}")
+            if judge is None:
+                judge = build_judge(settings.judge, base_dir)
+            if judged_prompts is None:
+                judged_prompts = judge_prompts(settings.judge, base_dir)
+            components[name] = _judge_reward(name, judge, judged_prompts, settings.judge)
+        else:
+            raise ValueError(f"sources.{name}: unknown source {source!r} (choose from {', '.join(SOURCES)} "
+                             "or package.module:factory)")
+    limit = settings.max_missing_fraction if max_missing_fraction is None else max_missing_fraction
+    return RewardPipeline(components, settings.combine, settings.weights, max_missing_fraction=limit)
+
+
+def _judge_reward(name: str, judge: Judge, prompts: JudgePrompts, settings: JudgeSettings) -> Reward:
+    from .grounding import GroundingReward
+    from .image_prompt import ImagePromptReward
+    from .semantic import SemanticReward
+    from .spatial import SpatialReward
+
+    common = dict(prompts=prompts, image_pixels=settings.image_pixels, max_tokens=settings.max_tokens)
+    if name == "r_ri":
+        return GroundingReward(judge, box_format=settings.box_format, **common)
+    cls = {"r_sem": SemanticReward, "r_spa": SpatialReward, "r_pi": ImagePromptReward}[name]
+    return cls(judge, **common)
