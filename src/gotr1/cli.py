@@ -153,6 +153,33 @@ def cmd_train_sft(args) -> int:
     return 0
 
 
+def cmd_reward(args) -> int:
+    from .config import load_config
+    from .rewards.config import RewardSettings, build_reward
+    from .rewards.folder import FolderError, score_folder, summary_table
+
+    if args.judge:
+        settings = load_config(args.judge, RewardSettings)
+        base_dir = Path(args.judge).parent
+    else:
+        settings, base_dir = RewardSettings(), Path.cwd()
+    if args.base_url:
+        settings.judge.openai.base_urls = list(args.base_url)
+    if args.judge_model:
+        settings.judge.openai.model = args.judge_model
+    if any(settings.sources.get(n, settings.source) == "shapes" for n in settings.components):
+        raise CliError("the shapes world's exact rewards need prompt meanings; `gotr1 reward` scores text prompts "
+                       "(use source: judge, or `gotr1 shapes eval` for the shapes world)")
+    try:
+        pipeline = build_reward(settings, base_dir, max_missing_fraction=1.0)
+        summary = score_folder(args.dir, pipeline, batch_size=args.batch_size, force=args.force,
+                               progress=lambda done, total: log.info("scored %d/%d samples", done, total))
+    except (ValueError, FolderError) as exc:
+        raise CliError(str(exc)) from None
+    print(summary_table(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gotr1", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -186,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output directory")
     conv.add_argument("--dtype", default=None, help="dtype to save (default float32)")
     conv.set_defaults(func=cmd_convert)
+
+    rew = sub.add_parser("reward", help="score a folder written by `gotr1 generate` with the judge rewards")
+    rew.add_argument("dir", help="folder of samples (chain.json + images)")
+    rew.add_argument("--judge", default=None, help="reward/judge YAML (configs/judge_vllm.yaml); "
+                                                   "default: every component judged by a vLLM server on "
+                                                   "127.0.0.1:8000")
+    rew.add_argument("--base-url", action="append", help="judge server URL, e.g. http://host:8000/v1 (repeatable)")
+    rew.add_argument("--judge-model", default=None, help="model name the judge server serves")
+    rew.add_argument("--batch-size", type=int, default=32, help="samples scored (and saved) together")
+    rew.add_argument("--force", action="store_true", help="re-score samples that already have reward.json")
+    rew.set_defaults(func=cmd_reward)
 
     train = sub.add_parser("train", help="training recipes")
     train_sub = train.add_subparsers(dest="train_command", required=True)

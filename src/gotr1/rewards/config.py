@@ -52,7 +52,7 @@ class JudgeSettings:
 
 @dataclass
 class RewardSettings:
-    source: str = "shapes"
+    source: str = "judge"
     components: list[str] = field(default_factory=lambda: list(COMPONENT_NAMES))
     sources: dict[str, str] = field(default_factory=dict)
     combine: str = "product"

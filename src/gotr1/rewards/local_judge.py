@@ -52,11 +52,11 @@ class TransformersJudge:
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, batch_size: int = 8, temperature: float = 0.0,
+                        dtype: torch.dtype | str | None = None, batch_size: int = 8, temperature: float = 0.0,
                         model_id: str | None = None) -> TransformersJudge:
         """Load model and processor with the Auto classes (no remote code: only architectures that
         transformers itself implements). Defaults: CUDA in bfloat16 when there is a GPU, else CPU in
-        float32."""
+        float32; ``dtype`` may be named ("bfloat16"), as configs do."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         if device is None:
@@ -64,6 +64,10 @@ class TransformersJudge:
         device = torch.device(device)
         if dtype is None:
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        elif isinstance(dtype, str):
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"dtype {dtype!r} is not a torch dtype (e.g. bfloat16, float16, float32)")
+            dtype = getattr(torch, dtype)
         processor = AutoProcessor.from_pretrained(path_or_hub_id)
         model = AutoModelForImageTextToText.from_pretrained(path_or_hub_id, dtype=dtype,
                                                             device_map={"": str(device)})
@@ -129,7 +133,7 @@ class TransformersJudge:
         dtype = getattr(self.model, "dtype", torch.float32)
         device = self.device
         return {key: (value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device))
-                for key, value in encoded.items() if isinstance(value, torch.Tensor) and key != "attention_mask"}
+                for key, value in encoded.items() if isinstance(value, torch.Tensor)}
 
     def _generation_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}

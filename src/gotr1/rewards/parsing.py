@@ -43,13 +43,15 @@ def _balanced_spans(text: str):
     for start, char in enumerate(text):
         if char not in "{[":
             continue
-        depth, quote = 0, None
+        depth, quote, escaped = 0, None, False
         for end in range(start, len(text)):
             c = text[end]
             if quote:
-                if c == "\\":
-                    continue
-                if c == quote:
+                if escaped:
+                    escaped = False
+                elif c == "\\":
+                    escaped = True
+                elif c == quote:
                     quote = None
             elif c in "\"'":
                 # An apostrophe inside a word ("judge's") is not a quote.

@@ -27,7 +27,7 @@ class GRPORun:
     model: str | None = None  # None: the built-in shapes model
     output_dir: str = "outputs/grpo"
     prompts: str = "shapes:train"  # shapes:<split> or a text file with one prompt per line
-    reward: RewardSettings = field(default_factory=RewardSettings)
+    reward: RewardSettings = field(default_factory=lambda: RewardSettings(source="shapes"))
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     eval_every: int = 0  # shapes world: held-out accuracy every N steps (0: only at start and end)
     eval_prompts: int = 100
