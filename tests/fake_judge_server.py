@@ -11,7 +11,8 @@ last user text as directives (counted per ``id``, over all attempts of that id):
     [[garbage_body:N]]  the first N attempts get HTTP 200 with a body that is not JSON
     [[say=TEXT]]        the answer text (default: {"score": 7, "reason": "looks right"}); TEXT ends at ]]
 
-``GET /stats`` returns the attempts seen per id. Every reply also waits ``--latency`` seconds (a stand-in
+``GET /stats`` returns the attempts seen per id, the most requests in flight at once, the bearer tokens
+seen, and counts of images (and of those sent as PNG data URLs) and of structured-output requests. Every reply also waits ``--latency`` seconds (a stand-in
 for a remote GPU server's time per answer), concurrently across requests.
 """
 
@@ -34,6 +35,31 @@ class _State:
         self.latency = latency
         self.attempts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+        self.auth: set[str] = set()
+        self.images = self.data_urls = self.response_formats = 0
+
+    def enter(self, body: dict, authorization: str | None) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.auth.add(authorization or "")
+            self.response_formats += "response_format" in body
+            for message in body.get("messages", []):
+                if isinstance(message.get("content"), list):
+                    for part in message["content"]:
+                        if part.get("type") == "image_url":
+                            self.images += 1
+                            self.data_urls += part["image_url"]["url"].startswith("data:image/png;base64,")
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def report(self) -> dict:
+        with self.lock:
+            return {"attempts": dict(self.attempts), "max_in_flight": self.max_in_flight, "auth": sorted(self.auth),
+                    "images": self.images, "data_urls": self.data_urls, "response_formats": self.response_formats}
 
     def count(self, key: str) -> int:
         with self.lock:
@@ -69,8 +95,7 @@ def make_handler(state: _State):
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/stats"):
-                with state.lock:
-                    self._reply(200, json.dumps(state.attempts).encode())
+                self._reply(200, json.dumps(state.report()).encode())
             elif self.path.rstrip("/").endswith("/models"):
                 self._reply(200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode())
             else:
@@ -79,6 +104,13 @@ def make_handler(state: _State):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
+            state.enter(body, self.headers.get("Authorization"))
+            try:
+                self._answer(body)
+            finally:
+                state.leave()
+
+        def _answer(self, body: dict) -> None:
             text = _last_user_text(body)
             directives = {}
             for item in _DIRECTIVE.findall(text):

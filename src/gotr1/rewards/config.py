@@ -134,7 +134,7 @@ def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judg
             from .detector import DetectorLocator, YoloDetector
             from .grounding import LocatorGroundingReward
 
-            components[name] = LocatorGroundingReward(DetectorLocator(YoloDetector()))
+            components[name] = LocatorGroundingReward(DetectorLocator(YoloDetector(input_size=(256, 320, 416))))
         elif source == "judge":
             if settings.judge.box_format not in BOX_FORMATS:
                 raise ValueError(f"judge.box_format must be one of {', '.join(BOX_FORMATS)}")
