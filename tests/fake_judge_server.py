@@ -9,7 +9,8 @@ last user text as directives (counted per ``id``, over all attempts of that id):
     [[drop:N]]          the first N attempts: the connection is closed without a reply
     [[slow=S:N]]        the first N attempts wait S seconds before replying
     [[garbage_body:N]]  the first N attempts get HTTP 200 with a body that is not JSON
-    [[say=TEXT]]        the answer text (default: {"score": 7, "reason": "looks right"}); TEXT ends at ]]
+    [[say=TEXT]]        the answer text; TEXT ends at ]]. Default: {"score": 7, "reason": "looks right"},
+                        or one box [0, 0, 224, 224] for a grounding question ("Find every ...")
 
 ``GET /stats`` returns the attempts seen per id, the most requests in flight at once, the bearer tokens
 seen, and counts of images (and of those sent as PNG data URLs) and of structured-output requests. Every reply also waits ``--latency`` seconds (a stand-in
@@ -28,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _DIRECTIVE = re.compile(r"\[\[(.*?)\]\]", re.S)
 DEFAULT_ANSWER = '{"score": 7, "reason": "looks right"}'
+DEFAULT_BOXES = '[{"bbox_2d": [0, 0, 224, 224], "label": "thing"}]'  # for grounding questions
 
 
 class _State:
@@ -136,7 +138,8 @@ def make_handler(state: _State):
             if "garbage_body" in directives and attempt <= int(directives["garbage_body"] or 1):
                 self._reply(200, b"<html>this is not json")
                 return
-            answer = directives.get("say", DEFAULT_ANSWER)
+            default = DEFAULT_BOXES if text.startswith("Find every") else DEFAULT_ANSWER
+            answer = directives.get("say", default)
             reply = {
                 "id": f"chatcmpl-{attempt}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "fake"),
@@ -153,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
+    ThreadingHTTPServer.request_queue_size = 256  # the default backlog of 5 refuses bursts of connections
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(_State(args.latency)))
     server.daemon_threads = True
     print(server.server_address[1], flush=True)

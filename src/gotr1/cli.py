@@ -177,6 +177,11 @@ def cmd_reward(args) -> int:
     except (ValueError, FolderError) as exc:
         raise CliError(str(exc)) from None
     print(summary_table(summary))
+    run = summary["this_run"]
+    if run["samples"] and run["missing_total"] == run["samples"]:
+        print(f"gotr1: error: none of the {run['samples']} image(s) scored in this run got a reward; "
+              "see the reasons in reward.json (is the judge server up?)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -29,6 +29,7 @@ from .judge import JudgeAnswer, JudgeRequest, JudgeStats
 __all__ = ["OpenAIJudge", "OpenAIJudgeConfig", "image_data_url"]
 
 T = TypeVar("T")
+STRUCTURED_OUTPUT = ("json_schema", "json_object", "none")
 
 
 @dataclass
@@ -42,7 +43,9 @@ class OpenAIJudgeConfig:
     backoff_s: float = 0.5  # first retry waits about this long, doubling each time
     backoff_max_s: float = 16.0
     temperature: float = 0.0
-    structured_output: bool = True  # send each question's JSON schema as response_format (json_schema)
+    # How each question's JSON schema is sent as response_format: "json_schema" (OpenAI's form; vLLM),
+    # "json_object" ({"type": "json_object", "schema": ...}: llama.cpp's server), or "none".
+    structured_output: str = "json_schema"
 
     def __post_init__(self) -> None:
         if isinstance(self.base_urls, str):
@@ -53,6 +56,8 @@ class OpenAIJudgeConfig:
             raise ValueError("max_concurrency must be >= 1")
         if self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError("max_retries must be >= 0 and timeout_s > 0")
+        if self.structured_output not in STRUCTURED_OUTPUT:
+            raise ValueError(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}")
 
 
 def image_data_url(image: Image.Image) -> str:
@@ -178,9 +183,11 @@ class OpenAIJudge:
         first = next(self._next_server)
         messages = _messages(request)
         extra: dict[str, Any] = {}
-        if config.structured_output and request.schema is not None:
+        if request.schema is not None and config.structured_output == "json_schema":
             extra["response_format"] = {"type": "json_schema",
                                         "json_schema": {"name": "answer", "schema": request.schema}}
+        elif request.schema is not None and config.structured_output == "json_object":
+            extra["response_format"] = {"type": "json_object", "schema": request.schema}
         error = "error: not attempted"
         for attempt in range(config.max_retries + 1):
             server = (first + attempt) % len(clients)
