@@ -58,3 +58,44 @@ def test_bad_recipe_is_a_one_line_error(tmp_path, capsys):
     config.write_text("grpo:\n  stepz: 3\n")
     assert main(["train", "grpo", "--config", str(config)]) == 2
     assert "bad.yaml:2: grpo.stepz: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
+def test_grpo_with_judge_rewards_over_http_and_a_judge_outage(tmp_path, capsys):
+    from .judge_servers import fake_judge_server
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle to the left of a blue square\ntwo green squares\n")
+    config = tmp_path / "run.yaml"
+    with fake_judge_server() as server:
+        config.write_text(f"""
+output_dir: {tmp_path / 'out'}
+prompts: {prompts}
+save_every: 1
+reward:
+  source: judge
+  combine: product
+  judge:
+    openai: {{base_urls: [{server.url}], model: fake, backoff_s: 0.01, max_retries: 1}}
+grpo:
+  steps: 2
+  prompts_per_step: 1
+  num_generations: 2
+  learning_rate: 1.0e-5
+  lora_r: 4
+  max_reasoning_tokens: 120
+  cfg_weight: 3.0
+""")
+        assert main(["train", "grpo", "--config", str(config)]) == 0
+        asked = sum(server.stats()["attempts"].values())
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["evaluations"] == []  # text prompts: no shapes evaluation
+    judge_stats = summary["rewards"]["judges"]["fake"]
+    assert judge_stats["answered"] == judge_stats["requests"] == asked >= 4  # R_sem + R_PI at least, 2 x 2 samples
+    assert summary["rewards"]["samples"] == 4
+    # The judge is gone now: the run stops with a one-line error after saving a checkpoint.
+    config.write_text(config.read_text().replace("steps: 2", "steps: 4"))
+    assert main(["train", "grpo", "--config", str(config), "--resume"]) == 2
+    assert "samples have no reward" in capsys.readouterr().err
+    assert (out / "checkpoints" / "checkpoint-000002").is_dir()

@@ -284,10 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from .config import ConfigError
     from .model.loading import CheckpointError
+    from .rewards.scoring import RewardsUnavailable
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, ConfigError) as exc:
+    except (CliError, CheckpointError, ConfigError, RewardsUnavailable) as exc:
         print(f"gotr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
