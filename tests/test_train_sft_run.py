@@ -46,3 +46,25 @@ def test_bad_records_are_one_line_errors(tmp_path, capsys, line, message):
     assert main(["train", "sft", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_shapes_export_feeds_the_shipped_sft_recipe_in_bf16(tmp_path):
+    from pathlib import Path
+
+    from gotr1.config import load_config
+    from gotr1.train.run import SFTRun
+
+    recipe = load_config(Path(__file__).resolve().parents[1] / "configs" / "shapes_sft.yaml", SFTRun)
+    assert recipe.sft.mixed_precision == "bf16" and recipe.data.endswith("records.jsonl")
+    assert main(["shapes", "export-sft", "--out", str(tmp_path / "data"), "--examples", "3"]) == 0
+    lines = (tmp_path / "data" / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all((tmp_path / "data" / json.loads(line)["image"]).is_file() for line in lines)
+    config = tmp_path / "sft.yaml"
+    config.write_text(f"model: tiny-random\ndata: data/records.jsonl\noutput_dir: {tmp_path / 'out'}\n"
+                      "sft:\n  steps: 2\n  batch_size: 2\n  mixed_precision: bf16\n")
+    assert main(["train", "sft", "--config", str(config)]) == 0
+    report = json.loads((tmp_path / "out" / "sft.json").read_text())
+    assert report["records"] == 3 and report["steps_done"] == 2
+    assert all(point["image_loss"] == point["image_loss"] for point in report["curve"])  # finite, not NaN
+    config.write_text(config.read_text().replace("bf16", "fp8"))
+    assert main(["train", "sft", "--config", str(config)]) == 2

@@ -109,6 +109,14 @@ def cmd_shapes_build_tokenizer(args) -> int:
     return 0
 
 
+def cmd_shapes_export_sft(args) -> int:
+    from .worlds.shapes.recipe import export_sft_records
+
+    path = export_sft_records(args.out, args.examples, seed=args.seed, split=args.split)
+    print(f"wrote {args.examples} records to {path}")
+    return 0
+
+
 def cmd_shapes_pretrain(args) -> int:
     from .train.sft import SFTConfig
     from .worlds.shapes.recipe import pretrain
@@ -117,8 +125,14 @@ def cmd_shapes_pretrain(args) -> int:
     if not (tokenizers / "vq").is_dir() or not (tokenizers / "tokenizer").is_dir():
         raise CliError(f"{tokenizers}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`")
     sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                    max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed)
-    report = pretrain(tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft)
+                    max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
+                    mixed_precision=args.mixed_precision)
+    sizes = {key: value for key, value in (("hidden_size", args.hidden_size), ("num_layers", args.layers),
+                                           ("num_heads", args.heads), ("num_kv_heads", args.heads))
+             if value is not None}
+    if args.hidden_size is not None:
+        sizes["intermediate_size"] = 4 * args.hidden_size
+    report = pretrain(tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft, model_sizes=sizes)
     print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
     return 0
 
@@ -258,8 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--lr", type=float, default=1e-3)
     pre.add_argument("--minutes", type=float, default=None, help="stop SFT after this many minutes")
+    pre.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
+                     help="bf16: bfloat16 autocast (about 1.6x faster on CPUs with AVX512-BF16)")
+    pre.add_argument("--hidden-size", type=int, default=None, help="LM width (default 128; MLP 4x)")
+    pre.add_argument("--layers", type=int, default=None, help="LM layers (default 4)")
+    pre.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_shapes_pretrain)
+    exp = shapes_sub.add_parser("export-sft", help="write rendered (prompt, chain, image) records for `gotr1 train sft`")
+    exp.add_argument("--out", default="outputs/shapes/sft_data")
+    exp.add_argument("--examples", type=int, default=2000)
+    exp.add_argument("--split", default="train", choices=("train", "val", "heldout"))
+    exp.add_argument("--seed", type=int, default=0)
+    exp.set_defaults(func=cmd_shapes_export_sft)
     ev = shapes_sub.add_parser("eval", help="held-out compositional accuracy, judged from pixels")
     ev.add_argument("--model", default=None, help="checkpoint (default: the shipped shapes model)")
     ev.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))

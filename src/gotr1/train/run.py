@@ -79,25 +79,25 @@ def _write_sample_grid(path: Path, result) -> None:
     sample_grid([g.images[0] for g in gens], [g.objects for g in gens], captions).save(path)
 
 
-def _prompts(spec: str, prompts_per_step: int):
+def _prompts(spec: str, prompts_per_step: int, base_dir: Path):
+    """shapes:<split>, or a prompt file / directory of *.txt files (relative to the recipe, else to the
+    working directory), passed over in per-epoch shuffles."""
     from ..worlds.shapes.grammar import SPLITS, ShapesGrammar
     from ..worlds.shapes.rl import prompt_source
+    from .prompts import read_prompt_files, shuffled_source
 
     if spec.startswith("shapes:"):
         split = spec.split(":", 1)[1]
         if split not in SPLITS:
             raise ConfigError(f"prompts: unknown shapes split {split!r} (choose from {', '.join(SPLITS)})")
         return prompt_source(ShapesGrammar(), prompts_per_step, split=split)
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"prompts: {spec}: no such file")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-    def source(step, rng):
-        start = step * prompts_per_step
-        return [lines[(start + i) % len(lines)] for i in range(prompts_per_step)]
-
-    return source
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and (base_dir / path).exists():
+        path = base_dir / path
+    try:
+        return shuffled_source(read_prompt_files(path), prompts_per_step)
+    except ValueError as exc:
+        raise ConfigError(f"prompts: {exc}") from None
 
 
 def _reward(settings: RewardSettings, base_dir: Path):
@@ -126,7 +126,8 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     reward_fn = _reward(run.reward, Path(config_path).parent)
     if _uses_shapes_rewards(run.reward) and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
-    trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step))
+    trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step,
+                                                                         Path(config_path).parent))
     evaluations = []
     checkpoints = out / "checkpoints"
     if resume:

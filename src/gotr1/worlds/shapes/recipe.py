@@ -142,8 +142,29 @@ def sft_records(grammar: ShapesGrammar, tokenizer, vq: JanusVQVAE, n: int, *, se
             for p, c, code in zip(prompts, chains, codes)]
 
 
+def export_sft_records(out_dir: str | Path, n: int, *, seed: int = 0, split: str = "train") -> Path:
+    """Rendered (prompt, ground-truth chain, image) records as the JSON-lines + PNG files that
+    `gotr1 train sft` reads; returns the path of records.jsonl."""
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"export-{seed}")
+    pool = ShapesGrammar(seed).prompts(split, max(2000, n // 4))
+    with open(out / "records.jsonl", "w") as records:
+        written = 0
+        while written < n:
+            prompt = rng.choice(pool)
+            scene = try_layout_scene(prompt.meaning, rng)
+            if scene is None:
+                continue
+            name = f"images/{written:06d}.png"
+            scene.image().save(out / name)
+            records.write(json.dumps({"prompt": prompt.text, "chain": scene.chain(), "image": name}) + "\n")
+            written += 1
+    return out / "records.jsonl"
+
+
 def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int = 20000, seed: int = 0,
-             sft=None) -> dict:
+             sft=None, model_sizes: dict | None = None) -> dict:
     """SFT a shapes-world Janus on rendered ground truth and save it (safetensors) to out_dir."""
     from transformers import AutoTokenizer
 
@@ -159,11 +180,12 @@ def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int =
     grammar = ShapesGrammar(seed)
     records = sft_records(grammar, tokenizer, vq, examples, seed=seed)
     log.info("built %d SFT records in %.0fs", len(records), time.time() - start)
-    model, tokenizer = shapes_janus(tokenizer, vq, seed=seed)
+    model, tokenizer = shapes_janus(tokenizer, vq, seed=seed, **(model_sizes or {}))
     ids = SpecialTokenIds.from_tokenizer(tokenizer)
     summary = train_sft(model, records, sft, pad=ids.pad)
     bundle = JanusBundle(model, tokenizer, ids, source="shapes")
     bundle.save(out_dir)
-    report = {"examples": len(records), "sft": summary, "seconds": time.time() - start}
+    report = {"examples": len(records), "model_sizes": {**SHAPES_MODEL, **(model_sizes or {})},
+              "mixed_precision": sft.mixed_precision, "sft": summary, "seconds": time.time() - start}
     (Path(out_dir) / "pretrain.json").write_text(json.dumps(report, indent=2))
     return report

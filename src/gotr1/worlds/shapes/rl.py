@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import random
-
 from ...rewards.scoring import RewardPipeline
+from ...train.prompts import shuffled_source
 from .grammar import ShapesGrammar
 from .rewards import RPI, RRI, RSem, RSpa
 
@@ -27,13 +26,5 @@ def reward_function(components=("r_sem", "r_spa", "r_ri", "r_pi"), combine: str 
 
 
 def prompt_source(grammar: ShapesGrammar, prompts_per_step: int, *, split: str = "train", pool: int = 5000):
-    """prompt_source(step, rng) -> prompts: a shuffled pass over a fixed pool of training prompts."""
-    prompts = grammar.prompts(split, pool)
-
-    def source(step: int, rng: random.Random):
-        order = random.Random(f"epoch-{(step * prompts_per_step) // len(prompts)}").sample(range(len(prompts)),
-                                                                                         len(prompts))
-        start = (step * prompts_per_step) % len(prompts)
-        return [prompts[order[(start + i) % len(prompts)]] for i in range(prompts_per_step)]
-
-    return source
+    """source(step, rng) -> prompts: shuffled passes over a fixed pool of the split's prompts."""
+    return shuffled_source(grammar.prompts(split, pool), prompts_per_step)
