@@ -69,10 +69,14 @@ def sft_loss(model, batch: PackedBatch, config: SFTConfig) -> tuple[torch.Tensor
     return loss, {"text_loss": text_loss.item(), "image_loss": image_loss.item()}
 
 
-def cosine_lr(step: int, config: SFTConfig) -> float:
+def cosine_lr(step: int, config: SFTConfig, elapsed: float | None = None) -> float:
+    """Warm-up, then cosine decay to ``min_lr_ratio``. With a time budget (``max_seconds``) the decay
+    follows whichever budget, steps or seconds, is further spent, so a timed run still ends cooled."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.max_seconds and elapsed is not None:
+        progress = max(progress, elapsed / config.max_seconds)
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -115,7 +119,7 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
         batch.text_mask[torch.tensor(drop)] = False
         batch = batch.to(device)
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, config)
+            group["lr"] = cosine_lr(step, config, time.time() - start)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16"):
             loss, stats = sft_loss(model, batch, config)
         opt.zero_grad(set_to_none=True)
