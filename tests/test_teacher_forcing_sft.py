@@ -35,6 +35,11 @@ def test_cosine_schedule_warms_up_and_decays():
     assert cosine_lr(0, config) == 0.1 and cosine_lr(9, config) == 1.0
     assert abs(cosine_lr(99, config) - 0.1) < 0.01
     assert cosine_lr(50, config) < cosine_lr(20, config)
+    # A time budget: the decay follows whichever of steps and seconds is further spent.
+    timed = SFTConfig(steps=1000, warmup_steps=10, lr=1.0, min_lr_ratio=0.1, max_seconds=100.0)
+    assert cosine_lr(20, timed, elapsed=100.0) == 0.1
+    assert cosine_lr(20, timed, elapsed=50.0) == cosine_lr(505, timed, elapsed=0.0)
+    assert cosine_lr(20, timed) == cosine_lr(20, SFTConfig(steps=1000, warmup_steps=10, lr=1.0, min_lr_ratio=0.1))
 
 
 def test_sft_learns_a_fixed_record_and_keeps_the_vq_frozen(tiny_tokenizer):
