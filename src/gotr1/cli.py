@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -156,7 +157,8 @@ def cmd_train_grpo(args) -> int:
     from .train.run import run_grpo
 
     summary = run_grpo(args.config, model_override=args.model, resume=args.resume)
-    print(json.dumps(summary, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`: the main process only
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -11,6 +11,19 @@ ratio only needs old and new policy scored the same way, so the cheaper one is t
 
 Reference policy for the KL term: under LoRA the same model with its adapter disabled (no second
 copy in memory); under full fine-tuning a frozen copy taken at the start.
+
+Processes (`accelerate launch`, see `train.distributed` and README "Scaling out"): the step's B prompts
+are dealt out by global index (prompt i to process i % world_size), so every group of G samples lives
+on one process and its advantages are never split; a prompt's samples are seeded by its global index,
+so each process draws exactly what a single process would for those prompts. Rewards are computed where
+the samples are; per-sample rewards are then gathered so that advantages, the loss normalisers (total
+sequences and tokens) and every logged metric are the global, single-process ones. Each process scales
+its loss by world_size because DDP / DeepSpeed / FSDP average gradients over processes: the reduced
+gradient is then the single-process one. All processes run the same number of micro-batches (a process
+with fewer usable samples runs zero-weighted ones), which DeepSpeed ZeRO-3 and FSDP need for their
+parameter gathers and DDP for its buffer broadcasts. (loss_type "dr_grpo" divides by each micro-batch's
+padded width, so its loss depends on how samples fall into micro-batches, hence on the number of
+processes; "grpo" and "dapo" do not.)
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +47,8 @@ import torch
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 from ..model.teacher_forcing import forward_packed, pack
+from .distributed import (PolicyScorer, accumulating, configure_deepspeed, iter_full_parameters, make_accelerator,
+                          shards_optimizer, shards_parameters)
 from .grpo_loss import group_advantages, grpo_loss
 from .sft import SFTRecord, trainable_parameters, unconditional
 
@@ -92,17 +107,31 @@ RewardFn = Callable[..., tuple[list[float | None], dict[str, list]]]
 class StepResult:
     step: int
     metrics: dict
+    # This process's samples (all of them in a single process), prompt_index = the prompt's global index.
     generations: list[Generation] = field(default_factory=list)
     rewards: list[float | None] = field(default_factory=list)  # per sample, None where unscored
+    advantages: list[float] = field(default_factory=list)  # per sample (0 where not trained)
 
 
 class GRPOTrainer:
-    """The loop; models, rewards and prompts come in, so any world or judge plugs in."""
+    """The loop; models, rewards and prompts come in, so any world or judge plugs in.
+
+    accelerator: an `accelerate.Accelerator` (default: `train.distributed.make_accelerator()`, i.e. what
+    `accelerate launch` configured, or a plain single process). The model is moved to its device.
+    prompt_source(step, rng) must return the same B prompts on every process (it is called on each with
+    identically seeded generators).
+    """
 
     def __init__(self, bundle: JanusBundle, config: GRPOConfig, reward_fn: RewardFn,
-                 prompt_source: Callable[[int, random.Random], list]):
+                 prompt_source: Callable[[int, random.Random], list], *, accelerator=None):
         self.bundle, self.config = bundle, config
         self.reward_fn, self.prompt_source = reward_fn, prompt_source
+        self.accelerator = acc = accelerator if accelerator is not None else make_accelerator()
+        self.world_size, self.rank = acc.num_processes, acc.process_index
+        check_world_size(config.prompts_per_step, self.world_size)
+        if acc.gradient_accumulation_steps != 1:
+            raise ValueError("GRPO accumulates its own micro-batches (grpo.micro_batch_size); create the Accelerator "
+                             "with gradient_accumulation_steps=1")
         # Like trl, reward functions that take keyword arguments also get the raw samples.
         params = inspect.signature(reward_fn).parameters.values()
         self._reward_takes_samples = any(p.kind is p.VAR_KEYWORD or p.name == "generations" for p in params)
@@ -121,7 +150,11 @@ class GRPOTrainer:
             self.params = [p for p in self.model.parameters() if p.requires_grad]
             self.reference = None
         else:
-            self.params = trainable_parameters(self.model)
+            # Heads the loss never reaches stay frozen: they would get no gradient anyway, and DDP wants
+            # every trainable parameter to take part in each backward.
+            unused = () if config.train_text else (self.model.lm_head.weight,)
+            unused += () if config.train_image else tuple(self.model.model.generation_head.parameters())
+            self.params = [p for p in trainable_parameters(self.model) if not any(p is u for u in unused)]
             for p in self.model.parameters():
                 p.requires_grad_(False)
             for p in self.params:
@@ -129,10 +162,29 @@ class GRPOTrainer:
             self.reference = copy.deepcopy(self.model).eval() if config.beta else None
             if self.reference is not None:
                 self.reference.requires_grad_(False)
+        self._trainable_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        # ZeRO-3 / FSDP shard the weights, and sampling runs outside any module forward: it uses a full
+        # copy taken now and refreshed from the shards before each step (`sampling_bundle`).
+        self._replica = self._replica_peft = None
+        if shards_parameters(acc):
+            source = self.peft_model if self.peft_model is not None else self.model
+            half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(acc.mixed_precision))
+            copied = copy.deepcopy(source).to(acc.device, dtype=half).eval()  # sampled in the training precision
+            self._replica_peft = copied if self.peft_model is not None else None
+            self._replica = copied.base_model.model if self.peft_model is not None else copied
+            self._replica.requires_grad_(False)
         if config.gradient_checkpointing:
             self.model.model.language_model.gradient_checkpointing_enable()
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.sampler = TwoPhaseSampler(bundle)
+        optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        configure_deepspeed(acc, micro_batch_size=config.micro_batch_size, max_grad_norm=config.max_grad_norm)
+        self.policy, self.optimizer = acc.prepare(PolicyScorer(self.model), optimizer)
+        if self.reference is not None:
+            self.reference.to(acc.device)
+        if self._replica is not None:
+            self._replica_bundle = replace(bundle, model=self._replica)
+            self.sampler = TwoPhaseSampler(self._replica_bundle)
+        else:
+            self.sampler = TwoPhaseSampler(bundle)
         self.step_index = 0
         self.rng = random.Random(config.seed)
         self.history: list[dict] = []
@@ -147,166 +199,325 @@ class GRPOTrainer:
         progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
         return c.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    def sample(self, prompts: list) -> list[Generation]:
+    def process_prompts(self, num_prompts: int) -> list[int]:
+        """Global indices of this process's prompts among a step's `num_prompts`."""
+        check_world_size(num_prompts, self.world_size)
+        return list(range(self.rank, num_prompts, self.world_size))
+
+    def sampling_bundle(self) -> JanusBundle:
+        """The bundle to sample (and evaluate) with: the policy itself, or under ZeRO-3 / FSDP its full
+        replica, refreshed from the shards here (a collective: call it on every process)."""
+        if self._replica is None:
+            return self.bundle
+        params = dict(self._replica.named_parameters())
+        with torch.no_grad():
+            for name, value in iter_full_parameters(self.accelerator, self.policy, self._trainable_names):
+                params[name].copy_(value)
+        return self._replica_bundle
+
+    def sample(self, prompts: list, indices: Sequence[int] | None = None) -> list[Generation]:
+        """G samples for each prompts[i], i in indices (default: all), seeded by i and the step; their
+        `prompt_index` is i."""
         c = self.config
+        indices = list(range(len(prompts))) if indices is None else list(indices)
         sampling = SamplingConfig(num_generations=c.num_generations, cfg_weight=c.cfg_weight,
                                   text_temperature=c.text_temperature, image_temperature=c.image_temperature,
                                   max_reasoning_tokens=c.max_reasoning_tokens)
-        seeds = [c.seed * 1_000_003 + self.step_index * 10_007 + i for i in range(len(prompts))]
-        self.model.eval()
-        return self.sampler.generate([_text(p) for p in prompts], sampling, seeds=seeds)
+        seeds = [c.seed * 1_000_003 + self.step_index * 10_007 + i for i in indices]
+        self.sampling_bundle().model.eval()
+        with self.accelerator.autocast():
+            gens = self.sampler.generate([_text(prompts[i]) for i in indices], sampling, seeds=seeds)
+        for g in gens:
+            g.prompt_index = indices[g.prompt_index]
+        return gens
 
-    def sequence_logprobs(self, model, gens: Sequence[Generation]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log-probs [n, text + image tokens] under `model` and the matching trained-token mask."""
+    def sequence_logprobs(self, model, gens: Sequence[Generation], *, with_entropy: bool = False):
+        """Per-token log-probs [n, text + image tokens] under `model` and the matching trained-token mask
+        (and, with_entropy, each of those tokens' distribution entropy, detached).
+
+        model: a Janus model, or the prepared `PolicyScorer` (`self.policy`).
+        """
         c = self.config
         pad = self.bundle.ids.pad
         records = [SFTRecord(g.prompt_ids.tolist(), g.text_ids.tolist(), g.image_ids[0].tolist()) for g in gens]
-        device = next(self.model.parameters()).device
+        device = self.accelerator.device
         batch = pack([r.prompt_ids for r in records], [r.text_ids for r in records],
                      [r.image_ids for r in records], pad).to(device)
-        text_logits, image_logits = forward_packed(model, batch, text=c.train_text, image=c.train_image)
-        parts, masks = [], []
+        ubatch = None
+        if c.train_image and c.image_logprob == "cfg" and c.cfg_weight > 1:
+            unc = [unconditional(r, pad) for r in records]
+            ubatch = pack([r.prompt_ids for r in unc], [r.text_ids for r in unc], [r.image_ids for r in unc],
+                          pad).to(device)
+        text_logits, image_logits, uncond = _score(model, batch, ubatch, text=c.train_text, image=c.train_image)
+        parts, masks, entropies = [], [], []
         if c.train_text:
             t = c.text_temperature if c.text_temperature > 0 else 1.0
-            lp = torch.log_softmax(text_logits.float() / t, -1).gather(-1, batch.text_targets[..., None]).squeeze(-1)
-            parts.append(lp)
+            logprobs = torch.log_softmax(text_logits.float() / t, -1)
+            parts.append(logprobs.gather(-1, batch.text_targets[..., None]).squeeze(-1))
             masks.append(batch.text_mask)
+            if with_entropy:
+                entropies.append(_entropy(logprobs))
         if c.train_image:
             logits = image_logits.float()
-            if c.image_logprob == "cfg" and c.cfg_weight > 1:
-                unc = [unconditional(r, pad) for r in records]
-                ubatch = pack([r.prompt_ids for r in unc], [r.text_ids for r in unc],
-                              [r.image_ids for r in unc], pad).to(device)
-                _, uncond = forward_packed(model, ubatch, text=False)
+            if uncond is not None:
                 logits = uncond.float() + c.cfg_weight * (logits - uncond.float())
             t = c.image_temperature if c.image_temperature > 0 else 1.0
-            lp = torch.log_softmax(logits / t, -1).gather(-1, batch.image_targets[..., None]).squeeze(-1)
+            logprobs = torch.log_softmax(logits / t, -1)
+            lp = logprobs.gather(-1, batch.image_targets[..., None]).squeeze(-1)
             parts.append(lp)
             masks.append(torch.ones_like(lp, dtype=torch.bool))
-        return torch.cat(parts, 1), torch.cat(masks, 1)
+            if with_entropy:
+                entropies.append(_entropy(logprobs))
+        out = torch.cat(parts, 1), torch.cat(masks, 1)
+        return (*out, torch.cat(entropies, 1)) if with_entropy else out
 
     def _reference_context(self):
         if self.peft_model is not None:
             return self.peft_model.disable_adapter()
         return contextlib.nullcontext()
 
+    def _trained_tokens(self, g: Generation) -> int:
+        c = self.config
+        return (len(g.text_ids) if c.train_text else 0) + (g.image_ids.shape[1] if c.train_image else 0)
+
+    def _gather_step(self, gens, rewards, components, failure) -> dict:
+        """Every process's per-sample results, in the single-process (global prompt-major) order."""
+        G = self.config.num_generations
+        payload = {"error": failure}
+        if failure is None:
+            payload.update(
+                index=[g.prompt_index * G + g.sample_index for g in gens], rewards=list(rewards),
+                components={k: list(v) for k, v in components.items()},
+                tokens=[self._trained_tokens(g) for g in gens],
+                sampled_tokens=[len(g.text_ids) + int(g.image_ids.numel()) for g in gens],
+                valid_chain=[float(g.parsed.is_valid) for g in gens], chain_tokens=[float(len(g.text_ids)) for g in gens])
+        parts = [payload] if self.world_size == 1 else _gather_object(payload)
+        errors = [p["error"] for p in parts if p["error"] is not None]
+        if errors:
+            if failure is not None:
+                raise failure
+            raise errors[0]  # another process failed: stop here too (run.py saves a checkpoint on every process)
+        total = sum(len(p["index"]) for p in parts)
+        merged: dict = {"components": {}}
+        for key in ("rewards", "tokens", "sampled_tokens", "valid_chain", "chain_tokens"):
+            merged[key] = [None] * total
+        for p in parts:
+            for name in p["components"]:
+                merged["components"].setdefault(name, [None] * total)
+            for j, at in enumerate(p["index"]):
+                for key in ("rewards", "tokens", "sampled_tokens", "valid_chain", "chain_tokens"):
+                    merged[key][at] = p[key][j]
+                for name, values in p["components"].items():
+                    merged["components"][name][at] = values[j]
+        return merged
+
     # -- one step -----------------------------------------------------------------------------
     def step(self) -> StepResult:
-        c = self.config
+        c, acc, W = self.config, self.accelerator, self.world_size
+        G = c.num_generations
         start = time.time()
         prompts = self.prompt_source(self.step_index, self.rng)
-        gens = self.sample(prompts)
-        t_sample = time.time() - start
-        per_gen_prompts = [prompts[g.prompt_index] for g in gens]
-        extra = {"generations": gens} if self._reward_takes_samples else {}
-        rewards, components = self.reward_fn(per_gen_prompts, [g.chain for g in gens], [g.images[0] for g in gens],
-                                             **extra)
-        valid = torch.tensor([r is not None for r in rewards])
-        reward_t = torch.tensor([r if r is not None else 0.0 for r in rewards], dtype=torch.float32)
-        advantages, usable = group_advantages(reward_t, c.num_generations, valid=valid,
-                                              scale_rewards=c.scale_rewards)
+        mine = self.process_prompts(len(prompts))
+        failure, gens, rewards, components, t_sample = None, [], [], {}, 0.0
+        try:
+            gens = self.sample(prompts, mine)
+            t_sample = time.time() - start
+            per_gen_prompts = [prompts[g.prompt_index] for g in gens]
+            extra = {"generations": gens} if self._reward_takes_samples else {}
+            rewards, components = self.reward_fn(per_gen_prompts, [g.chain for g in gens],
+                                                 [g.images[0] for g in gens], **extra)
+        except Exception as exc:  # noqa: BLE001 - handed to every process below, then raised
+            if W == 1:
+                raise
+            failure = exc
         t_reward = time.time() - start - t_sample
-        train_idx = [i for i in range(len(gens)) if usable[i]]  # zero advantage still carries the KL term
+        everything = self._gather_step(gens, rewards, components, failure)
+        # Advantages over the global batch (groups are independent, so this equals per-process ones).
+        all_rewards = everything["rewards"]
+        valid = torch.tensor([r is not None for r in all_rewards])
+        reward_t = torch.tensor([r if r is not None else 0.0 for r in all_rewards], dtype=torch.float32)
+        all_advantages, all_usable = group_advantages(reward_t, G, valid=valid, scale_rewards=c.scale_rewards)
+        rows = [g.prompt_index * G + g.sample_index for g in gens]
+        advantages = all_advantages[rows]
+        train_idx = [i for i, r in enumerate(rows) if all_usable[r]]  # zero advantage still carries the KL term
         chunks = [train_idx[i:i + c.micro_batch_size] for i in range(0, len(train_idx), c.micro_batch_size)]
+        # Every process runs as many micro-batches as the busiest one (prompt i lives on process i % W).
+        per_process = [0] * W
+        for s in all_usable.nonzero().flatten().tolist():
+            per_process[(s // G) % W] += 1
+        n_micro = max(math.ceil(n / c.micro_batch_size) for n in per_process)
+        total_seqs = int(all_usable.sum())
+        total_tokens = float(sum(everything["tokens"][s] for s in all_usable.nonzero().flatten().tolist()))
         old, ref = {}, {}
-        if chunks and (c.num_iterations > 1 or c.beta):
+        if n_micro and (c.num_iterations > 1 or c.beta):
             with torch.no_grad():
-                self.model.eval()
-                for chunk in chunks:
+                self.policy.eval()
+                for j in range(n_micro):
+                    chunk = chunks[j] if j < len(chunks) else None
+                    # gens[:1]: a stand-in pass where this process has fewer micro-batches than another
+                    batch = [gens[i] for i in chunk] if chunk else gens[:1]
                     if c.num_iterations > 1:
-                        old[chunk[0]] = self.sequence_logprobs(self.model, [gens[i] for i in chunk])[0]
+                        lp = self.sequence_logprobs(self.policy, batch)[0]
+                        if chunk:
+                            old[chunk[0]] = lp
                     if c.beta:
-                        with self._reference_context():
-                            model = self.reference if self.reference is not None else self.model
-                            ref[chunk[0]] = self.sequence_logprobs(model, [gens[i] for i in chunk])[0]
+                        with self._reference_context(), acc.autocast():
+                            model = self.reference if self.reference is not None else self.policy
+                            lp = self.sequence_logprobs(model, batch)[0]
+                        if chunk:
+                            ref[chunk[0]] = lp
         lr = self.lr_at(self.step_index)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        stats = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
-        if chunks:
-            self.model.train()
-            total_seqs = len(train_idx)
-            total_tokens = float(sum((len(gens[i].text_ids) if c.train_text else 0)
-                                     + (gens[i].image_ids.shape[1] if c.train_image else 0) for i in train_idx))
-            for _ in range(c.num_iterations):
+        # loss, kl sum, clipped-token sum, trained tokens, entropy sum, entropy tokens (this process)
+        sums = [0.0] * 6
+        grad_norm = None
+        if n_micro:
+            self.policy.train()
+            scale = float(W)  # DDP / DeepSpeed / FSDP average gradients over processes
+            for iteration in range(c.num_iterations):
                 self.optimizer.zero_grad(set_to_none=True)
-                for chunk in chunks:
-                    logp, mask = self.sequence_logprobs(self.model, [gens[i] for i in chunk])
-                    out = grpo_loss(logp, old.get(chunk[0], logp.detach()), advantages[chunk].to(logp.device), mask,
-                                    ref_logp=ref.get(chunk[0]), beta=c.beta, epsilon_low=c.epsilon,
-                                    epsilon_high=c.epsilon_high, loss_type=c.loss_type, max_length=mask.shape[1],
-                                    total_sequences=total_seqs, total_tokens=total_tokens)
-                    out.loss.backward()
-                    share = len(chunk) / total_seqs
-                    stats["loss"] += out.loss.item() / c.num_iterations
-                    stats["kl"] += out.kl.item() * share / c.num_iterations
-                    stats["clip_fraction"] += out.clip_fraction.item() * share / c.num_iterations
-                torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+                for j in range(n_micro):
+                    chunk = chunks[j] if j < len(chunks) else None
+                    last = j == n_micro - 1
+                    with contextlib.nullcontext() if last else accumulating(acc, self.policy):
+                        if not chunk:  # nothing left here: a zero-weighted pass keeps the processes in step
+                            logp, _ = self.sequence_logprobs(self.policy, gens[:1])
+                            acc.backward(logp.sum() * 0.0)
+                            continue
+                        scored = self.sequence_logprobs(self.policy, [gens[i] for i in chunk],
+                                                        with_entropy=iteration == 0)
+                        logp, mask = scored[:2]
+                        out = grpo_loss(logp, old.get(chunk[0], logp.detach()), advantages[chunk].to(logp.device),
+                                        mask, ref_logp=ref.get(chunk[0]), beta=c.beta, epsilon_low=c.epsilon,
+                                        epsilon_high=c.epsilon_high, loss_type=c.loss_type, max_length=mask.shape[1],
+                                        total_sequences=total_seqs, total_tokens=total_tokens)
+                        acc.backward(out.loss * scale if W > 1 else out.loss)
+                    tokens = float(mask.sum())
+                    sums[0] += out.loss.item() / c.num_iterations
+                    sums[1] += out.kl.item() * tokens / c.num_iterations
+                    sums[2] += out.clip_fraction.item() * tokens / c.num_iterations
+                    sums[3] += tokens / c.num_iterations
+                    if iteration == 0:
+                        sums[4] += float((scored[2] * mask).sum())
+                        sums[5] += tokens
+                norm = acc.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                grad_norm = float(norm) if norm is not None else None
                 self.optimizer.step()
-            self.model.eval()
+            self.policy.eval()
+        if W > 1:
+            sums = acc.reduce(torch.tensor(sums, dtype=torch.float64, device=acc.device), reduction="sum").tolist()
+        loss, kl_sum, clip_sum, tok, ent_sum, ent_tok = sums
+        step_seconds = time.time() - start
         metrics = {
-            "step": self.step_index + 1, "lr": lr, "reward_mean": _mean(rewards), "reward_std": _std(rewards),
-            "missing_rewards": int((~valid).sum()), "trained_sequences": len(train_idx),
-            "valid_chain_rate": _mean([float(g.parsed.is_valid) for g in gens]),
-            "chain_tokens": _mean([float(len(g.text_ids)) for g in gens]),
-            "sample_seconds": t_sample, "reward_seconds": t_reward, "step_seconds": time.time() - start, **stats,
+            "step": self.step_index + 1, "lr": lr, "reward_mean": _mean(all_rewards), "reward_std": _std(all_rewards),
+            "missing_rewards": int((~valid).sum()), "trained_sequences": total_seqs,
+            "valid_chain_rate": _mean(everything["valid_chain"]),
+            "chain_tokens": _mean(everything["chain_tokens"]),
+            "sample_seconds": t_sample, "reward_seconds": t_reward, "step_seconds": step_seconds,
+            "loss": loss, "kl": kl_sum / tok if tok else 0.0, "clip_fraction": clip_sum / tok if tok else 0.0,
+            "entropy": ent_sum / ent_tok if ent_tok else None, "grad_norm": grad_norm,
+            "tokens_per_second": sum(everything["sampled_tokens"]) / max(step_seconds, 1e-9),
+            "processes": W,
         }
-        for name, values in components.items():
+        for name, values in everything["components"].items():
             metrics[f"{name}_mean"] = _mean(values)
         self.history.append(metrics)
         self.step_index += 1
-        if c.log_every and (self.step_index % c.log_every == 0):
+        if c.log_every and (self.step_index % c.log_every == 0) and acc.is_main_process:
             log.info("grpo step %d: reward %.3f (%s) loss %.4f kl %.4f clip %.3f %.1fs", self.step_index,
                      metrics["reward_mean"] or 0.0,
-                     " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in components),
-                     stats["loss"], stats["kl"], stats["clip_fraction"], metrics["step_seconds"])
-        return StepResult(self.step_index, metrics, gens, list(rewards))
+                     " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in everything["components"]),
+                     metrics["loss"], metrics["kl"], metrics["clip_fraction"], metrics["step_seconds"])
+        return StepResult(self.step_index, metrics, gens, list(rewards), advantages.tolist())
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, root: str | Path, *, keep_last: int = 2) -> Path:
         """Write trainable weights, optimizer, RNG states and the step atomically; keep the last K.
 
         The sampler's randomness is keyed by (seed, step) and prompts by step, so restoring these is
-        enough for a resumed run to continue exactly where this one stands.
+        enough for a resumed run to continue exactly where this one stands. Call it on every process:
+        weights are gathered where sharded, every process's torch RNG state is kept, and only the main
+        process writes (under DeepSpeed / FSDP, whose optimizer state is sharded, every process also
+        writes its part through `accelerator.save_state`, into accelerate_state/).
         """
         from safetensors.torch import save_file
 
+        acc = self.accelerator
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
         final = root / f"checkpoint-{self.step_index:06d}"
         tmp = root / f".{final.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        trainable = {n: p.detach().contiguous().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
-        save_file(trainable, str(tmp / "trainable.safetensors"))
-        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-        state = {"step": self.step_index, "history": self.history, "python_rng": _jsonable(self.rng.getstate()),
-                 "config": asdict(self.config)}
-        (tmp / "trainer_state.json").write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("checkpoint-*"))[:-keep_last] if keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        if acc.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        acc.wait_for_everyone()
+        trainable = {}
+        for name, value in iter_full_parameters(acc, self.policy, self._trainable_names):
+            if acc.is_main_process:
+                trainable[name] = value.detach().contiguous().cpu().clone()
+        rng_states = [torch.get_rng_state()] if self.world_size == 1 else _gather_object(torch.get_rng_state())
+        cuda_states = None
+        if torch.cuda.is_available() and acc.device.type == "cuda":
+            state = torch.cuda.get_rng_state(acc.device)
+            cuda_states = [state] if self.world_size == 1 else _gather_object(state)
+        if shards_optimizer(acc):
+            acc.save_state(str(tmp / "accelerate_state"))
+        if acc.is_main_process:
+            save_file(trainable, str(tmp / "trainable.safetensors"))
+            if not shards_optimizer(acc):
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            # torch_rng (process 0's) is the single-process format; each process's state is kept beside it.
+            rng = {"torch_rng": rng_states[0]}
+            rng.update({f"torch_rng_rank{r}": s.clone() for r, s in enumerate(rng_states)} if self.world_size > 1 else {})
+            rng.update({f"cuda_rng_rank{r}": s.clone() for r, s in enumerate(cuda_states or [])})
+            save_file(rng, str(tmp / "rng.safetensors"))
+            state = {"step": self.step_index, "history": self.history, "python_rng": _jsonable(self.rng.getstate()),
+                     "config": asdict(self.config), "world_size": self.world_size}
+            (tmp / "trainer_state.json").write_text(json.dumps(state))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in sorted(root.glob("checkpoint-*"))[:-keep_last] if keep_last > 0 else []:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
         return final
 
     def load_checkpoint(self, directory: str | Path) -> None:
+        """Restore a checkpoint (on every process); each process takes back its own torch RNG state."""
         from safetensors.torch import load_file
 
+        acc = self.accelerator
         directory = Path(directory)
+        sharded_state = directory / "accelerate_state"
         trainable = load_file(str(directory / "trainable.safetensors"))
         params = dict(self.model.named_parameters())
         unknown = sorted(set(trainable) - set(params))
         if unknown:
             raise ValueError(f"{directory}: checkpoint holds weights this model lacks: {', '.join(unknown[:5])}")
-        with torch.no_grad():
-            for name, value in trainable.items():
-                params[name].copy_(value)
-        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
-        torch.set_rng_state(load_file(str(directory / "rng.safetensors"))["torch_rng"])
+        if shards_optimizer(acc):
+            if not sharded_state.is_dir():
+                raise ValueError(f"{directory}: written without DeepSpeed / FSDP (no accelerate_state/); resume it "
+                                 "with the launch configuration that wrote it")
+            acc.load_state(str(sharded_state))  # weights and sharded optimizer state
+        else:
+            with torch.no_grad():
+                for name, value in trainable.items():
+                    params[name].copy_(value)
+            self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
+        rng = load_file(str(directory / "rng.safetensors"))
+        torch.set_rng_state(rng.get(f"torch_rng_rank{self.rank}", rng["torch_rng"]))
+        if f"cuda_rng_rank{self.rank}" in rng and acc.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[f"cuda_rng_rank{self.rank}"], acc.device)
         state = json.loads((directory / "trainer_state.json").read_text())
         self.step_index, self.history = state["step"], state["history"]
         self.rng.setstate(_tupled(state["python_rng"]))
+
+    def merged_model(self):
+        """The trained policy as a plain Janus model with full weights (LoRA merged in): for saving at the
+        end of a run. A collective under ZeRO-3 / FSDP (call on every process); training ends here."""
+        bundle = self.sampling_bundle()
+        peft = self._replica_peft if self._replica is not None else self.peft_model
+        return peft.merge_and_unload() if peft is not None else bundle.model
 
     def train(self, on_step: Callable[[StepResult], None] | None = None) -> list[dict]:
         while self.step_index < self.config.steps:
@@ -314,6 +525,34 @@ class GRPOTrainer:
             if on_step:
                 on_step(result)
         return self.history
+
+
+def check_world_size(prompts_per_step: int, world_size: int) -> None:
+    """Every process takes whole prompts (and so whole groups of samples)."""
+    if prompts_per_step % world_size:
+        raise ValueError(f"grpo.prompts_per_step={prompts_per_step} is not divisible by the {world_size} processes "
+                         "(each process takes whole prompts with all their samples)")
+
+
+def _score(model, batch, unconditional, *, text: bool, image: bool):
+    """(text logits, image logits, unconditional image logits) from a Janus model or a (prepared) PolicyScorer."""
+    if callable(getattr(model, "prepare_embeddings_for_image_generation", None)):
+        text_logits, image_logits = forward_packed(model, batch, text=text, image=image)
+        uncond = forward_packed(model, unconditional, text=False)[1] if unconditional is not None else None
+        return text_logits, image_logits, uncond
+    return model(batch, unconditional, text=text, image=image)
+
+
+def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return -(logprobs.exp() * logprobs).sum(-1)
+
+
+def _gather_object(obj) -> list:
+    """[obj of process 0, obj of process 1, ...] on every process (accelerate's gather_object)."""
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

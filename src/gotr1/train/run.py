@@ -3,12 +3,18 @@
 The recipe names the model, the prompts, the reward and the GRPO hyper-parameters; the run writes
 metrics (JSONL), the reward curve, held-out evaluations (shapes world) and the final weights in the
 transformers layout that `gotr1 generate` loads.
+
+GRPO runs the same under `accelerate launch` (several processes, DeepSpeed, FSDP: see
+configs/accelerate/): every process trains, the main process alone writes files, evaluates and logs to
+the trackers named in `log_with` (accelerate's: tensorboard, wandb, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +22,7 @@ from pathlib import Path
 from ..config import ConfigError, load_config
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
+from .distributed import make_accelerator
 from .grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
 from .sft import SFTConfig
 
@@ -35,6 +42,10 @@ class GRPORun:
     save_every: int = 0  # checkpoint every N steps (atomic; keep_last kept) under output_dir/checkpoints
     sample_grid_every: int = 0  # write samples/step_N.png (plans over images, rewards) every N steps
     keep_last: int = 2
+    # accelerate trackers for the step metrics, e.g. [tensorboard] (pip install "gotr1[logging]") or [wandb];
+    # they write under output_dir/<project_name>/ (tensorboard) or to the tracker's own service.
+    log_with: list[str] = field(default_factory=list)
+    project_name: str = "gotr1-grpo"
 
 
 @dataclass
@@ -51,6 +62,9 @@ def run_sft(config_path: str | Path, *, model_override: str | None = None) -> di
     from .sft import train_sft
     from .sft_data import DataError, load_sft_records
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("gotr1 train sft runs in a single process (only GRPO is distributed); start it without "
+                          "accelerate launch / torchrun")
     run = load_config(config_path, SFTRun)
     data = Path(run.data)
     if not data.is_absolute():
@@ -114,20 +128,56 @@ def _uses_shapes_rewards(settings: RewardSettings) -> bool:
     return any(settings.sources.get(name, settings.source) == "shapes" for name in settings.components)
 
 
-def run_grpo(config_path: str | Path, *, model_override: str | None = None, resume: bool = False) -> dict:
+def _tracker_config(run: GRPORun) -> dict:
+    """The recipe flattened to scalars (tensorboard's hparams take no nested values)."""
+    flat = {}
+
+    def visit(prefix, value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                visit(f"{prefix}{key}.", inner)
+        else:
+            flat[prefix[:-1]] = value if isinstance(value, (bool, int, float, str)) else str(value)
+
+    visit("", asdict(run))
+    return flat
+
+
+def _numbers(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def run_grpo(config_path: str | Path, *, model_override: str | None = None, resume: bool = False,
+             accelerator=None) -> dict:
+    """Run a GRPO recipe; under `accelerate launch` call it on every process (the CLI does)."""
     from ..models import load_model
     from ..plot import line_chart
 
     run = load_config(config_path, GRPORun)
     out = Path(run.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
-    bundle = load_model(model_override or run.model)
+    try:
+        acc = accelerator if accelerator is not None else make_accelerator(log_with=run.log_with or None,
+                                                                          project_dir=str(out))
+    except ValueError as exc:  # e.g. an unknown tracker in log_with
+        raise ConfigError(f"accelerator: {exc}") from None
+    main = acc.is_main_process
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
+    # Under accelerate's mixed precision the weights stay float32 (autocast / DeepSpeed / FSDP cast them).
+    dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
+    bundle = load_model(model_override or run.model, dtype, str(acc.device))
     reward_fn = _reward(run.reward, Path(config_path).parent)
     if _uses_shapes_rewards(run.reward) and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
-    trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step,
-                                                                         Path(config_path).parent))
+    try:
+        trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step,
+                                                                             Path(config_path).parent),
+                              accelerator=acc)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if run.log_with:
+        acc.init_trackers(run.project_name, config=_tracker_config(run))
     evaluations = []
     checkpoints = out / "checkpoints"
     if resume:
@@ -135,49 +185,76 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         if found is None:
             raise ConfigError(f"--resume: no checkpoint under {checkpoints}")
         trainer.load_checkpoint(found)
-        log.info("resumed from %s (step %d)", found, trainer.step_index)
+        if main:
+            log.info("resumed from %s (step %d)", found, trainer.step_index)
 
     def evaluate_now():
         if not run.prompts.startswith("shapes:"):
             return
         from ..worlds.shapes.evaluate import ShapesEvalConfig, evaluate
 
-        summary, _, _ = evaluate(bundle, ShapesEvalConfig(num_prompts=run.eval_prompts, cfg_weight=run.grpo.cfg_weight,
-                                                          max_reasoning_tokens=run.grpo.max_reasoning_tokens))
-        evaluations.append({"step": trainer.step_index, "accuracy": summary["accuracy"],
-                            "reward_means": summary["reward_means"]})
-        log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
+        sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
+        if main:
+            summary, _, _ = evaluate(sampling, ShapesEvalConfig(num_prompts=run.eval_prompts,
+                                                                cfg_weight=run.grpo.cfg_weight,
+                                                                max_reasoning_tokens=run.grpo.max_reasoning_tokens))
+            evaluations.append({"step": trainer.step_index, "accuracy": summary["accuracy"],
+                                "reward_means": summary["reward_means"]})
+            log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
+            if run.log_with:
+                acc.log({"heldout_accuracy": summary["accuracy"]}, step=trainer.step_index)
+        acc.wait_for_everyone()
 
     if trainer.step_index == 0:
         evaluate_now()
     start = time.time()
-    with open(out / "metrics.jsonl", "a") as metrics:
+    with open(out / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
         while trainer.step_index < run.grpo.steps:
-            if run.max_minutes is not None and time.time() - start > run.max_minutes * 60:
-                log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
+            if run.max_minutes is not None and _any_process(acc, time.time() - start > run.max_minutes * 60):
+                if main:
+                    log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
                 break
             try:
                 result = trainer.step()
             except RewardsUnavailable:
                 # Keep what was learned so far; the run resumes with --resume once the judge is back.
+                # (Every process gets here: the trainer hands one process's failure to all.)
                 trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
                 raise
-            metrics.write(json.dumps(result.metrics) + "\n")
-            metrics.flush()
+            if main:
+                metrics.write(json.dumps(result.metrics) + "\n")
+                metrics.flush()
+            if run.log_with:
+                acc.log(_numbers(result.metrics), step=result.metrics["step"])
             if run.eval_every and trainer.step_index % run.eval_every == 0:
                 evaluate_now()
-            if run.sample_grid_every and trainer.step_index % run.sample_grid_every == 0:
+            if main and run.sample_grid_every and trainer.step_index % run.sample_grid_every == 0:
+                # This process's samples (all of them in a single process).
                 _write_sample_grid(out / "samples" / f"step_{trainer.step_index:06d}.png", result)
             if run.save_every and trainer.step_index % run.save_every == 0:
                 trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
     if not evaluations or evaluations[-1]["step"] != trainer.step_index:
         evaluate_now()
-    model = trainer.peft_model.merge_and_unload() if trainer.peft_model is not None else bundle.model
-    bundle.model = model
-    bundle.save(out / "final")
-    curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
-    line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(out / "reward_curve.png")
+    model = trainer.merged_model()  # every process (a gather under ZeRO-3 / FSDP)
     summary = {"steps": trainer.step_index, "seconds": time.time() - start, "evaluations": evaluations,
-               "rewards": reward_fn.report()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+               "rewards": reward_fn.report(), "processes": acc.num_processes}
+    if main:
+        bundle.model = model
+        bundle.save(out / "final")
+        curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
+        line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(out / "reward_curve.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    acc.wait_for_everyone()
+    if accelerator is None:
+        acc.end_training()  # closes the trackers (and the process group of a multi-process launch)
     return summary
+
+
+def _any_process(accelerator, flag: bool) -> bool:
+    """True on every process when it is True on any (so all stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
