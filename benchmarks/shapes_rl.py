@@ -20,6 +20,7 @@ import torch
 from gotr1.models import DEFAULT_MODEL
 from gotr1.model.loading import load_janus
 from gotr1.plot import line_chart
+from gotr1.train.distributed import make_accelerator
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
 from gotr1.worlds.shapes.grammar import ShapesGrammar
@@ -42,6 +43,9 @@ def main():
     parser.add_argument("--components", default="r_sem,r_spa,r_ri,r_pi")
     parser.add_argument("--combine", default="product")
     parser.add_argument("--eval-prompts", type=int, default=200)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for sampling and scoring "
+                        "(float32 weights; ~1.5x faster on CPUs with AVX512-BF16)")
+    parser.add_argument("--eval-split", default="heldout", choices=("heldout", "val"))
     parser.add_argument("--out", default="outputs/shapes_rl")
     parser.add_argument("--replot", help="only redraw the curve from a result.json")
     args = parser.parse_args()
@@ -57,9 +61,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     bundle = load_janus(args.model, device="cpu", dtype="float32")
-    eval_config = ShapesEvalConfig(num_prompts=args.eval_prompts, cfg_weight=args.cfg)
+    eval_config = ShapesEvalConfig(num_prompts=args.eval_prompts, cfg_weight=args.cfg, split=args.eval_split)
     before, _, _ = evaluate(bundle, eval_config)
-    print(f"held-out accuracy before GRPO: {before['accuracy']:.3f}")
+    print(f"{args.eval_split} accuracy before GRPO: {before['accuracy']:.3f}")
 
     grammar = ShapesGrammar()
     config = GRPOConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.group,
@@ -68,7 +72,9 @@ def main():
                         train_text=not args.image_only,
                         lr_schedule="constant")
     reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
-    trainer = GRPOTrainer(bundle, config, reward_fn, prompt_source(grammar, args.prompts_per_step))
+    accelerator = make_accelerator(mixed_precision="bf16" if args.bf16 else "no")
+    trainer = GRPOTrainer(bundle, config, reward_fn, prompt_source(grammar, args.prompts_per_step),
+                          accelerator=accelerator)
     start = time.time()
     while trainer.step_index < config.steps and time.time() - start < args.minutes * 60:
         trainer.step()

@@ -125,9 +125,14 @@ def cmd_shapes_pretrain(args) -> int:
     tokenizers = Path(args.tokenizers)
     if not (tokenizers / "vq").is_dir() or not (tokenizers / "tokenizer").is_dir():
         raise CliError(f"{tokenizers}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`")
+    mixed = args.mixed_precision
+    if mixed == "auto":  # bf16 autocast only where the hardware does bf16 natively (else it is slower)
+        import torch
+
+        mixed = "bf16" if torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
     sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                     max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
-                    mixed_precision=args.mixed_precision)
+                    mixed_precision=mixed)
     sizes = {key: value for key, value in (("hidden_size", args.hidden_size), ("num_layers", args.layers),
                                            ("num_heads", args.heads), ("num_kv_heads", args.heads))
              if value is not None}
@@ -269,13 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")
     pre.add_argument("--tokenizers", default="outputs/shapes/tokenizers")
     pre.add_argument("--out", default="outputs/shapes/model")
-    pre.add_argument("--examples", type=int, default=20000)
-    pre.add_argument("--steps", type=int, default=1500)
+    pre.add_argument("--examples", type=int, default=40000)
+    pre.add_argument("--steps", type=int, default=6000)
     pre.add_argument("--batch-size", type=int, default=32)
-    pre.add_argument("--lr", type=float, default=1e-3)
-    pre.add_argument("--minutes", type=float, default=None, help="stop SFT after this many minutes")
-    pre.add_argument("--mixed-precision", default="no", choices=("no", "bf16"),
-                     help="bf16: bfloat16 autocast (about 1.6x faster on CPUs with AVX512-BF16)")
+    pre.add_argument("--lr", type=float, default=1.5e-3)
+    pre.add_argument("--minutes", type=float, default=24.0,
+                     help="stop SFT after this many minutes (the cosine decay follows this budget)")
+    pre.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16"),
+                     help="bf16: bfloat16 autocast (about 1.6x faster on CPUs with AVX512-BF16); "
+                          "auto: bf16 where the CPU or GPU supports it natively")
     pre.add_argument("--hidden-size", type=int, default=None, help="LM width (default 128; MLP 4x)")
     pre.add_argument("--layers", type=int, default=None, help="LM layers (default 4)")
     pre.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
