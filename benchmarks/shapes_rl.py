@@ -87,7 +87,7 @@ def main():
     record = {"args": vars(args), "before": before, "after": after, "grpo_seconds": grpo_seconds,
               "steps": trainer.step_index, "history": history}
     (out / "result.json").write_text(json.dumps(record, indent=2))
-    print(f"held-out accuracy: {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
+    print(f"{args.eval_split} accuracy: {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
           f"({100 * (after['accuracy'] - before['accuracy']):+.1f} points) after {trainer.step_index} GRPO steps "
           f"in {grpo_seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads")
     for key in ("r_sem", "r_spa", "r_ri", "r_pi", "product"):

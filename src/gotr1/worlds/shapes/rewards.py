@@ -26,7 +26,8 @@ from ...chain import GRID, Box, parse_chain
 from ...rewards.base import Reward as BaseReward
 from ...rewards.base import RewardResult
 from ...rewards.combine import mean_product_reward, product_reward
-from .grounder import GroundedObject, ImageLike, OracleGrounder, match_boxes, read_name, size_class
+from ...rewards.grounding import mean_matched_iou
+from .grounder import GroundedObject, ImageLike, OracleGrounder, read_name, size_class
 from .vocabulary import Group, Meaning, relation_holds
 
 __all__ = [
@@ -275,11 +276,8 @@ class RRI(Reward):
         by_name: dict[str, list[Box]] = {}
         for name, box in planned:
             by_name.setdefault(_lookup_name(name), []).append(box)
-        total = 0.0
-        for name, boxes in by_name.items():
-            found = self.locator.locate(image, name)
-            total += sum(iou for _, _, iou in match_boxes(boxes, found))
-        return total / len(planned)
+        found = {name: self.locator.locate(image, name) for name in by_name}
+        return mean_matched_iou(by_name, found)[0]
 
     def __repr__(self) -> str:
         return f"RRI(locator={self.locator!r})"
