@@ -188,7 +188,7 @@ def cmd_reward(args) -> int:
         settings.judge.openai.base_urls = list(args.base_url)
     if args.judge_model:
         settings.judge.openai.model = args.judge_model
-    if any(settings.sources.get(n, settings.source) == "shapes" for n in settings.components):
+    if settings.uses("shapes"):
         raise CliError("the shapes world's exact rewards need prompt meanings; `gotr1 reward` scores text prompts "
                        "(use source: judge, or `gotr1 shapes eval` for the shapes world)")
     try:

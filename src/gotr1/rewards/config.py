@@ -60,6 +60,13 @@ class RewardSettings:
     max_missing_fraction: float = 0.5
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
+    def source_of(self, component: str) -> str:
+        """Where a component comes from: its entry in ``sources``, else ``source``."""
+        return self.sources.get(component, self.source)
+
+    def uses(self, source: str) -> bool:
+        return any(self.source_of(name) == source for name in self.components)
+
 
 def _relative(path: str, base_dir: Path | None) -> Path:
     candidate = Path(path).expanduser()
@@ -118,7 +125,7 @@ def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judg
     components: dict[str, Any] = {}
     judged_prompts: JudgePrompts | None = None
     for name in settings.components:
-        source = settings.sources.get(name, settings.source)
+        source = settings.source_of(name)
         if ":" in source:
             components[name] = _plugin(source, name)
             continue

@@ -124,10 +124,6 @@ def _reward(settings: RewardSettings, base_dir: Path):
         raise ConfigError(f"reward: {exc}") from None
 
 
-def _uses_shapes_rewards(settings: RewardSettings) -> bool:
-    return any(settings.sources.get(name, settings.source) == "shapes" for name in settings.components)
-
-
 def _tracker_config(run: GRPORun) -> dict:
     """The recipe flattened to scalars (tensorboard's hparams take no nested values)."""
     flat = {}
@@ -168,7 +164,7 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
     bundle = load_model(model_override or run.model, dtype, str(acc.device))
     reward_fn = _reward(run.reward, Path(config_path).parent)
-    if _uses_shapes_rewards(run.reward) and not run.prompts.startswith("shapes:"):
+    if run.reward.uses("shapes") and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
     try:
         trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step,
