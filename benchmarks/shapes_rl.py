@@ -5,6 +5,7 @@ curve (PNG) and a JSON record. Not a test.
 
     python benchmarks/shapes_rl.py                          # the paper's product reward
     python benchmarks/shapes_rl.py --components r_ri --combine sum   # ablation: R_RI alone
+    python benchmarks/shapes_rl.py --train-prompts heldout-pairs     # GRPO on the held-out pairs (new prompts)
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import time
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -22,8 +25,10 @@ from gotr1.model.loading import load_janus
 from gotr1.plot import line_chart
 from gotr1.train.distributed import make_accelerator
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
+from gotr1.train.prompts import shuffled_source
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
-from gotr1.worlds.shapes.grammar import ShapesGrammar
+from gotr1.worlds.shapes.grammar import Prompt, ShapesGrammar, describe, sample_meaning
+from gotr1.worlds.shapes.vocabulary import COLORS, SHAPES
 from gotr1.worlds.shapes.rl import prompt_source, reward_function
 
 
@@ -42,10 +47,15 @@ def main():
     parser.add_argument("--image-only", action="store_true", help="train image tokens only (not the chain)")
     parser.add_argument("--components", default="r_sem,r_spa,r_ri,r_pi")
     parser.add_argument("--combine", default="product")
-    parser.add_argument("--eval-prompts", type=int, default=200)
+    parser.add_argument("--eval-prompts", type=int, default=400)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for sampling and scoring "
                         "(float32 weights; ~1.5x faster on CPUs with AVX512-BF16)")
     parser.add_argument("--eval-split", default="heldout", choices=("heldout", "val"))
+    parser.add_argument("--train-prompts", default="train", choices=("train", "heldout-pairs"),
+                        help="GRPO prompts: the train split (no held-out colour x shape pair), or fresh prompts "
+                        "that each hold a held-out pair, none with the meaning of an evaluation prompt")
+    parser.add_argument("--image-logprob", default="conditional", choices=("conditional", "cfg"))
+    parser.add_argument("--num-iterations", type=int, default=1)
     parser.add_argument("--out", default="outputs/shapes_rl")
     parser.add_argument("--replot", help="only redraw the curve from a result.json")
     args = parser.parse_args()
@@ -69,12 +79,17 @@ def main():
     config = GRPOConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.group,
                         learning_rate=args.lr, lora_r=args.lora_r or None, beta=args.beta, loss_type=args.loss_type,
                         cfg_weight=args.cfg, max_reasoning_tokens=200, micro_batch_size=32, warmup_steps=0,
-                        train_text=not args.image_only,
-                        lr_schedule="constant")
+                        train_text=not args.image_only, image_logprob=args.image_logprob,
+                        num_iterations=args.num_iterations, lr_schedule="constant")
     reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
     accelerator = make_accelerator(mixed_precision="bf16" if args.bf16 else "no")
-    trainer = GRPOTrainer(bundle, config, reward_fn, prompt_source(grammar, args.prompts_per_step),
-                          accelerator=accelerator)
+    if args.train_prompts == "train":
+        prompts = prompt_source(grammar, args.prompts_per_step)
+    else:
+        if args.eval_prompts > EVAL_RESERVE:
+            parser.error(f"--train-prompts heldout-pairs keeps clear of the first {EVAL_RESERVE} evaluation prompts only")
+        prompts = shuffled_source(heldout_pair_prompts(grammar, 5000), args.prompts_per_step)
+    trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
     start = time.time()
     while trainer.step_index < config.steps and time.time() - start < args.minutes * 60:
         trainer.step()
@@ -95,6 +110,24 @@ def main():
         if b is not None and a is not None:
             print(f"  {key:8s} {b:.3f} -> {a:.3f}")
     print(f"curve: {out / 'reward_curve.png'}")
+
+
+EVAL_RESERVE = 2000  # held-out prompts (the evaluation's, in order) whose meanings GRPO never sees
+
+
+def heldout_pair_prompts(grammar: ShapesGrammar, n: int) -> list[Prompt]:
+    """Prompts drawn like the held-out split (each has a held-out colour x shape pair) from another seed,
+    leaving out every meaning among the first EVAL_RESERVE held-out prompts: the pairs are new to the SFT
+    model, the evaluation prompts are new to GRPO."""
+    rng = random.Random("rl-hdist")
+    taken = {p.meaning for p in grammar.prompts("heldout", EVAL_RESERVE)}
+    pairs = list(product(COLORS, SHAPES))
+    out = []
+    while len(out) < n:
+        meaning = sample_meaning(rng, pairs, must_include=grammar.heldout_pairs)
+        if meaning not in taken:
+            out.append(Prompt(describe(meaning, rng), meaning))
+    return out
 
 
 def _smooth(points, window: int = 10):

@@ -189,3 +189,43 @@ grpo:
     assert list((out / "cli-test").rglob("events.out.tfevents.*"))
     rng = load_file(str(out / "checkpoints" / "checkpoint-000002" / "rng.safetensors"))
     assert "torch_rng_rank1" in rng
+
+
+def test_zero3_registration_is_lifted_while_the_policy_loads(monkeypatch, tmp_path, tiny_bundle):
+    """An Accelerator with a ZeRO-3 plugin registers its config with transformers, which would then build
+    the model inside deepspeed.zero.Init, partitioned (seen on a GPU: the sampling replica copied from it
+    had 0-element weights). While `loading_whole_model` is open transformers must not see ZeRO-3, the
+    model loads whole, and afterwards the plugin's registration is back."""
+    import weakref
+
+    import transformers.integrations.deepspeed as hf_deepspeed
+
+    from gotr1.models import load_model
+    from gotr1.train.distributed import loading_whole_model
+
+    class Registered:  # what HfDeepSpeedConfig offers transformers (the real one needs deepspeed installed)
+        def is_zero3(self):
+            return True
+
+    registered = Registered()
+
+    class Plugin:
+        zero_stage = 3
+
+        def set_deepspeed_weakref(self):
+            hf_deepspeed._hf_deepspeed_config_weak_ref = weakref.ref(registered)
+
+    monkeypatch.setattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    zero3 = types.SimpleNamespace(distributed_type="DEEPSPEED", state=types.SimpleNamespace(deepspeed_plugin=Plugin()))
+    zero3.state.deepspeed_plugin.set_deepspeed_weakref()
+    assert hf_deepspeed.is_deepspeed_zero3_enabled()
+    tiny_bundle.save(tmp_path / "model")
+    with loading_whole_model(zero3):
+        assert not hf_deepspeed.is_deepspeed_zero3_enabled()
+        loaded = load_model(str(tmp_path / "model"), "float32", "cpu")
+    assert hf_deepspeed.is_deepspeed_zero3_enabled()
+    assert all(p.numel() > 0 for p in loaded.model.parameters())
+    # Anything but ZeRO-3 is left alone.
+    plain = types.SimpleNamespace(distributed_type="NO")
+    with loading_whole_model(plain):
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()

@@ -151,3 +151,22 @@ def test_bad_arguments_are_rejected(tiny_bundle):
         sampler.generate(PROMPTS, chains=[["x"]])
     with pytest.raises(ValueError):
         SamplingConfig(num_generations=0)
+
+
+def test_cuda_forwards_leave_out_cudnn_attention_and_cpu_ones_are_untouched():
+    """cuDNN's SDPA plans every new sequence shape (KV-cached decoding makes one per step): on an H100
+    under bf16 it made a GRPO step 5x slower, so CUDA forwards allow every backend but that one."""
+    import torch.backends.cuda as cuda_backends
+
+    from gotr1.model.attention import attention_backends
+
+    before = (cuda_backends.cudnn_sdp_enabled(), cuda_backends.flash_sdp_enabled(),
+              cuda_backends.mem_efficient_sdp_enabled(), cuda_backends.math_sdp_enabled())
+    with attention_backends(torch.device("cuda", 0)):
+        assert not cuda_backends.cudnn_sdp_enabled()
+        assert cuda_backends.flash_sdp_enabled() and cuda_backends.mem_efficient_sdp_enabled()
+        assert cuda_backends.math_sdp_enabled()
+    with attention_backends("cpu"):
+        assert cuda_backends.cudnn_sdp_enabled() == before[0]
+    assert (cuda_backends.cudnn_sdp_enabled(), cuda_backends.flash_sdp_enabled(),
+            cuda_backends.mem_efficient_sdp_enabled(), cuda_backends.math_sdp_enabled()) == before

@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
+from .attention import attention_backends
 from .kv_cache import PreallocatedCache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
@@ -161,11 +162,12 @@ class TwoPhaseSampler:
         G = cfg.num_generations
         row_seed = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(G)
         row_sample = torch.arange(G, dtype=torch.int64).repeat(len(prompts))
-        if chains is None:
-            rows = self._sample_chains(prompt_ids, cfg, row_seed, row_sample)
-        else:
-            rows = self._force_chains(prompt_ids, chains, cfg)
-        image_ids, image_lps, image_logits = self._sample_images(rows, cfg, row_seed, row_sample)
+        with attention_backends(self.bundle.device):
+            if chains is None:
+                rows = self._sample_chains(prompt_ids, cfg, row_seed, row_sample)
+            else:
+                rows = self._force_chains(prompt_ids, chains, cfg)
+            image_ids, image_lps, image_logits = self._sample_images(rows, cfg, row_seed, row_sample)
         images = self._decode(image_ids, cfg) if cfg.decode_images else []
         P = cfg.images_per_chain
         out = []

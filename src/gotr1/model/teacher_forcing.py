@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .attention import attention_backends
+
 
 @dataclass
 class PackedBatch:
@@ -70,8 +72,9 @@ def forward_packed(model, batch: PackedBatch, *, text: bool = True, image: bool 
     image_embeds = model.prepare_embeddings_for_image_generation(batch.codes)
     embeds = torch.where(batch.is_image[..., None], image_embeds.to(embeds.dtype), embeds)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = lm(inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=positions,
-                use_cache=False).last_hidden_state
+    with attention_backends(embeds.device):
+        hidden = lm(inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=positions,
+                    use_cache=False).last_hidden_state
     rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
     text_logits = model.lm_head(hidden[rows, batch.text_positions]) if text else None
     image_logits = model.model.generation_head(hidden[rows, batch.image_positions]) if image else None

@@ -111,6 +111,27 @@ def shards_optimizer(accelerator) -> bool:
     return is_deepspeed(accelerator) or is_fsdp(accelerator)
 
 
+@contextlib.contextmanager
+def loading_whole_model(accelerator):
+    """Load the policy whole, also under ZeRO-3.
+
+    An Accelerator with a ZeRO-3 plugin registers its config with transformers (whatever
+    `zero3_init_flag` says), and `from_pretrained` then builds the model inside `deepspeed.zero.Init`,
+    partitioned from the start. GRPO samples from a full replica copied from the loaded model, so the
+    registration is lifted while loading; `accelerator.prepare` partitions the policy afterwards.
+    """
+    if zero_stage(accelerator) != 3:
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        accelerator.state.deepspeed_plugin.set_deepspeed_weakref()
+
+
 def configure_deepspeed(accelerator, *, micro_batch_size: int, max_grad_norm: float) -> None:
     """Fill the DeepSpeed config entries accelerate cannot infer without a DataLoader (call before prepare).
 

@@ -19,10 +19,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..config import ConfigError, load_config
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
-from .distributed import make_accelerator
+from .distributed import loading_whole_model, make_accelerator
 from .grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
 from .sft import SFTConfig
 
@@ -162,7 +164,8 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
     # Under accelerate's mixed precision the weights stay float32 (autocast / DeepSpeed / FSDP cast them).
     dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
-    bundle = load_model(model_override or run.model, dtype, str(acc.device))
+    with loading_whole_model(acc):
+        bundle = load_model(model_override or run.model, dtype, str(acc.device))
     reward_fn = _reward(run.reward, Path(config_path).parent)
     if run.reward.uses("shapes") and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
@@ -204,7 +207,10 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     if trainer.step_index == 0:
         evaluate_now()
     start = time.time()
-    with open(out / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
+    # A bar on the main process's terminal; log lines otherwise.
+    progress = tqdm(total=run.grpo.steps, initial=trainer.step_index, desc="grpo", unit="step",
+                    disable=None if main else True, dynamic_ncols=True)
+    with progress, open(out / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
         while trainer.step_index < run.grpo.steps:
             if run.max_minutes is not None and _any_process(acc, time.time() - start > run.max_minutes * 60):
                 if main:
@@ -220,6 +226,9 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
             if main:
                 metrics.write(json.dumps(result.metrics) + "\n")
                 metrics.flush()
+            progress.update(1)
+            progress.set_postfix(reward=f"{result.metrics['reward_mean'] or 0:.3f}",
+                                 kl=f"{result.metrics['kl']:.4f}", refresh=False)
             if run.log_with:
                 acc.log(_numbers(result.metrics), step=result.metrics["step"])
             if run.eval_every and trainer.step_index % run.eval_every == 0:

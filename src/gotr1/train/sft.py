@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..model.teacher_forcing import PackedBatch, forward_packed, pack
 
@@ -104,6 +105,8 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
     curve = []
     start = time.time()
     step = 0
+    # A bar on a terminal; log lines (log_every) otherwise.
+    progress = tqdm(total=config.steps, desc="sft", unit="step", disable=None, dynamic_ncols=True)
     for step in range(config.steps):
         if config.max_seconds is not None and time.time() - start > config.max_seconds:
             log.warning("sft: time budget of %.0fs spent after %d steps", config.max_seconds, step)
@@ -126,9 +129,12 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
+        progress.update(1)
+        progress.set_postfix(text=f"{stats['text_loss']:.3f}", image=f"{stats['image_loss']:.3f}", refresh=False)
         if step % config.log_every == 0 or step == config.steps - 1:
             curve.append({"step": step + 1, "seconds": round(time.time() - start, 1), **stats})
             log.info("sft step %d/%d text %.3f image %.3f (%.0fs)", step + 1, config.steps, stats["text_loss"],
                      stats["image_loss"], time.time() - start)
+    progress.close()
     model.eval()
     return {"steps_done": step + 1, "seconds": time.time() - start, "curve": curve}
