@@ -229,3 +229,13 @@ def test_zero3_registration_is_lifted_while_the_policy_loads(monkeypatch, tmp_pa
     plain = types.SimpleNamespace(distributed_type="NO")
     with loading_whole_model(plain):
         assert hf_deepspeed.is_deepspeed_zero3_enabled()
+
+
+def test_a_partitioned_model_is_refused_with_the_way_out(monkeypatch, tiny_bundle):
+    """A model built under zero.Init (0-element weights) cannot seed the sampling replica: say so."""
+    import gotr1.train.grpo as grpo
+
+    monkeypatch.setattr(grpo, "shards_parameters", lambda accelerator: True)
+    next(tiny_bundle.model.parameters()).data = torch.empty(0)
+    with pytest.raises(ValueError, match="already partitioned.*loading_whole_model"):
+        GRPOTrainer(tiny_bundle, GRPOConfig(prompts_per_step=2, lora_r=None), lambda *a: ([], {}), lambda s, r: [])

@@ -13,19 +13,13 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-try:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-except ImportError:  # torch < 2.3
-    SDPBackend = sdpa_kernel = None
-
-_WITHOUT_CUDNN = (
-    [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH] if SDPBackend is not None else []
-)
+_WITHOUT_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def attention_backends(device: torch.device | str):
     """Context for a forward on `device`: on CUDA, every SDPA backend but cuDNN's; elsewhere a no-op."""
-    if sdpa_kernel is None or torch.device(device).type != "cuda":
+    if torch.device(device).type != "cuda":
         return contextlib.nullcontext()
     return sdpa_kernel(_WITHOUT_CUDNN)

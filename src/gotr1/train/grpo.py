@@ -167,6 +167,9 @@ class GRPOTrainer:
         # copy taken now and refreshed from the shards before each step (`sampling_bundle`).
         self._replica = self._replica_peft = None
         if shards_parameters(acc):
+            if any(p.numel() == 0 for p in self.model.parameters()):
+                raise ValueError("the model arrived already partitioned (ZeRO-3 zero.Init); load it inside "
+                                 "gotr1.train.distributed.loading_whole_model(accelerator)")
             source = self.peft_model if self.peft_model is not None else self.model
             half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(acc.mixed_precision))
             copied = copy.deepcopy(source).to(acc.device, dtype=half).eval()  # sampled in the training precision
