@@ -5,12 +5,14 @@ subprocess (bounded by a timeout); the single-process reference runs in this pro
 tests/distributed_grpo_script.py on a tiny Janus.
 """
 
+import copy
 import json
 import os
 import socket
 import subprocess
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -236,6 +238,7 @@ def test_a_partitioned_model_is_refused_with_the_way_out(monkeypatch, tiny_bundl
     import gotr1.train.grpo as grpo
 
     monkeypatch.setattr(grpo, "shards_parameters", lambda accelerator: True)
-    next(tiny_bundle.model.parameters()).data = torch.empty(0)
+    bundle = replace(tiny_bundle, model=copy.deepcopy(tiny_bundle.model))  # the fixture is shared
+    next(bundle.model.parameters()).data = torch.empty(0)
     with pytest.raises(ValueError, match="already partitioned.*loading_whole_model"):
-        GRPOTrainer(tiny_bundle, GRPOConfig(prompts_per_step=2, lora_r=None), lambda *a: ([], {}), lambda s, r: [])
+        GRPOTrainer(bundle, GRPOConfig(prompts_per_step=2, lora_r=None), lambda *a: ([], {}), lambda s, r: [])
