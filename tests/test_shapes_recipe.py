@@ -77,6 +77,26 @@ def test_pretrained_model_loads_and_samples_64px_images(tiny_shapes_model):
     assert report["sft"]["steps_done"] == 2
 
 
+def test_pretrain_reuses_a_checkpoints_vq_and_tokenizer(tiny_shapes_model, tmp_path, capsys):
+    """`--tokenizers CHECKPOINT`: a new model shares the old one's image codes and text vocabulary."""
+    out = tmp_path / "again"
+    rc = main(["shapes", "pretrain", "--tokenizers", str(tiny_shapes_model), "--out", str(out), "--examples", "8",
+               "--steps", "1", "--batch-size", "4", "--mixed-precision", "no", "--hidden-size", "32"])
+    assert rc == 0
+    old, new = load_janus(tiny_shapes_model, device="cpu"), load_janus(out, device="cpu")
+    old_vq, new_vq = old.model.model.vqmodel.state_dict(), new.model.model.vqmodel.state_dict()
+    assert old_vq.keys() == new_vq.keys() and all(torch.equal(old_vq[k], new_vq[k]) for k in old_vq)
+    assert old.tokenizer.get_vocab() == new.tokenizer.get_vocab()
+    assert new.model.config.text_config.hidden_size == 32
+    assert json.loads((out / "pretrain.json").read_text())["device"] == "cpu"
+
+
+def test_pretrain_names_what_it_expected_in_a_wrong_directory(tmp_path, capsys):
+    assert main(["shapes", "pretrain", "--tokenizers", str(tmp_path), "--out", str(tmp_path / "m")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path) in err[0] and "build-tokenizer" in err[0]
+
+
 def test_shapes_eval_command_writes_summary_and_grid(tiny_shapes_model, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["shapes", "eval", "--model", str(tiny_shapes_model), "--prompts", "4", "--batch-size", "4",

@@ -54,3 +54,14 @@ def test_sft_learns_a_fixed_record_and_keeps_the_vq_frozen(tiny_tokenizer):
     assert last["image_loss"] < 0.5 * first["image_loss"]
     for k, v in model.model.vqmodel.state_dict().items():
         assert torch.equal(v, vq_before[k]), k
+
+
+def test_a_spent_time_budget_reports_the_steps_actually_taken(tiny_tokenizer):
+    model, tokenizer = build_tiny_janus(tiny_tokenizer, seed=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    boi = tokenizer.convert_tokens_to_ids("<begin_of_image>")
+    record = SFTRecord([tokenizer.bos_token_id, 20], [30, boi], list(range(16)))
+    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_seconds=-1.0),
+                        pad=tokenizer.pad_token_id)
+    assert summary["steps_done"] == 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -123,13 +123,15 @@ def cmd_shapes_pretrain(args) -> int:
     from .worlds.shapes.recipe import pretrain
 
     tokenizers = Path(args.tokenizers)
-    if not (tokenizers / "vq").is_dir() or not (tokenizers / "tokenizer").is_dir():
-        raise CliError(f"{tokenizers}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`")
+    if not ((tokenizers / "vq").is_dir() and (tokenizers / "tokenizer").is_dir()) and not (tokenizers / "config.json").is_file():
+        raise CliError(f"{tokenizers}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`, "
+                       "or a shapes checkpoint")
     mixed = args.mixed_precision
     if mixed == "auto":  # bf16 autocast only where the hardware does bf16 natively (else it is slower)
         import torch
 
-        mixed = "bf16" if torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+        on_gpu = args.device.startswith("cuda")
+        mixed = "bf16" if on_gpu or torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
     sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                     max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
                     mixed_precision=mixed)
@@ -138,7 +140,8 @@ def cmd_shapes_pretrain(args) -> int:
              if value is not None}
     if args.hidden_size is not None:
         sizes["intermediate_size"] = 4 * args.hidden_size
-    report = pretrain(tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft, model_sizes=sizes)
+    report = pretrain(tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft, model_sizes=sizes,
+                      device=args.device)
     print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
     return 0
 
@@ -272,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--seed", type=int, default=0)
     tok.set_defaults(func=cmd_shapes_build_tokenizer)
     pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")
-    pre.add_argument("--tokenizers", default="outputs/shapes/tokenizers")
+    pre.add_argument("--tokenizers", default="outputs/shapes/tokenizers",
+                     help="output of `gotr1 shapes build-tokenizer`, or a shapes checkpoint whose VQ and "
+                          "tokenizer to reuse (e.g. the shipped model's directory)")
     pre.add_argument("--out", default="outputs/shapes/model")
     pre.add_argument("--examples", type=int, default=40000)
     pre.add_argument("--steps", type=int, default=6000)
@@ -286,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--hidden-size", type=int, default=None, help="LM width (default 128; MLP 4x)")
     pre.add_argument("--layers", type=int, default=None, help="LM layers (default 4)")
     pre.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
+    pre.add_argument("--device", default="cpu", help="where SFT runs, e.g. cuda")
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_shapes_pretrain)
     exp = shapes_sub.add_parser("export-sft", help="write rendered (prompt, chain, image) records for `gotr1 train sft`")

@@ -104,7 +104,7 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
     order: list[int] = []
     curve = []
     start = time.time()
-    step = 0
+    done = 0
     # A bar on a terminal; log lines (log_every) otherwise.
     progress = tqdm(total=config.steps, desc="sft", unit="step", disable=None, dynamic_ncols=True)
     for step in range(config.steps):
@@ -129,6 +129,7 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
+        done = step + 1
         progress.update(1)
         progress.set_postfix(text=f"{stats['text_loss']:.3f}", image=f"{stats['image_loss']:.3f}", refresh=False)
         if step % config.log_every == 0 or step == config.steps - 1:
@@ -137,4 +138,4 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
                      stats["image_loss"], time.time() - start)
     progress.close()
     model.eval()
-    return {"steps_done": step + 1, "seconds": time.time() - start, "curve": curve}
+    return {"steps_done": done, "seconds": time.time() - start, "curve": curve}

@@ -93,6 +93,7 @@ def load_vq(directory: str | Path) -> JanusVQVAE:
 
 
 
+SHAPES_GUIDANCE = 3.0  # the CFG weight the shapes model is evaluated (and best) at; saved as its preference
 SHAPES_MODEL = dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512,
                     max_position_embeddings=1024)
 
@@ -163,29 +164,44 @@ def export_sft_records(out_dir: str | Path, n: int, *, seed: int = 0, split: str
     return out / "records.jsonl"
 
 
-def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int = 20000, seed: int = 0,
-             sft=None, model_sizes: dict | None = None) -> dict:
-    """SFT a shapes-world Janus on rendered ground truth and save it (safetensors) to out_dir."""
+def load_tokenizers(directory: str | Path):
+    """(text tokenizer, VQ) from `build_tokenizers` output (tokenizer/ and vq/) or from a shapes
+    checkpoint (its tokenizer and its frozen VQ), so a new model can share a shipped model's codes."""
     from transformers import AutoTokenizer
 
+    directory = Path(directory)
+    if (directory / "vq").is_dir() and (directory / "tokenizer").is_dir():
+        return AutoTokenizer.from_pretrained(str(directory / "tokenizer")), load_vq(directory / "vq")
+    if (directory / "config.json").is_file():
+        from ...model.loading import load_janus
+
+        bundle = load_janus(directory, device="cpu", dtype="float32")
+        return bundle.tokenizer, bundle.model.model.vqmodel.eval()
+    raise FileNotFoundError(f"{directory}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`, "
+                            "or a shapes checkpoint")
+
+
+def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int = 20000, seed: int = 0,
+             sft=None, model_sizes: dict | None = None, device: str = "cpu") -> dict:
+    """SFT a shapes-world Janus on rendered ground truth and save it (safetensors) to out_dir."""
     from ...model.loading import JanusBundle
     from ...model.tokens import SpecialTokenIds
     from ...train.sft import SFTConfig, train_sft
 
     sft = sft or SFTConfig()
     start = time.time()
-    tokenizers_dir = Path(tokenizers_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizers_dir / "tokenizer"))
-    vq = load_vq(tokenizers_dir / "vq")
+    tokenizer, vq = load_tokenizers(tokenizers_dir)
     grammar = ShapesGrammar(seed)
     records = sft_records(grammar, tokenizer, vq, examples, seed=seed)
     log.info("built %d SFT records in %.0fs", len(records), time.time() - start)
     model, tokenizer = shapes_janus(tokenizer, vq, seed=seed, **(model_sizes or {}))
     ids = SpecialTokenIds.from_tokenizer(tokenizer)
-    summary = train_sft(model, records, sft, pad=ids.pad)
+    summary = train_sft(model.to(device), records, sft, pad=ids.pad)
+    model.to("cpu")
+    model.generation_config.guidance_scale = SHAPES_GUIDANCE
     bundle = JanusBundle(model, tokenizer, ids, source="shapes")
     bundle.save(out_dir)
     report = {"examples": len(records), "model_sizes": {**SHAPES_MODEL, **(model_sizes or {})},
-              "mixed_precision": sft.mixed_precision, "sft": summary, "seconds": time.time() - start}
+              "mixed_precision": sft.mixed_precision, "device": str(device), "sft": summary, "seconds": time.time() - start}
     (Path(out_dir) / "pretrain.json").write_text(json.dumps(report, indent=2))
     return report
