@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import time
-from itertools import product
 from pathlib import Path
 
 import torch
@@ -27,11 +25,9 @@ from gotr1.model.loading import load_janus
 from gotr1.plot import line_chart
 from gotr1.train.distributed import make_accelerator
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
-from gotr1.train.prompts import shuffled_source
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
-from gotr1.worlds.shapes.grammar import Prompt, ShapesGrammar, describe, sample_meaning
-from gotr1.worlds.shapes.vocabulary import COLORS, SHAPES
-from gotr1.worlds.shapes.rl import prompt_source, reward_function
+from gotr1.worlds.shapes.grammar import ShapesGrammar
+from gotr1.worlds.shapes.rl import EVAL_RESERVE, HELDOUT_PAIRS, prompt_source, reward_function
 
 
 def main():
@@ -56,7 +52,7 @@ def main():
                         "CPUs with AVX512-BF16); auto: bf16 where the CPU supports it natively")
     parser.add_argument("--eval-splits", default="heldout,val",
                         help="comma-separated; the first is the headline figure")
-    parser.add_argument("--train-prompts", default="heldout-pairs", choices=("train", "heldout-pairs"),
+    parser.add_argument("--train-prompts", default="heldout-pairs", choices=("train", HELDOUT_PAIRS),
                         help="GRPO prompts: fresh prompts that each hold a held-out pair, none with the meaning of "
                         "an evaluation prompt; or the train split (no held-out pair at all)")
     parser.add_argument("--image-logprob", default="conditional", choices=("conditional", "cfg"))
@@ -100,12 +96,9 @@ def main():
                         num_iterations=args.num_iterations, lr_schedule="constant")
     reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
     accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
-    if args.train_prompts == "train":
-        prompts = prompt_source(grammar, args.prompts_per_step)
-    else:
-        if args.eval_prompts > EVAL_RESERVE:
-            parser.error(f"--train-prompts heldout-pairs keeps clear of the first {EVAL_RESERVE} evaluation prompts only")
-        prompts = shuffled_source(heldout_pair_prompts(grammar, 5000), args.prompts_per_step)
+    if args.train_prompts == HELDOUT_PAIRS and args.eval_prompts > EVAL_RESERVE:
+        parser.error(f"--train-prompts {HELDOUT_PAIRS} keeps clear of the first {EVAL_RESERVE} evaluation prompts only")
+    prompts = prompt_source(grammar, args.prompts_per_step, split=args.train_prompts)
     trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
     start = time.time()
     while trainer.step_index < config.steps and time.time() - start < args.minutes * 60:
@@ -132,24 +125,6 @@ def main():
             if rb is not None and ra is not None:
                 print(f"  {key:8s} {rb:.3f} -> {ra:.3f}")
     print(f"curve: {out / 'reward_curve.png'}")
-
-
-EVAL_RESERVE = 2000  # held-out prompts (the evaluation's, in order) whose meanings GRPO never sees
-
-
-def heldout_pair_prompts(grammar: ShapesGrammar, n: int) -> list[Prompt]:
-    """Prompts drawn like the held-out split (each has a held-out colour x shape pair) from another seed,
-    leaving out every meaning among the first EVAL_RESERVE held-out prompts: the pairs are new to the SFT
-    model, the evaluation prompts are new to GRPO."""
-    rng = random.Random("rl-hdist")
-    taken = {p.meaning for p in grammar.prompts("heldout", EVAL_RESERVE)}
-    pairs = list(product(COLORS, SHAPES))
-    out = []
-    while len(out) < n:
-        meaning = sample_meaning(rng, pairs, must_include=grammar.heldout_pairs)
-        if meaning not in taken:
-            out.append(Prompt(describe(meaning, rng), meaning))
-    return out
 
 
 def _smooth(points, window: int = 10):

@@ -43,6 +43,21 @@ def test_heldout_prompts_always_contain_a_heldout_pair_and_the_others_never() ->
         assert not any(grammar.is_heldout(p.meaning) for p in grammar.prompts(split, 300))
 
 
+def test_rl_prompts_hold_heldout_pairs_but_never_an_evaluation_meaning() -> None:
+    from gotr1.worlds.shapes.rl import EVAL_RESERVE, heldout_pair_prompts, prompt_source
+
+    grammar = ShapesGrammar()
+    prompts = heldout_pair_prompts(grammar, 400)
+    assert all(grammar.is_heldout(p.meaning) for p in prompts)
+    evaluation = {p.meaning for p in grammar.prompts("heldout", EVAL_RESERVE)}
+    assert not any(p.meaning in evaluation for p in prompts)
+    assert len({p.meaning for p in prompts}) > 300  # a varied set, not one meaning repeated
+    source = prompt_source(grammar, 8, split="heldout-pairs", pool=400)
+    assert {p.text for p in source(0, random.Random(0))} <= {p.text for p in prompts}
+    with pytest.raises(ValueError, match="unknown shapes prompt set 'test'"):
+        prompt_source(grammar, 8, split="test")
+
+
 def test_every_colour_and_shape_is_still_trained_on() -> None:
     for seed in range(5):
         grammar = ShapesGrammar(seed)

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shipped_shapes_recipe_parses():
     run = load_config(ROOT / "configs" / "shapes_grpo.yaml", GRPORun)
     assert run.reward.combine == "product" and run.grpo.num_generations == 8 and run.grpo.lora_r is None
+    assert run.prompts == "shapes:heldout-pairs"
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
@@ -58,6 +59,18 @@ def test_bad_recipe_is_a_one_line_error(tmp_path, capsys):
     config.write_text("grpo:\n  stepz: 3\n")
     assert main(["train", "grpo", "--config", str(config)]) == 2
     assert "bad.yaml:2: grpo.stepz: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("body, message", [
+    ("prompts: shapes:tset\n", "prompts: unknown shapes prompt set 'tset'"),
+    ("prompts: shapes:heldout-pairs\neval_prompts: 5000\n", "eval_prompts: 5000 would overlap the RL prompts"),
+])
+def test_bad_shapes_prompt_settings_are_one_line_errors(tmp_path, capsys, body, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'out'}\n" + body)
+    assert main(["train", "grpo", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class GRPORun:
     model: str | None = None  # None: the built-in shapes model
     output_dir: str = "outputs/grpo"
-    prompts: str = "shapes:train"  # shapes:<split> or a text file with one prompt per line
+    prompts: str = "shapes:train"  # shapes:<split>, shapes:heldout-pairs, or a text file with one prompt per line
     reward: RewardSettings = field(default_factory=lambda: RewardSettings(source="shapes"))
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     eval_every: int = 0  # shapes world: held-out accuracy every N steps (0: only at start and end)
@@ -96,16 +96,16 @@ def _write_sample_grid(path: Path, result) -> None:
 
 
 def _prompts(spec: str, prompts_per_step: int, base_dir: Path):
-    """shapes:<split>, or a prompt file / directory of *.txt files (relative to the recipe, else to the
-    working directory), passed over in per-epoch shuffles."""
-    from ..worlds.shapes.grammar import SPLITS, ShapesGrammar
-    from ..worlds.shapes.rl import prompt_source
+    """shapes:<split> / shapes:heldout-pairs, or a prompt file / directory of *.txt files (relative to the
+    recipe, else to the working directory), passed over in per-epoch shuffles."""
+    from ..worlds.shapes.grammar import ShapesGrammar
+    from ..worlds.shapes.rl import PROMPT_SETS, prompt_source
     from .prompts import read_prompt_files, shuffled_source
 
     if spec.startswith("shapes:"):
         split = spec.split(":", 1)[1]
-        if split not in SPLITS:
-            raise ConfigError(f"prompts: unknown shapes split {split!r} (choose from {', '.join(SPLITS)})")
+        if split not in PROMPT_SETS:
+            raise ConfigError(f"prompts: unknown shapes prompt set {split!r} (choose from {', '.join(PROMPT_SETS)})")
         return prompt_source(ShapesGrammar(), prompts_per_step, split=split)
     path = Path(spec).expanduser()
     if not path.is_absolute() and (base_dir / path).exists():
@@ -164,15 +164,21 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
     # Under accelerate's mixed precision the weights stay float32 (autocast / DeepSpeed / FSDP cast them).
     dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
-    with loading_whole_model(acc):
-        bundle = load_model(model_override or run.model, dtype, str(acc.device))
-    reward_fn = _reward(run.reward, Path(config_path).parent)
+    # The recipe's own mistakes first, before minutes of model loading.
     if run.reward.uses("shapes") and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
+    if run.prompts == "shapes:heldout-pairs":
+        from ..worlds.shapes.rl import EVAL_RESERVE
+
+        if run.eval_prompts > EVAL_RESERVE:
+            raise ConfigError(f"eval_prompts: {run.eval_prompts} would overlap the RL prompts of shapes:heldout-pairs, "
+                              f"which keep clear of the first {EVAL_RESERVE} evaluation prompts only")
+    prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)
+    reward_fn = _reward(run.reward, Path(config_path).parent)
+    with loading_whole_model(acc):
+        bundle = load_model(model_override or run.model, dtype, str(acc.device))
     try:
-        trainer = GRPOTrainer(bundle, run.grpo, reward_fn, _prompts(run.prompts, run.grpo.prompts_per_step,
-                                                                             Path(config_path).parent),
-                              accelerator=acc)
+        trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if run.log_with:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+from itertools import product
+
 from ...rewards.scoring import RewardPipeline
 from ...train.prompts import shuffled_source
-from .grammar import ShapesGrammar
+from .grammar import SPLITS, Prompt, ShapesGrammar, describe, sample_meaning
 from .rewards import RPI, RRI, RSem, RSpa
+from .vocabulary import COLORS, SHAPES
 
 COMPONENTS = {"r_sem": RSem, "r_spa": RSpa, "r_ri": RRI, "r_pi": RPI}
 
@@ -25,6 +29,30 @@ def reward_function(components=("r_sem", "r_spa", "r_ri", "r_pi"), combine: str 
                           max_missing_fraction=max_missing_fraction)
 
 
+HELDOUT_PAIRS = "heldout-pairs"  # a prompt set for RL, beside the grammar's splits
+PROMPT_SETS = (*SPLITS, HELDOUT_PAIRS)
+EVAL_RESERVE = 2000  # held-out prompts (the evaluation's, in order) whose meanings RL prompts never take
+
+
+def heldout_pair_prompts(grammar: ShapesGrammar, n: int) -> list[Prompt]:
+    """Prompts drawn like the held-out split (each holds a held-out colour x shape pair) from their own
+    seed, leaving out every meaning among the first EVAL_RESERVE held-out prompts: the pairs are new to the
+    SFT model, the evaluation prompts stay new to RL (as a benchmark's train prompts are to its test set)."""
+    rng = random.Random("rl-hdist")
+    taken = {p.meaning for p in grammar.prompts("heldout", EVAL_RESERVE)}
+    pairs = list(product(COLORS, SHAPES))
+    out = []
+    while len(out) < n:
+        meaning = sample_meaning(rng, pairs, must_include=grammar.heldout_pairs)
+        if meaning not in taken:
+            out.append(Prompt(describe(meaning, rng), meaning))
+    return out
+
+
 def prompt_source(grammar: ShapesGrammar, prompts_per_step: int, *, split: str = "train", pool: int = 5000):
-    """source(step, rng) -> prompts: shuffled passes over a fixed pool of the split's prompts."""
-    return shuffled_source(grammar.prompts(split, pool), prompts_per_step)
+    """source(step, rng) -> prompts: shuffled passes over a fixed pool of a split's prompts, or of
+    `heldout_pair_prompts` (split "heldout-pairs")."""
+    if split not in PROMPT_SETS:
+        raise ValueError(f"unknown shapes prompt set {split!r}; choose from {', '.join(PROMPT_SETS)}")
+    prompts = heldout_pair_prompts(grammar, pool) if split == HELDOUT_PAIRS else grammar.prompts(split, pool)
+    return shuffled_source(prompts, prompts_per_step)
