@@ -92,6 +92,27 @@ def _counting_reward(prompts, chains, images):
     return values, {"r": values}
 
 
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_under_fsdp_the_first_policy_forward_sees_lora_trainable(tiny_tokenizer, monkeypatch, fsdp):
+    """FSDP2 fixes gradient dtypes at the first forward from what is trainable then, and peft's
+    disable_adapter (the KL reference) freezes LoRA: under FSDP a forward with LoRA live goes first."""
+    import gotr1.train.grpo as grpo
+
+    monkeypatch.setattr(grpo, "is_fsdp", lambda accelerator: fsdp)
+
+    def reward(prompts, chains, images):
+        values = [float(i % 3) for i in range(len(chains))]
+        return values, {"r": values}
+
+    trainer = _trainer(_bundle(tiny_tokenizer), reward, beta=0.1)
+    lora = [p for n, p in trainer.model.named_parameters() if "lora_" in n]
+    seen = []
+    trainer.policy.register_forward_pre_hook(lambda module, args: seen.append(any(p.requires_grad for p in lora)))
+    trainer.step()
+    assert seen[0] is fsdp  # without the FSDP guard the reference pass, LoRA frozen, comes first
+    assert False in seen and seen[-1] is True  # the reference pass froze LoRA; training ran with it live
+
+
 @pytest.mark.parametrize("lora_r", [8, None])
 def test_kill_and_resume_gives_bit_identical_weights(tiny_tokenizer, tmp_path, lora_r):
     straight = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)

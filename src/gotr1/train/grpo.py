@@ -47,8 +47,8 @@ import torch
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 from ..model.teacher_forcing import forward_packed, pack
-from .distributed import (PolicyScorer, accumulating, configure_deepspeed, iter_full_parameters, make_accelerator,
-                          shards_optimizer, shards_parameters)
+from .distributed import (PolicyScorer, accumulating, configure_deepspeed, is_fsdp, iter_full_parameters,
+                          make_accelerator, shards_optimizer, shards_parameters)
 from .grpo_loss import group_advantages, grpo_loss
 from .sft import SFTRecord, trainable_parameters, unconditional
 
@@ -188,6 +188,10 @@ class GRPOTrainer:
             self.sampler = TwoPhaseSampler(self._replica_bundle)
         else:
             self.sampler = TwoPhaseSampler(bundle)
+        # FSDP2 settles each unit's gradient dtypes at its first forward, from the parameters trainable then;
+        # peft's disable_adapter freezes the LoRA weights, so under bf16 the first forward must not be the
+        # reference's, or bf16 gradients later meet float32 shards (pytorch/pytorch#186998).
+        self._first_forward_pending = is_fsdp(acc) and self.peft_model is not None
         self.step_index = 0
         self.rng = random.Random(config.seed)
         self.history: list[dict] = []
@@ -363,6 +367,10 @@ class GRPOTrainer:
                         lp = self.sequence_logprobs(self.policy, batch)[0]
                         if chunk:
                             old[chunk[0]] = lp
+                    if c.beta and self._first_forward_pending:
+                        with acc.autocast():
+                            self.sequence_logprobs(self.policy, batch)
+                        self._first_forward_pending = False
                     if c.beta:
                         with self._reference_context(), acc.autocast():
                             model = self.reference if self.reference is not None else self.policy
