@@ -31,14 +31,14 @@ def test_samples_are_64px_images_with_parseable_plans(bundle):
 
 
 def test_plans_score_on_semantics_and_layout(bundle):
-    """A regression guard well below what the shipped model measures (R_sem ~0.77, R_spa ~0.69 held out)."""
+    """A regression guard below what the shipped model measures on these 16 val prompts (R_sem 1.0, R_spa 0.93)."""
     prompts = ShapesGrammar().prompts("val", 16)
     gens = TwoPhaseSampler(bundle).generate([p.text for p in prompts], SamplingConfig(cfg_weight=3.0,
                                                                                        max_reasoning_tokens=200))
     chains = [g.chain for g in gens]
     sem = RSem()(prompts, chains, [None] * len(chains))
     spa = RSpa()(prompts, chains, [None] * len(chains))
-    assert sum(sem) / len(sem) > 0.5 and sum(spa) / len(spa) > 0.4
+    assert sum(sem) / len(sem) > 0.8 and sum(spa) / len(spa) > 0.7
 
 
 def test_shipped_model_states_its_preferred_guidance(bundle):
@@ -46,8 +46,8 @@ def test_shipped_model_states_its_preferred_guidance(bundle):
 
 
 def test_images_follow_their_plans(bundle):
-    """A regression guard well below what the shipped model measures (held out: all constraints 0.315,
-    R_RI 0.51; teacher-forced ground-truth plans on val prompts: R_RI 0.60)."""
+    """A regression guard below what the shipped model measures here (teacher-forced ground-truth plans:
+    R_RI 0.88; sampled: 10 of 16 images satisfy every constraint; held out, 200 prompts: 0.41)."""
     import random
 
     from gotr1.worlds.shapes.render import try_layout_scene
@@ -60,6 +60,6 @@ def test_images_follow_their_plans(bundle):
     forced = sampler.generate([p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0, seed=0),
                               chains=[[s.chain()] for _, s in pairs])
     rri = [RRI().score(p, g.chain, g.images[0]) for (p, _), g in zip(pairs, forced)]
-    assert sum(rri) / len(rri) > 0.3
+    assert sum(rri) / len(rri) > 0.6
     sampled = sampler.generate([p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200))
-    assert sum(all_constraints_hold(p, g.images[0]) for (p, _), g in zip(pairs, sampled)) >= 2  # 3 measured
+    assert sum(all_constraints_hold(p, g.images[0]) for (p, _), g in zip(pairs, sampled)) >= 6  # 10 measured
