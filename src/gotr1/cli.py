@@ -122,10 +122,6 @@ def cmd_shapes_pretrain(args) -> int:
     from .train.sft import SFTConfig
     from .worlds.shapes.recipe import pretrain
 
-    tokenizers = Path(args.tokenizers)
-    if not ((tokenizers / "vq").is_dir() and (tokenizers / "tokenizer").is_dir()) and not (tokenizers / "config.json").is_file():
-        raise CliError(f"{tokenizers}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`, "
-                       "or a shapes checkpoint")
     mixed = args.mixed_precision
     if mixed == "auto":  # bf16 autocast only where the hardware does bf16 natively (else it is slower)
         import torch
@@ -140,8 +136,11 @@ def cmd_shapes_pretrain(args) -> int:
              if value is not None}
     if args.hidden_size is not None:
         sizes["intermediate_size"] = 4 * args.hidden_size
-    report = pretrain(tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft, model_sizes=sizes,
-                      device=args.device)
+    try:
+        report = pretrain(args.tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft,
+                          model_sizes=sizes, device=args.device)
+    except FileNotFoundError as exc:  # no tokenizers where --tokenizers points
+        raise CliError(str(exc)) from None
     print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
     return 0
 
