@@ -23,11 +23,11 @@ import torch
 from gotr1.models import DEFAULT_MODEL
 from gotr1.model.loading import load_janus
 from gotr1.plot import line_chart
-from gotr1.train.distributed import make_accelerator
+from gotr1.train.distributed import make_accelerator, native_bf16
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
 from gotr1.worlds.shapes.grammar import ShapesGrammar
-from gotr1.worlds.shapes.rl import EVAL_RESERVE, HELDOUT_PAIRS, prompt_source, reward_function
+from gotr1.worlds.shapes.rl import HELDOUT_PAIRS, check_clear_of_evaluation, prompt_source, reward_function
 
 
 def main():
@@ -76,7 +76,7 @@ def main():
     unknown = [s for s in splits if s not in ("heldout", "val", "train")]
     if unknown:
         parser.error(f"--eval-splits: unknown split(s) {unknown}; choose from heldout, val, train")
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16("cpu"))
 
     bundle = load_janus(args.model, device="cpu", dtype="float32")
     load_seconds = time.time() - started
@@ -96,8 +96,10 @@ def main():
                         num_iterations=args.num_iterations, lr_schedule="constant")
     reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
     accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
-    if args.train_prompts == HELDOUT_PAIRS and args.eval_prompts > EVAL_RESERVE:
-        parser.error(f"--train-prompts {HELDOUT_PAIRS} keeps clear of the first {EVAL_RESERVE} evaluation prompts only")
+    try:
+        check_clear_of_evaluation(args.train_prompts, args.eval_prompts)
+    except ValueError as exc:
+        parser.error(f"--eval-prompts: {exc}")
     prompts = prompt_source(grammar, args.prompts_per_step, split=args.train_prompts)
     trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
     start = time.time()

@@ -124,10 +124,9 @@ def cmd_shapes_pretrain(args) -> int:
 
     mixed = args.mixed_precision
     if mixed == "auto":  # bf16 autocast only where the hardware does bf16 natively (else it is slower)
-        import torch
+        from .train.distributed import native_bf16
 
-        on_gpu = args.device.startswith("cuda")
-        mixed = "bf16" if on_gpu or torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+        mixed = "bf16" if native_bf16(args.device) else "no"
     sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                     max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
                     mixed_precision=mixed)

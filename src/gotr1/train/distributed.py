@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 _WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 
 
+def native_bf16(device: str) -> bool:
+    """Whether bfloat16 autocast pays off on `device`: GPUs, and CPUs with native bf16 (AVX512-BF16 / AMX);
+    elsewhere it is emulated and slower than float32."""
+    return str(device).startswith("cuda") or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def make_accelerator(**kwargs):
     """`accelerate.Accelerator(**kwargs)`; launched processes on a machine without a GPU run on CPU (gloo).
 

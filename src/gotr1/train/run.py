@@ -99,18 +99,15 @@ def _prompts(spec: str, prompts_per_step: int, base_dir: Path):
     """shapes:<split> / shapes:heldout-pairs, or a prompt file / directory of *.txt files (relative to the
     recipe, else to the working directory), passed over in per-epoch shuffles."""
     from ..worlds.shapes.grammar import ShapesGrammar
-    from ..worlds.shapes.rl import PROMPT_SETS, prompt_source
+    from ..worlds.shapes.rl import prompt_source
     from .prompts import read_prompt_files, shuffled_source
 
-    if spec.startswith("shapes:"):
-        split = spec.split(":", 1)[1]
-        if split not in PROMPT_SETS:
-            raise ConfigError(f"prompts: unknown shapes prompt set {split!r} (choose from {', '.join(PROMPT_SETS)})")
-        return prompt_source(ShapesGrammar(), prompts_per_step, split=split)
-    path = Path(spec).expanduser()
-    if not path.is_absolute() and (base_dir / path).exists():
-        path = base_dir / path
     try:
+        if spec.startswith("shapes:"):
+            return prompt_source(ShapesGrammar(), prompts_per_step, split=spec.split(":", 1)[1])
+        path = Path(spec).expanduser()
+        if not path.is_absolute() and (base_dir / path).exists():
+            path = base_dir / path
         return shuffled_source(read_prompt_files(path), prompts_per_step)
     except ValueError as exc:
         raise ConfigError(f"prompts: {exc}") from None
@@ -167,12 +164,13 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     # The recipe's own mistakes first, before minutes of model loading.
     if run.reward.uses("shapes") and not run.prompts.startswith("shapes:"):
         raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
-    if run.prompts == "shapes:heldout-pairs":
-        from ..worlds.shapes.rl import EVAL_RESERVE
+    if run.prompts.startswith("shapes:"):
+        from ..worlds.shapes.rl import check_clear_of_evaluation
 
-        if run.eval_prompts > EVAL_RESERVE:
-            raise ConfigError(f"eval_prompts: {run.eval_prompts} would overlap the RL prompts of shapes:heldout-pairs, "
-                              f"which keep clear of the first {EVAL_RESERVE} evaluation prompts only")
+        try:
+            check_clear_of_evaluation(run.prompts.split(":", 1)[1], run.eval_prompts)
+        except ValueError as exc:
+            raise ConfigError(f"eval_prompts: {exc}") from None
     prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)
     reward_fn = _reward(run.reward, Path(config_path).parent)
     with loading_whole_model(acc):

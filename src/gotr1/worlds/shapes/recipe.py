@@ -202,6 +202,7 @@ def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int =
     bundle = JanusBundle(model, tokenizer, ids, source="shapes")
     bundle.save(out_dir)
     report = {"examples": len(records), "model_sizes": {**SHAPES_MODEL, **(model_sizes or {})},
-              "mixed_precision": sft.mixed_precision, "device": str(device), "sft": summary, "seconds": time.time() - start}
+              "mixed_precision": sft.mixed_precision, "device": str(device), "sft": summary,
+              "seconds": time.time() - start}
     (Path(out_dir) / "pretrain.json").write_text(json.dumps(report, indent=2))
     return report

@@ -49,6 +49,13 @@ def heldout_pair_prompts(grammar: ShapesGrammar, n: int) -> list[Prompt]:
     return out
 
 
+def check_clear_of_evaluation(prompt_set: str, eval_prompts: int) -> None:
+    """ValueError when evaluating on `eval_prompts` held-out prompts would meet the RL prompts of `prompt_set`."""
+    if prompt_set == HELDOUT_PAIRS and eval_prompts > EVAL_RESERVE:
+        raise ValueError(f"{eval_prompts} would overlap the RL prompts of {HELDOUT_PAIRS}, which keep clear of the "
+                         f"first {EVAL_RESERVE} evaluation prompts only")
+
+
 def prompt_source(grammar: ShapesGrammar, prompts_per_step: int, *, split: str = "train", pool: int = 5000):
     """source(step, rng) -> prompts: shuffled passes over a fixed pool of a split's prompts, or of
     `heldout_pair_prompts` (split "heldout-pairs")."""
