@@ -1,4 +1,4 @@
-"""`gotr1` command line: generate, convert (training, rewards and evaluation join as they land)."""
+"""`gotr1` command line: generate, convert, reward, train, eval, and the shapes world's recipe."""
 
 from __future__ import annotations
 
@@ -25,33 +25,16 @@ def _slug(text: str, limit: int = 60) -> str:
 
 def write_generation(gen, out_dir: Path) -> list[Path]:
     """Per sample: image(s), chain as text and JSON, and the plan drawn over each image."""
-    from .layout import draw_plan_over_image
+    from .layout import plan_overlay
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "chain.txt").write_text(gen.chain + "\n")
-    record = {
-        "prompt": gen.prompt,
-        "seed": gen.seed,
-        "sample_index": gen.sample_index,
-        "chain": gen.chain,
-        "text": gen.parsed.text,
-        "objects": [
-            {"name": o.name, "box": None if o.box is None else [o.box.x1, o.box.y1, o.box.x2, o.box.y2]}
-            for o in gen.objects
-        ],
-        "problems": [{"kind": str(getattr(p.kind, "value", p.kind)), "message": p.message} for p in gen.parsed.problems],
-        "hit_token_cap": gen.hit_token_cap,
-        "num_text_tokens": int(len(gen.text_ids)),
-        "images": [],
-    }
+    record = gen.record() | {"images": []}
     written = [out_dir / "chain.txt", out_dir / "chain.json"]
     for i, image in enumerate(gen.images):
         image_path, plan_path = out_dir / f"image_{i}.png", out_dir / f"plan_{i}.png"
         image.save(image_path)
-        # Small images are enlarged (nearest) so the plan's labels stay legible.
-        scale = max(1, -(-384 // image.width))
-        shown = image.resize((image.width * scale, image.height * scale), resample=0) if scale > 1 else image
-        draw_plan_over_image(shown, gen.objects).save(plan_path)
+        plan_overlay(image, gen.objects).save(plan_path)
         record["images"].append({"image": image_path.name, "plan": plan_path.name})
         written += [image_path, plan_path]
     (out_dir / "chain.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -144,18 +127,73 @@ def cmd_shapes_pretrain(args) -> int:
     return 0
 
 
-def cmd_shapes_eval(args) -> int:
-    from .worlds.shapes.evaluate import ShapesEvalConfig, evaluate, write_report
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
 
-    bundle = load_model(args.model, args.dtype, args.device)
-    config = ShapesEvalConfig(split=args.split, num_prompts=args.prompts, samples_per_prompt=args.samples,
-                              seed=args.seed, cfg_weight=args.cfg, batch_size=args.batch_size)
-    summary, records, generations = evaluate(bundle, config)
-    out = write_report(args.out, summary, records, generations)
-    print(f"{args.split} accuracy (all constraints hold): {summary['accuracy']:.3f} over {summary['samples']} samples")
-    print(f"chain validity: {summary['chain_valid_rate']:.3f}; reward means: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary["reward_means"].items() if v is not None))
-    print(f"summary, samples and grid written to {out}")
+
+def cmd_eval_sample(args) -> int:
+    """Sample a benchmark into its official layout, then score it when a scorer is asked for (or is free)."""
+    from accelerate import PartialState
+
+    from .eval.benchmark import ScorerOptions
+    from .eval.sampling import EvalSampling, checkpoint_cfg_weight, prepare_run_folder, sample_run, sampling_identity
+    from .eval.scoring import benchmark_of, score_run, summary_table
+
+    benchmark = benchmark_of(args.benchmark)
+    categories = benchmark.check_categories(_csv(args.categories) or list(benchmark.default_categories))
+    images_per_prompt = (benchmark.default_images_per_prompt if args.images_per_prompt is None
+                         else args.images_per_prompt)
+    if images_per_prompt < 1:
+        raise CliError(f"--images-per-prompt must be >= 1, got {images_per_prompt}")
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit must be >= 1, got {args.limit}")
+    options = {key: getattr(args, key) for key in ("color_version", "seed") if getattr(args, key, None) is not None}
+    jobs = benchmark.jobs(categories, images_per_prompt, args.limit, **options)
+    sampling = EvalSampling(cfg_weight=args.cfg, text_temperature=args.text_temperature,
+                            image_temperature=args.image_temperature, text_top_k=args.top_k, text_top_p=args.top_p,
+                            max_reasoning_tokens=args.max_reasoning_tokens, batch_size=args.batch_size)
+    from .train.distributed import launched_without_gpu
+
+    state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
+    out = Path(args.out)
+    bundle = load_model(args.model, args.dtype, args.device or (str(state.device) if state.num_processes > 1 else None))
+    cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else checkpoint_cfg_weight(bundle)
+    identity = sampling_identity(benchmark, args.model or "built-in", bundle.source, sampling, cfg_weight,
+                                 images_per_prompt, options)
+    if state.is_main_process:
+        prepare_run_folder(out, identity, categories, overwrite=args.overwrite)
+    state.wait_for_everyone()
+    stats = sample_run(bundle, benchmark, jobs, out, sampling, process_index=state.process_index,
+                       num_processes=state.num_processes, show_progress=state.is_main_process)
+    speed = f", {stats['images_per_second']:.2f} images/s" if stats["images_per_second"] else ""
+    print(f"{benchmark.name}: {stats['sampled']} image(s) sampled, {stats['skipped']} already there{speed} -> {out}")
+    state.wait_for_everyone()
+    scorer = args.scorer or (benchmark.default_scorer if benchmark.default_scorer not in ("official", "judge") else None)
+    if scorer and state.is_main_process:
+        results = score_run(out, scorer, ScorerOptions(device=args.device, judge_config=args.judge),
+                            categories=categories)
+        print(summary_table(results))
+    elif state.is_main_process:
+        print(f"score it with: gotr1 eval score {out} --scorer official|judge|detector")
+    return 0
+
+
+def cmd_eval_score(args) -> int:
+    from .eval.benchmark import ScorerOptions
+    from .eval.scoring import score_run, summary_table
+
+    options = ScorerOptions(device=args.device, batch_size=args.batch_size, judge_config=args.judge)
+    results = score_run(args.run, args.scorer, options, categories=_csv(args.categories))
+    print(summary_table(results))
+    print(f"scores and results written under {args.run}")
+    return 0
+
+
+def cmd_eval_report(args) -> int:
+    from .eval.report import write_report
+
+    path = write_report([Path(r) for r in args.runs], Path(args.out), scorer=args.scorer, labels=_csv(args.labels))
+    print(f"report written to {path}")
     return 0
 
 
@@ -189,9 +227,10 @@ def cmd_reward(args) -> int:
         settings.judge.openai.base_urls = list(args.base_url)
     if args.judge_model:
         settings.judge.openai.model = args.judge_model
-    if settings.uses("shapes"):
-        raise CliError("the shapes world's exact rewards need prompt meanings; `gotr1 reward` scores text prompts "
-                       "(use source: judge, or `gotr1 shapes eval` for the shapes world)")
+    if settings.suites():
+        world = settings.suites()[0]
+        raise CliError(f"the {world} world's exact rewards need prompt meanings; `gotr1 reward` scores text prompts "
+                       f"(use source: judge, or `gotr1 eval {world}`)")
     try:
         pipeline = build_reward(settings, base_dir, max_missing_fraction=1.0)
         summary = score_folder(args.dir, pipeline, batch_size=args.batch_size, force=args.force,
@@ -205,6 +244,29 @@ def cmd_reward(args) -> int:
               "see the reasons in reward.json (is the judge server up?)", file=sys.stderr)
         return 1
     return 0
+
+
+def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> None:
+    parser.set_defaults(func=cmd_eval_sample, benchmark=benchmark)
+    parser.add_argument("--model", default=None, help="checkpoint directory or hub id (default: the shipped "
+                                                     f"shapes model); '{BUILTIN_TINY_RANDOM}' for a tiny random one")
+    parser.add_argument("--out", default=f"outputs/eval/{benchmark}", help="run folder (re-running resumes it)")
+    parser.add_argument("--categories", default=None, help="comma-separated (default: the benchmark's usual set)")
+    parser.add_argument("--images-per-prompt", type=int, default=None,
+                        help="default: the benchmark's (T2I-CompBench 10, GenEval 4, shapes 1)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N prompts (per category)")
+    parser.add_argument("--scorer", default=None, help="score after sampling (official | judge | detector | shapes)")
+    parser.add_argument("--judge", default=None, help="judge YAML for --scorer judge")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
+    parser.add_argument("--cfg", type=float, default=None, help="CFG weight (default: the checkpoint's, else 5)")
+    parser.add_argument("--text-temperature", type=float, default=1.0)
+    parser.add_argument("--image-temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--max-reasoning-tokens", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=16, help="images sampled together")
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--device", default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,18 +360,34 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--split", default="train", choices=("train", "val", "heldout"))
     exp.add_argument("--seed", type=int, default=0)
     exp.set_defaults(func=cmd_shapes_export_sft)
-    ev = shapes_sub.add_parser("eval", help="held-out compositional accuracy, judged from pixels")
-    ev.add_argument("--model", default=None, help="checkpoint (default: the shipped shapes model)")
-    ev.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
-    ev.add_argument("--prompts", type=int, default=200)
-    ev.add_argument("--samples", type=int, default=1, help="samples per prompt")
-    ev.add_argument("--cfg", type=float, default=3.0)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--dtype", default=None)
-    ev.add_argument("--device", default=None)
-    ev.add_argument("--out", default="outputs/shapes/eval")
-    ev.set_defaults(func=cmd_shapes_eval)
+    ev = shapes_sub.add_parser("eval", help="alias of `gotr1 eval shapes`")
+    _add_eval_sampling_args(ev, "shapes")
+
+    evaluation = sub.add_parser("eval", help="benchmarks: sample in the official layouts, score, report")
+    eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
+    t2i = eval_sub.add_parser("t2i-compbench", help="T2I-CompBench: <category>/samples/{prompt}_{idx:06d}.png")
+    _add_eval_sampling_args(t2i, "t2i-compbench")
+    t2i.add_argument("--color-version", default="current", choices=("current", "pre-2025-09-03"),
+                     help="color_val.txt before its 2025-09-03 edit (the version the GoT-R1 paper used)")
+    gen_eval = eval_sub.add_parser("geneval", help="GenEval: <index:05d>/metadata.jsonl + samples/<k:04d>.png")
+    _add_eval_sampling_args(gen_eval, "geneval")
+    gen_eval.add_argument("--seed", type=int, default=42, help="image k of a prompt is seeded SEED + k")
+    shapes_eval = eval_sub.add_parser("shapes", help="the shapes world per category and split, scored exactly")
+    _add_eval_sampling_args(shapes_eval, "shapes")
+    score = eval_sub.add_parser("score", help="score a sampled run (official files + scores/ + results/)")
+    score.add_argument("run", help="the run folder (with run.json)")
+    score.add_argument("--scorer", default=None, help="official | judge | detector | shapes (default: the benchmark's)")
+    score.add_argument("--categories", default=None, help="comma-separated (default: all sampled)")
+    score.add_argument("--judge", default=None, help="judge YAML (configs/judge_vllm.yaml) for --scorer judge")
+    score.add_argument("--batch-size", type=int, default=16, help="images per scoring model call")
+    score.add_argument("--device", default=None)
+    score.set_defaults(func=cmd_eval_score)
+    report = eval_sub.add_parser("report", help="report.html + results.json over one or more scored runs")
+    report.add_argument("runs", nargs="+", help="run folders of one benchmark (e.g. SFT and GRPO)")
+    report.add_argument("--out", required=True, help="folder for report.html and results.json")
+    report.add_argument("--scorer", default=None, help="which scores to show (default: the runs' only one)")
+    report.add_argument("--labels", default=None, help="comma-separated run labels")
+    report.set_defaults(func=cmd_eval_report)
     return parser
 
 
@@ -322,11 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from .config import ConfigError
     from .model.loading import CheckpointError
+    from .eval.benchmark import BenchmarkError
+    from .eval.records import ScorerError
     from .rewards.scoring import RewardsUnavailable
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, ConfigError, RewardsUnavailable) as exc:
+    except (CliError, CheckpointError, ConfigError, RewardsUnavailable, BenchmarkError, ScorerError) as exc:
         print(f"gotr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -97,6 +97,13 @@ def draw_plan_over_image(
     return draw_plan(objects, background=image, line_width=line_width, font_size=font_size)
 
 
+def plan_overlay(image: Image.Image, objects: Sequence[PlannedObject], min_side: int = 384) -> Image.Image:
+    """The plan over the image, small images enlarged (nearest) first so the labels stay legible."""
+    scale = max(1, -(-min_side // image.width))
+    shown = image.resize((image.width * scale, image.height * scale), resample=0) if scale > 1 else image
+    return draw_plan_over_image(shown, objects)
+
+
 def _load_font(size: int) -> Font:
     """Pillow's scalable default font; its fixed bitmap font where FreeType is missing."""
     try:

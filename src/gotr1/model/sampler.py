@@ -88,6 +88,25 @@ class Generation:
     def objects(self) -> list[PlannedObject]:
         return self.parsed.objects
 
+    def record(self) -> dict:
+        """The sample as JSON-ready data: prompt, seed, chain, its plain text, objects with boxes on the
+        0..1000 grid, format problems and whether the token cap closed the chain."""
+        return {
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "sample_index": self.sample_index,
+            "chain": self.chain,
+            "text": self.parsed.text,
+            "objects": [
+                {"name": o.name, "box": None if o.box is None else [o.box.x1, o.box.y1, o.box.x2, o.box.y2]}
+                for o in self.objects
+            ],
+            "problems": [{"kind": str(getattr(p.kind, "value", p.kind)), "message": p.message}
+                         for p in self.parsed.problems],
+            "hit_token_cap": self.hit_token_cap,
+            "num_text_tokens": int(len(self.text_ids)),
+        }
+
 
 @dataclass
 class _Rows:

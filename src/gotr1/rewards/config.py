@@ -2,9 +2,9 @@
 
 YAML (a run's ``reward:`` section, or the file given to ``gotr1 reward --judge``)::
 
-    source: judge                  # default source of every component: judge | shapes
+    source: judge                  # default source of every component: judge | detector | a suite (shapes)
     components: [r_sem, r_spa, r_ri, r_pi]
-    sources: {r_ri: detector}      # per component: judge | shapes | detector (r_ri) | package.module:factory
+    sources: {r_ri: detector}      # per component: judge | detector (r_ri) | a suite | package.module:factory
     combine: product               # product | mean_product | v2 | sum
     weights: {}                    # for combine: sum
     max_missing_fraction: 0.5      # a batch with more missing totals stops training
@@ -27,12 +27,13 @@ from .cache import CachedJudge
 from .judge import DEFAULT_JUDGE_PIXELS, Judge
 from .openai_judge import OpenAIJudge, OpenAIJudgeConfig
 from .prompts import BOX_FORMATS, JudgePrompts
+from .. import registry
 from .scoring import RewardPipeline
 
 __all__ = ["JudgeSettings", "RewardSettings", "build_judge", "build_reward"]
 
 COMPONENT_NAMES = ("r_sem", "r_spa", "r_ri", "r_pi")
-SOURCES = ("judge", "shapes", "detector")
+SOURCES = ("judge", "detector")  # besides these: any registered suite with reward components (gotr1.registry)
 
 
 @dataclass
@@ -66,6 +67,11 @@ class RewardSettings:
 
     def uses(self, source: str) -> bool:
         return any(self.source_of(name) == source for name in self.components)
+
+    def suites(self) -> list[str]:
+        """The worlds or benchmarks (registry suites) whose exact rewards this config uses."""
+        named = {self.source_of(name) for name in self.components}
+        return sorted(n for n in named if n not in SOURCES and ":" not in n)
 
 
 def _relative(path: str, base_dir: Path | None) -> Path:
@@ -131,11 +137,7 @@ def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judg
             continue
         if name not in COMPONENT_NAMES:
             raise ValueError(f"components: {name!r} needs a plug-in source (sources.{name}: package.module:factory)")
-        if source == "shapes":
-            from ..worlds.shapes.rl import COMPONENTS as SHAPES
-
-            components[name] = SHAPES[name]()
-        elif source == "detector":
+        if source == "detector":
             if name != "r_ri":
                 raise ValueError(f"sources.{name}: the detector can only ground objects (r_ri)")
             from .detector import DetectorLocator, YoloDetector
@@ -150,8 +152,11 @@ def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judg
             if judged_prompts is None:
                 judged_prompts = judge_prompts(settings.judge, base_dir)
             components[name] = _judge_reward(name, judge, judged_prompts, settings.judge)
+        elif source in registry.names() and name in registry.get(source).reward_components:
+            components[name] = registry.get(source).reward_components[name]()
         else:
-            raise ValueError(f"sources.{name}: unknown source {source!r} (choose from {', '.join(SOURCES)} "
+            suites = [n for n in registry.names() if registry.get(n).reward_components]
+            raise ValueError(f"sources.{name}: unknown source {source!r} (choose from {', '.join([*SOURCES, *suites])} "
                              "or package.module:factory)")
     limit = settings.max_missing_fraction if max_missing_fraction is None else max_missing_fraction
     return RewardPipeline(components, settings.combine, settings.weights, max_missing_fraction=limit)

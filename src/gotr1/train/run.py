@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, load_config
+from ..registry import split_prompt_spec
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
 from .distributed import loading_whole_model, make_accelerator
@@ -96,15 +97,18 @@ def _write_sample_grid(path: Path, result) -> None:
 
 
 def _prompts(spec: str, prompts_per_step: int, base_dir: Path):
-    """shapes:<split> / shapes:heldout-pairs, or a prompt file / directory of *.txt files (relative to the
-    recipe, else to the working directory), passed over in per-epoch shuffles."""
-    from ..worlds.shapes.grammar import ShapesGrammar
-    from ..worlds.shapes.rl import prompt_source
+    """`<suite>:<set>` (a registered world's or benchmark's prompt set, e.g. shapes:heldout-pairs), or a prompt
+    file / directory of *.txt files (relative to the recipe, else to the working directory), passed over in
+    per-epoch shuffles."""
     from .prompts import read_prompt_files, shuffled_source
 
     try:
-        if spec.startswith("shapes:"):
-            return prompt_source(ShapesGrammar(), prompts_per_step, split=spec.split(":", 1)[1])
+        found = split_prompt_spec(spec)
+        if found is not None:
+            suite, prompt_set = found
+            if suite.prompt_source is None:
+                raise ValueError(f"{suite.name} offers no prompt sets to train on")
+            return suite.prompt_source(prompt_set, prompts_per_step)
         path = Path(spec).expanduser()
         if not path.is_absolute() and (base_dir / path).exists():
             path = base_dir / path
@@ -162,13 +166,14 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     # Under accelerate's mixed precision the weights stay float32 (autocast / DeepSpeed / FSDP cast them).
     dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
     # The recipe's own mistakes first, before minutes of model loading.
-    if run.reward.uses("shapes") and not run.prompts.startswith("shapes:"):
-        raise ConfigError("the shapes reward needs shapes prompts (prompts: shapes:train)")
-    if run.prompts.startswith("shapes:"):
-        from ..worlds.shapes.rl import check_clear_of_evaluation
-
+    found = split_prompt_spec(run.prompts)
+    suite = found[0] if found else None
+    for world in run.reward.suites():  # a world's exact rewards read its prompts' meanings
+        if suite is None or suite.name != world:
+            raise ConfigError(f"the {world} reward needs {world} prompts (prompts: {world}:train)")
+    if found and suite.check_training is not None:
         try:
-            check_clear_of_evaluation(run.prompts.split(":", 1)[1], run.eval_prompts)
+            suite.check_training(found[1], run.eval_prompts)
         except ValueError as exc:
             raise ConfigError(f"eval_prompts: {exc}") from None
     prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)
@@ -192,15 +197,13 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
             log.info("resumed from %s (step %d)", found, trainer.step_index)
 
     def evaluate_now():
-        if not run.prompts.startswith("shapes:"):
+        if suite is None or suite.training_evaluation is None:
             return
-        from ..worlds.shapes.evaluate import ShapesEvalConfig, evaluate
-
         sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
         if main:
-            summary, _, _ = evaluate(sampling, ShapesEvalConfig(num_prompts=run.eval_prompts,
-                                                                cfg_weight=run.grpo.cfg_weight,
-                                                                max_reasoning_tokens=run.grpo.max_reasoning_tokens))
+            summary = suite.training_evaluation(sampling, num_prompts=run.eval_prompts,
+                                                cfg_weight=run.grpo.cfg_weight,
+                                                max_reasoning_tokens=run.grpo.max_reasoning_tokens)
             evaluations.append({"step": trainer.step_index, "accuracy": summary["accuracy"],
                                 "reward_means": summary["reward_means"]})
             log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])

@@ -1,0 +1,145 @@
+"""What an evaluation is made of: the images a benchmark asks for, and the score each one gets.
+
+A benchmark turns its prompt files into :class:`ImageJob` s (where each official file goes, from which
+prompt and seed). Sampling writes the official file and, beside it (never among the official files), our
+own record of the sample: its reasoning chain and planned objects. Scoring reads both back as
+:class:`EvalImage` and returns one :class:`ImageScore` per image; a scorer is any object with
+``name``, ``notes`` and ``score(category, images, out_dir)`` (see :class:`Scorer`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from ..chain import Box, PlannedObject
+
+__all__ = ["EvalImage", "ImageJob", "ImageScore", "Scorer", "ScorerError", "write_json_atomic", "write_bytes_atomic"]
+
+
+class ScorerError(RuntimeError):
+    """A scorer cannot run (its model cannot be loaded, a category it cannot score): one line naming it."""
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image a benchmark asks for."""
+
+    category: str  # T2I-CompBench category, GenEval tag, or a world's category
+    prompt: str
+    prompt_index: int  # position of the prompt in the benchmark's (category's) prompt list
+    image_index: int  # k: the k-th image of this prompt
+    seed: int
+    path: str  # the official image file, relative to the run folder
+    record: str  # our sample record (chain, objects), relative to the run folder, outside the official files
+    metadata: dict[str, Any] | None = None  # e.g. GenEval's metadata line, a world's prompt meaning
+
+    @property
+    def key(self) -> str:
+        """Identity of the job within a run (the image path is unique)."""
+        return self.path
+
+
+@dataclass
+class EvalImage:
+    """A sampled image read back for scoring, with the plan the model wrote before drawing it."""
+
+    job: ImageJob
+    root: Path
+    record: dict[str, Any] | None = None  # the sample record written beside the official file, if any
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.job.path
+
+    @property
+    def category(self) -> str:
+        return self.job.category
+
+    @property
+    def prompt(self) -> str:
+        return self.job.prompt
+
+    def image(self) -> Image.Image:
+        with Image.open(self.path) as im:
+            return im.convert("RGB")
+
+    @property
+    def chain(self) -> str | None:
+        return None if self.record is None else self.record.get("chain")
+
+    @property
+    def objects(self) -> list[PlannedObject]:
+        """The planned objects (name and box on the 0..1000 grid); empty when there is no record."""
+        if not self.record:
+            return []
+        out = []
+        for obj in self.record.get("objects", []):
+            box = obj.get("box")
+            out.append(PlannedObject(obj["name"], None if box is None else Box(*box)))
+        return out
+
+
+@dataclass
+class ImageScore:
+    """One image's score and, where the scorer can read a plan, the same check applied to the plan.
+
+    ``score`` is in [0, 1] (GenEval: 1 correct, 0 not); None means the scorer could not score the image
+    (``reason`` says why), never a silent 0. ``plan_score`` answers "was the plan already wrong?" with
+    the same rule where one applies (None where the scorer cannot judge a plan).
+    """
+
+    path: str
+    category: str
+    prompt: str
+    score: float | None
+    plan_score: float | None = None
+    reason: str | None = None
+    record: str | None = None  # the sample record (chain, objects) relative to the run folder, if any
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageScore:
+        return cls(**{k: data.get(k) for k in ("path", "category", "prompt", "score", "plan_score", "reason", "record")},
+                   details=data.get("details") or {})
+
+
+class Scorer(Protocol):
+    """Scores one category's images. ``notes`` name every model substitution or approximation (they are
+    shown wherever the scorer's numbers appear)."""
+
+    name: str
+    notes: list[str]
+
+    def score(self, category: str, images: Sequence[EvalImage], out_dir: Path) -> list[ImageScore]:
+        """One score per image, in order. ``out_dir`` is the category's folder (official result files go
+        there, under the names the official scripts use)."""
+        ...
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: a killed run leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
