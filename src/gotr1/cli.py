@@ -182,7 +182,13 @@ def cmd_eval_score(args) -> int:
     from .eval.benchmark import ScorerOptions
     from .eval.scoring import score_run, summary_table
 
-    options = ScorerOptions(device=args.device, batch_size=args.batch_size, judge_config=args.judge)
+    models = {}
+    for item in args.scorer_model or []:
+        role, sep, model = item.partition("=")
+        if not sep or not role or not model:
+            raise CliError(f"--scorer-model {item!r}: expected ROLE=ID_OR_PATH, e.g. blip=/models/blip-vqa")
+        models[role] = model
+    options = ScorerOptions(device=args.device, batch_size=args.batch_size, judge_config=args.judge, models=models)
     results = score_run(args.run, args.scorer, options, categories=_csv(args.categories))
     print(summary_table(results))
     print(f"scores and results written under {args.run}")
@@ -380,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--categories", default=None, help="comma-separated (default: all sampled)")
     score.add_argument("--judge", default=None, help="judge YAML (configs/judge_vllm.yaml) for --scorer judge")
     score.add_argument("--batch-size", type=int, default=16, help="images per scoring model call")
+    score.add_argument("--scorer-model", action="append", metavar="ROLE=ID",
+                       help="replace one of the scorer's models by a hub id or local path (repeatable); roles: "
+                            "official T2I-CompBench blip, clip, detector, depth; official GenEval detector, clip")
     score.add_argument("--device", default=None)
     score.set_defaults(func=cmd_eval_score)
     report = eval_sub.add_parser("report", help="report.html + results.json over one or more scored runs")

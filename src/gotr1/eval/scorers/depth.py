@@ -1,0 +1,112 @@
+"""DPT-Hybrid MiDaS inverse depth, normalised the way T2I-CompBench's 3D_spatial_eval.py prepares it.
+
+The official script runs DPT-Hybrid (``dpt_hybrid-midas-501f0c75.pt``; in transformers ``Intel/dpt-hybrid-midas``)
+on the sample resized to 480 x 480 (bilinear, mean 0.5, std 0.5), then for each image: min-max normalises the
+prediction, resizes it (bilinear, ``align_corners=True``) to the sample's size, saves it as an 8-bit grey PNG
+(``255 * depth`` truncated), reads it back, resizes it like the detector input (``Resize(479, max_size=480)``,
+bilinear) and divides by 255. :func:`official_depth_map` repeats those steps in memory, so the 3D rule compares
+the same quantised values. MiDaS predicts inverse depth: larger means nearer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..records import ScorerError
+from ..rules.t2i_compbench import detection_frame
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DepthEstimator", "official_depth_map"]
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def official_depth_map(prediction: np.ndarray | torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
+    """The depth map the official 3D rule reads, from one raw prediction: float32 in [0, 1], shape
+    ``(height, width)`` of the detection frame of an image of ``image_size`` (width, height).
+
+    A constant prediction (the official min-max divides by zero and yields NaN) gives all zeros here."""
+    depth = torch.as_tensor(prediction, dtype=torch.float32)
+    low, high = depth.min(), depth.max()
+    depth = (depth - low) / (high - low) if high > low else torch.zeros_like(depth)
+    width, height = image_size
+    depth = torch.nn.functional.interpolate(depth[None, None], size=(height, width), mode="bilinear",
+                                            align_corners=True)[0, 0]
+    grey = Image.fromarray((255 * depth).numpy().astype(np.float32)).convert("L")  # truncates, clips
+    frame = detection_frame(width, height)
+    if frame != grey.size:
+        grey = grey.resize(frame, Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.float32) / 255.0
+
+
+class DepthEstimator:
+    """Relative inverse depth from a transformers ``DPTForDepthEstimation`` checkpoint, batched."""
+
+    DEFAULT_ID = "Intel/dpt-hybrid-midas"
+    INPUT_SIZE = 480
+
+    def __init__(self, model: Any, processor: Any = None, *, input_size: int = INPUT_SIZE, batch_size: int = 8,
+                 model_id: str | None = None) -> None:
+        self.model = model.eval()
+        image_processor = getattr(processor, "image_processor", processor)
+        # The official transform normalises with 0.5 / 0.5, as DPT's processors do.
+        self.mean = tuple(getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
+        self.std = tuple(getattr(image_processor, "image_std", None) or (0.5, 0.5, 0.5))
+        self.input_size = input_size
+        self.batch_size = max(1, batch_size)
+        self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "dpt"
+
+    @classmethod
+    def from_pretrained(cls, model_id: str = DEFAULT_ID, *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, batch_size: int = 8,
+                        input_size: int = INPUT_SIZE) -> DepthEstimator:
+        """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
+        from transformers import AutoImageProcessor, DPTForDepthEstimation  # noqa: PLC0415 (heavy import)
+
+        try:
+            model = DPTForDepthEstimation.from_pretrained(model_id, dtype=dtype).to(device)
+            processor = AutoImageProcessor.from_pretrained(model_id)
+        except Exception as error:  # noqa: BLE001 (any loading failure becomes one line naming the model)
+            raise ScorerError(f"cannot load depth model {model_id!r}: {_one_line(error)}") from error
+        return cls(model, processor, input_size=input_size, batch_size=batch_size, model_id=model_id)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The official transform: Resize([480, 480]) (bilinear), ToTensor, Normalize(0.5, 0.5)."""
+        size = (self.input_size, self.input_size)
+        arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+                  for im in images]
+        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+        return ((pixels - mean) / std).to(self.device, self.dtype)
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """The raw predictions (inverse depth, model resolution), float32, one per image."""
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            depth = self.model(pixel_values=self.pixel_values(images[start:start + self.batch_size])).predicted_depth
+            out.extend(d.float().cpu().numpy() for d in depth)
+        return out
+
+    def depth_maps(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """The official normalised maps, each in its image's detection frame (see :func:`official_depth_map`)."""
+        return [official_depth_map(prediction, image.size) for prediction, image in zip(self.predict(images), images)]
