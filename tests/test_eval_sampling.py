@@ -149,7 +149,7 @@ def test_two_processes_under_accelerate_write_the_files_of_one(tmp_path):
     (["eval", "t2i-compbench", "--batch-size", "0"], "batch size must be >= 1"),
     (["eval", "shapes", "--limit", "5000"], "--limit 5000"),
     (["eval", "score", "{tmp}"], "no run.json"),
-    (["eval", "report", "{tmp}", "--out", "{tmp}/report"], "no scores"),
+    (["eval", "report", "{tmp}", "--out", "{tmp}/report"], "not a gotr1 eval run"),
 ])
 def test_bad_input_is_a_one_line_error(argv, message, tmp_path):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

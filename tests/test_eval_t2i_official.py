@@ -373,8 +373,9 @@ def test_complex_category_writes_all_four_files(scorer, tmp_path):
     parts = first.details["three_in_one"]
     assert first.score == pytest.approx((parts["spatial"] + parts["attribute"]) / 2)
     assert phone.details["three_in_one"]["parts"] == ["action", "attribute"]
-    # plan: attribute 1 (both phrases planned); spatial "on top of" scores position 0 -> 0.5 kept: mean 0.75
-    assert first.plan_score == pytest.approx(0.75)
+    # plan: attribute 1 (both phrases planned); spatial: "on top of" matches no relation of the rule, so its
+    # position term is 0 (the plan is read with the rule's position term alone): mean 0.5
+    assert first.plan_score == pytest.approx(0.5)
     assert [r["answer"] for r in _read(tmp_path, "three_in_one")] == pytest.approx([s.score for s in scores])
 
 

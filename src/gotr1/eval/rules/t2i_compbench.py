@@ -511,3 +511,35 @@ def plan_attribute_score(phrases: Sequence[str], object_names: Sequence[str],
         if not any(wanted <= name for name in names):
             return 0.0
     return 1.0
+
+
+# --- plans, read with the same rules ---------------------------------------------------------------------
+
+
+def plan_spatial(prompt: str, objects: Sequence[PlannedObject], frame: tuple[int, int], *,
+                 complex_prompt: bool = False) -> tuple[float, SpatialResult]:
+    """The 2D rule on a written plan: (score, the rule's result). The score is the rule's position term
+    alone (1 right, 0 wrong or an object not planned): a plan's objects have confidence 1, so the rule's total
+    for a wrong layout is exactly 0.5 (0.25 + 0.25 + 0), the pass mark, and would count as a right plan."""
+    from ..phrases import complex_spatial_nouns, first_last_nouns, to_detector_label
+
+    nouns = complex_spatial_nouns(prompt) if complex_prompt else first_last_nouns(prompt)
+    labels: dict[str, list[str]] = {}
+    for noun in nouns:
+        if noun is not None:
+            labels.setdefault(str(to_detector_label(noun)), []).extend([noun, str(to_detector_label(noun))])
+    result = spatial_2d_score(find_relation(prompt, SPATIAL_2D_RELATIONS), to_detector_label(nouns[0]),
+                              to_detector_label(nouns[1]), planned_detections(objects, frame, labels))
+    return (0.0 if result.position is None else float(result.position)), result
+
+
+def plan_numeracy(targets: NumeracyTargets, objects: Sequence[PlannedObject], frame: tuple[int, int],
+                  forms: ObjectForms) -> NumeracyResult | None:
+    """The numeracy rule on a written plan: planned objects named by a target's singular, plural or renamed
+    form count as detections of it (confidence 1)."""
+    aliases: dict[str, list[str]] = {}
+    for name in targets.names:
+        label = NUMERACY_RENAMES.get(name, name)
+        plurals = [p for s, p in zip(forms.singular, forms.plural) if s == name]
+        aliases.setdefault(label, []).extend([name, label, *plurals])
+    return numeracy_score(targets, planned_detections(objects, frame, aliases))

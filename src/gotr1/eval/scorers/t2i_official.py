@@ -45,9 +45,10 @@ from ..phrases import (blip_phrases, blip_question, complex_spatial_nouns, first
 from ..benchmark import ScorerOptions
 from ..records import EvalImage, ImageScore, ScorerError, write_bytes_atomic, write_json_atomic
 from ..rules.t2i_compbench import (NUMERACY_RENAMES, SPATIAL_2D_RELATIONS, SPATIAL_3D_RELATIONS, ComplexLists,
-                                   Detection, ObjectForms, blip_answer, blip_image_score, detection_frame,
+                                   ObjectForms, blip_answer, blip_image_score, detection_frame,
                                    find_relation, numeracy_score, numeracy_targets, plan_attribute_score,
-                                   planned_detections, spatial_2d_score, spatial_3d_score, three_in_one_parts,
+                                   plan_numeracy, plan_spatial,
+                                   spatial_2d_score, spatial_3d_score, three_in_one_parts,
                                    three_in_one_score)
 from .blip_vqa import BlipVqa
 from .clip_score import ClipScore
@@ -367,35 +368,18 @@ class T2IOfficialScorer:
             value = plan_attribute_score(blip_phrases(prompt), [o.name for o in objects])
             return value, {"attribute": value}
         if category == "spatial":
-            result = self._plan_spatial(prompt, objects, frame, complex_prompts=False)
-            return result.score, result.details()
+            score, result = plan_spatial(prompt, objects, frame)
+            return score, result.details()
         if category == "numeracy":
-            target = numeracy_targets(words(prompt), self.forms)
-            aliases = {}
-            for name in target.names:
-                label = NUMERACY_RENAMES.get(name, name)
-                forms = [name, label] + [p for s, p in zip(self.forms.singular, self.forms.plural) if s == name]
-                aliases.setdefault(label, []).extend(forms)
-            found = planned_detections(objects, frame, aliases)
-            result = numeracy_score(target, found)
+            result = plan_numeracy(numeracy_targets(words(prompt), self.forms), objects, frame, self.forms)
             return (None, {}) if result is None else (result.score, result.details())
         # complex: the parts a plan can show (attribute, and spatial where 3-in-1 uses it; never the action)
         parts = three_in_one_parts(prompt, self.lists)
         attribute = plan_attribute_score(blip_phrases(prompt), [o.name for o in objects])
         values = {"attribute": attribute}
         if "spatial" in parts:
-            values["spatial"] = self._plan_spatial(prompt, objects, frame, complex_prompts=True).score
+            values["spatial"] = plan_spatial(prompt, objects, frame, complex_prompt=True)[0]
         return float(np.mean(list(values.values()))), values
-
-    def _plan_spatial(self, prompt: str, objects: Sequence[Any], frame: tuple[int, int], complex_prompts: bool):
-        words_ = complex_spatial_nouns(prompt) if complex_prompts else first_last_nouns(prompt)
-        labels: dict[str, list[str]] = {}
-        for word in words_:
-            if word is not None:
-                labels.setdefault(to_detector_label(word), []).extend([word, to_detector_label(word)])
-        found: list[Detection] = planned_detections(objects, frame, labels)
-        return spatial_2d_score(find_relation(prompt, SPATIAL_2D_RELATIONS), to_detector_label(words_[0]),
-                                to_detector_label(words_[1]), found)
 
     # -- official files ----------------------------------------------------------------------------------
 
