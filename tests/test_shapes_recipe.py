@@ -97,15 +97,16 @@ def test_pretrain_names_what_it_expected_in_a_wrong_directory(tmp_path, capsys):
     assert len(err) == 1 and str(tmp_path) in err[0] and "build-tokenizer" in err[0]
 
 
-def test_shapes_eval_command_writes_summary_and_grid(tiny_shapes_model, tmp_path, capsys):
+def test_shapes_eval_command_scores_a_trained_model(tiny_shapes_model, tmp_path, capsys):
     out = tmp_path / "eval"
-    rc = main(["shapes", "eval", "--model", str(tiny_shapes_model), "--prompts", "4", "--batch-size", "4",
-               "--out", str(out)])
+    rc = main(["shapes", "eval", "--model", str(tiny_shapes_model), "--categories", "heldout/all,val/spatial",
+               "--limit", "4", "--batch-size", "4", "--out", str(out)])
     assert rc == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["samples"] == 4 and 0.0 <= summary["accuracy"] <= 1.0
-    assert {"r_sem", "r_spa", "r_ri", "r_pi", "product"} <= set(summary["reward_means"])
-    assert any(tag.startswith("relation=") for tag in summary["accuracy_by"])
-    assert (out / "grid.png").is_file()
-    assert len((out / "samples.jsonl").read_text().splitlines()) == 4
-    assert "heldout accuracy" in capsys.readouterr().out
+    results = json.loads((out / "results" / "shapes.json").read_text())
+    for category in ("heldout/all", "val/spatial"):
+        summary = results["summary"]["categories"][category]
+        assert summary["images"] == 4 and 0.0 <= summary["score"] <= 1.0
+    lines = [json.loads(line) for line in (out / "scores" / "shapes.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and {"r_sem", "r_spa", "r_ri", "r_pi", "product"} <= set(lines[0]["details"])
+    assert (out / lines[0]["record"].replace(".json", ".png")).is_file()  # the plan drawn over the image
+    assert "heldout/all" in capsys.readouterr().out

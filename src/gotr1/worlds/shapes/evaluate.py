@@ -8,14 +8,11 @@ rate and the mean of each reward.
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from ...layout import sample_grid
 from ...model.sampler import SamplingConfig, TwoPhaseSampler
 from .grammar import ShapesGrammar
 from .rewards import all_constraints_hold, score_all
@@ -97,15 +94,3 @@ def summarize(records: list[dict], config: ShapesEvalConfig) -> dict:
         "reward_means": means,
         "accuracy_by": {tag: {"accuracy": statistics.fmean(v), "n": len(v)} for tag, v in sorted(by_tag.items())},
     }
-
-
-def write_report(out_dir: str | Path, summary: dict, records: list[dict], generations) -> Path:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with open(out / "samples.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    captions = [f"{r['prompt']} | {'correct' if r['correct'] else 'wrong'}" for r in records]
-    sample_grid([g.images[0] for g in generations], [g.objects for g in generations], captions).save(out / "grid.png")
-    return out
