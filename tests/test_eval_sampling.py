@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gotr1.cli import main
-from gotr1.eval.geneval import read_metadata
+from gotr1.eval.rules.geneval import load_metadata
 from gotr1.eval.t2i_compbench import read_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_t2i_compbench_layout_reads_back_as_the_official_scripts_read_it(t2i_run
 def test_geneval_layout_reads_back_as_the_official_scorer_reads_it(tmp_path):
     out = tmp_path / "run"
     assert main(["eval", "geneval", *FAST, "--images-per-prompt", "2", "--limit", "5", "--out", str(out)]) == 0
-    metadata = read_metadata()[:5]
+    metadata = load_metadata()[:5]
     read = official_geneval_read(out)
     assert [m for m, _ in read] == metadata  # every line, in order, byte-for-byte the same JSON object
     assert all(images == ["0000.png", "0001.png"] for _, images in read)

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import Suite
-from . import DATA
 from .benchmark import Benchmark, BenchmarkError, Reference, ScorerOptions, read_record
 from .records import EvalImage, ImageJob, ImageScore, Scorer
+from .rules.geneval import TAGS, load_metadata, validate_metadata
 
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-METADATA = DATA / "geneval" / "evaluation_metadata.jsonl"
 DEFAULT_SEED = 42
 _DIGITS = re.compile(r"^\d+$")
 _SAMPLE = re.compile(r"^\d+\.png$")
@@ -31,22 +29,6 @@ REFERENCES = (
     Reference("Janus-Pro-7B", {"overall": .80}, "Janus-Pro report"),
     Reference("Janus-Pro-1B", {"overall": .73}, "Janus-Pro report"),
 )
-
-
-def read_metadata(path: Path = METADATA) -> list[dict[str, Any]]:
-    """The 553 metadata lines, in file order; a malformed line is an error naming it."""
-    lines = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise BenchmarkError(f"{path}:{number}: not JSON ({exc})") from None
-        if not isinstance(data, dict) or not {"tag", "prompt", "include"} <= data.keys():
-            raise BenchmarkError(f"{path}:{number}: a metadata line needs tag, prompt and include")
-        lines.append(data)
-    return lines
 
 
 class GenEval(Benchmark):
@@ -63,7 +45,7 @@ class GenEval(Benchmark):
         folder index stays the line's index, so a partial run's folders are those of a full run."""
         wanted = set(self.check_categories(categories))
         jobs = []
-        for index, metadata in enumerate(read_metadata()[:limit]):
+        for index, metadata in enumerate(load_metadata()[:limit]):
             if metadata["tag"] not in wanted:
                 continue
             for k in range(images_per_prompt):
@@ -90,11 +72,9 @@ class GenEval(Benchmark):
         for folder in folders:
             meta_path = folder / "metadata.jsonl"
             try:
-                metadata = json.loads(meta_path.read_text())
+                metadata = validate_metadata(json.loads(meta_path.read_text()), str(meta_path))
             except (OSError, ValueError) as exc:
                 raise BenchmarkError(f"{meta_path}: unreadable metadata ({exc})") from None
-            if not isinstance(metadata, dict) or "tag" not in metadata or "prompt" not in metadata:
-                raise BenchmarkError(f"{meta_path}: a metadata line needs tag and prompt")
             if metadata["tag"] not in wanted:
                 continue
             samples = folder / "samples"

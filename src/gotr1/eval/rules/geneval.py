@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import DATA
+from ..benchmark import BenchmarkError
 
 __all__ = [
     "COLORS",
@@ -92,7 +93,7 @@ RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 _CLASS_INDEX = {name: i for i, name in enumerate(GENEVAL_CLASSES)}
 
 
-class MetadataError(ValueError):
+class MetadataError(BenchmarkError):
     """A GenEval metadata line the rules cannot evaluate: one line naming where it came from."""
 
 

@@ -180,6 +180,13 @@ class SpatialResult:
         }
 
 
+def _confidence_and_position(det1: Detection | None, det2: Detection | None, position: float | None) -> float:
+    """Both spatial scripts' image score: 0.25 x each found object's confidence, plus half the position score
+    when both were found."""
+    score = sum(0.25 * d.score for d in (det1, det2) if d is not None)
+    return score + position / 2 if position is not None else score
+
+
 def spatial_2d_score(relation: str | None, obj1: str | None, obj2: str | None, detections: Sequence[Detection],
                      floor: float = 0.5) -> SpatialResult:
     """2D_spatial_eval.py's per-image score.
@@ -194,13 +201,7 @@ def spatial_2d_score(relation: str | None, obj1: str | None, obj2: str | None, d
     position = None
     if det1 is not None and det2 is not None:
         position = position_score_2d(relation, det1.box, det2.box)
-        score = 0.25 * det1.score + 0.25 * det2.score + position / 2
-    elif det1 is not None:
-        score = 0.25 * det1.score
-    elif det2 is not None:
-        score = 0.25 * det2.score
-    else:
-        score = 0.0
+    score = _confidence_and_position(det1, det2, position)
     return SpatialResult(0.0 if score < floor else score, relation, (obj1, obj2), (det1, det2), position, score)
 
 
@@ -266,13 +267,7 @@ def spatial_3d_score(relation: str | None, obj1: str | None, obj2: str | None, d
     position = None
     if det1 is not None and det2 is not None:
         position = position_score_3d(relation, det1.box, det2.box, depth_map)
-        score = 0.25 * det1.score + 0.25 * det2.score + position / 2
-    elif det1 is not None:
-        score = 0.25 * det1.score
-    elif det2 is not None:
-        score = 0.25 * det2.score
-    else:
-        score = 0.0
+    score = _confidence_and_position(det1, det2, position)
     return SpatialResult(score, relation, (obj1, obj2), (det1, det2), position, score)
 
 

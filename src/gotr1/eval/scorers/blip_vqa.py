@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..records import ScorerError
+from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_or_explain
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,9 @@ __all__ = ["BlipVqa", "OFFICIAL_IDS"]
 # The ids BLIP_vqa.py hard-codes for its (BERT bert-base-uncased + [DEC] + [ENC]) vocabulary of 30524.
 OFFICIAL_IDS = {"yes": 2748, "no": 2053, "[DEC]": 30522, "[ENC]": 30523}
 _OFFICIAL_VOCAB_SIZE = 30524
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-class BlipVqa:
+class BlipVqa(OnDevice):
     """P(yes) of BLIP-VQA for (image, question) pairs, batched over images; each image is encoded once and
     shared by all its questions."""
 
@@ -58,8 +52,8 @@ class BlipVqa:
         self.model = model.eval()
         self.tokenizer = getattr(processor, "tokenizer", processor)
         image_processor = getattr(processor, "image_processor", None)
-        self.mean = tuple(getattr(image_processor, "image_mean", None) or _CLIP_MEAN)
-        self.std = tuple(getattr(image_processor, "image_std", None) or _CLIP_STD)
+        self.mean = tuple(getattr(image_processor, "image_mean", None) or CLIP_MEAN)
+        self.std = tuple(getattr(image_processor, "image_std", None) or CLIP_STD)
         self.image_size = image_size
         self.batch_size = max(1, batch_size)
         self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "blip"
@@ -79,11 +73,9 @@ class BlipVqa:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoProcessor, BlipForQuestionAnswering  # noqa: PLC0415 (heavy import)
 
-        try:
-            model = BlipForQuestionAnswering.from_pretrained(model_id, dtype=dtype).to(device)
-            processor = AutoProcessor.from_pretrained(model_id)
-        except Exception as error:  # noqa: BLE001 (any loading failure becomes one line naming the model)
-            raise ScorerError(f"cannot load BLIP-VQA model {model_id!r}: {_one_line(error)}") from error
+        model, processor = load_or_explain("BLIP-VQA model", model_id, lambda: (
+            BlipForQuestionAnswering.from_pretrained(model_id, dtype=dtype).to(device),
+            AutoProcessor.from_pretrained(model_id)))
         return cls(model, processor, image_size=image_size, batch_size=batch_size, model_id=model_id)
 
     def _token_id(self, token: str) -> int:
@@ -102,23 +94,12 @@ class BlipVqa:
             raise ScorerError(f"BLIP {self.model_id}: no [ENC] token in a vocabulary of {text_config.vocab_size}")
         return int(token_id)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The official test transform: Resize((480, 480), BICUBIC) on the PIL image, ToTensor, Normalize."""
         size = (self.image_size, self.image_size)
         arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
                   for im in images]
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return ((pixels - mean) / std).to(self.device, self.dtype)
+        return self.normalized(arrays, self.mean, self.std)
 
     def question_inputs(self, questions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids with ``[ENC]`` in place of ``[CLS]``, and the attention mask."""

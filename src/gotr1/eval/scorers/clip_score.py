@@ -17,19 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..records import ScorerError
+from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_or_explain
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ClipScore", "center_crop", "resize_short_side"]
 
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def resize_short_side(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
@@ -48,7 +41,7 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-class ClipScore:
+class ClipScore(OnDevice):
     """Cosine similarity of images and texts in CLIP's joint embedding space, batched."""
 
     DEFAULT_ID = "openai/clip-vit-base-patch32"
@@ -58,8 +51,8 @@ class ClipScore:
         self.model = model.eval()
         self.tokenizer = getattr(processor, "tokenizer", processor)
         image_processor = getattr(processor, "image_processor", None)
-        self.mean = tuple(getattr(image_processor, "image_mean", None) or _CLIP_MEAN)
-        self.std = tuple(getattr(image_processor, "image_std", None) or _CLIP_STD)
+        self.mean = tuple(getattr(image_processor, "image_mean", None) or CLIP_MEAN)
+        self.std = tuple(getattr(image_processor, "image_std", None) or CLIP_STD)
         self.image_size = int(model.config.vision_config.image_size)
         self.batch_size = max(1, batch_size)
         self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "clip"
@@ -70,20 +63,10 @@ class ClipScore:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoProcessor, CLIPModel  # noqa: PLC0415 (heavy import)
 
-        try:
-            model = CLIPModel.from_pretrained(model_id, dtype=dtype).to(device)
-            processor = AutoProcessor.from_pretrained(model_id)
-        except Exception as error:  # noqa: BLE001 (any loading failure becomes one line naming the model)
-            raise ScorerError(f"cannot load CLIP model {model_id!r}: {_one_line(error)}") from error
+        model, processor = load_or_explain("CLIP model", model_id, lambda: (
+            CLIPModel.from_pretrained(model_id, dtype=dtype).to(device),
+            AutoProcessor.from_pretrained(model_id)))
         return cls(model, processor, batch_size=batch_size, model_id=model_id)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The ``clip`` package's preprocessing: Resize(224, BICUBIC), CenterCrop(224), RGB, Normalize."""
@@ -91,10 +74,7 @@ class ClipScore:
         for image in images:
             image = center_crop(resize_short_side(image, self.image_size, Image.Resampling.BICUBIC), self.image_size)
             arrays.append(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return ((pixels - mean) / std).to(self.device, self.dtype)
+        return self.normalized(arrays, self.mean, self.std)
 
     @torch.inference_mode()
     def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:

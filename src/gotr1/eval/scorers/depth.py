@@ -18,17 +18,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..records import ScorerError
 from ..rules.t2i_compbench import detection_frame
+from .common import OnDevice, load_or_explain
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DepthEstimator", "official_depth_map"]
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def official_depth_map(prediction: np.ndarray | torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
@@ -49,7 +44,7 @@ def official_depth_map(prediction: np.ndarray | torch.Tensor, image_size: tuple[
     return np.asarray(grey, dtype=np.float32) / 255.0
 
 
-class DepthEstimator:
+class DepthEstimator(OnDevice):
     """Relative inverse depth from a transformers ``DPTForDepthEstimation`` checkpoint, batched."""
 
     DEFAULT_ID = "Intel/dpt-hybrid-midas"
@@ -73,30 +68,17 @@ class DepthEstimator:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoImageProcessor, DPTForDepthEstimation  # noqa: PLC0415 (heavy import)
 
-        try:
-            model = DPTForDepthEstimation.from_pretrained(model_id, dtype=dtype).to(device)
-            processor = AutoImageProcessor.from_pretrained(model_id)
-        except Exception as error:  # noqa: BLE001 (any loading failure becomes one line naming the model)
-            raise ScorerError(f"cannot load depth model {model_id!r}: {_one_line(error)}") from error
+        model, processor = load_or_explain("depth model", model_id, lambda: (
+            DPTForDepthEstimation.from_pretrained(model_id, dtype=dtype).to(device),
+            AutoImageProcessor.from_pretrained(model_id)))
         return cls(model, processor, input_size=input_size, batch_size=batch_size, model_id=model_id)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The official transform: Resize([480, 480]) (bilinear), ToTensor, Normalize(0.5, 0.5)."""
         size = (self.input_size, self.input_size)
         arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
                   for im in images]
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return ((pixels - mean) / std).to(self.device, self.dtype)
+        return self.normalized(arrays, self.mean, self.std)
 
     @torch.inference_mode()
     def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:

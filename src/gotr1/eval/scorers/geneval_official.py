@@ -43,6 +43,7 @@ from ..rules.geneval import (
     validate_metadata,
 )
 from .clip_colour import DEFAULT_CLIP, ClipColourClassifier
+from .common import one_line
 from .mask2former import DEFAULT_DETECTOR, Mask2FormerDetector
 
 __all__ = [
@@ -62,11 +63,6 @@ logger = logging.getLogger(__name__)
 RESULTS_FILE = "results.jsonl"
 # The columns of GenEval's results.jsonl, in its order.
 OFFICIAL_FIELDS = ("filename", "tag", "prompt", "correct", "reason", "metadata", "details")
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class GenEvalOfficialScorer:
@@ -145,7 +141,7 @@ class GenEvalOfficialScorer:
                     spec, device=self.device, batch_size=min(self.batch_size, 4)
                 )
             except Exception as exc:  # any failure to load is the user's to fix, in one line
-                raise ScorerError(f"cannot load the GenEval detector {str(spec)!r}: {_one_line(exc)}") from exc
+                raise ScorerError(f"cannot load the GenEval detector {str(spec)!r}: {one_line(exc)}") from exc
             logger.info("loaded %r", self._detector)
         return self._detector
 
@@ -155,7 +151,7 @@ class GenEvalOfficialScorer:
             try:
                 self._clip = ClipColourClassifier.from_pretrained(spec, device=self.device, batch_size=self.batch_size)
             except Exception as exc:
-                raise ScorerError(f"cannot load the GenEval colour model {str(spec)!r}: {_one_line(exc)}") from exc
+                raise ScorerError(f"cannot load the GenEval colour model {str(spec)!r}: {one_line(exc)}") from exc
             logger.info("loaded %r", self._clip)
         return self._clip
 
@@ -199,7 +195,7 @@ class GenEvalOfficialScorer:
             with Image.open(image.path) as opened:
                 return ImageOps.exif_transpose(opened).convert("RGB")
         except (OSError, ValueError) as exc:
-            return f"cannot read {image.job.path}: {_one_line(exc)}"
+            return f"cannot read {image.job.path}: {one_line(exc)}"
 
     def _unscorable(self, image: EvalImage, why: str) -> ImageScore:
         logger.warning("GenEval %s: %s", image.category, why)

@@ -45,7 +45,13 @@ from ...chain import PlannedObject
 from ...config import ConfigError, load_config
 from ...layout import draw_plan
 from ...rewards.config import JudgeSettings, RewardSettings, build_judge, judge_prompts
-from ...rewards.judge import PATCH_MULTIPLE, Judge, JudgeAnswer, JudgeRequest, judge_view
+from ...rewards.judge import (
+    PATCH_MULTIPLE,
+    Judge,
+    JudgeAnswer,
+    JudgeRequest,
+    judge_view,
+)
 from ...rewards.parsing import extract_json, read_score
 from ..records import EvalImage, ImageScore, ScorerError
 

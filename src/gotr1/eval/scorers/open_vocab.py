@@ -28,15 +28,11 @@ from PIL import Image
 
 from ..records import ScorerError
 from ..rules.t2i_compbench import Detection, box_iou, detection_frame
+from .common import OnDevice, load_or_explain
 
 log = logging.getLogger(__name__)
 
 __all__ = ["OpenVocabDetector", "non_max_suppression"]
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def non_max_suppression(detections: Sequence[Detection], iou_threshold: float = 0.5) -> list[Detection]:
@@ -48,7 +44,7 @@ def non_max_suppression(detections: Sequence[Detection], iou_threshold: float = 
     return kept
 
 
-class OpenVocabDetector:
+class OpenVocabDetector(OnDevice):
     """Text-queried detection returning :class:`Detection` s in the official detection frame."""
 
     DEFAULT_ID = "google/owlv2-base-patch16-ensemble"
@@ -75,22 +71,12 @@ class OpenVocabDetector:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor  # noqa: PLC0415
 
-        try:
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(model_id, dtype=dtype).to(device)
-            processor = AutoProcessor.from_pretrained(model_id)
-        except Exception as error:  # noqa: BLE001 (any loading failure becomes one line naming the model)
-            raise ScorerError(f"cannot load detector {model_id!r}: {_one_line(error)}") from error
+        model, processor = load_or_explain("detector", model_id, lambda: (
+            AutoModelForZeroShotObjectDetection.from_pretrained(model_id, dtype=dtype).to(device),
+            AutoProcessor.from_pretrained(model_id)))
         if getattr(model.config, "model_type", None) not in ("owlv2", "owlvit"):
             raise ScorerError(f"detector {model_id!r}: model type {model.config.model_type!r} is not OWLv2/OWL-ViT")
         return cls(model, processor, threshold=threshold, batch_size=batch_size, model_id=model_id)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     @staticmethod
     def to_detection_frame(image: Image.Image) -> Image.Image:

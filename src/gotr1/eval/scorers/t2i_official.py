@@ -40,16 +40,44 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import DATA
-from ..phrases import (blip_phrases, blip_question, complex_spatial_nouns, first_last_nouns, parser_note,
-                       to_detector_label, without_adjectives, words)
 from ..benchmark import ScorerOptions
-from ..records import EvalImage, ImageScore, ScorerError, write_bytes_atomic, write_json_atomic
-from ..rules.t2i_compbench import (NUMERACY_RENAMES, SPATIAL_2D_RELATIONS, SPATIAL_3D_RELATIONS, ComplexLists,
-                                   ObjectForms, blip_answer, blip_image_score, detection_frame,
-                                   find_relation, numeracy_score, numeracy_targets, plan_attribute_score,
-                                   plan_numeracy, plan_spatial,
-                                   spatial_2d_score, spatial_3d_score, three_in_one_parts,
-                                   three_in_one_score)
+from ..phrases import (
+    blip_phrases,
+    blip_question,
+    complex_spatial_nouns,
+    first_last_nouns,
+    parser_note,
+    to_detector_label,
+    without_adjectives,
+    words,
+)
+from ..records import (
+    EvalImage,
+    ImageScore,
+    ScorerError,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from ..rules.t2i_compbench import (
+    NUMERACY_RENAMES,
+    SPATIAL_2D_RELATIONS,
+    SPATIAL_3D_RELATIONS,
+    ComplexLists,
+    ObjectForms,
+    blip_answer,
+    blip_image_score,
+    detection_frame,
+    find_relation,
+    numeracy_score,
+    numeracy_targets,
+    plan_attribute_score,
+    plan_numeracy,
+    plan_spatial,
+    spatial_2d_score,
+    spatial_3d_score,
+    three_in_one_parts,
+    three_in_one_score,
+)
 from .blip_vqa import BlipVqa
 from .clip_score import ClipScore
 from .depth import DepthEstimator
