@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .compat import cache_kwargs
+
 
 @dataclass
 class ReferenceParts:
@@ -63,7 +65,7 @@ def reference_generate(parts: ReferenceParts, prompt_ids: list[int], *, begin_of
     past, generated, text_logits = None, [], []
     token = None
     while (token is None or token != begin_of_image) and len(generated) < max_text_tokens:
-        out = parts.backbone(inputs_embeds=embeds, past_key_values=past, use_cache=True)
+        out = parts.backbone(inputs_embeds=embeds, use_cache=True, **cache_kwargs(parts.backbone, past))
         logits = parts.lm_head(out.last_hidden_state[:, -1, :])
         if record_logits:
             text_logits.append(logits[0].float())
@@ -86,7 +88,7 @@ def reference_generate(parts: ReferenceParts, prompt_ids: list[int], *, begin_of
     image_ids = torch.zeros((parallel_size, num_image_tokens), dtype=torch.long, device=device)
     image_logits = []
     for i in range(num_image_tokens):
-        out = parts.backbone(inputs_embeds=embeds, past_key_values=past, use_cache=True)
+        out = parts.backbone(inputs_embeds=embeds, use_cache=True, **cache_kwargs(parts.backbone, past))
         logits = parts.gen_head(out.last_hidden_state[:, -1, :]).float()
         if use_cfg:
             logits = logits[1::2] + cfg_weight * (logits[0::2] - logits[1::2])

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
 from .attention import attention_backends
+from .compat import cache_kwargs
 from .kv_cache import PreallocatedCache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
@@ -210,7 +211,7 @@ class TwoPhaseSampler:
     # -- phase 1 --------------------------------------------------------------------------------
     def _forward(self, embeds, mask, positions, cache, *, all_positions: bool = False) -> torch.Tensor:
         out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                      past_key_values=cache, use_cache=True)
+                      use_cache=True, **cache_kwargs(self.lm, cache))
         return out.last_hidden_state if all_positions else out.last_hidden_state[:, -1]
 
     def _prefill(self, seqs: Sequence[Sequence[int]], extra_steps: int, *, all_positions: bool = False):

@@ -38,17 +38,27 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 from ..model.teacher_forcing import forward_packed, pack
-from .distributed import (PolicyScorer, accumulating, configure_deepspeed, is_fsdp, iter_full_parameters,
-                          make_accelerator, shards_optimizer, shards_parameters)
+from .distributed import (
+    PolicyScorer,
+    accumulating,
+    configure_deepspeed,
+    is_fsdp,
+    iter_full_parameters,
+    make_accelerator,
+    shards_optimizer,
+    shards_parameters,
+)
 from .grpo_loss import group_advantages, grpo_loss
 from .sft import SFTRecord, trainable_parameters, unconditional
 
@@ -144,7 +154,10 @@ class GRPOTrainer:
                               target_modules=config.lora_target_modules)
             # peft injects LoRA layers into this same model object; the sampler keeps using it.
             # Their random init is seeded so a run is reproducible whatever ran before it.
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+                # peft (0.21) still asks transformers for the deprecated name itself; not a call of ours.
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                        category=FutureWarning)
                 torch.manual_seed(config.seed)
                 self.peft_model = get_peft_model(self.model, lora)
             self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -177,7 +190,7 @@ class GRPOTrainer:
             self._replica = copied.base_model.model if self.peft_model is not None else copied
             self._replica.requires_grad_(False)
         if config.gradient_checkpointing:
-            self.model.model.language_model.gradient_checkpointing_enable()
+            enable_activation_checkpointing(self.model.model.language_model)
         optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         configure_deepspeed(acc, micro_batch_size=config.micro_batch_size, max_grad_norm=config.max_grad_norm)
         self.policy, self.optimizer = acc.prepare(PolicyScorer(self.model), optimizer)
