@@ -282,7 +282,7 @@ def test_build_reward_from_settings(tmp_path):
     totals, _ = mixed(["p"], [RED_LEFT], [IMAGE])
     assert totals == [pytest.approx(0.5 + 0.25)]
     for bad, message in (({"source": "oracle"}, "unknown source"), ({"sources": {"r_sem": "detector"}}, "only ground"),
-                         ({"combine": "max"}, "combine must be"), ({"components": ["r_x"]}, "plug-in source")):
+                         ({"combine": "max"}, "combine: must be one of"), ({"components": ["r_x"]}, "plug-in source")):
         with pytest.raises(ValueError, match=message):
             build_reward(RewardSettings(**{"source": "judge", **bad}), judge=judge)
 

@@ -105,7 +105,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     sample.mkdir(parents=True)
     (sample / "chain.json").write_text(json.dumps({"prompt": "x", "chain": "y", "images": []}))
     assert main(["reward", str(tmp_path / "one"), "--judge", str(bad)]) == 2
-    assert "judge.box_format must be one of" in capsys.readouterr().err
+    assert "bad.yaml:3: judge.box_format: must be one of" in capsys.readouterr().err
     (sample / "chain.json").write_text(json.dumps({"chain": "y"}))
     assert main(["reward", str(tmp_path / "one"), "--judge", str(write_config(tmp_path / "j.yaml", "http://127.0.0.1:9/v1"))]) == 2
     assert "missing key 'prompt'" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def test_a_spent_time_budget_reports_the_steps_actually_taken(tiny_tokenizer):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     boi = tokenizer.convert_tokens_to_ids("<begin_of_image>")
     record = SFTRecord([tokenizer.bos_token_id, 20], [30, boi], list(range(16)))
-    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_seconds=-1.0),
+    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_seconds=0.0),
                         pad=tokenizer.pad_token_id)
     assert summary["steps_done"] == 0
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

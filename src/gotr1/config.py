@@ -7,6 +7,7 @@ An unknown key, a missing required key or a value of the wrong type is one line 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -18,14 +19,50 @@ class ConfigError(ValueError):
     pass
 
 
-def _line_map(node, prefix=(), out=None) -> dict[tuple, int]:
-    """YAML path (tuple of keys) -> 1-based line, for error messages."""
+class FieldError(ValueError):
+    """A value outside what a field means, raised by a config's ``__post_init__``; the loader reports it at
+    the field's line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def check_range(field: str, value, *, low=None, high=None, low_open: bool = False, high_open: bool = False) -> None:
+    """FieldError unless low <= value <= high (or < where open); None passes (an unset optional)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FieldError(field, f"expected a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FieldError(field, f"must be a finite number, got {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise FieldError(field, f"must be {' and '.join(x for x in (lo, hi) if x)}, got {value}")
+
+
+def check_choice(field: str, value, choices) -> None:
+    if value not in choices:
+        raise FieldError(field, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _line_map(node, prefix=(), out=None, source: str = "config") -> dict[tuple, int]:
+    """YAML path (tuple of keys) -> 1-based line, for error messages; a key given twice in one mapping is an
+    error (YAML readers silently keep the last)."""
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
+        seen = set()
         for key, value in node.value:
             path = (*prefix, key.value)
+            if key.value in seen:
+                raise ConfigError(f"{source}:{key.start_mark.line + 1}: {'.'.join(map(str, path))}: "
+                                  f"key given twice (line {out[path]} and here)")
+            seen.add(key.value)
             out[path] = key.start_mark.line + 1
-            _line_map(value, path, out)
+            _line_map(value, path, out, source)
     return out
 
 
@@ -58,6 +95,8 @@ def _convert(value, hint, where: str):
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if hint is str:
@@ -102,6 +141,8 @@ def _build(cls, data: dict, path: tuple, lines: dict, source: str):
         kwargs[name] = value
     try:
         return cls(**kwargs)
+    except FieldError as exc:
+        raise ConfigError(f"{where((*path, exc.field))}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where(path) if path else source}: {exc}") from None
 
@@ -120,7 +161,12 @@ def load_config(path: str | Path, cls):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config is UTF-8 text)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text) or {}
@@ -130,7 +176,7 @@ def load_config(path: str | Path, cls):
         raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return _build(cls, data, (), _line_map(node), str(path))
+    return _build(cls, data, (), _line_map(node, source=str(path)), str(path))
 
 
 def to_dict(config) -> dict:

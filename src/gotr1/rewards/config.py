@@ -28,6 +28,8 @@ from .judge import DEFAULT_JUDGE_PIXELS, Judge
 from .openai_judge import OpenAIJudge, OpenAIJudgeConfig
 from .prompts import BOX_FORMATS, JudgePrompts
 from .. import registry
+from ..config import FieldError, check_choice, check_range
+from .combine import COMBINERS
 from .scoring import RewardPipeline
 
 __all__ = ["JudgeSettings", "RewardSettings", "build_judge", "build_reward"]
@@ -50,6 +52,15 @@ class JudgeSettings:
     cache: str | None = None  # SQLite file of answers keyed by question content
     prompts: dict[str, str] = field(default_factory=dict)  # system|semantic|spatial|grounding|image -> text file
 
+    def __post_init__(self) -> None:
+        check_choice("backend", self.backend, ("openai", "transformers"))
+        check_choice("box_format", self.box_format, BOX_FORMATS)
+        check_range("batch_size", self.batch_size, low=1)
+        check_range("image_pixels", self.image_pixels, low=28 * 28)
+        check_range("max_tokens", self.max_tokens, low=1)
+        if self.dtype is not None:
+            check_choice("dtype", self.dtype, ("bfloat16", "float16", "float32"))
+
 
 @dataclass
 class RewardSettings:
@@ -60,6 +71,16 @@ class RewardSettings:
     weights: dict[str, float] = field(default_factory=dict)
     max_missing_fraction: float = 0.5
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+
+    def __post_init__(self) -> None:
+        check_choice("combine", self.combine, COMBINERS)
+        if not self.components:
+            raise FieldError("components", "name at least one reward component")
+        if len(set(self.components)) != len(self.components):
+            raise FieldError("components", f"a component is named twice in {self.components}")
+        check_range("max_missing_fraction", self.max_missing_fraction, low=0, high=1)
+        for name, weight in self.weights.items():
+            check_range(f"weights.{name}", weight, low=0)
 
     def source_of(self, component: str) -> str:
         """Where a component comes from: its entry in ``sources``, else ``source``."""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
+from ..config import FieldError, check_choice, check_range
 from .judge import JudgeAnswer, JudgeRequest, JudgeStats
 
 __all__ = ["OpenAIJudge", "OpenAIJudgeConfig", "image_data_url"]
@@ -51,13 +52,17 @@ class OpenAIJudgeConfig:
         if isinstance(self.base_urls, str):
             self.base_urls = [self.base_urls]
         if not self.base_urls:
-            raise ValueError("base_urls: give at least one server")
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        if self.max_retries < 0 or self.timeout_s <= 0:
-            raise ValueError("max_retries must be >= 0 and timeout_s > 0")
-        if self.structured_output not in STRUCTURED_OUTPUT:
-            raise ValueError(f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}")
+            raise FieldError("base_urls", "give at least one server")
+        for url in self.base_urls:
+            if not str(url).startswith(("http://", "https://")):
+                raise FieldError("base_urls", f"{url!r} is not an http(s) URL")
+        check_range("max_concurrency", self.max_concurrency, low=1)
+        check_range("max_retries", self.max_retries, low=0)
+        check_range("timeout_s", self.timeout_s, low=0, low_open=True)
+        check_range("backoff_s", self.backoff_s, low=0)
+        check_range("backoff_max_s", self.backoff_max_s, low=0)
+        check_range("temperature", self.temperature, low=0)
+        check_choice("structured_output", self.structured_output, STRUCTURED_OUTPUT)
 
 
 def image_data_url(image: Image.Image) -> str:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import FieldError, check_choice, check_range
 from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
@@ -59,12 +60,15 @@ from .distributed import (
     shards_optimizer,
     shards_parameters,
 )
-from .grpo_loss import group_advantages, grpo_loss
+from .grpo_loss import LOSS_TYPES, group_advantages, grpo_loss
 from .sft import SFTRecord, trainable_parameters, unconditional
 
 log = logging.getLogger(__name__)
 
 LANGUAGE_MODEL_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -73,7 +77,7 @@ class GRPOConfig:
     prompts_per_step: int = 8  # B
     num_generations: int = 8  # G, samples per prompt
     learning_rate: float = 1e-5
-    lr_schedule: str = "cosine"  # cosine | constant
+    lr_schedule: str = "cosine"  # one of LR_SCHEDULES
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -100,12 +104,27 @@ class GRPOConfig:
     log_every: int = 1
 
     def __post_init__(self):
-        if self.image_logprob not in ("conditional", "cfg"):
-            raise ValueError("image_logprob must be 'conditional' or 'cfg'")
+        """Every value checked against the range that has a meaning, when the recipe is read (before a model
+        loads); FieldError names the field."""
+        for name in ("steps", "prompts_per_step", "num_generations", "micro_batch_size", "num_iterations",
+                     "lora_alpha", "log_every"):
+            check_range(name, getattr(self, name), low=1)
+        for name in ("warmup_steps", "max_reasoning_tokens", "seed"):
+            check_range(name, getattr(self, name), low=0)
+        check_range("learning_rate", self.learning_rate, low=0, low_open=True)
+        for name in ("weight_decay", "beta", "text_temperature", "image_temperature"):
+            check_range(name, getattr(self, name), low=0)
+        check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
+        check_range("epsilon", self.epsilon, low=0, high=1)
+        check_range("epsilon_high", self.epsilon_high, low=0)
+        check_range("cfg_weight", self.cfg_weight, low=0)
+        check_range("lora_r", self.lora_r, low=1)
+        check_range("lora_dropout", self.lora_dropout, low=0, high=1, high_open=True)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        check_choice("image_logprob", self.image_logprob, ("conditional", "cfg"))
         if not (self.train_text or self.train_image):
-            raise ValueError("train_text and train_image cannot both be off")
-        if self.num_iterations < 1:
-            raise ValueError("num_iterations must be >= 1")
+            raise FieldError("train_image", "train_text and train_image cannot both be off")
 
 
 # reward_fn(prompts, chains, images[, generations=...]) -> (totals, {component name: values}); a total

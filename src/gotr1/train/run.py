@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, FieldError, check_range, load_config
 from ..registry import split_prompt_spec
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
@@ -50,6 +50,14 @@ class GRPORun:
     log_with: list[str] = field(default_factory=list)
     project_name: str = "gotr1-grpo"
 
+    def __post_init__(self) -> None:
+        for name in ("eval_every", "save_every", "sample_grid_every", "keep_last"):
+            check_range(name, getattr(self, name), low=0)
+        check_range("eval_prompts", self.eval_prompts, low=1)
+        check_range("max_minutes", self.max_minutes, low=0, low_open=True)
+        if not self.output_dir.strip():
+            raise FieldError("output_dir", "must name a folder")
+
 
 @dataclass
 class SFTRun:
@@ -57,6 +65,10 @@ class SFTRun:
     model: str | None = None  # None: the built-in shapes model
     output_dir: str = "outputs/sft"
     sft: SFTConfig = field(default_factory=SFTConfig)
+
+    def __post_init__(self) -> None:
+        if not self.output_dir.strip():
+            raise FieldError("output_dir", "must name a folder")
 
 
 def run_sft(config_path: str | Path, *, model_override: str | None = None) -> dict:

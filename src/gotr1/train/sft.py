@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..config import FieldError, check_choice, check_range
 from ..model.teacher_forcing import PackedBatch, forward_packed, pack
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,18 @@ class SFTConfig:
     mixed_precision: str = "no"
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in ("no", "bf16"):
-            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        for name in ("steps", "batch_size", "log_every"):
+            check_range(name, getattr(self, name), low=1)
+        for name in ("warmup_steps", "seed", "weight_decay", "text_loss_weight", "image_loss_weight"):
+            check_range(name, getattr(self, name), low=0)
+        check_range("lr", self.lr, low=0, low_open=True)
+        check_range("grad_clip", self.grad_clip, low=0, low_open=True)
+        check_range("min_lr_ratio", self.min_lr_ratio, low=0, high=1)
+        check_range("uncond_prob", self.uncond_prob, low=0, high=1)
+        check_range("max_seconds", self.max_seconds, low=0)
+        if self.text_loss_weight == 0 and self.image_loss_weight == 0:
+            raise FieldError("image_loss_weight", "text_loss_weight and image_loss_weight cannot both be 0")
+        check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
 
 
 def unconditional(record: SFTRecord, pad: int) -> SFTRecord:
