@@ -144,9 +144,9 @@ def test_two_processes_under_accelerate_write_the_files_of_one(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["eval", "t2i-compbench", "--categories", "colour"], "unknown t2i-compbench category 'colour'"),
     (["eval", "geneval", "--categories", "counting,nope"], "unknown geneval category 'nope'"),
-    (["eval", "t2i-compbench", "--images-per-prompt", "0"], "--images-per-prompt must be >= 1"),
-    (["eval", "t2i-compbench", "--limit", "0"], "--limit must be >= 1"),
-    (["eval", "t2i-compbench", "--batch-size", "0"], "batch size must be >= 1"),
+    (["eval", "t2i-compbench", "--images-per-prompt", "0"], "argument --images-per-prompt: must be >= 1"),
+    (["eval", "t2i-compbench", "--limit", "0"], "argument --limit: must be >= 1"),
+    (["eval", "t2i-compbench", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
     (["eval", "shapes", "--limit", "5000"], "--limit 5000"),
     (["eval", "score", "{tmp}"], "no run.json"),
     (["eval", "report", "{tmp}", "--out", "{tmp}/report"], "not a gotr1 eval run"),

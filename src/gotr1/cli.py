@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -16,6 +17,69 @@ log = logging.getLogger("gotr1")
 
 class CliError(Exception):
     """A user-facing error printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one line, like every other gotr1 error (not the usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"gotr1: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind=float):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def at_least(low, kind=int):
+    """An argparse type: a number >= low."""
+    def parse(text: str):
+        value = _number(text, kind)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def resolve_device(device: str | None) -> str | None:
+    """A device the machine has, checked before a model loads (a one-line CliError otherwise)."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CliError(f"--device {device!r}: not a device (cpu, cuda, cuda:1, mps, ...)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise CliError(f"--device {device}: this machine has no CUDA device (torch sees none); use --device cpu")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise CliError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise CliError(f"--device {device}: MPS is not available on this machine")
+    return device
 
 
 def _slug(text: str, limit: int = 60) -> str:
@@ -41,18 +105,34 @@ def write_generation(gen, out_dir: Path) -> list[Path]:
     return written
 
 
+GENERATE_OWNS = ("[0-9][0-9][0-9][0-9]_*", "generate.json")  # what `gotr1 generate` writes in its --out
+
+
+def read_prompts_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise CliError(f"{path}: no such prompts file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not a text file (one prompt per line, UTF-8)") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def cmd_generate(args) -> int:
     from .model.sampler import SamplingConfig, TwoPhaseSampler
+    from .outputs import new_run_folder, prepare_output
 
-    prompts = list(args.prompt or [])
+    prompts = [p.strip() for p in args.prompt or []]
+    if any(not p for p in prompts):
+        raise CliError("--prompt: an empty prompt")
     if args.prompts_file:
-        path = Path(args.prompts_file)
-        if not path.is_file():
-            raise CliError(f"{path}: no such prompts file")
-        prompts += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        prompts += read_prompts_file(Path(args.prompts_file))
     if not prompts:
         raise CliError("give at least one --prompt or a --prompts-file")
-    bundle = load_model(args.model, args.dtype, args.device)
+    device = resolve_device(args.device)
+    out_root = Path(args.out) if args.out else new_run_folder("outputs/generate")
+    prepare_output(out_root, owned=GENERATE_OWNS, what="gotr1 generate", overwrite=args.overwrite)
+    bundle = load_model(args.model, args.dtype, device)
     cfg_weight = args.cfg
     if cfg_weight is None:  # the checkpoint's preferred weight, else the release's 5
         cfg_weight = getattr(bundle.model.generation_config, "guidance_scale", None) or 5.0
@@ -62,8 +142,12 @@ def cmd_generate(args) -> int:
         text_top_k=args.top_k, text_top_p=args.top_p, max_reasoning_tokens=args.max_reasoning_tokens,
         seed=args.seed, show_progress=True,
     )
+    check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
+    manifest = {"model": args.model or "built-in", "model_source": bundle.source, "prompts": prompts,
+                "sampling": {k: v for k, v in vars(config).items() if k not in ("show_progress", "record_logits")}}
+    (out_root / "generate.json").write_text(json.dumps(manifest, indent=2) + "\n")
     sampler = TwoPhaseSampler(bundle)
-    out_root = Path(args.out)
+    written = 0
     for start in range(0, len(prompts), args.batch_size):
         batch = prompts[start:start + args.batch_size]
         seeds = [args.seed + start + i for i in range(len(batch))]
@@ -71,45 +155,82 @@ def cmd_generate(args) -> int:
             index = start + gen.prompt_index
             target = out_root / f"{index:04d}_{_slug(gen.prompt)}" / f"sample_{gen.sample_index:02d}"
             write_generation(gen, target)
+            written += 1
             log.info("%s: %d object(s), %d problem(s) -> %s", gen.prompt, len(gen.objects),
                      len(gen.parsed.problems), target)
-    print(f"wrote {len(prompts) * args.num_chains} sample(s) under {out_root}")
+    print(f"wrote {written} sample(s) under {out_root}")
     return 0
+
+
+def check_prompt_lengths(bundle, prompts: list[str], max_reasoning_tokens: int) -> None:
+    """A prompt whose tokens, with the reasoning cap and the image, exceed the model's context is an error
+    naming the limit (the model would otherwise continue past its trained positions and draw noise)."""
+    from .model.tokens import encode_prompt
+
+    context = getattr(bundle.model.config.text_config, "max_position_embeddings", None)
+    if not context:
+        return
+    budget = context - max_reasoning_tokens - 1 - bundle.num_image_tokens
+    if budget <= 0:
+        raise CliError(f"--max-reasoning-tokens {max_reasoning_tokens}: with {bundle.num_image_tokens} image tokens "
+                       f"it leaves no room for a prompt in the model's context of {context} tokens")
+    for prompt in prompts:
+        length = len(encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos))
+        if length > budget:
+            raise CliError(f"prompt {prompt[:40]!r}...: {length} tokens with the chat template; the model's context "
+                           f"of {context} leaves {budget} beside {max_reasoning_tokens} reasoning and "
+                           f"{bundle.num_image_tokens} image tokens (shorten it or lower --max-reasoning-tokens)")
 
 
 def cmd_convert(args) -> int:
     from .model.loading import convert_checkpoint
+    from .outputs import prepare_output
 
-    out = convert_checkpoint(args.src, args.dst, dtype=args.dtype)
+    dst = Path(args.dst)
+    # An earlier checkpoint there may be replaced with --overwrite; any other folder's files never are.
+    owned = ("*",) if (dst / "config.json").is_file() else ()
+    prepare_output(dst, owned=owned, what="checkpoint", overwrite=args.overwrite)
+    out = convert_checkpoint(args.src, dst, dtype=args.dtype)
     print(f"wrote transformers-layout checkpoint to {out}")
     return 0
 
 
 def cmd_shapes_build_tokenizer(args) -> int:
+    from .outputs import prepare_output
     from .worlds.shapes.recipe import build_tokenizers
 
+    prepare_output(args.out, owned=("tokenizer", "vq", "tokenizers.json"), what="tokenizer build",
+                   overwrite=args.overwrite)
     report = build_tokenizers(args.out, seed=args.seed, vq_steps=args.vq_steps, vq_full_steps=args.vq_full_steps)
     print(json.dumps(report, indent=2))
     return 0
 
 
 def cmd_shapes_export_sft(args) -> int:
+    from .outputs import prepare_output
     from .worlds.shapes.recipe import export_sft_records
 
+    prepare_output(args.out, owned=("images", "records.jsonl"), what="SFT export", overwrite=args.overwrite)
     path = export_sft_records(args.out, args.examples, seed=args.seed, split=args.split)
     print(f"wrote {args.examples} records to {path}")
     return 0
 
 
 def cmd_shapes_pretrain(args) -> int:
+    from .outputs import prepare_output
     from .train.sft import SFTConfig
     from .worlds.shapes.recipe import pretrain
+
+    device = resolve_device(args.device)
+    # What pretrain writes: a checkpoint (config, weights, tokenizer files) and its reports.
+    owned = ("*",) if (Path(args.out) / "pretrain.json").is_file() else ()
+    prepare_output(args.out, owned=owned, what="shapes pretrain", overwrite=args.overwrite)
 
     mixed = args.mixed_precision
     if mixed == "auto":  # bf16 autocast only where the hardware does bf16 natively (else it is slower)
         from .train.distributed import native_bf16
 
-        mixed = "bf16" if native_bf16(args.device) else "no"
+        mixed = "bf16" if native_bf16(device) else "no"
     sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                     max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
                     mixed_precision=mixed)
@@ -120,7 +241,7 @@ def cmd_shapes_pretrain(args) -> int:
         sizes["intermediate_size"] = 4 * args.hidden_size
     try:
         report = pretrain(args.tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft,
-                          model_sizes=sizes, device=args.device)
+                          model_sizes=sizes, device=device)
     except FileNotFoundError as exc:  # no tokenizers where --tokenizers points
         raise CliError(str(exc)) from None
     print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
@@ -143,10 +264,6 @@ def cmd_eval_sample(args) -> int:
     categories = benchmark.check_categories(_csv(args.categories) or list(benchmark.default_categories))
     images_per_prompt = (benchmark.default_images_per_prompt if args.images_per_prompt is None
                          else args.images_per_prompt)
-    if images_per_prompt < 1:
-        raise CliError(f"--images-per-prompt must be >= 1, got {images_per_prompt}")
-    if args.limit is not None and args.limit < 1:
-        raise CliError(f"--limit must be >= 1, got {args.limit}")
     options = {key: getattr(args, key) for key in ("color_version", "seed") if getattr(args, key, None) is not None}
     jobs = benchmark.jobs(categories, images_per_prompt, args.limit, **options)
     sampling = EvalSampling(cfg_weight=args.cfg, text_temperature=args.text_temperature,
@@ -154,9 +271,10 @@ def cmd_eval_sample(args) -> int:
                             max_reasoning_tokens=args.max_reasoning_tokens, batch_size=args.batch_size)
     from .train.distributed import launched_without_gpu
 
+    device = resolve_device(args.device)
     state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
     out = Path(args.out)
-    bundle = load_model(args.model, args.dtype, args.device or (str(state.device) if state.num_processes > 1 else None))
+    bundle = load_model(args.model, args.dtype, device or (str(state.device) if state.num_processes > 1 else None))
     cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else checkpoint_cfg_weight(bundle)
     identity = sampling_identity(benchmark, args.model or "built-in", bundle.source, sampling, cfg_weight,
                                  images_per_prompt, options)
@@ -206,7 +324,9 @@ def cmd_eval_report(args) -> int:
 def cmd_train_grpo(args) -> int:
     from .train.run import run_grpo
 
-    summary = run_grpo(args.config, model_override=args.model, resume=args.resume)
+    if args.resume and args.overwrite:
+        raise CliError("--resume continues the run in output_dir, --overwrite replaces it: give one")
+    summary = run_grpo(args.config, model_override=args.model, resume=args.resume, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`: the main process only
         print(json.dumps(summary, indent=2))
     return 0
@@ -215,7 +335,7 @@ def cmd_train_grpo(args) -> int:
 def cmd_train_sft(args) -> int:
     from .train.run import run_sft
 
-    print(json.dumps(run_sft(args.config, model_override=args.model), indent=2))
+    print(json.dumps(run_sft(args.config, model_override=args.model, overwrite=args.overwrite), indent=2))
     return 0
 
 
@@ -258,25 +378,28 @@ def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> 
                                                      f"shapes model); '{BUILTIN_TINY_RANDOM}' for a tiny random one")
     parser.add_argument("--out", default=f"outputs/eval/{benchmark}", help="run folder (re-running resumes it)")
     parser.add_argument("--categories", default=None, help="comma-separated (default: the benchmark's usual set)")
-    parser.add_argument("--images-per-prompt", type=int, default=None,
+    parser.add_argument("--images-per-prompt", type=at_least(1), default=None,
                         help="default: the benchmark's (T2I-CompBench 10, GenEval 4, shapes 1)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N prompts (per category)")
+    parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N prompts (per category)")
     parser.add_argument("--scorer", default=None, help="score after sampling (official | judge | detector | shapes)")
     parser.add_argument("--judge", default=None, help="judge YAML for --scorer judge")
     parser.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
-    parser.add_argument("--cfg", type=float, default=None, help="CFG weight (default: the checkpoint's, else 5)")
-    parser.add_argument("--text-temperature", type=float, default=1.0)
-    parser.add_argument("--image-temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--max-reasoning-tokens", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=16, help="images sampled together")
-    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--cfg", type=at_least(0.0, float), default=None, help="CFG weight (default: the checkpoint's, else 5)")
+    parser.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
+    parser.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
+    parser.add_argument("--top-k", type=at_least(1), default=None)
+    parser.add_argument("--top-p", type=probability, default=None)
+    parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    parser.add_argument("--batch-size", type=at_least(1), default=16, help="images sampled together")
+    parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--device", default=None)
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gotr1", description=__doc__)
+    parser = _Parser(prog="gotr1", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -286,27 +409,30 @@ def build_parser() -> argparse.ArgumentParser:
                           f"'{BUILTIN_TINY_RANDOM}' for a tiny random model")
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--prompts-file", help="text file, one prompt per line")
-    gen.add_argument("--num-chains", type=int, default=1, help="reasoning chains per prompt")
-    gen.add_argument("--num-images", type=int, default=1, help="images per reasoning chain")
-    gen.add_argument("--cfg", type=float, default=None,
+    gen.add_argument("--num-chains", type=at_least(1), default=1, help="reasoning chains per prompt")
+    gen.add_argument("--num-images", type=at_least(1), default=1, help="images per reasoning chain")
+    gen.add_argument("--cfg", type=at_least(0.0, float), default=None,
                      help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
                           "generation_config.guidance_scale, else 5")
-    gen.add_argument("--text-temperature", type=float, default=1.0)
-    gen.add_argument("--image-temperature", type=float, default=1.0)
-    gen.add_argument("--top-k", type=int, default=None, help="top-k for reasoning tokens")
-    gen.add_argument("--top-p", type=float, default=None, help="nucleus for reasoning tokens")
-    gen.add_argument("--max-reasoning-tokens", type=int, default=600)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--batch-size", type=int, default=4, help="prompts sampled together")
-    gen.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)")
+    gen.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
+    gen.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
+    gen.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
+    gen.add_argument("--top-p", type=probability, default=None, help="nucleus for reasoning tokens")
+    gen.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    gen.add_argument("--seed", type=at_least(0), default=0)
+    gen.add_argument("--batch-size", type=at_least(1), default=4, help="prompts sampled together")
+    gen.add_argument("--dtype", default=None, choices=DTYPES, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    gen.add_argument("--out", default="outputs/generate", help="output directory")
+    gen.add_argument("--out", default=None, help="output folder (default: a new outputs/generate/<time>); an "
+                     "existing one must be empty, or hold an earlier generate output and --overwrite")
+    gen.add_argument("--overwrite", action="store_true", help="replace an earlier gotr1 generate output in --out")
     gen.set_defaults(func=cmd_generate)
 
     conv = sub.add_parser("convert", help="write a checkpoint (e.g. original GoT-R1 layout) in the transformers layout")
     conv.add_argument("src", help="source checkpoint directory or hub id")
     conv.add_argument("dst", help="output directory")
-    conv.add_argument("--dtype", default=None, help="dtype to save (default float32)")
+    conv.add_argument("--dtype", default=None, choices=DTYPES, help="dtype to save (default float32)")
+    conv.add_argument("--overwrite", action="store_true", help="replace an earlier checkpoint in dst")
     conv.set_defaults(func=cmd_convert)
 
     rew = sub.add_parser("reward", help="score a folder written by `gotr1 generate` with the judge rewards")
@@ -316,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "127.0.0.1:8000")
     rew.add_argument("--base-url", action="append", help="judge server URL, e.g. http://host:8000/v1 (repeatable)")
     rew.add_argument("--judge-model", default=None, help="model name the judge server serves")
-    rew.add_argument("--batch-size", type=int, default=32, help="samples scored (and saved) together")
+    rew.add_argument("--batch-size", type=at_least(1), default=32, help="samples scored (and saved) together")
     rew.add_argument("--force", action="store_true", help="re-score samples that already have reward.json")
     rew.set_defaults(func=cmd_reward)
 
@@ -325,46 +451,51 @@ def build_parser() -> argparse.ArgumentParser:
     grpo = train_sub.add_parser("grpo", help="GRPO from a YAML recipe (configs/*.yaml)")
     grpo.add_argument("--config", required=True)
     grpo.add_argument("--model", default=None, help="override the recipe's model")
-    grpo.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
+    grpo.add_argument("--resume", action="store_true", help="continue from the latest good checkpoint of output_dir")
+    grpo.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
     grpo.set_defaults(func=cmd_train_grpo)
     sft = train_sub.add_parser("sft", help="teacher-forced SFT on a jsonl of (prompt, chain, image)")
     sft.add_argument("--config", required=True)
     sft.add_argument("--model", default=None, help="override the recipe's model")
+    sft.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
     sft.set_defaults(func=cmd_train_sft)
 
     shapes = sub.add_parser("shapes", help="the built-in shapes world: recipe and evaluation")
     shapes_sub = shapes.add_subparsers(dest="shapes_command", required=True)
     tok = shapes_sub.add_parser("build-tokenizer", help="train the VQ image tokenizer and the text tokenizer")
     tok.add_argument("--out", default="outputs/shapes/tokenizers")
-    tok.add_argument("--vq-steps", type=int, default=5000, help="VQ steps on 32 px crops")
-    tok.add_argument("--vq-full-steps", type=int, default=1500, help="then VQ steps on full images")
-    tok.add_argument("--seed", type=int, default=0)
+    tok.add_argument("--vq-steps", type=at_least(1), default=5000, help="VQ steps on 32 px crops")
+    tok.add_argument("--vq-full-steps", type=at_least(0), default=1500, help="then VQ steps on full images")
+    tok.add_argument("--seed", type=at_least(0), default=0)
+    tok.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     tok.set_defaults(func=cmd_shapes_build_tokenizer)
     pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")
     pre.add_argument("--tokenizers", default="outputs/shapes/tokenizers",
                      help="output of `gotr1 shapes build-tokenizer`, or a shapes checkpoint whose VQ and "
                           "tokenizer to reuse (e.g. the shipped model's directory)")
     pre.add_argument("--out", default="outputs/shapes/model")
-    pre.add_argument("--examples", type=int, default=40000)
-    pre.add_argument("--steps", type=int, default=6000)
-    pre.add_argument("--batch-size", type=int, default=32)
-    pre.add_argument("--lr", type=float, default=1.5e-3)
-    pre.add_argument("--minutes", type=float, default=24.0,
+    pre.add_argument("--examples", type=at_least(1), default=40000)
+    pre.add_argument("--steps", type=at_least(1), default=6000)
+    pre.add_argument("--batch-size", type=at_least(1), default=32)
+    pre.add_argument("--lr", type=positive, default=1.5e-3)
+    pre.add_argument("--minutes", type=at_least(0.0, float), default=24.0,
                      help="stop SFT after this many minutes (the cosine decay follows this budget)")
     pre.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16"),
                      help="bf16: bfloat16 autocast (about 1.6x faster on CPUs with AVX512-BF16); "
                           "auto: bf16 where the CPU or GPU supports it natively")
-    pre.add_argument("--hidden-size", type=int, default=None, help="LM width (default 128; MLP 4x)")
-    pre.add_argument("--layers", type=int, default=None, help="LM layers (default 4)")
-    pre.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
+    pre.add_argument("--hidden-size", type=at_least(1), default=None, help="LM width (default 128; MLP 4x)")
+    pre.add_argument("--layers", type=at_least(1), default=None, help="LM layers (default 4)")
+    pre.add_argument("--heads", type=at_least(1), default=None, help="attention heads (default 4)")
     pre.add_argument("--device", default="cpu", help="where SFT runs, e.g. cuda")
-    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--seed", type=at_least(0), default=0)
+    pre.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     pre.set_defaults(func=cmd_shapes_pretrain)
     exp = shapes_sub.add_parser("export-sft", help="write rendered (prompt, chain, image) records for `gotr1 train sft`")
     exp.add_argument("--out", default="outputs/shapes/sft_data")
-    exp.add_argument("--examples", type=int, default=2000)
+    exp.add_argument("--examples", type=at_least(1), default=2000)
     exp.add_argument("--split", default="train", choices=("train", "val", "heldout"))
-    exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--seed", type=at_least(0), default=0)
+    exp.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     exp.set_defaults(func=cmd_shapes_export_sft)
     ev = shapes_sub.add_parser("eval", help="alias of `gotr1 eval shapes`")
     _add_eval_sampling_args(ev, "shapes")
@@ -377,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="color_val.txt before its 2025-09-03 edit (the version the GoT-R1 paper used)")
     gen_eval = eval_sub.add_parser("geneval", help="GenEval: <index:05d>/metadata.jsonl + samples/<k:04d>.png")
     _add_eval_sampling_args(gen_eval, "geneval")
-    gen_eval.add_argument("--seed", type=int, default=42, help="image k of a prompt is seeded SEED + k")
+    gen_eval.add_argument("--seed", type=at_least(0), default=42, help="image k of a prompt is seeded SEED + k")
     shapes_eval = eval_sub.add_parser("shapes", help="the shapes world per category and split, scored exactly")
     _add_eval_sampling_args(shapes_eval, "shapes")
     score = eval_sub.add_parser("score", help="score a sampled run (official files + scores/ + results/)")
@@ -385,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--scorer", default=None, help="official | judge | detector | shapes (default: the benchmark's)")
     score.add_argument("--categories", default=None, help="comma-separated (default: all sampled)")
     score.add_argument("--judge", default=None, help="judge YAML (configs/judge_vllm.yaml) for --scorer judge")
-    score.add_argument("--batch-size", type=int, default=16, help="images per scoring model call")
+    score.add_argument("--batch-size", type=at_least(1), default=16, help="images per scoring model call")
     score.add_argument("--scorer-model", action="append", metavar="ROLE=ID",
                        help="replace one of the scorer's models by a hub id or local path (repeatable); roles: "
                             "official T2I-CompBench blip, clip, detector, depth; official GenEval detector, clip")
@@ -409,13 +540,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from .config import ConfigError
     from .model.loading import CheckpointError
+    from .outputs import OutputConflict
     from .eval.benchmark import BenchmarkError
     from .eval.records import ScorerError
     from .rewards.scoring import RewardsUnavailable
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, ConfigError, RewardsUnavailable, BenchmarkError, ScorerError) as exc:
+    except (CliError, CheckpointError, ConfigError, RewardsUnavailable, BenchmarkError, ScorerError,
+            OutputConflict) as exc:
         print(f"gotr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

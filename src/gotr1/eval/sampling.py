@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..outputs import check_writable
 from .benchmark import Benchmark, BenchmarkError
 from .records import ImageJob, write_bytes_atomic, write_json_atomic
 
@@ -91,6 +92,7 @@ def prepare_run_folder(out: Path, identity: dict[str, Any], categories: Sequence
             log.warning("--overwrite: removing the earlier run in %s", out)
             shutil.rmtree(out)
             existing = None
+    check_writable(out)
     sampled = list(dict.fromkeys([*(existing or {}).get("categories", []), *categories]))
     write_json_atomic(run_file, identity | {"categories": sampled, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
 

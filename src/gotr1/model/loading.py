@@ -64,6 +64,13 @@ class JanusBundle:
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
+        # safetensors writes through a private temporary file (mode 0600): give the weights the permissions
+        # every other file gets (0666 less the umask), so a shared checkpoint is readable by its group.
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in out.iterdir():
+            if path.is_file():
+                path.chmod(0o666 & ~umask)
         return out
 
 

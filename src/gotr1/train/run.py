@@ -22,11 +22,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, FieldError, check_range, load_config
+from ..outputs import prepare_output
 from ..registry import split_prompt_spec
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
 from .distributed import loading_whole_model, make_accelerator
-from .grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
+from .grpo import GRPOConfig, GRPOTrainer
 from .sft import SFTConfig
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class SFTRun:
             raise FieldError("output_dir", "must name a folder")
 
 
-def run_sft(config_path: str | Path, *, model_override: str | None = None) -> dict:
+def run_sft(config_path: str | Path, *, model_override: str | None = None, overwrite: bool = False) -> dict:
     """Teacher-forced SFT on a jsonl data set; writes final/ (transformers layout) and sft.json."""
     from ..models import load_model
     from .sft import train_sft
@@ -84,8 +85,7 @@ def run_sft(config_path: str | Path, *, model_override: str | None = None) -> di
     data = Path(run.data)
     if not data.is_absolute():
         data = Path(config_path).parent / data
-    out = Path(run.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(run.output_dir, owned=("final", "sft.json"), what="SFT run", overwrite=overwrite)
     bundle = load_model(model_override or run.model)
     try:
         records = load_sft_records(data, bundle)
@@ -159,8 +159,11 @@ def _numbers(metrics: dict) -> dict:
 
 
 def run_grpo(config_path: str | Path, *, model_override: str | None = None, resume: bool = False,
-             accelerator=None) -> dict:
-    """Run a GRPO recipe; under `accelerate launch` call it on every process (the CLI does)."""
+             overwrite: bool = False, accelerator=None) -> dict:
+    """Run a GRPO recipe; under `accelerate launch` call it on every process (the CLI does).
+
+    A fresh run needs an empty (or new) output_dir, or ``overwrite`` to replace an earlier run there;
+    ``resume`` continues the newest good checkpoint of the run in output_dir."""
     from ..models import load_model
     from ..plot import line_chart
 
@@ -172,12 +175,9 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     except ValueError as exc:  # e.g. an unknown tracker in log_with
         raise ConfigError(f"accelerator: {exc}") from None
     main = acc.is_main_process
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(run), indent=2))
     # Under accelerate's mixed precision the weights stay float32 (autocast / DeepSpeed / FSDP cast them).
     dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
-    # The recipe's own mistakes first, before minutes of model loading.
+    # The recipe's own mistakes first, before anything is written and before minutes of model loading.
     found = split_prompt_spec(run.prompts)
     suite = found[0] if found else None
     for world in run.reward.suites():  # a world's exact rewards read its prompts' meanings
@@ -190,40 +190,55 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
             raise ConfigError(f"eval_prompts: {exc}") from None
     prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)
     reward_fn = _reward(run.reward, Path(config_path).parent)
+    checkpoints = out / "checkpoints"
+    model_spec = model_override or run.model
+    if resume:
+        candidates = resumable_checkpoints(out, run, model_spec)
+    else:  # a fresh run never lands in an earlier one's folder (every process checks; the main one clears)
+        prepare_output(out, owned=(*GRPO_RUN_FILES, run.project_name), what="GRPO run", resume_flag="--resume",
+                       overwrite=overwrite, remove=main)
+    acc.wait_for_everyone()
     with loading_whole_model(acc):
-        bundle = load_model(model_override or run.model, dtype, str(acc.device))
+        bundle = load_model(model_spec, dtype, str(acc.device))
     try:
         trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if resume:
+        loaded = load_first_good(trainer, candidates)
+        if main:
+            log.info("resumed from %s (step %d)", loaded, trainer.step_index)
+            _truncate_jsonl(out / "metrics.jsonl", trainer.step_index)
+            _truncate_jsonl(out / "evaluations.jsonl", trainer.step_index)
+    if main:
+        (out / "config.json").write_text(json.dumps(asdict(run) | {"model": model_spec}, indent=2))
     if run.log_with:
         acc.init_trackers(run.project_name, config=_tracker_config(run))
-    evaluations = []
-    checkpoints = out / "checkpoints"
-    if resume:
-        found = latest_checkpoint(checkpoints)
-        if found is None:
-            raise ConfigError(f"--resume: no checkpoint under {checkpoints}")
-        trainer.load_checkpoint(found)
-        if main:
-            log.info("resumed from %s (step %d)", found, trainer.step_index)
+    # Evaluations of the run so far (a resumed run keeps those up to its checkpoint, step 0's included).
+    acc.wait_for_everyone()  # the logs are truncated to the checkpoint before anyone reads them
+    evaluations = _read_jsonl(out / "evaluations.jsonl")
+    last_evaluated = [evaluations[-1]["step"] if evaluations else None]  # the same on every process
 
     def evaluate_now():
         if suite is None or suite.training_evaluation is None:
             return
+        last_evaluated[0] = trainer.step_index
         sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
         if main:
             summary = suite.training_evaluation(sampling, num_prompts=run.eval_prompts,
                                                 cfg_weight=run.grpo.cfg_weight,
                                                 max_reasoning_tokens=run.grpo.max_reasoning_tokens)
-            evaluations.append({"step": trainer.step_index, "accuracy": summary["accuracy"],
-                                "reward_means": summary["reward_means"]})
+            evaluation = {"step": trainer.step_index, "accuracy": summary["accuracy"],
+                          "reward_means": summary["reward_means"]}
+            evaluations.append(evaluation)
+            with open(out / "evaluations.jsonl", "a") as f:
+                f.write(json.dumps(evaluation) + "\n")
             log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
             if run.log_with:
                 acc.log({"heldout_accuracy": summary["accuracy"]}, step=trainer.step_index)
         acc.wait_for_everyone()
 
-    if trainer.step_index == 0:
+    if trainer.step_index == 0 and last_evaluated[0] is None:
         evaluate_now()
     start = time.time()
     # A bar on the main process's terminal; log lines otherwise.
@@ -257,7 +272,7 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
                 _write_sample_grid(out / "samples" / f"step_{trainer.step_index:06d}.png", result)
             if run.save_every and trainer.step_index % run.save_every == 0:
                 trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
-    if not evaluations or evaluations[-1]["step"] != trainer.step_index:
+    if last_evaluated[0] != trainer.step_index:
         evaluate_now()
     model = trainer.merged_model()  # every process (a gather under ZeRO-3 / FSDP)
     summary = {"steps": trainer.step_index, "seconds": time.time() - start, "evaluations": evaluations,
@@ -272,6 +287,78 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     if accelerator is None:
         acc.end_training()  # closes the trackers (and the process group of a multi-process launch)
     return summary
+
+
+# What a GRPO run writes in its output_dir (besides its tracker folder, named by project_name).
+GRPO_RUN_FILES = ("config.json", "metrics.jsonl", "evaluations.jsonl", "checkpoints", "final", "summary.json",
+                  "reward_curve.png", "samples")
+# Settings a checkpoint's weights depend on: resuming with other values cannot continue that run.
+CHECKPOINT_SETTINGS = ("lora_r", "lora_alpha", "lora_target_modules", "train_text", "train_image")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # a line cut by a kill mid-write
+            continue
+    return rows
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the rows of steps up to ``step`` (a resumed run writes the later ones again, once)."""
+    if path.is_file():
+        kept = [row for row in _read_jsonl(path) if int(row.get("step", 0)) <= step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        os.replace(tmp, path)
+
+
+def resumable_checkpoints(out: Path, run: GRPORun, model_spec: str | None) -> list[Path]:
+    """The run's checkpoints, newest first, after checking that this recipe can continue them."""
+    found = sorted((out / "checkpoints").glob("checkpoint-*"), reverse=True) if (out / "checkpoints").is_dir() else []
+    if not found:
+        raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    saved_run = out / "config.json"
+    if saved_run.is_file():
+        try:
+            earlier = json.loads(saved_run.read_text())
+        except ValueError:
+            earlier = {}
+        if "model" in earlier and earlier["model"] != model_spec:
+            raise ConfigError(f"--resume: the run in {out} trained model {earlier['model']!r}, this recipe names "
+                              f"{model_spec!r}; resume with the same model or start a new run")
+    for checkpoint in found:
+        try:
+            state = json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue  # unreadable: load_first_good reports it and falls back
+        saved = state.get("config", {})
+        for key in CHECKPOINT_SETTINGS:
+            if key in saved and saved[key] != getattr(run.grpo, key):
+                raise ConfigError(f"--resume: {checkpoint.name} was trained with grpo.{key}={saved[key]!r}, the recipe "
+                                  f"says {getattr(run.grpo, key)!r}; its weights need the same value")
+        break
+    return found
+
+
+def load_first_good(trainer: GRPOTrainer, candidates: list[Path]) -> Path:
+    """Load the newest checkpoint that reads back whole; a damaged newer one is reported and passed over."""
+    problems = []
+    for checkpoint in candidates:
+        try:
+            trainer.load_checkpoint(checkpoint)
+            if problems:
+                log.warning("resuming from %s: %s", checkpoint, "; ".join(problems))
+            return checkpoint
+        except Exception as exc:  # noqa: BLE001 (any damage: missing files, truncated tensors, bad JSON)
+            if isinstance(exc, ConfigError):
+                raise
+            problems.append(f"{checkpoint.name} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+    raise ConfigError(f"--resume: no readable checkpoint under {candidates[0].parent} ({'; '.join(problems)})")
 
 
 def _any_process(accelerator, flag: bool) -> bool:
