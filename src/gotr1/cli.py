@@ -534,10 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # gotr1's own progress at INFO; other libraries' (HTTP clients log every request) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gotr1").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from .config import ConfigError
     from .model.loading import CheckpointError
     from .outputs import OutputConflict

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import io
 import itertools
+import logging
 import os
 import random
 import threading
@@ -30,6 +31,7 @@ from .judge import JudgeAnswer, JudgeRequest, JudgeStats
 __all__ = ["OpenAIJudge", "OpenAIJudgeConfig", "image_data_url"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 STRUCTURED_OUTPUT = ("json_schema", "json_object", "none")
 
 
@@ -156,6 +158,7 @@ class OpenAIJudge:
         self.stats = JudgeStats()
         self._next_server = itertools.count()
         self._random = random.Random(0)
+        self._reported: set[str] = set()  # servers whose first failure has been said
 
     def __repr__(self) -> str:
         return f"OpenAIJudge(model={self.config.model!r}, servers={self.config.base_urls!r})"
@@ -214,9 +217,17 @@ class OpenAIJudge:
                 retry, error, retry_after = _classify(exc)
                 if not retry:
                     return JudgeAnswer(None, error=error, attempts=attempt + 1, server=config.base_urls[server])
+                self._say_once(config.base_urls[server], error)
             if attempt < config.max_retries:
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         return JudgeAnswer(None, error=error, attempts=config.max_retries + 1)
+
+    def _say_once(self, url: str, error: str) -> None:
+        """The first failure of each server is said at once (retries can take minutes before a verdict)."""
+        if url not in self._reported:
+            self._reported.add(url)
+            log.warning("judge server %s: %s; retrying (up to %d retries per question)", url, error,
+                        self.config.max_retries)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential with jitter; a server's Retry-After wins when it asks for longer."""
