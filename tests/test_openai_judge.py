@@ -123,3 +123,14 @@ def test_semantic_reward_end_to_end_with_unreadable_answers_and_a_dead_judge():
     assert "unreadable" in results[1].reason and "HTTP 500" in results[2].reason
     assert results[3].details == {"clamped": True}
     assert (judge.stats.unreadable, judge.stats.clamped) == (1, 1)
+
+
+def test_a_dead_server_is_said_at_once_and_once(caplog):
+    """Retries against a closed port take a while: the first failure of each server is a warning right away,
+    not one line per retry, and the CLI shows no line per HTTP request."""
+    judge = OpenAIJudge(OpenAIJudgeConfig(base_urls=["http://127.0.0.1:9/v1"], max_retries=2, backoff_s=0.01))
+    with caplog.at_level("INFO"):
+        answers = judge.ask([JudgeRequest("q"), JudgeRequest("r")])
+    assert all(a.text is None for a in answers)
+    said = [r for r in caplog.records if "judge server http://127.0.0.1:9/v1" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING" and "retrying" in said[0].getMessage()

@@ -28,7 +28,11 @@ def load_sft_records(path: str | Path, bundle, *, batch_size: int = 32) -> list[
         raise DataError(f"{path}: no such data file")
     rows, images, image_rows = [], [], []
     n_tokens, size = bundle.num_image_tokens, bundle.image_size
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (JSON lines, UTF-8)") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
