@@ -107,9 +107,9 @@ class GRPOConfig:
         """Every value checked against the range that has a meaning, when the recipe is read (before a model
         loads); FieldError names the field."""
         for name in ("steps", "prompts_per_step", "num_generations", "micro_batch_size", "num_iterations",
-                     "lora_alpha", "log_every"):
+                     "lora_alpha"):
             check_range(name, getattr(self, name), low=1)
-        for name in ("warmup_steps", "max_reasoning_tokens", "seed"):
+        for name in ("warmup_steps", "max_reasoning_tokens", "seed", "log_every"):  # log_every 0: never
             check_range(name, getattr(self, name), low=0)
         check_range("learning_rate", self.learning_rate, low=0, low_open=True)
         for name in ("weight_decay", "beta", "text_temperature", "image_temperature"):
@@ -130,6 +130,48 @@ class GRPOConfig:
 # reward_fn(prompts, chains, images[, generations=...]) -> (totals, {component name: values}); a total
 # of None marks a sample that could not be scored (it is dropped from its group, never zeroed).
 RewardFn = Callable[..., tuple[list[float | None], dict[str, list]]]
+
+
+@dataclass
+class Rollout:
+    """One step's samples and what the update needs, all computed before any weight changes."""
+
+    generations: list[Generation]  # this process's samples
+    rewards: list[float | None]  # this process's, per sample (None: missing)
+    gathered: dict  # every process's rewards, components and token counts (see _gather_step)
+    valid: torch.Tensor  # [all samples] reward present
+    advantages: torch.Tensor  # [this process's samples] group-normalised
+    chunks: list[list[int]]  # micro-batches of this process's trained samples
+    n_micro: int  # micro-batches every process runs (the busiest one's count)
+    total_sequences: int  # trained sequences over all processes (loss normaliser)
+    total_tokens: float  # their tokens (loss normaliser)
+    started: float  # wall time the step began
+    sample_seconds: float
+    reward_seconds: float
+    old_logprobs: dict[int, torch.Tensor] = field(default_factory=dict)  # by a micro-batch's first sample
+    ref_logprobs: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class StepStats:
+    """What an update measured (summed over its micro-batches; over processes after sum_over_processes)."""
+
+    lr: float
+    loss: float = 0.0
+    kl_sum: float = 0.0  # token-weighted
+    clipped_sum: float = 0.0  # token-weighted clip fraction
+    tokens: float = 0.0
+    entropy_sum: float = 0.0
+    entropy_tokens: float = 0.0
+    grad_norm: float | None = None
+
+    _SUMMED = ("loss", "kl_sum", "clipped_sum", "tokens", "entropy_sum", "entropy_tokens")
+
+    def sum_over_processes(self, accelerator) -> None:
+        values = torch.tensor([getattr(self, name) for name in self._SUMMED], dtype=torch.float64,
+                              device=accelerator.device)
+        for name, value in zip(self._SUMMED, accelerator.reduce(values, reduction="sum").tolist()):
+            setattr(self, name, value)
 
 
 @dataclass
@@ -352,8 +394,26 @@ class GRPOTrainer:
 
     # -- one step -----------------------------------------------------------------------------
     def step(self) -> StepResult:
-        c, acc, W = self.config, self.accelerator, self.world_size
-        G = c.num_generations
+        """One GRPO step: a rollout (samples, rewards, advantages, old and reference log-probs), then the
+        update on it, then the step's metrics."""
+        rollout = self.rollout()
+        stats = self.optimize(rollout)
+        metrics = self._metrics(rollout, stats)
+        self.history.append(metrics)
+        self.step_index += 1
+        if self.config.log_every and self.step_index % self.config.log_every == 0 and self.accelerator.is_main_process:
+            log.info("grpo step %d: reward %.3f (%s) loss %.4f kl %.4f clip %.3f %.1fs", self.step_index,
+                     metrics["reward_mean"] or 0.0,
+                     " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in rollout.gathered["components"]),
+                     metrics["loss"], metrics["kl"], metrics["clip_fraction"], metrics["step_seconds"])
+        return StepResult(self.step_index, metrics, rollout.generations, list(rollout.rewards),
+                          rollout.advantages.tolist())
+
+    def rollout(self) -> Rollout:
+        """Sample this step's prompts, score them, and compute everything the update needs before any
+        weight changes: group advantages over the whole batch, the micro-batch plan, and the old (for
+        several iterations) and reference (for the KL) log-probs."""
+        c, W, G = self.config, self.world_size, self.config.num_generations
         start = time.time()
         prompts = self.prompt_source(self.step_index, self.rng)
         mine = self.process_prompts(len(prompts))
@@ -377,52 +437,66 @@ class GRPOTrainer:
         reward_t = torch.tensor([r if r is not None else 0.0 for r in all_rewards], dtype=torch.float32)
         all_advantages, all_usable = group_advantages(reward_t, G, valid=valid, scale_rewards=c.scale_rewards)
         rows = [g.prompt_index * G + g.sample_index for g in gens]
-        advantages = all_advantages[rows]
         train_idx = [i for i, r in enumerate(rows) if all_usable[r]]  # zero advantage still carries the KL term
         chunks = [train_idx[i:i + c.micro_batch_size] for i in range(0, len(train_idx), c.micro_batch_size)]
         # Every process runs as many micro-batches as the busiest one (prompt i lives on process i % W).
         per_process = [0] * W
-        for s in all_usable.nonzero().flatten().tolist():
+        usable_rows = all_usable.nonzero().flatten().tolist()
+        for s in usable_rows:
             per_process[(s // G) % W] += 1
-        n_micro = max(math.ceil(n / c.micro_batch_size) for n in per_process)
-        total_seqs = int(all_usable.sum())
-        total_tokens = float(sum(everything["tokens"][s] for s in all_usable.nonzero().flatten().tolist()))
-        old, ref = {}, {}
-        if n_micro and (c.num_iterations > 1 or c.beta):
-            with torch.no_grad():
-                self.policy.eval()
-                for j in range(n_micro):
-                    chunk = chunks[j] if j < len(chunks) else None
-                    # gens[:1]: a stand-in pass where this process has fewer micro-batches than another
-                    batch = [gens[i] for i in chunk] if chunk else gens[:1]
-                    if c.num_iterations > 1:
-                        lp = self.sequence_logprobs(self.policy, batch)[0]
-                        if chunk:
-                            old[chunk[0]] = lp
-                    if c.beta and self._first_forward_pending:
-                        with acc.autocast():
-                            self.sequence_logprobs(self.policy, batch)
-                        self._first_forward_pending = False
-                    if c.beta:
-                        with self._reference_context(), acc.autocast():
-                            model = self.reference if self.reference is not None else self.policy
-                            lp = self.sequence_logprobs(model, batch)[0]
-                        if chunk:
-                            ref[chunk[0]] = lp
-        lr = self.lr_at(self.step_index)
+        rollout = Rollout(
+            generations=gens, rewards=list(rewards), gathered=everything, valid=valid,
+            advantages=all_advantages[rows], chunks=chunks,
+            n_micro=max(math.ceil(n / c.micro_batch_size) for n in per_process),
+            total_sequences=int(all_usable.sum()),
+            total_tokens=float(sum(everything["tokens"][s] for s in usable_rows)),
+            started=start, sample_seconds=t_sample, reward_seconds=t_reward,
+        )
+        self._behaviour_logprobs(rollout)
+        return rollout
+
+    def _behaviour_logprobs(self, rollout: Rollout) -> None:
+        """The old (num_iterations > 1) and reference (beta > 0) log-probs of each micro-batch, keyed by its
+        first sample, computed with the weights the samples were drawn with."""
+        c, acc, gens = self.config, self.accelerator, rollout.generations
+        if not rollout.n_micro or not (c.num_iterations > 1 or c.beta):
+            return
+        with torch.no_grad():
+            self.policy.eval()
+            for j in range(rollout.n_micro):
+                chunk = rollout.chunks[j] if j < len(rollout.chunks) else None
+                # gens[:1]: a stand-in pass where this process has fewer micro-batches than another
+                batch = [gens[i] for i in chunk] if chunk else gens[:1]
+                if c.num_iterations > 1:
+                    lp = self.sequence_logprobs(self.policy, batch)[0]
+                    if chunk:
+                        rollout.old_logprobs[chunk[0]] = lp
+                if c.beta and self._first_forward_pending:
+                    with acc.autocast():
+                        self.sequence_logprobs(self.policy, batch)
+                    self._first_forward_pending = False
+                if c.beta:
+                    with self._reference_context(), acc.autocast():
+                        model = self.reference if self.reference is not None else self.policy
+                        lp = self.sequence_logprobs(model, batch)[0]
+                    if chunk:
+                        rollout.ref_logprobs[chunk[0]] = lp
+
+    def optimize(self, rollout: Rollout) -> StepStats:
+        """The clipped-objective update on a rollout (``num_iterations`` passes over its micro-batches);
+        returns the update's statistics summed over processes."""
+        c, acc, W, gens = self.config, self.accelerator, self.world_size, rollout.generations
+        stats = StepStats(lr=self.lr_at(self.step_index))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        # loss, kl sum, clipped-token sum, trained tokens, entropy sum, entropy tokens (this process)
-        sums = [0.0] * 6
-        grad_norm = None
-        if n_micro:
+            group["lr"] = stats.lr
+        if rollout.n_micro:
             self.policy.train()
             scale = float(W)  # DDP / DeepSpeed / FSDP average gradients over processes
             for iteration in range(c.num_iterations):
                 self.optimizer.zero_grad(set_to_none=True)
-                for j in range(n_micro):
-                    chunk = chunks[j] if j < len(chunks) else None
-                    last = j == n_micro - 1
+                for j in range(rollout.n_micro):
+                    chunk = rollout.chunks[j] if j < len(rollout.chunks) else None
+                    last = j == rollout.n_micro - 1
                     with contextlib.nullcontext() if last else accumulating(acc, self.policy):
                         if not chunk:  # nothing left here: a zero-weighted pass keeps the processes in step
                             logp, _ = self.sequence_logprobs(self.policy, gens[:1])
@@ -431,48 +505,51 @@ class GRPOTrainer:
                         scored = self.sequence_logprobs(self.policy, [gens[i] for i in chunk],
                                                         with_entropy=iteration == 0)
                         logp, mask = scored[:2]
-                        out = grpo_loss(logp, old.get(chunk[0], logp.detach()), advantages[chunk].to(logp.device),
-                                        mask, ref_logp=ref.get(chunk[0]), beta=c.beta, epsilon_low=c.epsilon,
-                                        epsilon_high=c.epsilon_high, loss_type=c.loss_type, max_length=mask.shape[1],
-                                        total_sequences=total_seqs, total_tokens=total_tokens)
+                        out = grpo_loss(logp, rollout.old_logprobs.get(chunk[0], logp.detach()),
+                                        rollout.advantages[chunk].to(logp.device), mask,
+                                        ref_logp=rollout.ref_logprobs.get(chunk[0]), beta=c.beta,
+                                        epsilon_low=c.epsilon, epsilon_high=c.epsilon_high, loss_type=c.loss_type,
+                                        max_length=mask.shape[1], total_sequences=rollout.total_sequences,
+                                        total_tokens=rollout.total_tokens)
                         acc.backward(out.loss * scale if W > 1 else out.loss)
                     tokens = float(mask.sum())
-                    sums[0] += out.loss.item() / c.num_iterations
-                    sums[1] += out.kl.item() * tokens / c.num_iterations
-                    sums[2] += out.clip_fraction.item() * tokens / c.num_iterations
-                    sums[3] += tokens / c.num_iterations
+                    stats.loss += out.loss.item() / c.num_iterations
+                    stats.kl_sum += out.kl.item() * tokens / c.num_iterations
+                    stats.clipped_sum += out.clip_fraction.item() * tokens / c.num_iterations
+                    stats.tokens += tokens / c.num_iterations
                     if iteration == 0:
-                        sums[4] += float((scored[2] * mask).sum())
-                        sums[5] += tokens
+                        stats.entropy_sum += float((scored[2] * mask).sum())
+                        stats.entropy_tokens += tokens
                 norm = acc.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
-                grad_norm = float(norm) if norm is not None else None
+                stats.grad_norm = float(norm) if norm is not None else None
                 self.optimizer.step()
             self.policy.eval()
         if W > 1:
-            sums = acc.reduce(torch.tensor(sums, dtype=torch.float64, device=acc.device), reduction="sum").tolist()
-        loss, kl_sum, clip_sum, tok, ent_sum, ent_tok = sums
-        step_seconds = time.time() - start
+            stats.sum_over_processes(acc)
+        return stats
+
+    def _metrics(self, rollout: Rollout, stats: StepStats) -> dict:
+        everything, all_rewards = rollout.gathered, rollout.gathered["rewards"]
+        step_seconds = time.time() - rollout.started
+        tok = stats.tokens
         metrics = {
-            "step": self.step_index + 1, "lr": lr, "reward_mean": _mean(all_rewards), "reward_std": _std(all_rewards),
-            "missing_rewards": int((~valid).sum()), "trained_sequences": total_seqs,
+            "step": self.step_index + 1, "lr": stats.lr, "reward_mean": _mean(all_rewards),
+            "reward_std": _std(all_rewards), "missing_rewards": int((~rollout.valid).sum()),
+            "trained_sequences": rollout.total_sequences,
             "valid_chain_rate": _mean(everything["valid_chain"]),
             "chain_tokens": _mean(everything["chain_tokens"]),
-            "sample_seconds": t_sample, "reward_seconds": t_reward, "step_seconds": step_seconds,
-            "loss": loss, "kl": kl_sum / tok if tok else 0.0, "clip_fraction": clip_sum / tok if tok else 0.0,
-            "entropy": ent_sum / ent_tok if ent_tok else None, "grad_norm": grad_norm,
+            "sample_seconds": rollout.sample_seconds, "reward_seconds": rollout.reward_seconds,
+            "step_seconds": step_seconds,
+            "loss": stats.loss, "kl": stats.kl_sum / tok if tok else 0.0,
+            "clip_fraction": stats.clipped_sum / tok if tok else 0.0,
+            "entropy": stats.entropy_sum / stats.entropy_tokens if stats.entropy_tokens else None,
+            "grad_norm": stats.grad_norm,
             "tokens_per_second": sum(everything["sampled_tokens"]) / max(step_seconds, 1e-9),
-            "processes": W,
+            "processes": self.world_size,
         }
         for name, values in everything["components"].items():
             metrics[f"{name}_mean"] = _mean(values)
-        self.history.append(metrics)
-        self.step_index += 1
-        if c.log_every and (self.step_index % c.log_every == 0) and acc.is_main_process:
-            log.info("grpo step %d: reward %.3f (%s) loss %.4f kl %.4f clip %.3f %.1fs", self.step_index,
-                     metrics["reward_mean"] or 0.0,
-                     " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in everything["components"]),
-                     metrics["loss"], metrics["kl"], metrics["clip_fraction"], metrics["step_seconds"])
-        return StepResult(self.step_index, metrics, gens, list(rewards), advantages.tolist())
+        return metrics
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, root: str | Path, *, keep_last: int = 2) -> Path:
