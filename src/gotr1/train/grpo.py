@@ -61,14 +61,12 @@ from .distributed import (
     shards_parameters,
 )
 from .grpo_loss import LOSS_TYPES, group_advantages, grpo_loss
+from .schedule import SCHEDULES, learning_rate
 from .sft import SFTRecord, trainable_parameters, unconditional
 
 log = logging.getLogger(__name__)
 
 LANGUAGE_MODEL_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-
-
-LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -77,7 +75,7 @@ class GRPOConfig:
     prompts_per_step: int = 8  # B
     num_generations: int = 8  # G, samples per prompt
     learning_rate: float = 1e-5
-    lr_schedule: str = "cosine"  # one of LR_SCHEDULES
+    lr_schedule: str = "cosine"  # cosine | constant (train/schedule.py)
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -120,7 +118,7 @@ class GRPOConfig:
         check_range("cfg_weight", self.cfg_weight, low=0)
         check_range("lora_r", self.lora_r, low=1)
         check_range("lora_dropout", self.lora_dropout, low=0, high=1, high_open=True)
-        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_choice("image_logprob", self.image_logprob, ("conditional", "cfg"))
         if not (self.train_text or self.train_image):
@@ -273,12 +271,8 @@ class GRPOTrainer:
     # -- pieces -------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
         c = self.config
-        if step < c.warmup_steps:
-            return c.learning_rate * (step + 1) / c.warmup_steps
-        if c.lr_schedule == "constant":
-            return c.learning_rate
-        progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
-        return c.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return learning_rate(step, peak=c.learning_rate, total_steps=c.steps, warmup_steps=c.warmup_steps,
+                             schedule=c.lr_schedule)
 
     def process_prompts(self, num_prompts: int) -> list[int]:
         """Global indices of this process's prompts among a step's `num_prompts`."""

@@ -7,7 +7,6 @@ each averaged over its tokens and mixed with configurable weights; prompts are n
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import FieldError, check_choice, check_range
 from ..model.teacher_forcing import PackedBatch, forward_packed, pack
+from .schedule import learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,9 @@ def sft_loss(model, batch: PackedBatch, config: SFTConfig) -> tuple[torch.Tensor
 def cosine_lr(step: int, config: SFTConfig, elapsed: float | None = None) -> float:
     """Warm-up, then cosine decay to ``min_lr_ratio``. With a time budget (``max_seconds``) the decay
     follows whichever budget, steps or seconds, is further spent, so a timed run still ends cooled."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    if config.max_seconds and elapsed is not None:
-        progress = max(progress, elapsed / config.max_seconds)
-    floor = config.lr * config.min_lr_ratio
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    spent = elapsed / config.max_seconds if config.max_seconds and elapsed is not None else None
+    return learning_rate(step, peak=config.lr, total_steps=config.steps, warmup_steps=config.warmup_steps,
+                         floor_ratio=config.min_lr_ratio, spent=spent)
 
 
 def trainable_parameters(model):
