@@ -56,6 +56,13 @@ def make_accelerator(**kwargs):
     return Accelerator(**kwargs)
 
 
+def gather_per_process(obj) -> list:
+    """[obj of process 0, obj of process 1, ...] on every process (accelerate's gather_object)."""
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
 def launched_without_gpu() -> bool:
     """Started as one of several processes (WORLD_SIZE > 1) on a machine with no CUDA or XPU device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -31,16 +31,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -50,14 +47,16 @@ from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 from ..model.teacher_forcing import forward_packed, pack
+from . import checkpoint
+from .checkpoint import latest_checkpoint  # noqa: F401 (the trainer's public API before checkpoint.py)
 from .distributed import (
     PolicyScorer,
     accumulating,
     configure_deepspeed,
+    gather_per_process,
     is_fsdp,
     iter_full_parameters,
     make_accelerator,
-    shards_optimizer,
     shards_parameters,
 )
 from .grpo_loss import LOSS_TYPES, group_advantages, grpo_loss
@@ -366,7 +365,7 @@ class GRPOTrainer:
                 tokens=[self._trained_tokens(g) for g in gens],
                 sampled_tokens=[len(g.text_ids) + int(g.image_ids.numel()) for g in gens],
                 valid_chain=[float(g.parsed.is_valid) for g in gens], chain_tokens=[float(len(g.text_ids)) for g in gens])
-        parts = [payload] if self.world_size == 1 else _gather_object(payload)
+        parts = [payload] if self.world_size == 1 else gather_per_process(payload)
         errors = [p["error"] for p in parts if p["error"] is not None]
         if errors:
             if failure is not None:
@@ -545,86 +544,12 @@ class GRPOTrainer:
             metrics[f"{name}_mean"] = _mean(values)
         return metrics
 
-    # -- checkpoints ----------------------------------------------------------------------------
+    # -- checkpoints (train/checkpoint.py) ------------------------------------------------------------
     def save_checkpoint(self, root: str | Path, *, keep_last: int = 2) -> Path:
-        """Write trainable weights, optimizer, RNG states and the step atomically; keep the last K.
-
-        The sampler's randomness is keyed by (seed, step) and prompts by step, so restoring these is
-        enough for a resumed run to continue exactly where this one stands. Call it on every process:
-        weights are gathered where sharded, every process's torch RNG state is kept, and only the main
-        process writes (under DeepSpeed / FSDP, whose optimizer state is sharded, every process also
-        writes its part through `accelerator.save_state`, into accelerate_state/).
-        """
-        from safetensors.torch import save_file
-
-        acc = self.accelerator
-        root = Path(root)
-        final = root / f"checkpoint-{self.step_index:06d}"
-        tmp = root / f".{final.name}.tmp"
-        if acc.is_main_process:
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-        acc.wait_for_everyone()
-        trainable = {}
-        for name, value in iter_full_parameters(acc, self.policy, self._trainable_names):
-            if acc.is_main_process:
-                trainable[name] = value.detach().contiguous().cpu().clone()
-        rng_states = [torch.get_rng_state()] if self.world_size == 1 else _gather_object(torch.get_rng_state())
-        cuda_states = None
-        if torch.cuda.is_available() and acc.device.type == "cuda":
-            state = torch.cuda.get_rng_state(acc.device)
-            cuda_states = [state] if self.world_size == 1 else _gather_object(state)
-        if shards_optimizer(acc):
-            acc.save_state(str(tmp / "accelerate_state"))
-        if acc.is_main_process:
-            save_file(trainable, str(tmp / "trainable.safetensors"))
-            if not shards_optimizer(acc):
-                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            # torch_rng (process 0's) is the single-process format; each process's state is kept beside it.
-            rng = {"torch_rng": rng_states[0]}
-            rng.update({f"torch_rng_rank{r}": s.clone() for r, s in enumerate(rng_states)} if self.world_size > 1 else {})
-            rng.update({f"cuda_rng_rank{r}": s.clone() for r, s in enumerate(cuda_states or [])})
-            save_file(rng, str(tmp / "rng.safetensors"))
-            state = {"step": self.step_index, "history": self.history, "python_rng": _jsonable(self.rng.getstate()),
-                     "config": asdict(self.config), "world_size": self.world_size}
-            (tmp / "trainer_state.json").write_text(json.dumps(state))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in sorted(root.glob("checkpoint-*"))[:-keep_last] if keep_last > 0 else []:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
+        return checkpoint.save(self, root, keep_last=keep_last)
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        """Restore a checkpoint (on every process); each process takes back its own torch RNG state."""
-        from safetensors.torch import load_file
-
-        acc = self.accelerator
-        directory = Path(directory)
-        sharded_state = directory / "accelerate_state"
-        trainable = load_file(str(directory / "trainable.safetensors"))
-        params = dict(self.model.named_parameters())
-        unknown = sorted(set(trainable) - set(params))
-        if unknown:
-            raise ValueError(f"{directory}: checkpoint holds weights this model lacks: {', '.join(unknown[:5])}")
-        if shards_optimizer(acc):
-            if not sharded_state.is_dir():
-                raise ValueError(f"{directory}: written without DeepSpeed / FSDP (no accelerate_state/); resume it "
-                                 "with the launch configuration that wrote it")
-            acc.load_state(str(sharded_state))  # weights and sharded optimizer state
-        else:
-            with torch.no_grad():
-                for name, value in trainable.items():
-                    params[name].copy_(value)
-            self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
-        rng = load_file(str(directory / "rng.safetensors"))
-        torch.set_rng_state(rng.get(f"torch_rng_rank{self.rank}", rng["torch_rng"]))
-        if f"cuda_rng_rank{self.rank}" in rng and acc.device.type == "cuda":
-            torch.cuda.set_rng_state(rng[f"cuda_rng_rank{self.rank}"], acc.device)
-        state = json.loads((directory / "trainer_state.json").read_text())
-        self.step_index, self.history = state["step"], state["history"]
-        self.rng.setstate(_tupled(state["python_rng"]))
+        checkpoint.load(self, directory)
 
     def merged_model(self):
         """The trained policy as a plain Janus model with full weights (LoRA merged in): for saving at the
@@ -660,27 +585,6 @@ def _score(model, batch, unconditional, *, text: bool, image: bool):
 def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return -(logprobs.exp() * logprobs).sum(-1)
-
-
-def _gather_object(obj) -> list:
-    """[obj of process 0, obj of process 1, ...] on every process (accelerate's gather_object)."""
-    from accelerate.utils import gather_object
-
-    return gather_object([obj])
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The newest complete checkpoint under root (temporary, half-written ones are ignored)."""
-    found = sorted(Path(root).glob("checkpoint-*")) if Path(root).is_dir() else []
-    return found[-1] if found else None
-
-
-def _jsonable(value):
-    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _tupled(value):
-    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 def _text(prompt) -> str:

@@ -26,6 +26,7 @@ from ..outputs import prepare_output
 from ..registry import split_prompt_spec
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
+from .checkpoint import load_first_good, resumable_checkpoints
 from .distributed import loading_whole_model, make_accelerator
 from .grpo import GRPOConfig, GRPOTrainer
 from .sft import SFTConfig
@@ -193,7 +194,10 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     checkpoints = out / "checkpoints"
     model_spec = model_override or run.model
     if resume:
-        candidates = resumable_checkpoints(out, run, model_spec)
+        try:
+            candidates = resumable_checkpoints(out, run.grpo, model_spec)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     else:  # a fresh run never lands in an earlier one's folder (every process checks; the main one clears)
         prepare_output(out, owned=(*GRPO_RUN_FILES, run.project_name), what="GRPO run", resume_flag="--resume",
                        overwrite=overwrite, remove=main)
@@ -205,7 +209,10 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if resume:
-        loaded = load_first_good(trainer, candidates)
+        try:
+            loaded = load_first_good(trainer, candidates)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if main:
             log.info("resumed from %s (step %d)", loaded, trainer.step_index)
             _truncate_jsonl(out / "metrics.jsonl", trainer.step_index)
@@ -292,10 +299,6 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
 # What a GRPO run writes in its output_dir (besides its tracker folder, named by project_name).
 GRPO_RUN_FILES = ("config.json", "metrics.jsonl", "evaluations.jsonl", "checkpoints", "final", "summary.json",
                   "reward_curve.png", "samples")
-# Settings a checkpoint's weights depend on: resuming with other values cannot continue that run.
-CHECKPOINT_SETTINGS = ("lora_r", "lora_alpha", "lora_target_modules", "train_text", "train_image")
-
-
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -315,50 +318,6 @@ def _truncate_jsonl(path: Path, step: int) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
         os.replace(tmp, path)
-
-
-def resumable_checkpoints(out: Path, run: GRPORun, model_spec: str | None) -> list[Path]:
-    """The run's checkpoints, newest first, after checking that this recipe can continue them."""
-    found = sorted((out / "checkpoints").glob("checkpoint-*"), reverse=True) if (out / "checkpoints").is_dir() else []
-    if not found:
-        raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    saved_run = out / "config.json"
-    if saved_run.is_file():
-        try:
-            earlier = json.loads(saved_run.read_text())
-        except ValueError:
-            earlier = {}
-        if "model" in earlier and earlier["model"] != model_spec:
-            raise ConfigError(f"--resume: the run in {out} trained model {earlier['model']!r}, this recipe names "
-                              f"{model_spec!r}; resume with the same model or start a new run")
-    for checkpoint in found:
-        try:
-            state = json.loads((checkpoint / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue  # unreadable: load_first_good reports it and falls back
-        saved = state.get("config", {})
-        for key in CHECKPOINT_SETTINGS:
-            if key in saved and saved[key] != getattr(run.grpo, key):
-                raise ConfigError(f"--resume: {checkpoint.name} was trained with grpo.{key}={saved[key]!r}, the recipe "
-                                  f"says {getattr(run.grpo, key)!r}; its weights need the same value")
-        break
-    return found
-
-
-def load_first_good(trainer: GRPOTrainer, candidates: list[Path]) -> Path:
-    """Load the newest checkpoint that reads back whole; a damaged newer one is reported and passed over."""
-    problems = []
-    for checkpoint in candidates:
-        try:
-            trainer.load_checkpoint(checkpoint)
-            if problems:
-                log.warning("resuming from %s: %s", checkpoint, "; ".join(problems))
-            return checkpoint
-        except Exception as exc:  # noqa: BLE001 (any damage: missing files, truncated tensors, bad JSON)
-            if isinstance(exc, ConfigError):
-                raise
-            problems.append(f"{checkpoint.name} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
-    raise ConfigError(f"--resume: no readable checkpoint under {candidates[0].parent} ({'; '.join(problems)})")
 
 
 def _any_process(accelerator, flag: bool) -> bool:
