@@ -30,8 +30,9 @@ def _run_eval(model: str | None, images: int, batch_size: int, out: Path) -> flo
     bench = ShapesBenchmark()
     jobs = bench.jobs(["heldout/all"], 1, limit=images)
     start = time.perf_counter()
-    stats = sample_run(bundle, bench, jobs, out, EvalSampling(batch_size=batch_size, max_reasoning_tokens=200),
-                       show_progress=False)
+    stats = sample_run(
+        bundle, bench, jobs, out, EvalSampling(batch_size=batch_size, max_reasoning_tokens=200), show_progress=False
+    )
     seconds = time.perf_counter() - start
     assert stats["sampled"] == images
     return seconds
@@ -65,19 +66,33 @@ def main() -> None:
     if args.side:
         torch.manual_seed(0)
         with tempfile.TemporaryDirectory() as tmp:
-            seconds = (_run_eval(args.model, args.images, args.batch_size, Path(tmp)) if args.side == "eval"
-                       else _run_generate(args.model, args.images, Path(tmp)))
+            seconds = (
+                _run_eval(args.model, args.images, args.batch_size, Path(tmp))
+                if args.side == "eval"
+                else _run_generate(args.model, args.images, Path(tmp))
+            )
         print(json.dumps({"seconds": seconds}))
         return
     results = {}
     for side in ("generate", "eval"):
-        cmd = [sys.executable, __file__, "--side", side, "--images", str(args.images),
-               "--batch-size", str(args.batch_size), *(["--model", args.model] if args.model else [])]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--side",
+            side,
+            "--images",
+            str(args.images),
+            "--batch-size",
+            str(args.batch_size),
+            *(["--model", args.model] if args.model else []),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[side] = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
     rate = {side: args.images / seconds for side, seconds in results.items()}
-    print(f"model: {args.model or 'shipped shapes model'}; {args.images} images, 1 chain each; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {args.model or 'shipped shapes model'}; {args.images} images, 1 chain each; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"gotr1 generate, one prompt at a time: {rate['generate']:.2f} images/s ({results['generate']:.1f} s)")
     print(f"gotr1 eval, batch {args.batch_size}:             {rate['eval']:.2f} images/s ({results['eval']:.1f} s)")
     print(f"ratio eval / generate: {rate['eval'] / rate['generate']:.2f}x")

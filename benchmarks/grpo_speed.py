@@ -30,12 +30,26 @@ from gotr1.worlds.shapes.rl import prompt_source, reward_function
 
 def trainer_for(device: str, precision: str, args) -> GRPOTrainer:
     bundle = load_janus(args.model, device=device, dtype="float32")
-    config = GRPOConfig(steps=10_000, prompts_per_step=args.prompts_per_step, num_generations=args.group,
-                        learning_rate=5e-5, lora_r=None, beta=0.01, cfg_weight=3.0, max_reasoning_tokens=200,
-                        micro_batch_size=args.micro_batch_size, lr_schedule="constant")
+    config = GRPOConfig(
+        steps=10_000,
+        prompts_per_step=args.prompts_per_step,
+        num_generations=args.group,
+        learning_rate=5e-5,
+        lora_r=None,
+        beta=0.01,
+        cfg_weight=3.0,
+        max_reasoning_tokens=200,
+        micro_batch_size=args.micro_batch_size,
+        lr_schedule="constant",
+    )
     accelerator = make_accelerator(mixed_precision=precision, cpu=device == "cpu")
-    return GRPOTrainer(bundle, config, reward_function(), prompt_source(ShapesGrammar(), args.prompts_per_step),
-                       accelerator=accelerator)
+    return GRPOTrainer(
+        bundle,
+        config,
+        reward_function(),
+        prompt_source(ShapesGrammar(), args.prompts_per_step),
+        accelerator=accelerator,
+    )
 
 
 def time_steps(trainer: GRPOTrainer, steps: int, warmup: int) -> dict:
@@ -51,9 +65,11 @@ def time_steps(trainer: GRPOTrainer, steps: int, warmup: int) -> dict:
         if i >= warmup:
             times.append(time.perf_counter() - start)
     timed = trainer.history[warmup:]
-    return {"step": statistics.median(times),
-            "sample": statistics.median(h["sample_seconds"] for h in timed),
-            "reward": statistics.median(h["reward_seconds"] for h in timed)}
+    return {
+        "step": statistics.median(times),
+        "sample": statistics.median(h["sample_seconds"] for h in timed),
+        "reward": statistics.median(h["reward_seconds"] for h in timed),
+    }
 
 
 def profile_step(trainer: GRPOTrainer, rows: int = 25) -> None:
@@ -78,10 +94,12 @@ def precision_gap(device: str, args) -> None:
     diff = (lp16.float() - lp32)[mask]
     seq32 = (lp32 * mask).sum(1)
     seq16 = (lp16.float() * mask).sum(1)
-    print(f"bf16 vs float32 on {device}, {len(gens)} samples, {int(mask.sum())} tokens: per-token |dlogp| mean "
-          f"{diff.abs().mean():.4f}, max {diff.abs().max():.4f}; sequence log-prob relative gap mean "
-          f"{((seq16 - seq32).abs() / seq32.abs()).mean():.5f}; per-token ratio exp(dlogp) in "
-          f"[{diff.exp().min():.3f}, {diff.exp().max():.3f}] (GRPO clips at 1 +- 0.2)")
+    print(
+        f"bf16 vs float32 on {device}, {len(gens)} samples, {int(mask.sum())} tokens: per-token |dlogp| mean "
+        f"{diff.abs().mean():.4f}, max {diff.abs().max():.4f}; sequence log-prob relative gap mean "
+        f"{((seq16 - seq32).abs() / seq32.abs()).mean():.5f}; per-token ratio exp(dlogp) in "
+        f"[{diff.exp().min():.3f}, {diff.exp().max():.3f}] (GRPO clips at 1 +- 0.2)"
+    )
 
 
 def main():
@@ -117,9 +135,12 @@ def main():
         baseline = baseline or timing["step"]
         samples = args.prompts_per_step * args.group
         label = f"{device} ({args.cpu_threads} threads)" if device == "cpu" else torch.cuda.get_device_name()
-        print(f"{label:28s} {precision:4s}  {timing['step']:6.3f} s/step (sampling {timing['sample']:.3f}, "
-              f"rewards {timing['reward']:.3f})  {samples / timing['step']:7.1f} samples/s  "
-              f"{baseline / timing['step']:5.2f}x vs {args.settings.split(',')[0]}", flush=True)
+        print(
+            f"{label:28s} {precision:4s}  {timing['step']:6.3f} s/step (sampling {timing['sample']:.3f}, "
+            f"rewards {timing['reward']:.3f})  {samples / timing['step']:7.1f} samples/s  "
+            f"{baseline / timing['step']:5.2f}x vs {args.settings.split(',')[0]}",
+            flush=True,
+        )
     precision_gap("cuda" if torch.cuda.is_available() else "cpu", args)
 
 

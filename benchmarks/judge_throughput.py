@@ -30,8 +30,10 @@ def questions(n: int):
     for i in range(n):
         a, b = OBJECTS[i % len(OBJECTS)], OBJECTS[(i + 1) % len(OBJECTS)]
         prompts.append(f"a {a} next to a {b} (scene {i})")
-        chains.append(f"A <|obj_start|>{a}<|obj_end|><|box_start|>(100,200),(450,700)<|box_end|> beside a "
-                      f"<|obj_start|>{b}<|obj_end|><|box_start|>(550,200),(900,700)<|box_end|>.")
+        chains.append(
+            f"A <|obj_start|>{a}<|obj_end|><|box_start|>(100,200),(450,700)<|box_end|> beside a "
+            f"<|obj_start|>{b}<|obj_end|><|box_start|>(550,200),(900,700)<|box_end|>."
+        )
     return prompts, chains
 
 

@@ -26,12 +26,27 @@ SIZES = {
     # the test-suite's tiny language model (~0.1M parameters), 16x16 = 256 image tokens (64 px)
     "tiny": TinyJanusSpec(image_size=64, vq_channel_multiplier=(1, 1, 2), vq_codebook_size=1024),
     # ~7M-parameter language model, 16x16 = 256 image tokens (64 px)
-    "small": TinyJanusSpec(hidden_size=256, num_layers=4, num_heads=8, num_kv_heads=8, intermediate_size=768,
-                           image_size=64, vq_channel_multiplier=(1, 1, 2), vq_codebook_size=1024),
+    "small": TinyJanusSpec(
+        hidden_size=256,
+        num_layers=4,
+        num_heads=8,
+        num_kv_heads=8,
+        intermediate_size=768,
+        image_size=64,
+        vq_channel_multiplier=(1, 1, 2),
+        vq_codebook_size=1024,
+    ),
     # ~100M-parameter language model, 24x24 = 576 image tokens like Janus-Pro (GPU)
-    "medium": TinyJanusSpec(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=12,
-                            intermediate_size=2048, image_size=96, vq_channel_multiplier=(1, 1, 2),
-                            vq_codebook_size=16384),
+    "medium": TinyJanusSpec(
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        num_kv_heads=12,
+        intermediate_size=2048,
+        image_size=96,
+        vq_channel_multiplier=(1, 1, 2),
+        vq_codebook_size=16384,
+    ),
 }
 PROMPTS = ["a red circle to the left of a blue square", "two small green triangles above a large yellow star"]
 
@@ -71,9 +86,11 @@ def main():
     G, n_samples = args.group, len(PROMPTS) * args.group
     config = SamplingConfig(num_generations=G, max_reasoning_tokens=args.max_reasoning_tokens, decode_images=False)
     lm_params = sum(p.numel() for p in model.model.language_model.parameters()) / 1e6
-    print(f"model: {args.size} (language model {lm_params:.1f}M params), {bundle.num_image_tokens} image tokens, "
-          f"device {args.device}, {args.dtype}, {len(PROMPTS)} prompts x G={G}, "
-          f"<= {args.max_reasoning_tokens} reasoning tokens, CFG 5")
+    print(
+        f"model: {args.size} (language model {lm_params:.1f}M params), {bundle.num_image_tokens} image tokens, "
+        f"device {args.device}, {args.dtype}, {len(PROMPTS)} prompts x G={G}, "
+        f"<= {args.max_reasoning_tokens} reasoning tokens, CFG 5"
+    )
 
     # Ours, both phases.
     t_ours = timed(lambda: sampler.generate(PROMPTS, config), args.device, args.repeats)
@@ -87,29 +104,36 @@ def main():
             for prompt in PROMPTS:
                 ids = encode_prompt(tokenizer, prompt, bundle.ids.bos)
                 for _ in range(G):
-                    reference_generate(parts, ids, begin_of_image=bundle.ids.begin_of_image, pad=bundle.ids.pad,
-                                       num_image_tokens=bundle.num_image_tokens, max_text_tokens=args.max_reasoning_tokens,
-                                       generator=gen)
+                    reference_generate(
+                        parts,
+                        ids,
+                        begin_of_image=bundle.ids.begin_of_image,
+                        pad=bundle.ids.pad,
+                        num_image_tokens=bundle.num_image_tokens,
+                        max_text_tokens=args.max_reasoning_tokens,
+                        generator=gen,
+                    )
 
     t_ref = timed(per_sample, args.device, max(1, args.repeats - 2))
 
     # (b) Image phase only, on fixed chains: ours (teacher-forced prefill) vs transformers' generate.
     samples = sampler.generate(PROMPTS, config)
-    chains = [[s.chain for s in samples[i * G:(i + 1) * G]] for i in range(len(PROMPTS))]
+    chains = [[s.chain for s in samples[i * G : (i + 1) * G]] for i in range(len(PROMPTS))]
     t_ours_img = timed(lambda: sampler.generate(PROMPTS, config, chains=chains), args.device, args.repeats)
     sequences = [torch.cat([s.prompt_ids, s.text_ids]) for s in samples]
     width = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), width), bundle.ids.pad, dtype=torch.long)
     attention = torch.zeros_like(input_ids)
     for i, s in enumerate(sequences):
-        input_ids[i, width - len(s):] = s
-        attention[i, width - len(s):] = 1
+        input_ids[i, width - len(s) :] = s
+        attention[i, width - len(s) :] = 1
     input_ids, attention = input_ids.to(args.device), attention.to(args.device)
 
     def hf_generate():
         with torch.inference_mode():
-            model.generate(input_ids, attention_mask=attention, generation_mode="image", do_sample=True,
-                           guidance_scale=5.0)
+            model.generate(
+                input_ids, attention_mask=attention, generation_mode="image", do_sample=True, guidance_scale=5.0
+            )
 
     t_hf = timed(hf_generate, args.device, args.repeats)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from gotr1.models import DEFAULT_MODEL
 from gotr1.model.loading import load_janus
+from gotr1.models import DEFAULT_MODEL
 from gotr1.plot import line_chart
 from gotr1.train.distributed import make_accelerator, native_bf16
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
@@ -34,8 +34,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument("--minutes", type=float, default=14.0,
-                        help="stop GRPO after this long (with loading and both evaluations the run takes ~15)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=14.0,
+        help="stop GRPO after this long (with loading and both evaluations the run takes ~15)",
+    )
     parser.add_argument("--prompts-per-step", type=int, default=8)
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -47,14 +51,23 @@ def main():
     parser.add_argument("--components", default="r_sem,r_spa,r_ri,r_pi")
     parser.add_argument("--combine", default="product")
     parser.add_argument("--eval-prompts", type=int, default=400)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bf16"),
-                        help="bf16: bfloat16 autocast for sampling and scoring (float32 weights; ~1.5x faster on "
-                        "CPUs with AVX512-BF16); auto: bf16 where the CPU supports it natively")
-    parser.add_argument("--eval-splits", default="heldout,val",
-                        help="comma-separated; the first is the headline figure")
-    parser.add_argument("--train-prompts", default="heldout-pairs", choices=("train", HELDOUT_PAIRS),
-                        help="GRPO prompts: fresh prompts that each hold a held-out pair, none with the meaning of "
-                        "an evaluation prompt; or the train split (no held-out pair at all)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bf16"),
+        help="bf16: bfloat16 autocast for sampling and scoring (float32 weights; ~1.5x faster on "
+        "CPUs with AVX512-BF16); auto: bf16 where the CPU supports it natively",
+    )
+    parser.add_argument(
+        "--eval-splits", default="heldout,val", help="comma-separated; the first is the headline figure"
+    )
+    parser.add_argument(
+        "--train-prompts",
+        default="heldout-pairs",
+        choices=("train", HELDOUT_PAIRS),
+        help="GRPO prompts: fresh prompts that each hold a held-out pair, none with the meaning of "
+        "an evaluation prompt; or the train split (no held-out pair at all)",
+    )
     parser.add_argument("--image-logprob", default="conditional", choices=("conditional", "cfg"))
     parser.add_argument("--num-iterations", type=int, default=1)
     parser.add_argument("--out", default="outputs/shapes_rl")
@@ -63,8 +76,12 @@ def main():
     if args.replot:
         record = json.loads(Path(args.replot).read_text())
         a = record["args"]
-        plot_curve(record["history"], a["components"].split(","), f"GRPO on the shapes world ({a['combine']} of "
-                   f"{a['components']})", Path(args.replot).with_name("reward_curve.png"))
+        plot_curve(
+            record["history"],
+            a["components"].split(","),
+            f"GRPO on the shapes world ({a['combine']} of {a['components']})",
+            Path(args.replot).with_name("reward_curve.png"),
+        )
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -82,18 +99,34 @@ def main():
     load_seconds = time.time() - started
 
     def evaluate_all() -> dict:
-        return {split: evaluate(bundle, ShapesEvalConfig(num_prompts=args.eval_prompts, cfg_weight=args.cfg,
-                                                        split=split))[0] for split in splits}
+        return {
+            split: evaluate(bundle, ShapesEvalConfig(num_prompts=args.eval_prompts, cfg_weight=args.cfg, split=split))[
+                0
+            ]
+            for split in splits
+        }
 
     before = evaluate_all()
     print("before GRPO: " + ", ".join(f"{s} accuracy {before[s]['accuracy']:.3f}" for s in splits))
 
     grammar = ShapesGrammar()
-    config = GRPOConfig(steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.group,
-                        learning_rate=args.lr, lora_r=args.lora_r or None, beta=args.beta, loss_type=args.loss_type,
-                        cfg_weight=args.cfg, max_reasoning_tokens=200, micro_batch_size=32, warmup_steps=0,
-                        train_text=not args.image_only, image_logprob=args.image_logprob,
-                        num_iterations=args.num_iterations, lr_schedule="constant")
+    config = GRPOConfig(
+        steps=args.steps,
+        prompts_per_step=args.prompts_per_step,
+        num_generations=args.group,
+        learning_rate=args.lr,
+        lora_r=args.lora_r or None,
+        beta=args.beta,
+        loss_type=args.loss_type,
+        cfg_weight=args.cfg,
+        max_reasoning_tokens=200,
+        micro_batch_size=32,
+        warmup_steps=0,
+        train_text=not args.image_only,
+        image_logprob=args.image_logprob,
+        num_iterations=args.num_iterations,
+        lr_schedule="constant",
+    )
     reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
     accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
     try:
@@ -110,18 +143,34 @@ def main():
     total_seconds = time.time() - started
 
     history = trainer.history
-    plot_curve(history, args.components.split(","), f"GRPO on the shapes world ({args.combine} of {args.components})",
-               out / "reward_curve.png")
-    record = {"args": vars(args), "bf16": bf16, "before": before, "after": after, "grpo_seconds": grpo_seconds,
-              "load_seconds": load_seconds, "total_seconds": total_seconds, "steps": trainer.step_index,
-              "history": history}
+    plot_curve(
+        history,
+        args.components.split(","),
+        f"GRPO on the shapes world ({args.combine} of {args.components})",
+        out / "reward_curve.png",
+    )
+    record = {
+        "args": vars(args),
+        "bf16": bf16,
+        "before": before,
+        "after": after,
+        "grpo_seconds": grpo_seconds,
+        "load_seconds": load_seconds,
+        "total_seconds": total_seconds,
+        "steps": trainer.step_index,
+        "history": history,
+    }
     (out / "result.json").write_text(json.dumps(record, indent=2))
-    print(f"{trainer.step_index} GRPO steps in {grpo_seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads "
-          f"({'bf16 autocast' if bf16 else 'float32'}); whole run {total_seconds / 60:.1f} min")
+    print(
+        f"{trainer.step_index} GRPO steps in {grpo_seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads "
+        f"({'bf16 autocast' if bf16 else 'float32'}); whole run {total_seconds / 60:.1f} min"
+    )
     for split in splits:
         b, a = before[split], after[split]
-        print(f"{split} accuracy: {b['accuracy']:.3f} -> {a['accuracy']:.3f} "
-              f"({100 * (a['accuracy'] - b['accuracy']):+.1f} points)")
+        print(
+            f"{split} accuracy: {b['accuracy']:.3f} -> {a['accuracy']:.3f} "
+            f"({100 * (a['accuracy'] - b['accuracy']):+.1f} points)"
+        )
         for key in ("r_sem", "r_spa", "r_ri", "r_pi", "product"):
             rb, ra = b["reward_means"].get(key), a["reward_means"].get(key)
             if rb is not None and ra is not None:
@@ -132,15 +181,16 @@ def main():
 def _smooth(points, window: int = 10):
     out = []
     for i in range(len(points)):
-        chunk = [y for _, y in points[max(0, i - window + 1):i + 1] if y is not None]
+        chunk = [y for _, y in points[max(0, i - window + 1) : i + 1] if y is not None]
         out.append((points[i][0], sum(chunk) / len(chunk) if chunk else None))
     return out
 
 
 def plot_curve(history, components, title, path):
     """Each reward component and the total, averaged over a 10-step window (batches differ a lot)."""
-    curve = {f"{name} (10-step mean)": _smooth([(h["step"], h.get(f"{name}_mean")) for h in history])
-             for name in components}
+    curve = {
+        f"{name} (10-step mean)": _smooth([(h["step"], h.get(f"{name}_mean")) for h in history]) for name in components
+    }
     curve["total reward (10-step mean)"] = _smooth([(h["step"], h["reward_mean"]) for h in history])
     line_chart(curve, title=title, x_label="GRPO step", y_label="mean reward").save(path)
 

@@ -29,13 +29,31 @@ PROMPTS = ["a red circle", "a blue square", "a green star", "two yellow hearts"]
 VARIANTS = {
     # Full fine-tuning: frozen reference copy (beta), two passes over the batch (old log-probs, clipping),
     # image log-probs under CFG (the unconditional rows go through the same prepared forward).
-    "full": dict(lora_r=None, num_generations=2, micro_batch_size=3, learning_rate=1e-3, beta=0.05,
-                 num_iterations=2, image_logprob="cfg", cfg_weight=2.0, loss_type="grpo"),
+    "full": dict(
+        lora_r=None,
+        num_generations=2,
+        micro_batch_size=3,
+        learning_rate=1e-3,
+        beta=0.05,
+        num_iterations=2,
+        image_logprob="cfg",
+        cfg_weight=2.0,
+        loss_type="grpo",
+    ),
     # LoRA: the reference is the adapter switched off; gradient checkpointing; token-level (dapo)
     # normalisation; rewards missing for a whole group on process 1 (so it runs a zero-weighted
     # micro-batch) and for single samples elsewhere.
-    "lora": dict(lora_r=8, lora_alpha=16, num_generations=4, micro_batch_size=3, learning_rate=1e-2, beta=0.05,
-                 gradient_checkpointing=True, loss_type="dapo", cfg_weight=1.0),
+    "lora": dict(
+        lora_r=8,
+        lora_alpha=16,
+        num_generations=4,
+        micro_batch_size=3,
+        learning_rate=1e-2,
+        beta=0.05,
+        gradient_checkpointing=True,
+        loss_type="dapo",
+        cfg_weight=1.0,
+    ),
 }
 
 
@@ -47,16 +65,26 @@ def zero_share(prompts, chains, images, *, generations):
 
 def zero_share_with_gaps(prompts, chains, images, *, generations):
     values, _ = zero_share(prompts, chains, images, generations=generations)
-    values = [None if p == "a blue square" or (p == "a green star" and g.sample_index == 0) else v
-              for p, g, v in zip(prompts, generations, values)]
+    values = [
+        None if p == "a blue square" or (p == "a green star" and g.sample_index == 0) else v
+        for p, g, v in zip(prompts, generations, values)
+    ]
     return values, {"zero_share": values}
 
 
 def make_trainer(variant: str, accelerator=None, tokenizer=None) -> GRPOTrainer:
     model, tok = build_tiny_janus(tokenizer or build_tiny_tokenizer(), seed=1)
     bundle = JanusBundle(model, tok, SpecialTokenIds.from_tokenizer(tok))
-    config = GRPOConfig(**{"steps": 3, "prompts_per_step": len(PROMPTS), "max_reasoning_tokens": 6, "seed": 3,
-                           "lr_schedule": "constant", **VARIANTS[variant]})
+    config = GRPOConfig(
+        **{
+            "steps": 3,
+            "prompts_per_step": len(PROMPTS),
+            "max_reasoning_tokens": 6,
+            "seed": 3,
+            "lr_schedule": "constant",
+            **VARIANTS[variant],
+        }
+    )
     reward = zero_share_with_gaps if variant == "lora" else zero_share
     return GRPOTrainer(bundle, config, reward, lambda step, rng: list(PROMPTS), accelerator=accelerator)
 
@@ -77,8 +105,17 @@ def run(variant: str, out: Path, accelerator=None, tokenizer=None) -> None:
     for _ in range(trainer.config.steps):
         result = trainer.step()
         for g, r, a in zip(result.generations, result.rewards, result.advantages):
-            samples.append({"step": result.step, "prompt_index": g.prompt_index, "sample_index": g.sample_index,
-                            "chain": g.chain, "image_ids": g.image_ids[0].tolist(), "reward": r, "advantage": a})
+            samples.append(
+                {
+                    "step": result.step,
+                    "prompt_index": g.prompt_index,
+                    "sample_index": g.sample_index,
+                    "chain": g.chain,
+                    "image_ids": g.image_ids[0].tolist(),
+                    "reward": r,
+                    "advantage": a,
+                }
+            )
         if result.step == 1:  # Adam's first step is nearly sign(gradient): a sharp check of the gradients
             save_file(_weights(trainer), str(out / f"step1_rank{rank}.safetensors"))
             if variant == "full":

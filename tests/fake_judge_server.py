@@ -13,8 +13,9 @@ last user text as directives (counted per ``id``, over all attempts of that id):
                         or one box [0, 0, 224, 224] for a grounding question ("Find every ...")
 
 ``GET /stats`` returns the attempts seen per id, the most requests in flight at once, the bearer tokens
-seen, and counts of images (and of those sent as PNG data URLs) and of structured-output requests. Every reply also waits ``--latency`` seconds (a stand-in
-for a remote GPU server's time per answer), concurrently across requests.
+seen, and counts of images (and of those sent as PNG data URLs) and of structured-output requests. Every
+reply also waits ``--latency`` seconds (a stand-in for a remote GPU server's time per answer), concurrently
+across requests.
 """
 
 from __future__ import annotations
@@ -60,8 +61,14 @@ class _State:
 
     def report(self) -> dict:
         with self.lock:
-            return {"attempts": dict(self.attempts), "max_in_flight": self.max_in_flight, "auth": sorted(self.auth),
-                    "images": self.images, "data_urls": self.data_urls, "response_formats": self.response_formats}
+            return {
+                "attempts": dict(self.attempts),
+                "max_in_flight": self.max_in_flight,
+                "auth": sorted(self.auth),
+                "images": self.images,
+                "data_urls": self.data_urls,
+                "response_formats": self.response_formats,
+            }
 
     def count(self, key: str) -> int:
         with self.lock:
@@ -141,10 +148,11 @@ def make_handler(state: _State):
             default = DEFAULT_BOXES if text.startswith("Find every") else DEFAULT_ANSWER
             answer = directives.get("say", default)
             reply = {
-                "id": f"chatcmpl-{attempt}", "object": "chat.completion", "created": int(time.time()),
+                "id": f"chatcmpl-{attempt}",
+                "object": "chat.completion",
+                "created": int(time.time()),
                 "model": body.get("model", "fake"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": answer}}],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
             self._reply(200, json.dumps(reply).encode())

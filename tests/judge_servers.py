@@ -33,8 +33,9 @@ class RunningServer:
 @contextmanager
 def fake_judge_server(latency: float = 0.0):
     """The scriptable fake server (tests/fake_judge_server.py) in its own process."""
-    process = subprocess.Popen([sys.executable, str(FAKE_SERVER), "--latency", str(latency)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(FAKE_SERVER), "--latency", str(latency)], stdout=subprocess.PIPE, text=True
+    )
     try:
         port = int(process.stdout.readline())
         yield RunningServer(process, port)
@@ -67,9 +68,26 @@ def llama_cpp_server(model: Path, *, threads: int = 2, alias: str = "smollm2", s
     port = _free_port()
     log = open(os.devnull, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads), "--model_alias", alias],
-        stdout=log, stderr=log)
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            str(threads),
+            "--model_alias",
+            alias,
+        ],
+        stdout=log,
+        stderr=log,
+    )
     server = RunningServer(process, port)
     try:
         deadline = time.monotonic() + startup_s

@@ -114,7 +114,7 @@ class Coder(nn.Module):
         if not self.down:
             for m in self.mid:
                 h = m(h)
-        for i, blk in enumerate(self.conv_blocks):
+        for _i, blk in enumerate(self.conv_blocks):
             for j, res in enumerate(blk.res):
                 h = res(h)
                 if len(blk.attn):
@@ -208,14 +208,22 @@ class GenHead(nn.Module):
 class OriginalJanus(nn.Module):
     """MultiModalityCausalLM's module tree at toy sizes."""
 
-    def __init__(self, vocab_size: int, hidden=64, layers=2, heads=4, kv_heads=2, inter=128, grid=4,
-                 ids: dict | None = None):
+    def __init__(
+        self, vocab_size: int, hidden=64, layers=2, heads=4, kv_heads=2, inter=128, grid=4, ids: dict | None = None
+    ):
         super().__init__()
         self.grid = grid
-        self.language_config = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=inter,
-                                    num_hidden_layers=layers, num_attention_heads=heads,
-                                    num_key_value_heads=kv_heads, max_position_embeddings=2048,
-                                    torch_dtype="float32", **(ids or {}))
+        self.language_config = dict(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=2048,
+            torch_dtype="float32",
+            **(ids or {}),
+        )
         self.language_model = LlamaForCausalLM(LlamaConfig(**self.language_config, tie_word_embeddings=False))
         self.vision_model = nn.Module()
         self.vision_model.vision_tower = ViT(grid=grid)
@@ -228,8 +236,11 @@ class OriginalJanus(nn.Module):
     def parts(self) -> ReferenceParts:
         lm = self.language_model
         return ReferenceParts(
-            embed_tokens=lm.get_input_embeddings(), backbone=lm.model, lm_head=lm.lm_head,
-            gen_head=self.gen_head, gen_embed=lambda ids: self.gen_aligner.layers(self.gen_embed(ids)),
+            embed_tokens=lm.get_input_embeddings(),
+            backbone=lm.model,
+            lm_head=lm.lm_head,
+            gen_head=self.gen_head,
+            gen_embed=lambda ids: self.gen_aligner.layers(self.gen_embed(ids)),
             decode=lambda codes: self.gen_vision_model.decode_code(codes, self.grid),
         )
 
@@ -238,18 +249,36 @@ class OriginalJanus(nn.Module):
             "model_type": "multi_modality",
             "architectures": ["MultiModalityCausalLM"],
             "language_config": self.language_config,
-            "vision_config": {"cls": "CLIPVisionTower", "model_type": "vision",
-                              "params": {"image_size": self.grid * 2, "model_name": "siglip_large_patch16_384",
-                                         "select_feature": "same", "select_layer": -1}},
-            "aligner_config": {"cls": "MlpProjector", "model_type": "aligner",
-                               "params": {"depth": 2, "input_dim": 64, "n_embed": 64, "projector_type": "mlp_gelu"}},
-            "gen_vision_config": {"cls": "VQ-16", "model_type": "gen_vision",
-                                  "params": {"image_token_size": 64, "n_embed": 8}},
-            "gen_aligner_config": {"cls": "MlpProjector", "model_type": "gen_aligner",
-                                   "params": {"depth": 2, "input_dim": 8, "n_embed": 64,
-                                              "projector_type": "mlp_gelu"}},
-            "gen_head_config": {"cls": "vision_head", "model_type": "gen_head",
-                                "params": {"image_token_embed": 64, "image_token_size": 64, "n_embed": 64}},
+            "vision_config": {
+                "cls": "CLIPVisionTower",
+                "model_type": "vision",
+                "params": {
+                    "image_size": self.grid * 2,
+                    "model_name": "siglip_large_patch16_384",
+                    "select_feature": "same",
+                    "select_layer": -1,
+                },
+            },
+            "aligner_config": {
+                "cls": "MlpProjector",
+                "model_type": "aligner",
+                "params": {"depth": 2, "input_dim": 64, "n_embed": 64, "projector_type": "mlp_gelu"},
+            },
+            "gen_vision_config": {
+                "cls": "VQ-16",
+                "model_type": "gen_vision",
+                "params": {"image_token_size": 64, "n_embed": 8},
+            },
+            "gen_aligner_config": {
+                "cls": "MlpProjector",
+                "model_type": "gen_aligner",
+                "params": {"depth": 2, "input_dim": 8, "n_embed": 64, "projector_type": "mlp_gelu"},
+            },
+            "gen_head_config": {
+                "cls": "vision_head",
+                "model_type": "gen_head",
+                "params": {"image_token_embed": 64, "image_token_size": 64, "n_embed": 64},
+            },
             "torch_dtype": "float32",
         }
 

@@ -198,9 +198,7 @@ def test_pixels_to_grid_and_back_is_within_half_a_cell(xs: list[float], ys: list
     (x1, x2), (y1, y2) = sorted(xs), sorted(ys)
     back = Box.from_pixels(x1, y1, x2, y2, 640, 480).to_pixels(640, 480)
     cell_x, cell_y = 640 / GRID, 480 / GRID
-    for got, want, cell in zip(
-        back, (x1, y1, x2, y2), (cell_x, cell_y, cell_x, cell_y), strict=True
-    ):
+    for got, want, cell in zip(back, (x1, y1, x2, y2), (cell_x, cell_y, cell_x, cell_y), strict=True):
         assert abs(got - want) <= cell / 2 + 1e-9
 
 
@@ -271,18 +269,14 @@ CAT = PlannedObject("cat", Box(1, 2, 3, 4))
             [PlannedObject("cat", None)],
             id="exponent",
         ),
-        pytest.param(
-            tagged("cat", "(36,66)"), ["malformed_box"], [PlannedObject("cat", None)], id="one-pair"
-        ),
+        pytest.param(tagged("cat", "(36,66)"), ["malformed_box"], [PlannedObject("cat", None)], id="one-pair"),
         pytest.param(
             tagged("cat", "(a,b),(c,d)"),
             ["malformed_box"],
             [PlannedObject("cat", None)],
             id="letters",
         ),
-        pytest.param(
-            tagged("cat", ""), ["malformed_box"], [PlannedObject("cat", None)], id="empty-box"
-        ),
+        pytest.param(tagged("cat", ""), ["malformed_box"], [PlannedObject("cat", None)], id="empty-box"),
         pytest.param(
             tagged("cat", "(-5,66),(1200,694)"),
             ["out_of_range"],
@@ -310,9 +304,7 @@ CAT = PlannedObject("cat", Box(1, 2, 3, 4))
         ),
     ],
 )
-def test_problem_on_hand_made_chain(
-    chain: str, expected_kinds: list[str], expected_segments: list[object]
-) -> None:
+def test_problem_on_hand_made_chain(chain: str, expected_kinds: list[str], expected_segments: list[object]) -> None:
     parsed = parse_chain(chain)
     assert sorted(kinds(parsed.problems)) == sorted(expected_kinds)
     assert parsed.segments == expected_segments
@@ -373,9 +365,7 @@ def tag_free(text: str) -> bool:
 LOOKALIKES = ["<", ">", "|", "<|obj_", "start|>", "_end|>", "(1,2),(3,4)", "(", ")", ",", " ", "\n"]
 
 free_texts = (
-    st.lists(st.one_of(st.text(max_size=8), st.sampled_from(LOOKALIKES)), max_size=6)
-    .map("".join)
-    .filter(tag_free)
+    st.lists(st.one_of(st.text(max_size=8), st.sampled_from(LOOKALIKES)), max_size=6).map("".join).filter(tag_free)
 )
 names = free_texts.map(str.strip).filter(lambda name: bool(name) and tag_free(name))
 planned_objects = st.builds(PlannedObject, names, grid_boxes())
@@ -392,9 +382,7 @@ def valid_segments(draw: st.DrawFn) -> list[Segment]:
 
 
 @given(valid_segments(), st.booleans())
-def test_valid_segments_survive_format_then_parse(
-    segments: list[Segment], end_with_image_start: bool
-) -> None:
+def test_valid_segments_survive_format_then_parse(segments: list[Segment], end_with_image_start: bool) -> None:
     chain = format_chain(segments, end_with_image_start=end_with_image_start)
     parsed = parse_chain(chain)
     assert parsed.problems == []
@@ -422,11 +410,7 @@ def damaged_chains(draw: st.DrawFn) -> str:
         if edit == "delete":
             chain = chain[:at] + chain[at + draw(st.integers(1, 15)) :]
         elif edit == "insert_text":
-            chain = (
-                chain[:at]
-                + draw(st.one_of(st.text(max_size=4), st.sampled_from(LOOKALIKES)))
-                + chain[at:]
-            )
+            chain = chain[:at] + draw(st.one_of(st.text(max_size=4), st.sampled_from(LOOKALIKES))) + chain[at:]
         else:
             chain = chain[:at] + draw(st.sampled_from(ALL_TAGS)) + chain[at:]
     return chain

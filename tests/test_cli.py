@@ -10,9 +10,29 @@ from gotr1.cli import main
 def test_generate_writes_image_chain_and_plan(tiny_bundle, tmp_path):
     ckpt = tiny_bundle.save(tmp_path / "ckpt")
     out = tmp_path / "out"
-    rc = main(["generate", "--model", str(ckpt), "--prompt", "a red circle to the left of a blue square",
-               "--prompt", "a green star", "--num-chains", "2", "--num-images", "2", "--cfg", "3",
-               "--seed", "5", "--max-reasoning-tokens", "12", "--out", str(out)])
+    rc = main(
+        [
+            "generate",
+            "--model",
+            str(ckpt),
+            "--prompt",
+            "a red circle to the left of a blue square",
+            "--prompt",
+            "a green star",
+            "--num-chains",
+            "2",
+            "--num-images",
+            "2",
+            "--cfg",
+            "3",
+            "--seed",
+            "5",
+            "--max-reasoning-tokens",
+            "12",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     samples = sorted(out.glob("*/sample_*"))
     assert len(samples) == 4
@@ -37,8 +57,11 @@ def test_generate_is_reproducible_with_a_seed(tiny_bundle, tmp_path):
 
 
 def test_bad_model_path_is_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "gotr1.cli", "generate", "--model", str(tmp_path / "nope"),
-                           "--prompt", "x"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gotr1.cli", "generate", "--model", str(tmp_path / "nope"), "--prompt", "x"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"gotr1: error: {tmp_path / 'nope'}: no such checkpoint directory"]
 

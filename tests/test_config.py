@@ -33,14 +33,17 @@ def test_loads_nested_values_and_defaults(tmp_path):
     assert cfg == Outer(steps=5, inner=Inner(beta=1.0), tags=["a", "b"], lora_r=None)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("steps: 5\nstepz: 6\n", "c.yaml:2: stepz: unknown key"),
-    ("steps: 5\ninner:\n  betta: 2\n", "c.yaml:3: inner.betta: unknown key"),
-    ("steps: five\n", "c.yaml:1: steps: expected an integer, got 'five'"),
-    ("steps: 5\ninner:\n  beta: high\n", "c.yaml:3: inner.beta: expected a number"),
-    ("inner: {}\n", "missing required key 'steps'"),
-    ("steps: [1\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("steps: 5\nstepz: 6\n", "c.yaml:2: stepz: unknown key"),
+        ("steps: 5\ninner:\n  betta: 2\n", "c.yaml:3: inner.betta: unknown key"),
+        ("steps: five\n", "c.yaml:1: steps: expected an integer, got 'five'"),
+        ("steps: 5\ninner:\n  beta: high\n", "c.yaml:3: inner.beta: expected a number"),
+        ("inner: {}\n", "missing required key 'steps'"),
+        ("steps: [1\n", "invalid YAML"),
+    ],
+)
 def test_errors_name_file_line_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as info:
         load_config(write(tmp_path, text), Outer)

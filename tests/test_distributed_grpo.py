@@ -38,8 +38,16 @@ def _free_port() -> int:
 def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     env.pop("ACCELERATE_USE_CPU", None)  # the GPU-less fallback in make_accelerator is part of what is tested
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        *args,
+    ]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return done
@@ -68,8 +76,17 @@ def runs(tmp_path_factory, tiny_tokenizer):
     return out
 
 
-EXACT = ("step", "lr", "reward_mean", "reward_std", "missing_rewards", "trained_sequences", "valid_chain_rate",
-         "chain_tokens", "zero_share_mean")
+EXACT = (
+    "step",
+    "lr",
+    "reward_mean",
+    "reward_std",
+    "missing_rewards",
+    "trained_sequences",
+    "valid_chain_rate",
+    "chain_tokens",
+    "zero_share_mean",
+)
 CLOSE = ("kl", "clip_fraction", "entropy", "grad_norm")  # sums in another order: equal to rounding
 
 
@@ -78,7 +95,9 @@ def test_two_processes_train_exactly_like_one(runs, variant):
     single, multi = runs / "single" / variant, runs / "multi" / variant
     # Same samples (chains and image codes), rewards and advantages, prompt by prompt.
     one, two = _samples(single, 1), _samples(multi, 2)
-    assert one.keys() == two.keys() and len(one) == 3 * len(script.PROMPTS) * script.VARIANTS[variant]["num_generations"]
+    assert (
+        one.keys() == two.keys() and len(one) == 3 * len(script.PROMPTS) * script.VARIANTS[variant]["num_generations"]
+    )
     for key, s in one.items():
         assert two[key] == s, key
     if variant == "lora":  # the missing rewards really left process 1 with fewer micro-batches
@@ -100,7 +119,9 @@ def test_two_processes_train_exactly_like_one(runs, variant):
     lr = script.VARIANTS[variant]["learning_rate"]
     init = load_file(str(single / "init_rank0.safetensors"))
     for name in ("step1", "weights"):
-        w1, w2a, w2b = (load_file(str(d / f"{name}_rank{r}.safetensors")) for d, r in ((single, 0), (multi, 0), (multi, 1)))
+        w1, w2a, w2b = (
+            load_file(str(d / f"{name}_rank{r}.safetensors")) for d, r in ((single, 0), (multi, 0), (multi, 1))
+        )
         assert w1.keys() == w2a.keys() == w2b.keys() == init.keys() and w1
         for key in w1:
             assert torch.equal(w2a[key], w2b[key]), key
@@ -115,7 +136,9 @@ def test_two_process_checkpoint_resumes_bit_identically(runs):
     multi = runs / "multi" / "full"
     rng = load_file(str(multi / "checkpoints" / "checkpoint-000001" / "rng.safetensors"))
     assert {"torch_rng", "torch_rng_rank0", "torch_rng_rank1"} <= set(rng)
-    assert json.loads((multi / "checkpoints" / "checkpoint-000001" / "trainer_state.json").read_text())["world_size"] == 2
+    assert (
+        json.loads((multi / "checkpoints" / "checkpoint-000001" / "trainer_state.json").read_text())["world_size"] == 2
+    )
     for rank in (0, 1):
         straight = load_file(str(multi / f"weights_rank{rank}.safetensors"))
         resumed = load_file(str(multi / f"resumed_rank{rank}.safetensors"))
@@ -140,8 +163,14 @@ def test_sampling_replica_of_sharded_runs_samples_like_the_policy(monkeypatch, t
                 assert (trainer._replica is not None) == replica
                 results = [trainer.step() for _ in range(2)]
                 merged = {n: p.detach().clone() for n, p in trainer.merged_model().named_parameters()}
-                runs[replica, variant] = ([(g.chain, g.image_ids.tolist(), r) for res in results
-                                           for g, r in zip(res.generations, res.rewards)], merged)
+                runs[replica, variant] = (
+                    [
+                        (g.chain, g.image_ids.tolist(), r)
+                        for res in results
+                        for g, r in zip(res.generations, res.rewards)
+                    ],
+                    merged,
+                )
     finally:
         torch.set_num_threads(threads)
     for variant in script.VARIANTS:
@@ -156,8 +185,9 @@ def test_prompts_per_step_must_divide_among_processes(tiny_bundle):
     check_world_size(6, 3)
     three = types.SimpleNamespace(num_processes=3, process_index=0, gradient_accumulation_steps=1)
     with pytest.raises(ValueError, match="is not divisible by the 3 processes"):
-        GRPOTrainer(tiny_bundle, GRPOConfig(prompts_per_step=4), lambda *a: ([], {}), lambda s, r: [],
-                    accelerator=three)
+        GRPOTrainer(
+            tiny_bundle, GRPOConfig(prompts_per_step=4), lambda *a: ([], {}), lambda s, r: [], accelerator=three
+        )
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
@@ -165,7 +195,7 @@ def test_cli_under_accelerate_launch_writes_once_and_logs_to_tensorboard(tmp_pat
     pytest.importorskip("tensorboard")
     config = tmp_path / "run.yaml"
     config.write_text(f"""
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 prompts: shapes:train
 eval_prompts: 2
 save_every: 2

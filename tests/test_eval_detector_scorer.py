@@ -41,8 +41,9 @@ def det(label, score, box):
     return Detection(label, score, Box(*box))
 
 
-def make_image(root: Path, category: str, prompt: str, index: int, *, record=None, metadata=None,
-               paint=None) -> EvalImage:
+def make_image(
+    root: Path, category: str, prompt: str, index: int, *, record=None, metadata=None, paint=None
+) -> EvalImage:
     """A white picture with ``paint`` (grid box -> RGB) filled in."""
     picture = Image.new("RGB", SIZE, "white")
     draw = ImageDraw.Draw(picture)
@@ -51,8 +52,16 @@ def make_image(root: Path, category: str, prompt: str, index: int, *, record=Non
     path = f"{category}/samples/{index:04d}.png"
     (root / path).parent.mkdir(parents=True, exist_ok=True)
     picture.save(root / path)
-    job = ImageJob(category=category, prompt=prompt, prompt_index=index, image_index=0, seed=42, path=path,
-                   record=f"{category}/plans/{index:04d}.json", metadata=metadata)
+    job = ImageJob(
+        category=category,
+        prompt=prompt,
+        prompt_index=index,
+        image_index=0,
+        seed=42,
+        path=path,
+        record=f"{category}/plans/{index:04d}.json",
+        metadata=metadata,
+    )
     return EvalImage(job, root, record)
 
 
@@ -68,16 +77,28 @@ LEFT, RIGHT = (50, 300, 350, 700), (650, 300, 950, 700)
 
 
 SOLID = {
-    "red": (220, 20, 30), "orange": (255, 140, 0), "yellow": (250, 220, 30), "green": (30, 160, 40),
-    "blue": (30, 60, 200), "purple": (120, 40, 160), "pink": (255, 150, 190), "brown": (120, 70, 30),
-    "black": (15, 15, 15), "white": (245, 245, 245),
+    "red": (220, 20, 30),
+    "orange": (255, 140, 0),
+    "yellow": (250, 220, 30),
+    "green": (30, 160, 40),
+    "blue": (30, 60, 200),
+    "purple": (120, 40, 160),
+    "pink": (255, 150, 190),
+    "brown": (120, 70, 30),
+    "black": (15, 15, 15),
+    "white": (245, 245, 245),
 }
 SHADES = {
-    "red": [(255, 0, 0), (139, 0, 0)], "orange": [(255, 165, 0), (255, 127, 80)],
-    "yellow": [(255, 255, 0), (255, 215, 0)], "green": [(0, 128, 0), (124, 252, 0)],
-    "blue": [(0, 0, 255), (0, 0, 128), (135, 206, 235)], "purple": [(128, 0, 128), (75, 0, 130)],
-    "pink": [(255, 192, 203), (255, 20, 147)], "brown": [(139, 69, 19), (160, 82, 45), (210, 180, 140)],
-    "black": [(0, 0, 0), (60, 60, 60)], "white": [(255, 255, 255), (210, 210, 210)],
+    "red": [(255, 0, 0), (139, 0, 0)],
+    "orange": [(255, 165, 0), (255, 127, 80)],
+    "yellow": [(255, 255, 0), (255, 215, 0)],
+    "green": [(0, 128, 0), (124, 252, 0)],
+    "blue": [(0, 0, 255), (0, 0, 128), (135, 206, 235)],
+    "purple": [(128, 0, 128), (75, 0, 130)],
+    "pink": [(255, 192, 203), (255, 20, 147)],
+    "brown": [(139, 69, 19), (160, 82, 45), (210, 180, 140)],
+    "black": [(0, 0, 0), (60, 60, 60)],
+    "white": [(255, 255, 255), (210, 210, 210)],
 }
 
 
@@ -107,55 +128,87 @@ def test_pixel_colours_is_elementwise():
 # GenEval through its own rules
 
 
-TWO = {"tag": "two_object", "include": [{"class": "bench", "count": 1}, {"class": "sports ball", "count": 1}],
-       "prompt": "a photo of a bench and a sports ball"}
-COUNTING = {"tag": "counting", "include": [{"class": "clock", "count": 2}],
-            "exclude": [{"class": "clock", "count": 3}], "prompt": "a photo of two clocks"}
-POSITION = {"tag": "position", "include": [{"class": "teddy bear", "count": 1},
-                                           {"class": "dog", "count": 1, "position": ["right of", 0]}],
-            "prompt": "a photo of a dog right of a teddy bear"}
+TWO = {
+    "tag": "two_object",
+    "include": [{"class": "bench", "count": 1}, {"class": "sports ball", "count": 1}],
+    "prompt": "a photo of a bench and a sports ball",
+}
+COUNTING = {
+    "tag": "counting",
+    "include": [{"class": "clock", "count": 2}],
+    "exclude": [{"class": "clock", "count": 3}],
+    "prompt": "a photo of two clocks",
+}
+POSITION = {
+    "tag": "position",
+    "include": [{"class": "teddy bear", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}],
+    "prompt": "a photo of a dog right of a teddy bear",
+}
 COLOR = {"tag": "colors", "include": [{"class": "car", "count": 1, "color": "blue"}], "prompt": "a photo of a blue car"}
-COLOR_ATTR = {"tag": "color_attr", "include": [{"class": "tv", "count": 1, "color": "red"},
-                                               {"class": "computer mouse", "count": 1, "color": "green"}],
-              "prompt": "a photo of a red tv and a green computer mouse"}
+COLOR_ATTR = {
+    "tag": "color_attr",
+    "include": [{"class": "tv", "count": 1, "color": "red"}, {"class": "computer mouse", "count": 1, "color": "green"}],
+    "prompt": "a photo of a red tv and a green computer mouse",
+}
 
 
 def score_geneval(tmp_path, category, metadata, detections, **image):
     scorer = DetectorScorer("geneval", detector=FakeDetector(*detections))
-    images = [make_image(tmp_path, category, metadata["prompt"], i, metadata=metadata, **image)
-              for i in range(len(detections))]
+    images = [
+        make_image(tmp_path, category, metadata["prompt"], i, metadata=metadata, **image)
+        for i in range(len(detections))
+    ]
     return scorer.score(category, images, tmp_path)
 
 
 def test_geneval_presence_via_the_shared_rules(tmp_path):
-    found, missing = score_geneval(tmp_path, "two_object", TWO, [
-        [det("bench", 0.8, LEFT), det("sports ball", 0.5, RIGHT)],
-        [det("bench", 0.8, LEFT), det("sports ball", 0.25, RIGHT)],  # below GenEval's 0.3
-    ])
+    found, missing = score_geneval(
+        tmp_path,
+        "two_object",
+        TWO,
+        [
+            [det("bench", 0.8, LEFT), det("sports ball", 0.5, RIGHT)],
+            [det("bench", 0.8, LEFT), det("sports ball", 0.25, RIGHT)],  # below GenEval's 0.3
+        ],
+    )
     assert found.score == 1.0 and found.reason == "" and found.details["correct"] is True
     assert missing.score == 0.0 and missing.reason == "expected sports ball>=1, found 0"
     assert found.details["details"]["bench"][0][:4] == [10.0, 30.0, 70.0, 70.0]  # grid box -> pixels
 
 
 def test_geneval_counting_uses_the_rules_with_a_bar_yolo_reaches(tmp_path):
-    clocks = [det("clock", 0.6, (0, 0, 300, 300)), det("clock", 0.7, (400, 0, 700, 300)),
-              det("clock", 0.55, (700, 600, 1000, 1000))]
-    two, three, unsure = score_geneval(tmp_path, "counting", COUNTING, [
-        clocks[:2], clocks, [*clocks[:2], det("clock", 0.4, (700, 600, 1000, 1000))]])
+    clocks = [
+        det("clock", 0.6, (0, 0, 300, 300)),
+        det("clock", 0.7, (400, 0, 700, 300)),
+        det("clock", 0.55, (700, 600, 1000, 1000)),
+    ]
+    two, three, unsure = score_geneval(
+        tmp_path, "counting", COUNTING, [clocks[:2], clocks, [*clocks[:2], det("clock", 0.4, (700, 600, 1000, 1000))]]
+    )
     assert two.score == 1.0
     assert three.score == 0.0 and three.reason == "expected clock<3, found 3"
     assert unsure.score == 1.0  # a 0.4 third clock does not count at the 0.5 counting bar
-    expected = gr.evaluate(COUNTING, gr.select_detections(
-        [gr.Detection("clock", d.score, d.box.to_pixels(*SIZE)) for d in clocks], "counting",
-        DetectorScorer("geneval", detector=FakeDetector()).geneval_options))
+    expected = gr.evaluate(
+        COUNTING,
+        gr.select_detections(
+            [gr.Detection("clock", d.score, d.box.to_pixels(*SIZE)) for d in clocks],
+            "counting",
+            DetectorScorer("geneval", detector=FakeDetector()).geneval_options,
+        ),
+    )
     assert three.reason == expected.reason
 
 
 def test_geneval_position_and_darknet_labels(tmp_path):
-    right, wrong = score_geneval(tmp_path, "position", POSITION, [
-        [det("teddy bear", 0.9, LEFT), det("dog", 0.8, RIGHT)],
-        [det("teddy bear", 0.9, RIGHT), det("dog", 0.8, LEFT)],
-    ])
+    right, wrong = score_geneval(
+        tmp_path,
+        "position",
+        POSITION,
+        [
+            [det("teddy bear", 0.9, LEFT), det("dog", 0.8, RIGHT)],
+            [det("teddy bear", 0.9, RIGHT), det("dog", 0.8, LEFT)],
+        ],
+    )
     assert right.score == 1.0
     assert wrong.score == 0.0 and wrong.reason == "expected dog right of target, found left of target"
 
@@ -171,8 +224,9 @@ def test_geneval_colour_from_the_pixels_inside_the_box(tmp_path):
 
 def test_geneval_colour_binding_with_darknet_spellings(tmp_path):
     paint = {LEFT: SOLID["red"], RIGHT: SOLID["green"]}
-    [result] = score_geneval(tmp_path, "color_attr", COLOR_ATTR,
-                             [[det("tvmonitor", 0.7, LEFT), det("mouse", 0.6, RIGHT)]], paint=paint)
+    [result] = score_geneval(
+        tmp_path, "color_attr", COLOR_ATTR, [[det("tvmonitor", 0.7, LEFT), det("mouse", 0.6, RIGHT)]], paint=paint
+    )
     assert result.score == 1.0
     assert result.details["colors"] == {"tv": ["red"], "computer mouse": ["green"]}
 
@@ -181,8 +235,10 @@ def test_geneval_plan_score_applies_the_rules_to_the_plan(tmp_path):
     scorer = DetectorScorer("geneval", detector=FakeDetector([det("teddy bear", 0.9, LEFT)], [], []))
     good = plan_record(("teddy bear", LEFT), ("dog", RIGHT))
     bad = plan_record(("dog", LEFT), ("teddy bear", RIGHT))
-    images = [make_image(tmp_path, "position", POSITION["prompt"], i, metadata=POSITION, record=record)
-              for i, record in enumerate([good, bad, None])]
+    images = [
+        make_image(tmp_path, "position", POSITION["prompt"], i, metadata=POSITION, record=record)
+        for i, record in enumerate([good, bad, None])
+    ]
     first, second, third = scorer.score("position", images, tmp_path)
     assert first.score == 0.0 and first.plan_score == 1.0  # the image lost its dog; the plan was right
     assert second.plan_score == 0.0 and "right of" in second.details["plan_reason"]
@@ -206,19 +262,22 @@ def test_t2i_spatial_is_the_2d_rule_on_coco_detections(tmp_path):
     scorer = DetectorScorer("t2i-compbench", detector=FakeDetector(detections))
     [result] = scorer.score("spatial", [make_image(tmp_path, "spatial", prompt, 0, record=record)], tmp_path)
     frame = tr.detection_frame(*SIZE)
-    expected = tr.spatial_2d_score("on the left of", "dog", "cat",
-                                   [tr.Detection(d.label, d.score, d.box.to_pixels(*frame)) for d in detections])
+    expected = tr.spatial_2d_score(
+        "on the left of", "dog", "cat", [tr.Detection(d.label, d.score, d.box.to_pixels(*frame)) for d in detections]
+    )
     assert result.score == pytest.approx(expected.score) == pytest.approx(0.25 * 0.9 + 0.25 * 0.8 + 0.5)
     assert result.details["relation"] == "on the left of" and result.details["coco"] == ["dog", "cat"]
     assert result.plan_score == 0.0  # the swapped plan fails the same rule
 
 
 def test_t2i_spatial_maps_nouns_to_coco_and_leaves_other_nouns_unscored(tmp_path):
-    scorer = DetectorScorer("t2i-compbench", detector=FakeDetector([det("person", 0.9, LEFT),
-                                                                    det("sofa", 0.7, RIGHT)], []))
+    scorer = DetectorScorer(
+        "t2i-compbench", detector=FakeDetector([det("person", 0.9, LEFT), det("sofa", 0.7, RIGHT)], [])
+    )
     girl = make_image(tmp_path, "spatial", "a girl on the left of a couch", 0)
-    lamp = make_image(tmp_path, "spatial", "a giraffe next to a lamp", 1, record=plan_record(("giraffe", LEFT),
-                                                                                              ("lamp", RIGHT)))
+    lamp = make_image(
+        tmp_path, "spatial", "a giraffe next to a lamp", 1, record=plan_record(("giraffe", LEFT), ("lamp", RIGHT))
+    )
     mapped, outside = scorer.score("spatial", [girl, lamp], tmp_path)
     assert mapped.score == pytest.approx(0.25 * 0.9 + 0.25 * 0.7 + 0.5)
     assert outside.score is None and outside.reason == "'lamp' is not a COCO class: the detector cannot look for it"
@@ -228,10 +287,12 @@ def test_t2i_spatial_maps_nouns_to_coco_and_leaves_other_nouns_unscored(tmp_path
 def test_t2i_numeracy_is_the_counting_rule(tmp_path):
     dogs = [det("dog", 0.9, (0, 0, 300, 300)), det("dog", 0.8, (500, 0, 800, 300))]
     scorer = DetectorScorer("t2i-compbench", detector=FakeDetector(dogs, dogs[:1], [det("aeroplane", 0.7, LEFT)], []))
-    images = [make_image(tmp_path, "numeracy", "two dogs", 0, record=plan_record(("dog", LEFT), ("dog", RIGHT))),
-              make_image(tmp_path, "numeracy", "two dogs", 1),
-              make_image(tmp_path, "numeracy", "one airplane", 2),
-              make_image(tmp_path, "numeracy", "five drums", 3)]
+    images = [
+        make_image(tmp_path, "numeracy", "two dogs", 0, record=plan_record(("dog", LEFT), ("dog", RIGHT))),
+        make_image(tmp_path, "numeracy", "two dogs", 1),
+        make_image(tmp_path, "numeracy", "one airplane", 2),
+        make_image(tmp_path, "numeracy", "five drums", 3),
+    ]
     exact, short, renamed, outside = scorer.score("numeracy", images, tmp_path)
     assert exact.score == 1.0 and exact.plan_score == 1.0
     assert short.score == 0.5  # present, wrong count
@@ -289,13 +350,16 @@ def test_detector_that_cannot_load_is_one_line_saying_where_weights_come_from(tm
 
 def _cached_weights() -> Path | None:
     folder = yolo.default_cache_dir()
-    ok = all((folder / name).is_file() and (folder / name).stat().st_size == spec.size
-             for name, spec in yolo.MODEL_FILES.items())
+    ok = all(
+        (folder / name).is_file() and (folder / name).stat().st_size == spec.size
+        for name, spec in yolo.MODEL_FILES.items()
+    )
     return folder if ok else None
 
 
-@pytest.mark.skipif(_cached_weights() is None, reason="YOLOv3-tiny weights not cached (tests/test_detector.py -m slow "
-                                                      "fetches them)")
+@pytest.mark.skipif(
+    _cached_weights() is None, reason="YOLOv3-tiny weights not cached (tests/test_detector.py -m slow fetches them)"
+)
 def test_real_yolo_finds_the_cat_in_chelsea(tmp_path):
     pytest.importorskip("cv2")
     data = pytest.importorskip("skimage.data")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gotr1.chain import Box, PlannedObject
 from gotr1.eval.records import EvalImage, ImageJob, ImageScore, ScorerError
 from gotr1.eval.rules.geneval import COLORS, GENEVAL_CLASSES, Detection, summarize
 from gotr1.eval.scorers.clip_colour import GREY_BACKGROUND, ClipColourClassifier, colour_prompts, cut_out
@@ -30,11 +31,12 @@ from gotr1.eval.scorers.mask2former import (
     mmdet_resized_size,
     postprocess_instances,
 )
-from gotr1.chain import Box, PlannedObject
 
 # mmdetection's / transformers' COCO spellings, which GenEval renames at 64..66
-MMDET_NAMES = [{"computer mouse": "mouse", "tv remote": "remote", "computer keyboard": "keyboard"}.get(n, n)
-               for n in GENEVAL_CLASSES]
+MMDET_NAMES = [
+    {"computer mouse": "mouse", "tv remote": "remote", "computer keyboard": "keyboard"}.get(n, n)
+    for n in GENEVAL_CLASSES
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,29 @@ def tiny_mask2former():
     from transformers.models.mask2former.image_processing_pil_mask2former import Mask2FormerImageProcessorPil
 
     torch.manual_seed(0)
-    swin = SwinConfig(image_size=64, patch_size=4, embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                      window_size=4, out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = Mask2FormerConfig(backbone_config=swin, feature_size=32, mask_feature_size=32, hidden_dim=32,
-                               encoder_feedforward_dim=32, encoder_layers=1, decoder_layers=2, num_attention_heads=2,
-                               dim_feedforward=32, num_queries=8, num_labels=80,
-                               id2label=dict(enumerate(MMDET_NAMES)))
+    swin = SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=32,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = Mask2FormerConfig(
+        backbone_config=swin,
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        dim_feedforward=32,
+        num_queries=8,
+        num_labels=80,
+        id2label=dict(enumerate(MMDET_NAMES)),
+    )
     model = Mask2FormerForUniversalSegmentation(config).eval()
     return model, Mask2FormerImageProcessorPil()
 
@@ -73,11 +92,25 @@ def tiny_clip():
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                           num_attention_heads=2),
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
         projection_dim=16,
     )
     model = CLIPModel(config).eval()
@@ -109,8 +142,9 @@ def test_postprocess_scores_are_class_prob_times_mean_mask_prob():
     class_logits = torch.tensor([[0.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]])
     mask_logits = torch.full((2, 8, 8), -3.0)
     mask_logits[0, 2:4, 1:4] = 2.0
-    labels, scores, boxes, masks = postprocess_instances(class_logits, mask_logits, (8, 8), (8, 8), (8, 8),
-                                                         max_per_image=3)
+    labels, scores, boxes, masks = postprocess_instances(
+        class_logits, mask_logits, (8, 8), (8, 8), (8, 8), max_per_image=3
+    )
     best = int(scores.argmax())
     p_class = torch.softmax(class_logits[0], -1)[1]
     assert int(labels[best]) == 1
@@ -140,8 +174,11 @@ def test_labels_by_name_or_by_index():
 
 
 def test_detector_returns_mask_boxes_scores_and_geneval_labels(tiny_detector):
-    images = [Image.new("RGB", (40, 30), (200, 30, 30)), Image.new("RGB", (40, 30), (30, 200, 30)),
-              Image.new("RGB", (64, 64), (30, 30, 200))]
+    images = [
+        Image.new("RGB", (40, 30), (200, 30, 30)),
+        Image.new("RGB", (40, 30), (30, 200, 30)),
+        Image.new("RGB", (64, 64), (30, 30, 200)),
+    ]
     found = tiny_detector.detect(images)
     assert len(found) == 3
     for image, dets in zip(images, found):
@@ -181,8 +218,11 @@ def test_cut_out_pastes_the_mask_on_grey_and_crops_to_the_box():
 def test_colour_prompts_are_the_three_templates_per_colour():
     prompts = colour_prompts("fire hydrant")
     assert len(prompts) == len(COLORS) == 10
-    assert prompts[0] == ["a photo of a red fire hydrant", "a photo of a red-colored fire hydrant",
-                          "a photo of a red object"]
+    assert prompts[0] == [
+        "a photo of a red fire hydrant",
+        "a photo of a red-colored fire hydrant",
+        "a photo of a red object",
+    ]
     assert prompts[-1][1] == "a photo of a white-colored fire hydrant"
 
 
@@ -208,8 +248,11 @@ def test_classify_names_one_colour_per_object_by_cosine_argmax(tiny_clip):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 30, 3), dtype=np.uint8))
     mask = np.zeros((24, 30), bool)
     mask[4:12, 5:20] = True
-    dets = [Detection("car", 0.9, (5, 4, 20, 12), mask), Detection("car", 0.8, (0, 0, 30, 24), None),
-            Detection("car", 0.7, (10, 10, 25, 20), None)]
+    dets = [
+        Detection("car", 0.9, (5, 4, 20, 12), mask),
+        Detection("car", 0.8, (0, 0, 30, 24), None),
+        Detection("car", 0.7, (10, 10, 25, 20), None),
+    ]
     colours = tiny_clip.classify(image, dets, "car")
     assert len(colours) == 3 and set(colours) <= set(COLORS)
     crops = [cut_out(image, d.box, d.mask) for d in dets]
@@ -222,11 +265,17 @@ def test_classify_names_one_colour_per_object_by_cosine_argmax(tiny_clip):
 
 
 RED_CAR = {"tag": "colors", "include": [{"class": "car", "count": 1, "color": "red"}], "prompt": "a photo of a red car"}
-TWO_CLOCKS = {"tag": "counting", "include": [{"class": "clock", "count": 2}],
-              "exclude": [{"class": "clock", "count": 3}], "prompt": "a photo of two clocks"}
-DOG_RIGHT = {"tag": "position", "include": [{"class": "teddy bear", "count": 1},
-                                            {"class": "dog", "count": 1, "position": ["right of", 0]}],
-             "prompt": "a photo of a dog right of a teddy bear"}
+TWO_CLOCKS = {
+    "tag": "counting",
+    "include": [{"class": "clock", "count": 2}],
+    "exclude": [{"class": "clock", "count": 3}],
+    "prompt": "a photo of two clocks",
+}
+DOG_RIGHT = {
+    "tag": "position",
+    "include": [{"class": "teddy bear", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}],
+    "prompt": "a photo of a dog right of a teddy bear",
+}
 
 
 class StubDetector:
@@ -256,8 +305,16 @@ def make_run(root: Path, records: dict[int, dict | None]) -> list[EvalImage]:
         (root / path).parent.mkdir(parents=True)
         Image.new("RGB", (width, 32), (90, 90, 90)).save(root / path)
         (root / f"{index:05d}/metadata.jsonl").write_text(json.dumps(meta) + "\n")
-        job = ImageJob(category=meta["tag"], prompt=meta["prompt"], prompt_index=index, image_index=0, seed=42,
-                       path=path, record=f"{index:05d}/plans/0000.json", metadata=meta)
+        job = ImageJob(
+            category=meta["tag"],
+            prompt=meta["prompt"],
+            prompt_index=index,
+            image_index=0,
+            seed=42,
+            path=path,
+            record=f"{index:05d}/plans/0000.json",
+            metadata=meta,
+        )
         images.append(EvalImage(job, root, records.get(index)))
     return images
 
@@ -297,8 +354,12 @@ def test_scorer_applies_the_rules_and_keeps_the_official_line(tmp_path):
 
 
 def test_plan_detections_scale_the_plan_and_read_colour_words():
-    objects = [PlannedObject("a red car", Box(100, 200, 500, 600)), PlannedObject("a unicorn", Box(0, 0, 10, 10)),
-               PlannedObject("a dog", None), PlannedObject("an orange", Box(0, 0, 1000, 1000))]
+    objects = [
+        PlannedObject("a red car", Box(100, 200, 500, 600)),
+        PlannedObject("a unicorn", Box(0, 0, 10, 10)),
+        PlannedObject("a dog", None),
+        PlannedObject("an orange", Box(0, 0, 1000, 1000)),
+    ]
     dets = plan_detections(objects, (200, 100))
     # listed backwards so that the first-written object wins the tie at confidence 1.0
     assert [(d.label, d.colour) for d in dets] == [("orange", None), ("car", "red")]
@@ -341,8 +402,14 @@ def test_results_jsonl_is_written_as_geneval_writes_it(tmp_path):
 
 
 def test_result_line_escapes_like_pandas():
-    details = {"tag": "colors", "prompt": "a café/bar", "correct": False, "reason": "a\nb", "metadata": {},
-               "details": {}}
+    details = {
+        "tag": "colors",
+        "prompt": "a café/bar",
+        "correct": False,
+        "reason": "a\nb",
+        "metadata": {},
+        "details": {},
+    }
     assert official_result_line("x/y.png", details) == (
         '{"filename":"x\\/y.png","tag":"colors","prompt":"a caf\\u00e9\\/bar","correct":false,"reason":"a\\nb",'
         '"metadata":"{}","details":"{}"}'
@@ -353,7 +420,9 @@ def test_unscorable_images_get_none_and_are_left_out_of_results(tmp_path):
     images = make_run(tmp_path, {})
     (tmp_path / images[0].job.path).write_bytes(b"not a png")
     bad_meta = EvalImage(ImageJob(**{**images[1].job.__dict__, "metadata": None}), tmp_path)
-    scores = stub_scorer().score("colors", [images[0]], tmp_path) + stub_scorer().score("counting", [bad_meta], tmp_path)
+    scores = stub_scorer().score("colors", [images[0]], tmp_path) + stub_scorer().score(
+        "counting", [bad_meta], tmp_path
+    )
     assert [s.score for s in scores] == [None, None]
     assert scores[0].reason.startswith("cannot read 00000/samples/0000.png")
     assert "metadata of 00001/samples/0000.png" in scores[1].reason

@@ -74,8 +74,14 @@ def test_all_553_metadata_lines_load_with_the_official_tag_counts():
     entries = load_metadata()
     assert len(entries) == 553
     counts = {tag: sum(e["tag"] == tag for e in entries) for tag in TAGS}
-    assert counts == {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100,
-                      "color_attr": 100}
+    assert counts == {
+        "single_object": 80,
+        "two_object": 99,
+        "counting": 80,
+        "colors": 94,
+        "position": 100,
+        "color_attr": 100,
+    }
     # every counting line has its "fewer than N+1" exclude clause
     for e in entries:
         if e["tag"] == "counting":
@@ -84,13 +90,16 @@ def test_all_553_metadata_lines_load_with_the_official_tag_counts():
 
 def test_bad_metadata_is_an_error_naming_the_line(tmp_path):
     path = tmp_path / "meta.jsonl"
-    path.write_text('{"tag": "colors", "prompt": "p", "include": [{"class": "car", "count": 1}]}\n'
-                    '{"tag": "colors", "prompt": "p", "include": [{"class": "car", "count": 1, "color": "teal"}]}\n')
+    path.write_text(
+        '{"tag": "colors", "prompt": "p", "include": [{"class": "car", "count": 1}]}\n'
+        '{"tag": "colors", "prompt": "p", "include": [{"class": "car", "count": 1, "color": "teal"}]}\n'
+    )
     with pytest.raises(MetadataError, match=r"meta\.jsonl:2: include\[0\]: color 'teal'"):
         load_metadata(path)
     with pytest.raises(MetadataError, match="position"):
-        validate_metadata({"tag": "position", "prompt": "p",
-                           "include": [{"class": "dog", "count": 1, "position": ["left of", 0]}]})
+        validate_metadata(
+            {"tag": "position", "prompt": "p", "include": [{"class": "dog", "count": 1, "position": ["left of", 0]}]}
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,8 +107,12 @@ def test_bad_metadata_is_an_error_naming_the_line(tmp_path):
 
 
 def test_confidence_threshold_is_strict_and_0_9_for_counting():
-    dets = [det("clock", 0.95, (0, 0, 10, 10)), det("clock", 0.9, (20, 0, 30, 10)),
-            det("clock", 0.5, (40, 0, 50, 10)), det("clock", 0.3, (60, 0, 70, 10))]
+    dets = [
+        det("clock", 0.95, (0, 0, 10, 10)),
+        det("clock", 0.9, (20, 0, 30, 10)),
+        det("clock", 0.5, (40, 0, 50, 10)),
+        det("clock", 0.3, (60, 0, 70, 10)),
+    ]
     # counting: > 0.9 keeps only 0.95 (0.9 itself is not above it)
     assert [d.score for d in select_detections(dets, "counting")["clock"]] == [0.95]
     # any other tag: > 0.3 keeps 0.95, 0.9, 0.5 (0.3 itself is not above it)
@@ -159,9 +172,14 @@ def test_heavily_overlapping_boxes_are_in_no_relation():
 
 
 def position_meta(relation: str, count: int = 1, target_count: int = 1) -> dict:
-    return {"tag": "position", "prompt": "p",
-            "include": [{"class": "dog", "count": target_count},
-                        {"class": "cat", "count": count, "position": [relation, 0]}]}
+    return {
+        "tag": "position",
+        "prompt": "p",
+        "include": [
+            {"class": "dog", "count": target_count},
+            {"class": "cat", "count": count, "position": [relation, 0]},
+        ],
+    }
 
 
 def test_relation_must_hold_for_every_pair():
@@ -202,8 +220,12 @@ def test_relation_with_a_failed_target_clause_and_with_no_relation():
 # Counting, include AND, exclude OR
 
 
-COUNT_TWO_CLOCKS = {"tag": "counting", "prompt": "a photo of two clocks",
-                    "include": [{"class": "clock", "count": 2}], "exclude": [{"class": "clock", "count": 3}]}
+COUNT_TWO_CLOCKS = {
+    "tag": "counting",
+    "prompt": "a photo of two clocks",
+    "include": [{"class": "clock", "count": 2}],
+    "exclude": [{"class": "clock", "count": 3}],
+}
 
 
 def clocks(*scores: float) -> list[Detection]:
@@ -228,23 +250,31 @@ def test_the_counting_threshold_decides_the_count():
 
 
 def test_include_clauses_are_anded_and_all_failures_reported():
-    meta = {"tag": "two_object", "prompt": "a photo of a bus and a dog",
-            "include": [{"class": "bus", "count": 1}, {"class": "dog", "count": 1}]}
-    assert evaluate(meta, select_detections([det("bus", .9, (0, 0, 5, 5)), det("dog", .9, (9, 9, 20, 20))],
-                                            "two_object")).correct
-    verdict = evaluate(meta, select_detections([det("bus", .9, (0, 0, 5, 5))], "two_object"))
+    meta = {
+        "tag": "two_object",
+        "prompt": "a photo of a bus and a dog",
+        "include": [{"class": "bus", "count": 1}, {"class": "dog", "count": 1}],
+    }
+    assert evaluate(
+        meta, select_detections([det("bus", 0.9, (0, 0, 5, 5)), det("dog", 0.9, (9, 9, 20, 20))], "two_object")
+    ).correct
+    verdict = evaluate(meta, select_detections([det("bus", 0.9, (0, 0, 5, 5))], "two_object"))
     assert (verdict.correct, verdict.reason) == (False, "expected dog>=1, found 0")
     verdict = evaluate(meta, {})
     assert verdict.reason == "expected bus>=1, found 0\nexpected dog>=1, found 0"
 
 
 def test_exclude_clauses_are_ored():
-    meta = {"tag": "two_object", "prompt": "p", "include": [],
-            "exclude": [{"class": "cat", "count": 1}, {"class": "dog", "count": 2}]}
-    one_dog = select_detections([det("dog", .9, (0, 0, 5, 5))], "two_object")
+    meta = {
+        "tag": "two_object",
+        "prompt": "p",
+        "include": [],
+        "exclude": [{"class": "cat", "count": 1}, {"class": "dog", "count": 2}],
+    }
+    one_dog = select_detections([det("dog", 0.9, (0, 0, 5, 5))], "two_object")
     assert evaluate(meta, one_dog).correct  # no cat, fewer than 2 dogs
     # one violated clause is enough
-    verdict = evaluate(meta, select_detections([det("cat", .9, (0, 0, 5, 5))], "two_object"))
+    verdict = evaluate(meta, select_detections([det("cat", 0.9, (0, 0, 5, 5))], "two_object"))
     assert (verdict.correct, verdict.reason) == (False, "expected cat<1, found 1")
 
 
@@ -281,18 +311,25 @@ def test_colour_tally_lists_colours_in_geneval_order():
 
 
 def test_colour_failure_leaves_the_group_without_a_target_and_skips_the_position_check():
-    meta = {"tag": "color_attr", "prompt": "p",
-            "include": [{"class": "dog", "count": 1, "color": "red"},
-                        {"class": "cat", "count": 1, "color": "red", "position": ["left of", 0]}]}
-    dog, cat = det("dog", .9, (0, 0, 5, 5), "blue"), det("cat", .9, (100, 0, 105, 5), "green")
+    meta = {
+        "tag": "color_attr",
+        "prompt": "p",
+        "include": [
+            {"class": "dog", "count": 1, "color": "red"},
+            {"class": "cat", "count": 1, "color": "red", "position": ["left of", 0]},
+        ],
+    }
+    dog, cat = det("dog", 0.9, (0, 0, 5, 5), "blue"), det("cat", 0.9, (100, 0, 105, 5), "green")
     verdict = evaluate(meta, select_detections([dog, cat], "color_attr"), known_colours)
-    assert verdict.reason.splitlines() == ["expected red dog>=1, found 0 red; and 1 blue",
-                                           "expected red cat>=1, found 0 red; and 1 green"]
+    assert verdict.reason.splitlines() == [
+        "expected red dog>=1, found 0 red; and 1 blue",
+        "expected red cat>=1, found 0 red; and 1 green",
+    ]
 
 
 def test_a_colour_clause_without_a_classifier_is_an_error():
     with pytest.raises(ValueError, match="colour classifier"):
-        evaluate(RED_CAR, select_detections([det("car", .9, (0, 0, 1, 1))], "colors"))
+        evaluate(RED_CAR, select_detections([det("car", 0.9, (0, 0, 1, 1))], "colors"))
 
 
 def test_details_rows_are_float32_boxes_with_score():
@@ -324,5 +361,6 @@ def test_overall_is_the_mean_of_tag_means_not_of_images():
 def test_constants_match_the_official_lists():
     assert COLORS == ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
     assert RELATIONS == ("left of", "right of", "above", "below")
-    assert GenEvalOptions() == GenEvalOptions(threshold=0.3, counting_threshold=0.9, max_objects=16,
-                                              max_overlap=1.0, position_threshold=0.1)
+    assert GenEvalOptions() == GenEvalOptions(
+        threshold=0.3, counting_threshold=0.9, max_objects=16, max_overlap=1.0, position_threshold=0.1
+    )

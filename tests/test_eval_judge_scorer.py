@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gotr1.chain import Box, PlannedObject
 from gotr1.eval.benchmark import ScorerOptions
 from gotr1.eval.records import EvalImage, ImageJob, ScorerError
 from gotr1.eval.scorers.judge import (
@@ -21,7 +22,6 @@ from gotr1.eval.scorers.judge import (
     load_judge_settings,
 )
 from gotr1.layout import draw_plan
-from gotr1.chain import Box, PlannedObject
 from gotr1.rewards import JudgeAnswer, JudgeSettings, JudgeStats
 from gotr1.rewards.openai_judge import OpenAIJudgeConfig
 
@@ -63,13 +63,22 @@ def is_plan(request) -> bool:
     return "layout sketch" in request.prompt
 
 
-def make_image(root: Path, category: str, prompt: str, index: int, *, record=None, metadata=None,
-               size=(64, 48)) -> EvalImage:
+def make_image(
+    root: Path, category: str, prompt: str, index: int, *, record=None, metadata=None, size=(64, 48)
+) -> EvalImage:
     path = f"{category}/samples/{index:04d}.png"
     (root / path).parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, (200, 40 + index, 40)).save(root / path)
-    job = ImageJob(category=category, prompt=prompt, prompt_index=index, image_index=0, seed=42, path=path,
-                   record=f"{category}/plans/{index:04d}.json", metadata=metadata)
+    job = ImageJob(
+        category=category,
+        prompt=prompt,
+        prompt_index=index,
+        image_index=0,
+        seed=42,
+        path=path,
+        record=f"{category}/plans/{index:04d}.json",
+        metadata=metadata,
+    )
     return EvalImage(job, root, record)
 
 
@@ -121,14 +130,25 @@ def test_t2i_scores_scale_and_clamp(tmp_path):
 # GenEval: the metadata line as requirements, 1 or 0
 
 
-COUNTING = {"tag": "counting", "include": [{"class": "clock", "count": 2}],
-            "exclude": [{"class": "clock", "count": 3}], "prompt": "a photo of two clocks"}
-POSITION = {"tag": "position", "include": [{"class": "teddy bear", "count": 1},
-                                           {"class": "dog", "count": 1, "position": ["right of", 0]}],
-            "prompt": "a photo of a dog right of a teddy bear"}
-COLOR_ATTR = {"tag": "color_attr", "include": [{"class": "wine glass", "count": 1, "color": "purple"},
-                                               {"class": "apple", "count": 1, "color": "black"}],
-              "prompt": "a photo of a purple wine glass and a black apple"}
+COUNTING = {
+    "tag": "counting",
+    "include": [{"class": "clock", "count": 2}],
+    "exclude": [{"class": "clock", "count": 3}],
+    "prompt": "a photo of two clocks",
+}
+POSITION = {
+    "tag": "position",
+    "include": [{"class": "teddy bear", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}],
+    "prompt": "a photo of a dog right of a teddy bear",
+}
+COLOR_ATTR = {
+    "tag": "color_attr",
+    "include": [
+        {"class": "wine glass", "count": 1, "color": "purple"},
+        {"class": "apple", "count": 1, "color": "black"},
+    ],
+    "prompt": "a photo of a purple wine glass and a black apple",
+}
 
 
 def test_geneval_requirements_follow_the_metadata_line():
@@ -172,8 +192,9 @@ def test_plan_question_shows_the_plan_drawn_on_a_blank_canvas(tmp_path):
     plan = next(r for r in judge.requests if is_plan(r))
     assert '"a dog on the left of a cat"' in plan.prompt and T2I_FOCUS["spatial"] in plan.prompt
     [canvas] = plan.images
-    expected = draw_plan([PlannedObject("dog", Box(50, 300, 400, 700)), PlannedObject("cat", Box(600, 300, 950, 700))],
-                         canvas.size[0])
+    expected = draw_plan(
+        [PlannedObject("dog", Box(50, 300, 400, 700)), PlannedObject("cat", Box(600, 300, 950, 700))], canvas.size[0]
+    )
     assert canvas.size == (448, 448) and np.array_equal(np.asarray(canvas), np.asarray(expected))
     pixels = np.asarray(canvas)
     assert (pixels[:100] == 255).all()  # white above the boxes: a blank canvas, not the image
@@ -301,17 +322,23 @@ def test_config_is_a_reward_yaml_or_a_bare_judge_section(tmp_path):
     assert "my/vlm" in notes and "http://gpu-7:9000/v1" in notes and str(bare) in notes
     local = tmp_path / "local.yaml"
     local.write_text("judge:\n  backend: transformers\n  model: /models/qwen\n")
-    assert "/models/qwen via local transformers model" in " ".join(JudgeScorer.from_options(
-        "geneval", ScorerOptions(judge_config=str(local))).notes)
+    assert "/models/qwen via local transformers model" in " ".join(
+        JudgeScorer.from_options("geneval", ScorerOptions(judge_config=str(local))).notes
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("backend: openai\nopenaii: {}\n", r"judge\.yaml:2: openaii: unknown key"),
-    ("judge:\n  backend: [1\n", r"judge\.yaml:\d+: invalid YAML"),
-    ("judge:\n  max_tokens: lots\n", r"judge\.yaml:2: judge\.max_tokens: expected an integer"),
-    ("judge:\n  prompts: {system: missing.txt}\n",
-     r"judge\.yaml: judge\.prompts\.system: .*missing\.txt: no such file"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("backend: openai\nopenaii: {}\n", r"judge\.yaml:2: openaii: unknown key"),
+        ("judge:\n  backend: [1\n", r"judge\.yaml:\d+: invalid YAML"),
+        ("judge:\n  max_tokens: lots\n", r"judge\.yaml:2: judge\.max_tokens: expected an integer"),
+        (
+            "judge:\n  prompts: {system: missing.txt}\n",
+            r"judge\.yaml: judge\.prompts\.system: .*missing\.txt: no such file",
+        ),
+    ],
+)
 def test_a_bad_config_is_one_line_naming_the_file(tmp_path, text, expected):
     path = tmp_path / "judge.yaml"
     path.write_text(text)

@@ -51,15 +51,27 @@ def _draw(path: Path, color: str, size: int = 96) -> None:
     image.save(path)
 
 
-def make_run(root: Path, model: str, rows, *, benchmark: str = "t2i-compbench", scorer: str = "judge",
-             results: bool = True) -> Path:
+def make_run(
+    root: Path, model: str, rows, *, benchmark: str = "t2i-compbench", scorer: str = "judge", results: bool = True
+) -> Path:
     """A scored run folder as `gotr1 eval sample` + `score` leave it (images, records, plan overlays)."""
     root.mkdir(parents=True)
-    (root / "run.json").write_text(json.dumps({
-        "benchmark": benchmark, "model": model, "model_source": f"/models/{model}", "sampling": {"cfg_weight": 5.0},
-        "images_per_prompt": 2, "options": {}, "categories": ["color", "spatial"], "updated": "2025-01-01"}))
+    (root / "run.json").write_text(
+        json.dumps(
+            {
+                "benchmark": benchmark,
+                "model": model,
+                "model_source": f"/models/{model}",
+                "sampling": {"cfg_weight": 5.0},
+                "images_per_prompt": 2,
+                "options": {},
+                "categories": ["color", "spatial"],
+                "updated": "2025-01-01",
+            }
+        )
+    )
     scores = []
-    for n, (category, prompt, k, score, plan) in enumerate(rows):
+    for n, (category, prompt, _k, score, plan) in enumerate(rows):
         image = f"{category}/samples/{n:06d}.png"
         record = f"{category}/plans/{n:06d}.json"
         if n != 3:  # one image never written
@@ -68,23 +80,49 @@ def make_run(root: Path, model: str, rows, *, benchmark: str = "t2i-compbench", 
             _draw(root / f"{category}/plans/{n:06d}.png", "purple")
         if n not in (3, 4):  # one record missing on disk, and image 3 has neither
             (root / record).parent.mkdir(parents=True, exist_ok=True)
-            (root / record).write_text(json.dumps({
-                "prompt": prompt, "chain": CHAIN,
-                "objects": [{"name": "red circle", "box": [100, 100, 500, 500]}, {"name": "square", "box": None},
-                            {"name": "broken", "box": [1, 2]}],
-                "plan": f"{category}/plans/{n:06d}.png"}))
-        scores.append(ImageScore(image, category, prompt, score, plan, None if score is not None else "no detection",
-                                 record if n != 5 else None))
+            (root / record).write_text(
+                json.dumps(
+                    {
+                        "prompt": prompt,
+                        "chain": CHAIN,
+                        "objects": [
+                            {"name": "red circle", "box": [100, 100, 500, 500]},
+                            {"name": "square", "box": None},
+                            {"name": "broken", "box": [1, 2]},
+                        ],
+                        "plan": f"{category}/plans/{n:06d}.png",
+                    }
+                )
+            )
+        scores.append(
+            ImageScore(
+                image,
+                category,
+                prompt,
+                score,
+                plan,
+                None if score is not None else "no detection",
+                record if n != 5 else None,
+            )
+        )
     (root / "scores").mkdir()
     (root / "scores" / f"{scorer}.jsonl").write_text("".join(json.dumps(s.to_dict()) + "\n" for s in scores))
     if results:
         categories = {c: summarize_category([s for s in scores if s.category == c], 0.5) for c in ("color", "spatial")}
         summary = {"categories": categories, "overall": sum(c["score"] for c in categories.values()) / 2}
         (root / "results").mkdir()
-        (root / "results" / f"{scorer}.json").write_text(json.dumps({
-            "benchmark": benchmark, "scorer": scorer, "notes": [NOTE],
-            "run": json.loads((root / "run.json").read_text()),
-            "summary": summary, "references": REFERENCES}))
+        (root / "results" / f"{scorer}.json").write_text(
+            json.dumps(
+                {
+                    "benchmark": benchmark,
+                    "scorer": scorer,
+                    "notes": [NOTE],
+                    "run": json.loads((root / "run.json").read_text()),
+                    "summary": summary,
+                    "references": REFERENCES,
+                }
+            )
+        )
     return root
 
 
@@ -96,7 +134,7 @@ def runs(tmp_path: Path) -> tuple[Path, Path]:
 def _row(page: str, start: str) -> str:
     """The HTML of the table row that opens with ``start``."""
     at = page.index(start)
-    return page[at:page.index("</tr>", at)]
+    return page[at : page.index("</tr>", at)]
 
 
 def _cell(row: str, attribute: str) -> str:
@@ -154,8 +192,9 @@ def test_report_compares_runs_and_splits_failures(runs, tmp_path):
     assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//", page, re.I)
     assert "@import" not in page
     sources = re.findall(r'<img[^>]*\ssrc="([^"]*)"', page)
-    assert len(sources) > 10 and all(s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,"))
-                                     for s in sources)
+    assert len(sources) > 10 and all(
+        s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for s in sources
+    )
 
     # no overlay PNG on disk: the plan is drawn over the image (the planned box's colour appears)
     tile = re.search(r'data-path="color/samples/000002.png"><img src="data:image/(?:png|jpeg);base64,([^"]+)"', page)
@@ -172,16 +211,16 @@ def test_report_compares_runs_and_splits_failures(runs, tmp_path):
     assert page.count('<div class="grid" data-run=') == 4
     assert page.count('<figure class="tile"') == 2 * (6 + 4)
     few = write_report([sft], tmp_path / "few", grid_images=3).read_text()
-    color = few[few.index('id="cat-color"'):few.index('id="cat-spatial"')]
+    color = few[few.index('id="cat-color"') : few.index('id="cat-spatial"')]
     shown = re.findall(r'<figure class="tile" data-path="([^"]*)"', color)
     assert shown == ["color/samples/000000.png", "color/samples/000002.png", "color/samples/000004.png"]  # 3 prompts
 
     # best and worst prompts per category: mean per prompt, never in both lists
-    card = page[page.index('<div class="card" data-run="sft (janus-sft)">'):]
-    best = card[card.index('class="prompts best"'):card.index("</table>")]
+    card = page[page.index('<div class="card" data-run="sft (janus-sft)">') :]
+    best = card[card.index('class="prompts best"') : card.index("</table>")]
     assert best.index("a yellow star") < best.index("&lt;b&gt;circle")
-    worst = card[card.index('class="prompts worst"'):]
-    assert "a green triangle" in worst[:worst.index("</table>")]
+    worst = card[card.index('class="prompts worst"') :]
+    assert "a green triangle" in worst[: worst.index("</table>")]
 
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert results["benchmark"] == "t2i-compbench" and results["scorer"] == "judge"
@@ -220,8 +259,10 @@ def test_errors_name_the_runs(runs, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "run.json").write_text(json.dumps({"benchmark": "t2i-compbench"}))
-    with pytest.raises(ReportError, match=f"^{re.escape(str(bare))} has no scores; run gotr1 eval score "
-                                          f"{re.escape(str(bare))} --scorer NAME$"):
+    with pytest.raises(
+        ReportError,
+        match=f"^{re.escape(str(bare))} has no scores; run gotr1 eval score {re.escape(str(bare))} --scorer NAME$",
+    ):
         write_report([bare], tmp_path / "o")
 
     shutil.copy(sft / "scores" / "judge.jsonl", sft / "scores" / "official.jsonl")
@@ -260,12 +301,26 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     from gotr1.eval.browser import screenshot
 
     html = write_report(list(runs), tmp_path / "report", grid_images=4)
-    report = screenshot(html, tmp_path / "report.png", selectors=(
-        "table.scores tr.run", "table.scores tr.reference", "table.split tbody tr", "figure.tile", "img.chart"))
+    report = screenshot(
+        html,
+        tmp_path / "report.png",
+        selectors=(
+            "table.scores tr.run",
+            "table.scores tr.reference",
+            "table.split tbody tr",
+            "figure.tile",
+            "img.chart",
+        ),
+    )
     assert report.console_errors == [] and report.blocked_requests == []
     assert report.images > 10 and report.broken_images == 0
-    assert report.counts == {"table.scores tr.run": 2, "table.scores tr.reference": 2,
-                             "table.split tbody tr": 6, "figure.tile": 16, "img.chart": 1}
+    assert report.counts == {
+        "table.scores tr.run": 2,
+        "table.scores tr.reference": 2,
+        "table.split tbody tr": 6,
+        "figure.tile": 16,
+        "img.chart": 1,
+    }
     assert "t2i-compbench" in report.title
     with Image.open(report.png) as png:
         assert png.width == 1280 and png.height > 1500  # the whole page, not just the first screen

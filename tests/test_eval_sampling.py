@@ -23,11 +23,15 @@ FAST = ["--model", "tiny-random", "--max-reasoning-tokens", "12"]
 
 def _files(folder: Path) -> dict[str, bytes]:
     """Every file under a run except run.json (its timestamp differs between runs)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "run.json"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
 
 
 # --- the official scripts' file-reading rules, written from EVAL_FACTS.md ----------------------------
+
 
 def official_t2i_read(samples: Path, images_per_prompt: int) -> list[tuple[str, int]]:
     """T2I-CompBench: prompt = name.split('_')[0]; files sorted by the number after the last underscore;
@@ -50,8 +54,23 @@ def official_geneval_read(run: Path) -> list[tuple[dict, list[str]]]:
 @pytest.fixture(scope="module")
 def t2i_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("t2i") / "run"
-    rc = main(["eval", "t2i-compbench", *FAST, "--categories", "color,spatial", "--images-per-prompt", "2",
-               "--limit", "3", "--batch-size", "4", "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            "t2i-compbench",
+            *FAST,
+            "--categories",
+            "color,spatial",
+            "--images-per-prompt",
+            "2",
+            "--limit",
+            "3",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     return out
 
@@ -92,8 +111,21 @@ def test_geneval_layout_reads_back_as_the_official_scorer_reads_it(tmp_path):
 
 def test_rerun_skips_finished_images_and_adds_new_categories(t2i_run, capsys):
     before = _files(t2i_run)
-    rc = main(["eval", "t2i-compbench", *FAST, "--categories", "color,spatial", "--images-per-prompt", "2",
-               "--limit", "3", "--out", str(t2i_run)])
+    rc = main(
+        [
+            "eval",
+            "t2i-compbench",
+            *FAST,
+            "--categories",
+            "color,spatial",
+            "--images-per-prompt",
+            "2",
+            "--limit",
+            "3",
+            "--out",
+            str(t2i_run),
+        ]
+    )
     assert rc == 0
     assert "0 image(s) sampled, 12 already there" in capsys.readouterr().out
     assert _files(t2i_run) == before
@@ -103,8 +135,12 @@ def test_killed_run_resumes_to_the_same_files_as_an_uninterrupted_one(tmp_path):
     args = ["eval", "geneval", *FAST, "--images-per-prompt", "2", "--limit", "6", "--batch-size", "2"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "gotr1.cli", *args, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gotr1.cli", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list(killed.glob("*/samples/*.png"))) < 4 and proc.poll() is None:
         time.sleep(0.05)
@@ -112,8 +148,13 @@ def test_killed_run_resumes_to_the_same_files_as_an_uninterrupted_one(tmp_path):
     proc.wait()
     done_before = len(list(killed.glob("*/samples/*.png")))
     assert 4 <= done_before < 12, "the kill came too late to test resuming"
-    resumed = subprocess.run([sys.executable, "-m", "gotr1.cli", *args, "--out", str(killed)], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "gotr1.cli", *args, "--out", str(killed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{12 - done_before} image(s) sampled, {done_before} already there" in resumed.stdout
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
@@ -128,12 +169,34 @@ def _free_port() -> int:
 
 
 def test_two_processes_under_accelerate_write_the_files_of_one(tmp_path):
-    args = ["eval", "t2i-compbench", *FAST, "--categories", "shape", "--images-per-prompt", "2", "--limit", "3",
-            "--batch-size", "2"]
+    args = [
+        "eval",
+        "t2i-compbench",
+        *FAST,
+        "--categories",
+        "shape",
+        "--images-per-prompt",
+        "2",
+        "--limit",
+        "3",
+        "--batch-size",
+        "2",
+    ]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
-           "-m", "gotr1.cli", *args, "--out", str(tmp_path / "two")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "gotr1.cli",
+        *args,
+        "--out",
+        str(tmp_path / "two"),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "3 image(s) sampled" in done.stdout  # each process its own half
@@ -141,21 +204,33 @@ def test_two_processes_under_accelerate_write_the_files_of_one(tmp_path):
     assert _files(tmp_path / "two") == _files(tmp_path / "one")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["eval", "t2i-compbench", "--categories", "colour"], "unknown t2i-compbench category 'colour'"),
-    (["eval", "geneval", "--categories", "counting,nope"], "unknown geneval category 'nope'"),
-    (["eval", "t2i-compbench", "--images-per-prompt", "0"], "argument --images-per-prompt: must be >= 1"),
-    (["eval", "t2i-compbench", "--limit", "0"], "argument --limit: must be >= 1"),
-    (["eval", "t2i-compbench", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
-    (["eval", "shapes", "--limit", "5000"], "--limit 5000"),
-    (["eval", "score", "{tmp}"], "no run.json"),
-    (["eval", "report", "{tmp}", "--out", "{tmp}/report"], "not a gotr1 eval run"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "t2i-compbench", "--categories", "colour"], "unknown t2i-compbench category 'colour'"),
+        (["eval", "geneval", "--categories", "counting,nope"], "unknown geneval category 'nope'"),
+        (["eval", "t2i-compbench", "--images-per-prompt", "0"], "argument --images-per-prompt: must be >= 1"),
+        (["eval", "t2i-compbench", "--limit", "0"], "argument --limit: must be >= 1"),
+        (["eval", "t2i-compbench", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
+        (["eval", "shapes", "--limit", "5000"], "--limit 5000"),
+        (["eval", "score", "{tmp}"], "no run.json"),
+        (["eval", "report", "{tmp}", "--out", "{tmp}/report"], "not a gotr1 eval run"),
+    ],
+)
 def test_bad_input_is_a_one_line_error(argv, message, tmp_path):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "gotr1.cli", *argv, *(["--out", str(tmp_path / "o")]
-                           if argv[1] not in ("score", "report") else [])],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gotr1.cli",
+            *argv,
+            *(["--out", str(tmp_path / "o")] if argv[1] not in ("score", "report") else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("gotr1: error")]
     assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
@@ -164,8 +239,24 @@ def test_bad_input_is_a_one_line_error(argv, message, tmp_path):
 
 def test_bad_model_path_is_one_line_error_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "gotr1.cli", "eval", "geneval", "--model", str(tmp_path / "nope"),
-                           "--limit", "1", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gotr1.cli",
+            "eval",
+            "geneval",
+            "--model",
+            str(tmp_path / "nope"),
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert str(tmp_path / "nope") in proc.stderr.strip().splitlines()[-1]
     assert not out.exists()
@@ -173,8 +264,23 @@ def test_bad_model_path_is_one_line_error_before_anything_is_written(tmp_path):
 
 def test_a_run_with_other_settings_is_refused_and_kept(t2i_run, capsys):
     before = _files(t2i_run)
-    rc = main(["eval", "t2i-compbench", *FAST, "--categories", "color", "--images-per-prompt", "2", "--limit", "3",
-               "--cfg", "2", "--out", str(t2i_run)])
+    rc = main(
+        [
+            "eval",
+            "t2i-compbench",
+            *FAST,
+            "--categories",
+            "color",
+            "--images-per-prompt",
+            "2",
+            "--limit",
+            "3",
+            "--cfg",
+            "2",
+            "--out",
+            str(t2i_run),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "other settings (sampling" in err and "--overwrite" in err

@@ -21,17 +21,27 @@ def _meaning(*groups, relations=()):
     return Meaning(tuple(Group(*g) for g in groups), tuple(Relation(*r) for r in relations))
 
 
-@pytest.mark.parametrize("meaning, category", [
-    (_meaning(("red", "circle")), "shape"),
-    (_meaning(("red", "circle", 1, "small")), "size"),
-    (_meaning(("red", "circle"), ("blue", "square")), "color"),
-    (_meaning(("red", "circle", 2), ("blue", "square")), "counting"),
-    (_meaning(("red", "circle"), ("blue", "square"), relations=[(0, "left of", 1)]), "spatial"),
-    (_meaning(("red", "circle", 1, "large"), ("blue", "square"), relations=[(0, "above", 1)]), "spatial"),
-    (_meaning(("red", "circle", 2), ("blue", "square"), relations=[(0, "left of", 1)]), "complex"),
-    (_meaning(("red", "circle"), ("blue", "square"), ("green", "diamond"),
-              relations=[(0, "left of", 1), (2, "below", 1)]), "complex"),
-])
+@pytest.mark.parametrize(
+    "meaning, category",
+    [
+        (_meaning(("red", "circle")), "shape"),
+        (_meaning(("red", "circle", 1, "small")), "size"),
+        (_meaning(("red", "circle"), ("blue", "square")), "color"),
+        (_meaning(("red", "circle", 2), ("blue", "square")), "counting"),
+        (_meaning(("red", "circle"), ("blue", "square"), relations=[(0, "left of", 1)]), "spatial"),
+        (_meaning(("red", "circle", 1, "large"), ("blue", "square"), relations=[(0, "above", 1)]), "spatial"),
+        (_meaning(("red", "circle", 2), ("blue", "square"), relations=[(0, "left of", 1)]), "complex"),
+        (
+            _meaning(
+                ("red", "circle"),
+                ("blue", "square"),
+                ("green", "diamond"),
+                relations=[(0, "left of", 1), (2, "below", 1)],
+            ),
+            "complex",
+        ),
+    ],
+)
 def test_categories_partition_meanings(meaning, category):
     assert category_of(meaning) == category
 
@@ -54,8 +64,16 @@ def _scene_image(tmp_path, meaning, chain_for_record, name):
     scene = layout_scene(meaning, random.Random(0))
     path = tmp_path / f"{name}.png"
     scene.image().save(path)
-    job = ImageJob("heldout/spatial", "p", 0, 0, 0, f"{name}.png", f"{name}.json",
-                   metadata={"split": "heldout", "meaning": meaning.to_dict()})
+    job = ImageJob(
+        "heldout/spatial",
+        "p",
+        0,
+        0,
+        0,
+        f"{name}.png",
+        f"{name}.json",
+        metadata={"split": "heldout", "meaning": meaning.to_dict()},
+    )
     return EvalImage(job, tmp_path, {"chain": chain_for_record(scene)})
 
 
@@ -63,8 +81,17 @@ def test_exact_scorer_scores_the_image_and_the_plan(tmp_path):
     meaning = _meaning(("red", "circle"), ("blue", "square"), relations=[(0, "left of", 1)])
     right = _scene_image(tmp_path, meaning, write_chain, "right")
     # the same image, but its chain planned the circle on the right: the plan fails, the image passes
-    swapped = _scene_image(tmp_path, meaning, lambda scene: write_chain(scene).replace("red circle", "tmp")
-                           .replace("blue square", "red circle").replace("tmp", "blue square"), "swapped")
+    swapped = _scene_image(
+        tmp_path,
+        meaning,
+        lambda scene: (
+            write_chain(scene)
+            .replace("red circle", "tmp")
+            .replace("blue square", "red circle")
+            .replace("tmp", "blue square")
+        ),
+        "swapped",
+    )
     no_plan = _scene_image(tmp_path, meaning, lambda scene: "I will draw it.", "none")
     scores = ExactScorer().score("heldout/spatial", [right, swapped, no_plan], tmp_path)
     assert [s.score for s in scores] == [1.0, 1.0, 1.0]
@@ -74,8 +101,23 @@ def test_exact_scorer_scores_the_image_and_the_plan(tmp_path):
 
 def test_eval_shapes_on_the_shipped_model_agrees_with_training_evaluation(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["eval", "shapes", "--categories", "heldout/all,val/spatial", "--limit", "6", "--out", str(out),
-                 "--max-reasoning-tokens", "200"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "shapes",
+                "--categories",
+                "heldout/all,val/spatial",
+                "--limit",
+                "6",
+                "--out",
+                str(out),
+                "--max-reasoning-tokens",
+                "200",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "heldout/all" in printed and "val/spatial" in printed and "plan wrong" in printed
     results = json.loads((out / "results" / "shapes.json").read_text())
@@ -90,8 +132,23 @@ def test_eval_shapes_on_the_shipped_model_agrees_with_training_evaluation(tmp_pa
 
 
 def test_shapes_eval_is_an_alias(tmp_path):
-    assert main(["shapes", "eval", "--categories", "val/shape", "--limit", "2", "--out", str(tmp_path / "a"),
-                 "--max-reasoning-tokens", "50"]) == 0
+    assert (
+        main(
+            [
+                "shapes",
+                "eval",
+                "--categories",
+                "val/shape",
+                "--limit",
+                "2",
+                "--out",
+                str(tmp_path / "a"),
+                "--max-reasoning-tokens",
+                "50",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "a" / "results" / "shapes.json").is_file()
 
 
@@ -110,11 +167,14 @@ def test_a_suite_registered_at_run_time_serves_rewards_and_prompts(tmp_path):
     from gotr1.rewards.config import RewardSettings, build_reward
     from gotr1.rewards.scoring import CallableReward
 
-    registry.register(registry.Suite(
-        name="toy", prompt_sets=("all",),
-        prompt_source=lambda prompt_set, n: (lambda step, rng: ["a toy"] * n),
-        reward_components={"r_pi": lambda: CallableReward("r_pi", lambda p, c, i: [0.25] * len(p))},
-    ))
+    registry.register(
+        registry.Suite(
+            name="toy",
+            prompt_sets=("all",),
+            prompt_source=lambda prompt_set, n: lambda step, rng: ["a toy"] * n,
+            reward_components={"r_pi": lambda: CallableReward("r_pi", lambda p, c, i: [0.25] * len(p))},
+        )
+    )
     try:
         reward = build_reward(RewardSettings(source="toy", components=["r_pi"], combine="sum"))
         totals, parts = reward(["a toy"], ["chain"], [None])

@@ -23,8 +23,10 @@ from gotr1.eval.scorers.t2i_official import RESULT_FILES, T2IOfficialScorer
 
 transformers = pytest.importorskip("transformers")
 
-WORDS = ("a an the green blue red bench bowl car cat dog girl frog person hat rack coat apple plate on top of left "
-         "right next to near in front behind hidden two three cats dogs and is was yes no photo").split()
+WORDS = (
+    "a an the green blue red bench bowl car cat dog girl frog person hat rack coat apple plate on top of left "
+    "right next to near in front behind hidden two three cats dogs and is was yes no photo"
+).split()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -45,11 +47,27 @@ def bert_tokenizer(tmp_path_factory):
 
 def _blip_model(vocab_size: int, bos: int, seed: int = 0):
     config = transformers.BlipConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=37, encoder_hidden_size=32, bos_token_id=bos, sep_token_id=3,
-                         pad_token_id=0, max_position_embeddings=64),
-        vision_config=dict(hidden_size=32, image_size=32, patch_size=16, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=37))
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            encoder_hidden_size=32,
+            bos_token_id=bos,
+            sep_token_id=3,
+            pad_token_id=0,
+            max_position_embeddings=64,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            image_size=32,
+            patch_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+        ),
+    )
     torch.manual_seed(seed)
     return transformers.BlipForQuestionAnswering(config).eval()
 
@@ -57,8 +75,9 @@ def _blip_model(vocab_size: int, bos: int, seed: int = 0):
 @pytest.fixture(scope="module")
 def blip(bert_tokenizer):
     model = _blip_model(len(bert_tokenizer), bert_tokenizer.convert_tokens_to_ids("[DEC]"))
-    processor = transformers.BlipProcessor(image_processor=transformers.BlipImageProcessorPil(),
-                                           tokenizer=bert_tokenizer)
+    processor = transformers.BlipProcessor(
+        image_processor=transformers.BlipImageProcessorPil(), tokenizer=bert_tokenizer
+    )
     # 48 px against the config's 32: the position-embedding interpolation path runs, as 480 vs 384 does for real
     return BlipVqa(model, processor, image_size=48, batch_size=2, model_id="tiny-blip")
 
@@ -68,8 +87,15 @@ def clip_tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clip")
     letters = "abcdefghijklmnopqrstuvwxyz"
     # id 0 is a plain letter: OWLv2 masks queries whose first id is 0, and the start token must not be
-    tokens = [*letters, *(c + "</w>" for c in letters), *(w + "</w>" for w in WORDS), ".</w>", "'</w>",
-              "<|startoftext|>", "<|endoftext|>"]
+    tokens = [
+        *letters,
+        *(c + "</w>" for c in letters),
+        *(w + "</w>" for w in WORDS),
+        ".</w>",
+        "'</w>",
+        "<|startoftext|>",
+        "<|endoftext|>",
+    ]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
@@ -79,33 +105,63 @@ def clip_tokenizer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip(clip_tokenizer):
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(clip_tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77,
-                         bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=16),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=len(clip_tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=clip_tokenizer.bos_token_id,
+            eos_token_id=clip_tokenizer.eos_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=16,
+        ),
+        projection_dim=16,
+    )
     torch.manual_seed(1)
     model = transformers.CLIPModel(config).eval()
-    processor = transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessorPil(),
-                                           tokenizer=clip_tokenizer)
+    processor = transformers.CLIPProcessor(
+        image_processor=transformers.CLIPImageProcessorPil(), tokenizer=clip_tokenizer
+    )
     return ClipScore(model, processor, batch_size=2, model_id="tiny-clip")
 
 
 @pytest.fixture(scope="module")
 def detector(clip_tokenizer):
     config = transformers.Owlv2Config(
-        text_config=dict(vocab_size=len(clip_tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16,
-                         bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id,
-                         pad_token_id=clip_tokenizer.eos_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=32)
+        text_config=dict(
+            vocab_size=len(clip_tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=clip_tokenizer.bos_token_id,
+            eos_token_id=clip_tokenizer.eos_token_id,
+            pad_token_id=clip_tokenizer.eos_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=32,
+    )
     torch.manual_seed(2)
     model = transformers.Owlv2ForObjectDetection(config).eval()
     processor = transformers.Owlv2Processor(
-        image_processor=transformers.Owlv2ImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=clip_tokenizer)
+        image_processor=transformers.Owlv2ImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=clip_tokenizer
+    )
     # threshold 0: every one of the 16 patch boxes survives scoring, so the geometry is always exercised
     return OpenVocabDetector(model, processor, threshold=0.0, batch_size=3, model_id="tiny-owlv2")
 
@@ -113,9 +169,18 @@ def detector(clip_tokenizer):
 @pytest.fixture(scope="module")
 def depth():
     config = transformers.DPTConfig(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=32,
-        patch_size=8, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 16, 16, 16], fusion_hidden_size=16,
-        head_hidden_size=8, reassemble_factors=[4, 2, 1, 0.5])
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 16, 16, 16],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        reassemble_factors=[4, 2, 1, 0.5],
+    )
     torch.manual_seed(3)
     return DepthEstimator(transformers.DPTForDepthEstimation(config).eval(), None, input_size=32, model_id="tiny-dpt")
 
@@ -137,10 +202,14 @@ def _manual_p_yes(blip: BlipVqa, image: Image.Image, question: str, first_token:
         encoded = blip.tokenizer([question], return_tensors="pt")
         ids = encoded["input_ids"].clone()
         ids[0, 0] = first_token
-        states = model.text_encoder(input_ids=ids, attention_mask=encoded["attention_mask"],
-                                    encoder_hidden_states=embeds)[0]
-        logits = model.text_decoder(input_ids=torch.tensor([[blip.dec_id]]), encoder_hidden_states=states,
-                                    encoder_attention_mask=encoded["attention_mask"]).logits[0, 0]
+        states = model.text_encoder(
+            input_ids=ids, attention_mask=encoded["attention_mask"], encoder_hidden_states=embeds
+        )[0]
+        logits = model.text_decoder(
+            input_ids=torch.tensor([[blip.dec_id]]),
+            encoder_hidden_states=states,
+            encoder_attention_mask=encoded["attention_mask"],
+        ).logits[0, 0]
     probs = torch.softmax(logits, dim=-1)
     return float(probs[blip.yes_id] / (probs[blip.yes_id] + probs[blip.no_id]))
 
@@ -164,7 +233,7 @@ def test_blip_replaces_cls_with_enc_and_decodes_from_dec(blip):
     encoder_hook = blip.model.text_encoder.register_forward_pre_hook(encoder_input, with_kwargs=True)
     decoder_hook = blip.model.text_decoder.register_forward_hook(decoder_output, with_kwargs=True)
     try:
-        (p_yes,), = blip.yes_probabilities([_picture(0)], [["a green bench?"]])
+        ((p_yes,),) = blip.yes_probabilities([_picture(0)], [["a green bench?"]])
     finally:
         encoder_hook.remove()
         decoder_hook.remove()
@@ -178,7 +247,7 @@ def test_blip_replaces_cls_with_enc_and_decodes_from_dec(blip):
 
 def test_blip_matches_manual_forward_and_enc_matters(blip, bert_tokenizer):
     image = _picture(1)
-    (p_yes,), = blip.yes_probabilities([image], [["a red car?"]])
+    ((p_yes,),) = blip.yes_probabilities([image], [["a red car?"]])
     assert p_yes == pytest.approx(_manual_p_yes(blip, image, "a red car?", blip.enc_id), abs=1e-5)
     cls = bert_tokenizer.cls_token_id
     assert abs(p_yes - _manual_p_yes(blip, image, "a red car?", cls)) > 1e-6  # what transformers alone would do
@@ -190,8 +259,11 @@ def test_blip_batching_shares_images_and_keeps_order(blip):
     batched = blip.yes_probabilities(images, questions)
     assert [len(q) for q in batched] == [2, 0, 1]
     one_by_one = [blip.yes_probabilities([im], [qs])[0] for im, qs in zip(images, questions)]
-    np.testing.assert_allclose(np.concatenate([np.array(q, dtype=float) for q in batched]),
-                               np.concatenate([np.array(q, dtype=float) for q in one_by_one]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.concatenate([np.array(q, dtype=float) for q in batched]),
+        np.concatenate([np.array(q, dtype=float) for q in one_by_one]),
+        atol=1e-5,
+    )
     assert all(0.0 <= p <= 1.0 for q in batched for p in q)
     assert blip.pixel_values(images).shape == (3, 3, 48, 48)
 
@@ -199,8 +271,9 @@ def test_blip_batching_shares_images_and_keeps_order(blip):
 def test_blip_official_vocabulary_ids_are_checked(bert_tokenizer):
     # a 30524-token text config is the real BLIP vocabulary: ids other than yes=2748, no=2053, [DEC]=30522 fail
     model = _blip_model(30524, 30522)
-    processor = transformers.BlipProcessor(image_processor=transformers.BlipImageProcessorPil(),
-                                           tokenizer=bert_tokenizer)
+    processor = transformers.BlipProcessor(
+        image_processor=transformers.BlipImageProcessorPil(), tokenizer=bert_tokenizer
+    )
     with pytest.raises(ScorerError, match="differ from the official"):
         BlipVqa(model, processor)
 
@@ -309,8 +382,12 @@ def _read(out_dir: Path, key: str) -> list[dict]:
 
 
 def test_attribute_category_scores_and_files(scorer, tmp_path):
-    objects = {"a green bench and a blue bowl": [{"name": "green bench", "box": [0, 0, 500, 500]},
-                                                 {"name": "blue bowl", "box": [500, 500, 900, 900]}]}
+    objects = {
+        "a green bench and a blue bowl": [
+            {"name": "green bench", "box": [0, 0, 500, 500]},
+            {"name": "blue bowl", "box": [500, 500, 900, 900]},
+        ]
+    }
     images = _images(tmp_path, "color", ["a green bench and a blue bowl", "a red car and a blue cat"], objects=objects)
     scores = scorer.score("color", images, tmp_path)
     json.dumps([s.to_dict() for s in scores], allow_nan=False)  # details are plain JSON
@@ -329,8 +406,12 @@ def test_attribute_category_scores_and_files(scorer, tmp_path):
 
 
 def test_spatial_category_uses_file_numbers_and_plan(scorer, tmp_path):
-    objects = {"a girl on the left of a frog": [{"name": "little girl", "box": [0, 400, 300, 600]},
-                                                {"name": "frog", "box": [600, 400, 900, 600]}]}
+    objects = {
+        "a girl on the left of a frog": [
+            {"name": "little girl", "box": [0, 400, 300, 600]},
+            {"name": "frog", "box": [600, 400, 900, 600]},
+        ]
+    }
     images = _images(tmp_path, "spatial", ["a girl on the left of a frog"], per_prompt=3, objects=objects)
     images = images[1:]  # file numbers 1 and 2, at positions 0 and 1
     scores = scorer.score("spatial", images, tmp_path)
@@ -345,8 +426,10 @@ def test_spatial_category_uses_file_numbers_and_plan(scorer, tmp_path):
     assert [r["question_id"] for r in rows] == [1, 2]
     assert all(isinstance(r["answer"], float) for r in rows)
     mapping = json.loads((tmp_path / "labels/annotation_obj_detection_2d/mapping.json").read_text())
-    assert mapping == [{"image": "a girl on the left of a frog_000001.png", "question_id": 1},
-                       {"image": "a girl on the left of a frog_000002.png", "question_id": 2}]
+    assert mapping == [
+        {"image": "a girl on the left of a frog_000001.png", "question_id": 1},
+        {"image": "a girl on the left of a frog_000002.png", "question_id": 2},
+    ]
     assert (tmp_path / "labels/annotation_obj_detection_2d/avg_score.txt").read_text().startswith("score avg:")
 
 
@@ -360,8 +443,12 @@ def test_non_spatial_is_clipscore_without_plan(scorer, tmp_path):
 
 def test_complex_category_writes_all_four_files(scorer, tmp_path):
     prompts = ["The red hat was on top of the brown coat rack.", "The black phone was resting on the brown charger."]
-    objects = {prompts[0]: [{"name": "red hat", "box": [300, 0, 600, 300]},
-                            {"name": "brown coat rack", "box": [300, 300, 600, 900]}]}
+    objects = {
+        prompts[0]: [
+            {"name": "red hat", "box": [300, 0, 600, 300]},
+            {"name": "brown coat rack", "box": [300, 300, 600, 900]},
+        ]
+    }
     scores = scorer.score("complex", _images(tmp_path, "complex", prompts, objects=objects), tmp_path)
     json.dumps([s.to_dict() for s in scores], allow_nan=False)  # details are plain JSON
     for key in ("blip", "spatial_2d", "clip", "three_in_one"):
@@ -380,9 +467,13 @@ def test_complex_category_writes_all_four_files(scorer, tmp_path):
 
 
 def test_numeracy_category(scorer, tmp_path):
-    objects = {"two cats and a dog": [{"name": "cat", "box": [0, 0, 300, 300]},
-                                      {"name": "cat", "box": [400, 0, 700, 300]},
-                                      {"name": "dog", "box": [0, 500, 300, 900]}]}
+    objects = {
+        "two cats and a dog": [
+            {"name": "cat", "box": [0, 0, 300, 300]},
+            {"name": "cat", "box": [400, 0, 700, 300]},
+            {"name": "dog", "box": [0, 500, 300, 900]},
+        ]
+    }
     images = _images(tmp_path, "numeracy", ["two cats and a dog"], objects=objects)
     scores = scorer.score("numeracy", images, tmp_path)
     json.dumps([s.to_dict() for s in scores], allow_nan=False)  # details are plain JSON
@@ -436,10 +527,12 @@ def test_models_load_lazily_and_fail_in_one_line(detector, tmp_path):
 def test_wrappers_load_from_local_folders(blip, clip, detector, depth, tmp_path):
     """The real loading path (hub id or local folder) on the tiny models saved to disk."""
     processors = {
-        BlipVqa: transformers.BlipProcessor(image_processor=transformers.BlipImageProcessorPil(),
-                                            tokenizer=blip.tokenizer),
-        ClipScore: transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessorPil(),
-                                              tokenizer=clip.tokenizer),
+        BlipVqa: transformers.BlipProcessor(
+            image_processor=transformers.BlipImageProcessorPil(), tokenizer=blip.tokenizer
+        ),
+        ClipScore: transformers.CLIPProcessor(
+            image_processor=transformers.CLIPImageProcessorPil(), tokenizer=clip.tokenizer
+        ),
         OpenVocabDetector: detector.processor,
         DepthEstimator: transformers.DPTImageProcessorPil(),
     }
@@ -459,28 +552,64 @@ def test_wrappers_load_from_local_folders(blip, clip, detector, depth, tmp_path)
 # the whole path: `gotr1 eval t2i-compbench` samples, `gotr1 eval score --scorer official` reads the folder back
 
 
-def test_cli_samples_then_scores_with_the_official_scorer(blip, clip, detector, bert_tokenizer, clip_tokenizer,
-                                                         tmp_path, capsys):
+def test_cli_samples_then_scores_with_the_official_scorer(
+    blip, clip, detector, bert_tokenizer, clip_tokenizer, tmp_path, capsys
+):
     from gotr1.cli import main
 
     saved = {}
     for role, model, processor in (
-        ("blip", blip.model, transformers.BlipProcessor(image_processor=transformers.BlipImageProcessorPil(),
-                                                        tokenizer=bert_tokenizer)),
-        ("clip", clip.model, transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessorPil(),
-                                                        tokenizer=clip_tokenizer)),
+        (
+            "blip",
+            blip.model,
+            transformers.BlipProcessor(image_processor=transformers.BlipImageProcessorPil(), tokenizer=bert_tokenizer),
+        ),
+        (
+            "clip",
+            clip.model,
+            transformers.CLIPProcessor(image_processor=transformers.CLIPImageProcessorPil(), tokenizer=clip_tokenizer),
+        ),
         ("detector", detector.model, detector.processor),
     ):
         model.save_pretrained(tmp_path / role)
         processor.save_pretrained(tmp_path / role)
         saved[role] = tmp_path / role
     run = tmp_path / "run"
-    assert main(["eval", "t2i-compbench", "--model", "tiny-random", "--max-reasoning-tokens", "12",
-                 "--categories", "color,spatial,non_spatial", "--images-per-prompt", "2", "--limit", "2",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "t2i-compbench",
+                "--model",
+                "tiny-random",
+                "--max-reasoning-tokens",
+                "12",
+                "--categories",
+                "color,spatial,non_spatial",
+                "--images-per-prompt",
+                "2",
+                "--limit",
+                "2",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["eval", "score", str(run), "--scorer", "official",
-                 *[arg for role, path in saved.items() for arg in ("--scorer-model", f"{role}={path}")]]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                str(run),
+                "--scorer",
+                "official",
+                *[arg for role, path in saved.items() for arg in ("--scorer-model", f"{role}={path}")],
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "color" in printed and "non_spatial" in printed and "note:" in printed
     blip_result = json.loads((run / "color" / "annotation_blip" / "vqa_result.json").read_text())
@@ -502,8 +631,27 @@ def test_an_unloadable_scorer_model_is_a_one_line_error_that_keeps_the_run(tmp_p
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub here: fail at once instead of retrying the network
     run = tmp_path / "run"
-    assert main(["eval", "t2i-compbench", "--model", "tiny-random", "--max-reasoning-tokens", "8",
-                 "--categories", "color", "--images-per-prompt", "1", "--limit", "1", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "t2i-compbench",
+                "--model",
+                "tiny-random",
+                "--max-reasoning-tokens",
+                "8",
+                "--categories",
+                "color",
+                "--images-per-prompt",
+                "1",
+                "--limit",
+                "1",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     capsys.readouterr()
     assert main(["eval", "score", str(run), "--scorer", "official", "--scorer-model", f"blip={tmp_path / 'nope'}"]) == 2

@@ -123,10 +123,12 @@ def test_on_top_of_with_full_confidence_keeps_exactly_half():
 
 
 def test_first_detection_with_exact_label_is_used():
-    found = [Detection("dogs", 0.99, (400.0, 0.0, 479.0, 100.0)),  # not exactly "dog"
-             Detection("dog", 0.7, A),
-             Detection("cat", 0.8, (200.0, 0.0, 300.0, 100.0)),
-             Detection("dog", 0.95, (300.0, 0.0, 400.0, 100.0))]  # higher score but later: ignored
+    found = [
+        Detection("dogs", 0.99, (400.0, 0.0, 479.0, 100.0)),  # not exactly "dog"
+        Detection("dog", 0.7, A),
+        Detection("cat", 0.8, (200.0, 0.0, 300.0, 100.0)),
+        Detection("dog", 0.95, (300.0, 0.0, 400.0, 100.0)),
+    ]  # higher score but later: ignored
     result = rules.spatial_2d_score("on the left of", "dog", "cat", found)
     assert result.found[0] == found[1]
     # 0.25 * 0.7 + 0.25 * 0.8 + 0.5 * 1 = 0.875
@@ -178,8 +180,7 @@ def test_partial_overlap_scores_iou_over_half():
 def test_3d_score_has_no_floor_and_quirky_matching():
     depth = np.zeros((100, 100), dtype=np.float32)
     # one object found: 0.25 * 0.8 = 0.2, kept (no 0.5 floor in 3D)
-    assert rules.spatial_3d_score("behind", "cat", "dog", [Detection("cat", 0.8, A)], depth).score == \
-        pytest.approx(0.2)
+    assert rules.spatial_3d_score("behind", "cat", "dog", [Detection("cat", 0.8, A)], depth).score == pytest.approx(0.2)
     # labels [cat, cat, dog]: the loop reassigns cat's index until dog is found -> cat = the 2nd detection
     found = [Detection("cat", 0.9, A), Detection("cat", 0.5, A), Detection("dog", 0.7, (200.0, 0, 300.0, 100.0))]
     result = rules.spatial_3d_score("in front of", "cat", "dog", found, depth)
@@ -187,15 +188,17 @@ def test_3d_score_has_no_floor_and_quirky_matching():
     # no overlap -> position 0; 0.25 * 0.5 + 0.25 * 0.7 = 0.3
     assert result.score == pytest.approx(0.3)
     # substring matching: a "hot dog" label counts as "dog"
-    assert rules.spatial_3d_score("behind", "cat", "dog", [Detection("hot dog", 0.4, A)], depth).score == \
-        pytest.approx(0.1)
+    assert rules.spatial_3d_score("behind", "cat", "dog", [Detection("hot dog", 0.4, A)], depth).score == pytest.approx(
+        0.1
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # numeracy
 
-FORMS = rules.ObjectForms(("teddy bear", "dog", "cat", "sheep", "woman", "fish"),
-                          ("teddy bears", "dogs", "cats", "sheep", "women", "fish"))
+FORMS = rules.ObjectForms(
+    ("teddy bear", "dog", "cat", "sheep", "woman", "fish"), ("teddy bears", "dogs", "cats", "sheep", "women", "fish")
+)
 
 
 def test_numeracy_targets_from_number_words():
@@ -222,8 +225,12 @@ def test_duplicate_boxes_merge_with_plus_one_convention():
 
 
 def test_numeracy_half_credit_for_presence_half_for_count():
-    found = [Detection("dog", 0.9, (0.0, 0.0, 100.0, 100.0)), Detection("dog", 0.8, (2.0, 2.0, 100.0, 100.0)),
-             Detection("dog", 0.7, (200.0, 0.0, 300.0, 100.0)), Detection("cat", 0.6, (0.0, 200.0, 90.0, 300.0))]
+    found = [
+        Detection("dog", 0.9, (0.0, 0.0, 100.0, 100.0)),
+        Detection("dog", 0.8, (2.0, 2.0, 100.0, 100.0)),
+        Detection("dog", 0.7, (200.0, 0.0, 300.0, 100.0)),
+        Detection("cat", 0.6, (0.0, 200.0, 90.0, 300.0)),
+    ]
     result = rules.numeracy_score(rules.numeracy_targets("three dogs and a cat".split(), FORMS), found)
     # n = 2, weight 1/2. dogs after merging: 2 (want 3) -> 0.5 * 0.5 = 0.25; cat: present and 1 == 1 -> 0.5
     assert result.score == pytest.approx(0.75)
@@ -232,16 +239,23 @@ def test_numeracy_half_credit_for_presence_half_for_count():
 
 def test_numeracy_renames_and_substring_labels():
     targets = rules.numeracy_targets("two women and a cat".split(), FORMS)
-    found = [Detection("person", 0.9, (0.0, 0.0, 50.0, 50.0)), Detection("person", 0.9, (100.0, 0.0, 150.0, 50.0)),
-             Detection("wildcat", 0.9, (300.0, 0.0, 350.0, 50.0))]
+    found = [
+        Detection("person", 0.9, (0.0, 0.0, 50.0, 50.0)),
+        Detection("person", 0.9, (100.0, 0.0, 150.0, 50.0)),
+        Detection("wildcat", 0.9, (300.0, 0.0, 350.0, 50.0)),
+    ]
     # woman -> person (2 == 2): 0.5; "cat" is not a label but "wildcat" contains it -> renamed, 1 == 1: 0.5
     assert rules.numeracy_score(targets, found).score == pytest.approx(1.0)
 
 
 def test_numeracy_misaligned_counts_as_official():
     targets = rules.numeracy_targets("a dogs and two cats".split(), FORMS)  # names [dog, cat], counts [2]
-    found = [Detection("dog", 0.9, (0.0, 0.0, 50.0, 50.0)), Detection("dog", 0.9, (100.0, 0.0, 150.0, 50.0)),
-             Detection("cat", 0.9, (200.0, 0.0, 250.0, 50.0)), Detection("cat", 0.9, (300.0, 0.0, 350.0, 50.0))]
+    found = [
+        Detection("dog", 0.9, (0.0, 0.0, 50.0, 50.0)),
+        Detection("dog", 0.9, (100.0, 0.0, 150.0, 50.0)),
+        Detection("cat", 0.9, (200.0, 0.0, 250.0, 50.0)),
+        Detection("cat", 0.9, (300.0, 0.0, 350.0, 50.0)),
+    ]
     # dog is checked against counts[0] = 2 (the cats' count) -> 0.25 + 0.25; cat has no count -> 0.25 only
     assert rules.numeracy_score(targets, found).score == pytest.approx(0.75)
 
@@ -252,8 +266,9 @@ def test_numeracy_val_prompts_all_parse():
     for line in lines:
         targets = rules.numeracy_targets(phrases.words(line), forms)
         assert targets.names and len(targets.names) == len(targets.counts) and not targets.problems, line
-    targets = rules.numeracy_targets(phrases.words("three couches, two keys, two women, four rabbits and one bowl"),
-                                     forms)
+    targets = rules.numeracy_targets(
+        phrases.words("three couches, two keys, two women, four rabbits and one bowl"), forms
+    )
     assert targets.names == ["couch", "key", "woman", "rabbit", "bowl"]
     assert targets.counts == [3, 2, 2, 4, 1]
 
@@ -266,8 +281,11 @@ def test_three_in_one_subset_choice_from_the_val_lists():
     lists = rules.ComplexLists.load()
     spatial = "The red hat was on top of the brown coat rack."  # in complex_val_spatial.txt
     action = "The black phone was resting on the brown charger."  # in complex_val_action.txt
-    other = next(line for line in (DATA / "t2i_compbench" / "complex_val.txt").read_text().splitlines()
-                 if rules.prompt_key(line) not in lists.spatial | lists.action)
+    other = next(
+        line
+        for line in (DATA / "t2i_compbench" / "complex_val.txt").read_text().splitlines()
+        if rules.prompt_key(line) not in lists.spatial | lists.action
+    )
     assert rules.three_in_one_parts(spatial, lists) == ("spatial", "attribute")
     assert rules.three_in_one_parts(action, lists) == ("action", "attribute")
     assert rules.three_in_one_parts(other, lists) == ("attribute", "spatial", "action")
@@ -293,9 +311,11 @@ def test_blip_product_rounds_each_phrase_first():
 
 
 def test_planned_detections_scale_to_frame_and_match_words():
-    objects = [PlannedObject("little girl", Box(0, 0, 500, 500)),
-               PlannedObject("green frog", Box(500, 500, 1000, 1000)),
-               PlannedObject("tree", None)]
+    objects = [
+        PlannedObject("little girl", Box(0, 0, 500, 500)),
+        PlannedObject("green frog", Box(500, 500, 1000, 1000)),
+        PlannedObject("tree", None),
+    ]
     found = rules.planned_detections(objects, (479, 479), {"person": ["girl", "person"], "frog": ["frog"]})
     assert [(d.label, d.score) for d in found] == [("person", 1.0), ("frog", 1.0)]
     assert found[1].box == pytest.approx((239.5, 239.5, 479.0, 479.0))
@@ -324,18 +344,26 @@ def test_fallback_is_reported():
 
 
 @needs_fallback
-@pytest.mark.parametrize(("prompt", "expected"), [
-    ("a green bench and a blue bowl", ["a green bench", "a blue bowl"]),
-    ("a red orange and a brown sheep", ["a red orange", "a brown sheep"]),
-    ("a pentagonal stop sign and a spherical traffic light", ["a pentagonal stop sign", "a spherical traffic light"]),
-    ("rubber sole shoes and fluffy clouds", ["rubber sole shoes", "fluffy clouds"]),
-    ("an oval sink and a rectangular mirror.", ["an oval sink", "a rectangular mirror"]),
-    ("a cubic Rubik's cube and a pentagonal game box", ["a cubic Rubik's cube", "a pentagonal game box"]),
-    ("A black and white cat sits in a white sink.", ["A black and white cat", "a white sink"]),
-    ("The metallic whisk and wooden bowl mix the fluffy batter for the cake on the plastic counter.",
-     ["The metallic whisk", "wooden bowl", "the fluffy batter", "the cake", "the plastic counter"]),
-    ("The fluffy cat is on the left of the soft pillow.", ["The fluffy cat", "the soft pillow"]),
-])
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a green bench and a blue bowl", ["a green bench", "a blue bowl"]),
+        ("a red orange and a brown sheep", ["a red orange", "a brown sheep"]),
+        (
+            "a pentagonal stop sign and a spherical traffic light",
+            ["a pentagonal stop sign", "a spherical traffic light"],
+        ),
+        ("rubber sole shoes and fluffy clouds", ["rubber sole shoes", "fluffy clouds"]),
+        ("an oval sink and a rectangular mirror.", ["an oval sink", "a rectangular mirror"]),
+        ("a cubic Rubik's cube and a pentagonal game box", ["a cubic Rubik's cube", "a pentagonal game box"]),
+        ("A black and white cat sits in a white sink.", ["A black and white cat", "a white sink"]),
+        (
+            "The metallic whisk and wooden bowl mix the fluffy batter for the cake on the plastic counter.",
+            ["The metallic whisk", "wooden bowl", "the fluffy batter", "the cake", "the plastic counter"],
+        ),
+        ("The fluffy cat is on the left of the soft pillow.", ["The fluffy cat", "the soft pillow"]),
+    ],
+)
 def test_fallback_phrases_on_val_prompts(prompt, expected):
     assert phrases.blip_phrases(prompt) == expected
 
@@ -363,8 +391,13 @@ def test_spatial_nouns_on_val_prompts():
             tokens = line.split()  # every 2D/3D val prompt is "a|an X ... a|an Y"
             assert phrases.first_last_nouns(line) == (tokens[1], tokens[-1]), line
     assert phrases.first_last_nouns("a girl on the top of a frog") == ("girl", "frog")
-    assert [phrases.to_detector_label(w) for w in ("girl", "boy", "man", "woman", "frog")] == \
-        ["person", "person", "person", "person", "frog"]
+    assert [phrases.to_detector_label(w) for w in ("girl", "boy", "man", "woman", "frog")] == [
+        "person",
+        "person",
+        "person",
+        "person",
+        "frog",
+    ]
 
 
 @needs_fallback
@@ -372,6 +405,8 @@ def test_complex_spatial_nouns_and_clip_text():
     assert phrases.complex_spatial_nouns("The red hat was on top of the brown coat rack.") == ("hat", "coat")
     assert phrases.complex_spatial_nouns("The fluffy cat is on the left of the soft pillow.") == ("cat", "pillow")
     assert phrases.complex_spatial_nouns("The black phone was resting on the brown charger.") == (None, None)
-    assert phrases.without_adjectives("The fluffy cat is on the left of the soft pillow.") == \
-        "The cat is on the left of the pillow ."
+    assert (
+        phrases.without_adjectives("The fluffy cat is on the left of the soft pillow.")
+        == "The cat is on the left of the pillow ."
+    )
     assert phrases.words("two cats, a dog.") == ["two", "cats", ",", "a", "dog", "."]

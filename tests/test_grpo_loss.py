@@ -75,10 +75,21 @@ def test_loss_types_equal_independent_computation(loss_type):
     ref = logp + torch.randn(4, 6, generator=g) * 0.2
     adv = torch.tensor([1.0, -0.5, 2.0, -1.5])
     mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]]).bool()
-    out = grpo_loss(logp, old, adv, mask, ref_logp=ref, beta=0.04, epsilon_low=0.2, epsilon_high=0.28,
-                    loss_type=loss_type, max_length=8)
-    expected = _reference_loss(logp.numpy(), old.numpy(), adv.numpy(), mask.numpy(), ref.numpy(), 0.04, 0.2, 0.28,
-                               loss_type, 8)
+    out = grpo_loss(
+        logp,
+        old,
+        adv,
+        mask,
+        ref_logp=ref,
+        beta=0.04,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        loss_type=loss_type,
+        max_length=8,
+    )
+    expected = _reference_loss(
+        logp.numpy(), old.numpy(), adv.numpy(), mask.numpy(), ref.numpy(), 0.04, 0.2, 0.28, loss_type, 8
+    )
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
 
 

@@ -3,7 +3,6 @@
 import copy
 
 import pytest
-
 import torch
 
 from gotr1.model.loading import JanusBundle
@@ -20,9 +19,19 @@ def _bundle(tokenizer, seed=0):
 
 
 def _trainer(bundle, reward_fn, **overrides):
-    config = GRPOConfig(**{"steps": 4, "prompts_per_step": 2, "num_generations": 4, "max_reasoning_tokens": 6,
-                           "learning_rate": 1e-2, "lora_r": 8, "lora_alpha": 16, "micro_batch_size": 3,
-                           **overrides})
+    config = GRPOConfig(
+        **{
+            "steps": 4,
+            "prompts_per_step": 2,
+            "num_generations": 4,
+            "max_reasoning_tokens": 6,
+            "learning_rate": 1e-2,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "micro_batch_size": 3,
+            **overrides,
+        }
+    )
     return GRPOTrainer(bundle, config, reward_fn, lambda step, rng: list(PROMPTS))
 
 
@@ -79,8 +88,17 @@ def test_grpo_raises_a_toy_image_reward(tiny_tokenizer):
         values = [float((g.image_ids[0] == 0).float().mean()) for g in generations]
         return values, {"zero_share": values}
 
-    trainer = _trainer(bundle, zero_share, steps=30, lora_r=None, learning_rate=5e-3, train_text=False,
-                       num_generations=8, micro_batch_size=16, cfg_weight=1.0)
+    trainer = _trainer(
+        bundle,
+        zero_share,
+        steps=30,
+        lora_r=None,
+        learning_rate=5e-3,
+        train_text=False,
+        num_generations=8,
+        micro_batch_size=16,
+        cfg_weight=1.0,
+    )
     history = trainer.train()
     first = sum(h["reward_mean"] for h in history[:3]) / 3
     last = sum(h["reward_mean"] for h in history[-3:]) / 3

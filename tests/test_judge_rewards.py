@@ -67,11 +67,15 @@ IMAGE = Image.new("RGB", (64, 64), "white")
 
 # --- R_sem -----------------------------------------------------------------------------------------
 
+
 def test_semantic_reward_scores_what_the_judge_says_and_shows_it_the_plan():
     judge = ScriptedJudge(lambda r: score(10 if '"blue square"' in r.prompt else 3))
     reward = SemanticReward(judge)
-    values = reward(["a red circle left of a blue square"] * 2,
-                    [RED_LEFT, chain(("green triangle", (0, 0, 500, 500)))], [None, None])
+    values = reward(
+        ["a red circle left of a blue square"] * 2,
+        [RED_LEFT, chain(("green triangle", (0, 0, 500, 500)))],
+        [None, None],
+    )
     assert values == [1.0, 0.3]
     question = judge.requests[0]
     assert "a red circle left of a blue square" in question.prompt
@@ -90,8 +94,7 @@ def test_semantic_reward_defined_for_empty_and_malformed_chains():
 
 
 def test_failed_and_unreadable_answers_are_missing_not_zero():
-    answers = iter([JudgeAnswer(None, error="timeout: no reply", attempts=5), "I refuse to rate this.",
-                    score(14)])
+    answers = iter([JudgeAnswer(None, error="timeout: no reply", attempts=5), "I refuse to rate this.", score(14)])
     judge = ScriptedJudge(lambda r: next(answers))
     results = SemanticReward(judge).evaluate(["p"] * 3, [RED_LEFT] * 3, [None] * 3)
     assert results[0].value is None and "timeout" in results[0].reason
@@ -103,11 +106,13 @@ def test_failed_and_unreadable_answers_are_missing_not_zero():
 
 # --- R_spa -----------------------------------------------------------------------------------------
 
+
 def test_spatial_reward_shows_the_drawn_plan_not_coordinates():
     judge = ScriptedJudge(lambda r: score(8))
     reward = SpatialReward(judge)
-    results = reward.evaluate(["a red circle left of a blue square"] * 2,
-                              [RED_LEFT, "a red circle and a blue square, no boxes"], [None, None])
+    results = reward.evaluate(
+        ["a red circle left of a blue square"] * 2, [RED_LEFT, "a red circle and a blue square, no boxes"], [None, None]
+    )
     assert results[0].value == 0.8
     assert results[1].value == 0.0 and results[1].reason == "no boxes in chain"
     (request,) = judge.requests
@@ -121,6 +126,7 @@ def test_spatial_reward_shows_the_drawn_plan_not_coordinates():
 
 # --- R_RI ------------------------------------------------------------------------------------------
 
+
 def boxes_answer(*pixel_boxes):
     return json.dumps([{"bbox_2d": list(b), "label": "x"} for b in pixel_boxes])
 
@@ -130,8 +136,10 @@ def test_grounding_reward_perfect_partial_wrong_and_missing():
     def script(request):
         name = request.prompt.split("Find every ")[1].split(" in this image")[0]
         assert "448x448" in request.prompt and request.images[0].size == (448, 448)
-        return {"red circle": boxes_answer((22.4, 134.4, 156.8, 268.8)),  # exactly the plan
-                "blue square": boxes_answer((0, 0, 44.8, 44.8))}[name]  # somewhere else
+        return {
+            "red circle": boxes_answer((22.4, 134.4, 156.8, 268.8)),  # exactly the plan
+            "blue square": boxes_answer((0, 0, 44.8, 44.8)),
+        }[name]  # somewhere else
 
     judge = ScriptedJudge(script)
     results = GroundingReward(judge).evaluate(["p"] * 3, [RED_LEFT, "no boxes", RED_LEFT], [IMAGE, IMAGE, None])
@@ -157,14 +165,19 @@ def test_grounding_reward_matches_repeated_names_one_to_one():
         assert len(judge.requests) == 1
 
 
-@pytest.mark.parametrize("box_format, answer", [("relative_1000", [500, 0, 1000, 1000]),
-                                                ("relative_1", [0.5, 0.0, 1.0, 1.0])])
+@pytest.mark.parametrize(
+    "box_format, answer", [("relative_1000", [500, 0, 1000, 1000]), ("relative_1", [0.5, 0.0, 1.0, 1.0])]
+)
 def test_grounding_reward_other_coordinate_conventions(box_format, answer):
     plan = chain(("cat", (500, 0, 1000, 1000)))
     judge = ScriptedJudge(lambda r: json.dumps({"bbox_2d": answer}))
     (value,) = GroundingReward(judge, box_format=box_format)(["a cat"], [plan], [Image.new("RGB", (64, 128))])
     assert value == pytest.approx(1.0)
-    assert "0-1000" in judge.requests[0].prompt if box_format == "relative_1000" else "fractions" in judge.requests[0].prompt
+    assert (
+        "0-1000" in judge.requests[0].prompt
+        if box_format == "relative_1000"
+        else "fractions" in judge.requests[0].prompt
+    )
 
 
 def test_grounding_reward_non_square_image_keeps_its_frame():
@@ -200,6 +213,7 @@ def test_grounding_with_a_locator_instead_of_the_judge():
 
 # --- R_PI ------------------------------------------------------------------------------------------
 
+
 def test_image_prompt_reward():
     judge = ScriptedJudge(lambda r: score(10 if r.images[0].getpixel((0, 0)) == (255, 0, 0) else 0))
     red, white = Image.new("RGB", (64, 64), "red"), IMAGE
@@ -210,6 +224,7 @@ def test_image_prompt_reward():
 
 
 # --- combining and the pipeline --------------------------------------------------------------------
+
 
 def test_combiners():
     row = {"r_sem": 0.5, "r_spa": 0.25, "r_ri": 0.8, "r_pi": 0.5}
@@ -232,8 +247,12 @@ def test_combiners():
 
 
 def four_judged(judge):
-    return {"r_sem": SemanticReward(judge), "r_spa": SpatialReward(judge),
-            "r_ri": GroundingReward(judge), "r_pi": ImagePromptReward(judge)}
+    return {
+        "r_sem": SemanticReward(judge),
+        "r_spa": SpatialReward(judge),
+        "r_ri": GroundingReward(judge),
+        "r_pi": ImagePromptReward(judge),
+    }
 
 
 def test_pipeline_totals_components_and_missing_counts():
@@ -264,25 +283,38 @@ def test_pipeline_refuses_to_train_on_a_dead_judge():
 
 
 def test_pipeline_takes_plain_callables():
-    pipeline = RewardPipeline({"r_ri": lambda p, c, i: [0.5] * len(c), "len": lambda p, c, i: [len(x) / 10 for x in c]},
-                              "sum", {"len": 2.0})
+    pipeline = RewardPipeline(
+        {"r_ri": lambda p, c, i: [0.5] * len(c), "len": lambda p, c, i: [len(x) / 10 for x in c]}, "sum", {"len": 2.0}
+    )
     totals, components = pipeline(["a", "b"], ["abc", "abcde"], [None, None])
     assert totals == pytest.approx([1.1, 1.5]) and components["r_ri"] == [0.5, 0.5]
 
 
 # --- config and cache ------------------------------------------------------------------------------
 
+
 def test_build_reward_from_settings(tmp_path):
     judge = ScriptedJudge(lambda r: score(5))
     pipeline = build_reward(RewardSettings(source="judge"), judge=judge)
     assert list(pipeline.components) == ["r_sem", "r_spa", "r_ri", "r_pi"]
     assert all(getattr(part, "judge", None) is judge for part in pipeline.components.values())
-    mixed = build_reward(RewardSettings(source="judge", sources={"r_ri": "tests.test_judge_rewards:FixedRewardFn"},
-                                        combine="sum", components=["r_sem", "r_ri"]), judge=judge)
+    mixed = build_reward(
+        RewardSettings(
+            source="judge",
+            sources={"r_ri": "tests.test_judge_rewards:FixedRewardFn"},
+            combine="sum",
+            components=["r_sem", "r_ri"],
+        ),
+        judge=judge,
+    )
     totals, _ = mixed(["p"], [RED_LEFT], [IMAGE])
     assert totals == [pytest.approx(0.5 + 0.25)]
-    for bad, message in (({"source": "oracle"}, "unknown source"), ({"sources": {"r_sem": "detector"}}, "only ground"),
-                         ({"combine": "max"}, "combine: must be one of"), ({"components": ["r_x"]}, "plug-in source")):
+    for bad, message in (
+        ({"source": "oracle"}, "unknown source"),
+        ({"sources": {"r_sem": "detector"}}, "only ground"),
+        ({"combine": "max"}, "combine: must be one of"),
+        ({"components": ["r_x"]}, "plug-in source"),
+    ):
         with pytest.raises(ValueError, match=message):
             build_reward(RewardSettings(**{"source": "judge", **bad}), judge=judge)
 

@@ -43,8 +43,9 @@ def llama_server():
 
 
 def judge(server, **overrides):
-    config = OpenAIJudgeConfig(base_urls=[server.url], model="smollm2", max_concurrency=4, timeout_s=120,
-                               structured_output="json_object")  # llama.cpp's form of a schema
+    config = OpenAIJudgeConfig(
+        base_urls=[server.url], model="smollm2", max_concurrency=4, timeout_s=120, structured_output="json_object"
+    )  # llama.cpp's form of a schema
     return OpenAIJudge(config, **overrides)
 
 
@@ -80,8 +81,10 @@ def test_gotr1_reward_cli_with_the_real_server(llama_server, tmp_path, capsys):
     sample.mkdir(parents=True)
     (sample / "chain.json").write_text(json.dumps({"prompt": PROMPTS[0], "chain": CHAINS[0], "images": []}))
     config = tmp_path / "judge.yaml"
-    config.write_text(f"source: judge\ncomponents: [r_sem]\ncombine: sum\njudge:\n  max_tokens: 64\n  openai:\n"
-                      f"    base_urls: [{llama_server.url}]\n    model: smollm2\n    structured_output: json_object\n")
+    config.write_text(
+        f"source: judge\ncomponents: [r_sem]\ncombine: sum\njudge:\n  max_tokens: 64\n  openai:\n"
+        f"    base_urls: [{llama_server.url}]\n    model: smollm2\n    structured_output: json_object\n"
+    )
     assert main(["reward", str(tmp_path / "out"), "--judge", str(config)]) == 0
     record = json.loads((sample / "reward.json").read_text())
     (image,) = record["images"]

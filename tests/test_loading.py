@@ -26,7 +26,7 @@ def original(tmp_path_factory):
     torch.manual_seed(1)
     net = OriginalJanus(vocab_size=len(raw) + 12, ids=ids).eval()
     with torch.no_grad():  # non-trivial norms and biases so a misplaced tensor shows in the numbers
-        for name, p in net.named_parameters():
+        for _name, p in net.named_parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     directory = net.save_checkpoint(tmp_path_factory.mktemp("orig") / "ckpt", raw)
@@ -39,8 +39,10 @@ def test_key_map_covers_every_original_tensor(original):
     assert "lm_head.weight" in converted
     assert "model.vision_model.encoder.layers.0.self_attn.q_proj.weight" in converted
     assert not any("attn_pool" in k or "codebook_used" in k for k in converted)
-    assert map_original_key("gen_vision_model.decoder.conv_blocks.1.upsample.conv.weight") == \
-        "model.vqmodel.decoder.up.1.upsample.conv.weight"
+    assert (
+        map_original_key("gen_vision_model.decoder.conv_blocks.1.upsample.conv.weight")
+        == "model.vqmodel.decoder.up.1.upsample.conv.weight"
+    )
     assert map_original_key("gen_vision_model.encoder.mid.1.q.bias") == "model.vqmodel.encoder.mid.attn_1.q.bias"
     assert map_original_key("gen_aligner.layers.2.weight") == "model.generation_aligner.hidden_layers.0.weight"
 
@@ -88,9 +90,15 @@ def test_original_layout_greedy_two_phase_matches_original_code(original):
     bundle = load_janus(directory, device="cpu")
     prompt = "a red circle to the left of a blue square"
     expected = reference_generate(
-        net.parts(), encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos),
-        begin_of_image=bundle.ids.begin_of_image, pad=bundle.ids.pad, num_image_tokens=16,
-        text_temperature=0, image_temperature=0, max_text_tokens=24, record_logits=True,
+        net.parts(),
+        encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos),
+        begin_of_image=bundle.ids.begin_of_image,
+        pad=bundle.ids.pad,
+        num_image_tokens=16,
+        text_temperature=0,
+        image_temperature=0,
+        max_text_tokens=24,
+        record_logits=True,
     )
     config = SamplingConfig(text_temperature=0, image_temperature=0, max_reasoning_tokens=24, record_logits=True)
     got = TwoPhaseSampler(bundle).generate([prompt], config)[0]
@@ -145,12 +153,15 @@ def test_original_layout_missing_weight_is_listed(original, tmp_path):
         load_janus(directory, device="cpu")
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: None, "no such checkpoint directory"),
-    (lambda p: p.mkdir(), "no config.json"),
-    (lambda p: (p.mkdir(), (p / "config.json").write_text("{bad json")), "invalid JSON"),
-    (lambda p: (p.mkdir(), (p / "config.json").write_text('{"model_type": "bert"}')), "neither"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such checkpoint directory"),
+        (lambda p: p.mkdir(), "no config.json"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text("{bad json")), "invalid JSON"),
+        (lambda p: (p.mkdir(), (p / "config.json").write_text('{"model_type": "bert"}')), "neither"),
+    ],
+)
 def test_bad_paths_give_one_line_errors(tmp_path, make, message):
     path = tmp_path / "ckpt"
     make(path)

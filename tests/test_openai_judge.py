@@ -12,14 +12,28 @@ import threading
 import pytest
 from PIL import Image
 
-from gotr1.rewards import ImagePromptReward, JudgeRequest, OpenAIJudge, OpenAIJudgeConfig, RewardPipeline
-from gotr1.rewards import RewardsUnavailable, SemanticReward
+from gotr1.rewards import (
+    ImagePromptReward,
+    JudgeRequest,
+    OpenAIJudge,
+    OpenAIJudgeConfig,
+    RewardPipeline,
+    RewardsUnavailable,
+    SemanticReward,
+)
+
 from .judge_servers import fake_judge_server
 
 
 def judge_for(*servers, **overrides):
-    config = OpenAIJudgeConfig(base_urls=[s.url for s in servers], model="fake", backoff_s=0.01, backoff_max_s=0.05,
-                               max_retries=3, timeout_s=2.0)
+    config = OpenAIJudgeConfig(
+        base_urls=[s.url for s in servers],
+        model="fake",
+        backoff_s=0.01,
+        backoff_max_s=0.05,
+        max_retries=3,
+        timeout_s=2.0,
+    )
     return OpenAIJudge(config, **overrides)
 
 
@@ -112,8 +126,12 @@ def test_semantic_reward_end_to_end_with_unreadable_answers_and_a_dead_judge():
     with fake_judge_server() as server:
         judge = judge_for(server)
         reward = SemanticReward(judge)
-        prompts = ["a red circle [[say={'score': '9'}]]", "a red circle [[say=No idea, sorry.]]",
-                   "a red circle [[status=500:99]]", "a red circle [[say=```json\n{\"score\": 11}\n```]]"]
+        prompts = [
+            "a red circle [[say={'score': '9'}]]",
+            "a red circle [[say=No idea, sorry.]]",
+            "a red circle [[status=500:99]]",
+            'a red circle [[say=```json\n{"score": 11}\n```]]',
+        ]
         results = reward.evaluate(prompts, [chain] * 4, [None] * 4)
         pipeline = RewardPipeline({"r_sem": reward}, "sum", max_missing_fraction=0.5)
         server.kill()

@@ -14,14 +14,38 @@ from .judge_servers import fake_judge_server
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("generated")
-    assert main(["generate", "--prompt", "a red circle to the left of a blue square", "--prompt", "two green squares",
-                 "--num-chains", "2", "--max-reasoning-tokens", "120", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompt",
+                "a red circle to the left of a blue square",
+                "--prompt",
+                "two green squares",
+                "--num-chains",
+                "2",
+                "--max-reasoning-tokens",
+                "120",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def write_config(path, url, cache=None):
-    lines = ["source: judge", "combine: product", "judge:", "  openai:", f"    base_urls: [{url}]",
-             "    model: fake", "    backoff_s: 0.01", "    max_retries: 1"]
+    lines = [
+        "source: judge",
+        "combine: product",
+        "judge:",
+        "  openai:",
+        f"    base_urls: [{url}]",
+        "    model: fake",
+        "    backoff_s: 0.01",
+        "    max_retries: 1",
+    ]
     if cache:
         lines.append(f"  cache: {cache}")
     path.write_text("\n".join(lines) + "\n")
@@ -29,7 +53,9 @@ def write_config(path, url, cache=None):
 
 
 def rewards_of(folder):
-    return {p.parent.relative_to(folder).as_posix(): json.loads(p.read_text()) for p in sorted(folder.rglob("reward.json"))}
+    return {
+        p.parent.relative_to(folder).as_posix(): json.loads(p.read_text()) for p in sorted(folder.rglob("reward.json"))
+    }
 
 
 def test_reward_scores_every_sample_and_resumes(generated, tmp_path, capsys):
@@ -51,8 +77,9 @@ def test_reward_scores_every_sample_and_resumes(generated, tmp_path, capsys):
                 assert components["r_spa"]["value"] == 0.7
                 assert "grounded" in components["r_ri"]["details"]
                 assert components["r_ri"]["details"]["grounded"] and len(components["r_ri"]["raw"]) >= 1
-            assert image["total"] == pytest.approx(0.7 * (components["r_sem"]["value"] + components["r_spa"]["value"])
-                                                   * components["r_ri"]["value"])
+            assert image["total"] == pytest.approx(
+                0.7 * (components["r_sem"]["value"] + components["r_spa"]["value"]) * components["r_ri"]["value"]
+            )
         with_boxes = [r for r in records.values() if "grounded" in r["images"][0]["components"]["r_ri"]["details"]]
         assert len(with_boxes) >= 2  # the shipped shapes model plans boxes: R_RI asked the judge
         summary = json.loads((generated / "reward_summary.json").read_text())
@@ -107,7 +134,17 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["reward", str(tmp_path / "one"), "--judge", str(bad)]) == 2
     assert "bad.yaml:3: judge.box_format: must be one of" in capsys.readouterr().err
     (sample / "chain.json").write_text(json.dumps({"chain": "y"}))
-    assert main(["reward", str(tmp_path / "one"), "--judge", str(write_config(tmp_path / "j.yaml", "http://127.0.0.1:9/v1"))]) == 2
+    assert (
+        main(
+            [
+                "reward",
+                str(tmp_path / "one"),
+                "--judge",
+                str(write_config(tmp_path / "j.yaml", "http://127.0.0.1:9/v1")),
+            ]
+        )
+        == 2
+    )
     assert "missing key 'prompt'" in capsys.readouterr().err
     shapes = tmp_path / "shapes.yaml"
     shapes.write_text("source: shapes\n")

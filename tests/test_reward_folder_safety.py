@@ -17,8 +17,22 @@ from .test_reward_cli import rewards_of, write_config
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     out = tmp_path_factory.mktemp("pristine") / "gen"
-    assert main(["generate", "--prompt", "a red circle to the left of a blue square", "--num-chains", "3",
-                 "--max-reasoning-tokens", "120", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompt",
+                "a red circle to the left of a blue square",
+                "--num-chains",
+                "3",
+                "--max-reasoning-tokens",
+                "120",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 

@@ -7,20 +7,23 @@ from gotr1.rewards.matching import judge_box_to_grid, match_boxes
 from gotr1.rewards.parsing import extract_json, read_boxes, read_score
 
 
-@pytest.mark.parametrize("text, value", [
-    ('{"score": 7, "reason": "ok"}', 0.7),
-    ('```json\n{"score": 8}\n```', 0.8),
-    ("Here you go:\n{'score': 9, 'reason': \"the judge's view\"}\nThanks!", 0.9),
-    ('{"score": "6"}', 0.6),
-    ('{"score": "7/10"}', 0.7),
-    ('{"score": "3/5"}', 0.6),
-    ('{"score": 5, "reason": "fine",}', 0.5),
-    ('{"result": {"rating": 4}}', 0.4),
-    ("Score: 6", 0.6),
-    ("The score is 2/5 because...", 0.4),
-    ('{"score": 0}', 0.0),
-    ('{"score": 10.0}', 1.0),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ('{"score": 7, "reason": "ok"}', 0.7),
+        ('```json\n{"score": 8}\n```', 0.8),
+        ("Here you go:\n{'score': 9, 'reason': \"the judge's view\"}\nThanks!", 0.9),
+        ('{"score": "6"}', 0.6),
+        ('{"score": "7/10"}', 0.7),
+        ('{"score": "3/5"}', 0.6),
+        ('{"score": 5, "reason": "fine",}', 0.5),
+        ('{"result": {"rating": 4}}', 0.4),
+        ("Score: 6", 0.6),
+        ("The score is 2/5 because...", 0.4),
+        ('{"score": 0}', 0.0),
+        ('{"score": 10.0}', 1.0),
+    ],
+)
 def test_read_score_accepts_the_ways_judges_answer(text, value):
     reading = read_score(text)
     assert reading.error is None and not reading.clamped
@@ -33,8 +36,18 @@ def test_out_of_range_scores_are_clamped_and_flagged(text, value):
     assert reading.value == value and reading.clamped
 
 
-@pytest.mark.parametrize("text", ['{"reason": "no number here"}', "I cannot rate this image.", "", None,
-                                  '{"score": "high"}', '{"score": true}', '{"score": null}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"reason": "no number here"}',
+        "I cannot rate this image.",
+        "",
+        None,
+        '{"score": "high"}',
+        '{"score": true}',
+        '{"score": null}',
+    ],
+)
 def test_missing_score_is_a_failure_not_a_zero(text):
     reading = read_score(text)
     assert reading.value is None and reading.error
@@ -48,18 +61,21 @@ def test_extract_json_prefers_fenced_and_handles_nesting_and_apostrophes():
     assert extract_json('{"a": true, "b": null}') == {"a": True, "b": None}
 
 
-@pytest.mark.parametrize("text, boxes", [
-    ('[{"bbox_2d": [10, 20, 30, 40], "label": "dog"}]', [(10, 20, 30, 40)]),
-    ('{"bbox_2d": [1, 2, 3, 4]}', [(1, 2, 3, 4)]),
-    ('{"bbox": ["5", "6", "7", "8"]}', [(5, 6, 7, 8)]),
-    ("The dog is at [10, 20, 30, 40].", [(10, 20, 30, 40)]),
-    ('[[1, 2, 3, 4], [5, 6, 7, 8]]', [(1, 2, 3, 4), (5, 6, 7, 8)]),
-    ('{"objects": [{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]}', [(1, 2, 3, 4), (5, 6, 7, 8)]),
-    ('{"x1": 1, "y1": 2, "x2": 3, "y2": 4}', [(1, 2, 3, 4)]),
-    ("[]", []),
-    ('{"found": false}', []),
-    ('{"bbox_2d": null}', []),
-])
+@pytest.mark.parametrize(
+    "text, boxes",
+    [
+        ('[{"bbox_2d": [10, 20, 30, 40], "label": "dog"}]', [(10, 20, 30, 40)]),
+        ('{"bbox_2d": [1, 2, 3, 4]}', [(1, 2, 3, 4)]),
+        ('{"bbox": ["5", "6", "7", "8"]}', [(5, 6, 7, 8)]),
+        ("The dog is at [10, 20, 30, 40].", [(10, 20, 30, 40)]),
+        ("[[1, 2, 3, 4], [5, 6, 7, 8]]", [(1, 2, 3, 4), (5, 6, 7, 8)]),
+        ('{"objects": [{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]}', [(1, 2, 3, 4), (5, 6, 7, 8)]),
+        ('{"x1": 1, "y1": 2, "x2": 3, "y2": 4}', [(1, 2, 3, 4)]),
+        ("[]", []),
+        ('{"found": false}', []),
+        ('{"bbox_2d": null}', []),
+    ],
+)
 def test_read_boxes(text, boxes):
     reading = read_boxes(text)
     assert reading.error is None

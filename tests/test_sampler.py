@@ -23,10 +23,14 @@ class _Recorder(LogitsProcessor):
 
 
 def _reference(bundle, prompt, **kw):
-    return reference_generate(ReferenceParts.from_janus(bundle.model),
-                              encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos),
-                              begin_of_image=bundle.ids.begin_of_image, pad=bundle.ids.pad,
-                              num_image_tokens=bundle.num_image_tokens, **kw)
+    return reference_generate(
+        ReferenceParts.from_janus(bundle.model),
+        encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos),
+        begin_of_image=bundle.ids.begin_of_image,
+        pad=bundle.ids.pad,
+        num_image_tokens=bundle.num_image_tokens,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("cfg_weight", [5.0, 1.0])
@@ -34,8 +38,15 @@ def test_greedy_batch_matches_published_algorithm_row_by_row(tiny_bundle, cfg_we
     config = SamplingConfig(max_reasoning_tokens=20, cfg_weight=cfg_weight, record_logits=True, **GREEDY)
     got = TwoPhaseSampler(tiny_bundle).generate(PROMPTS, config)
     for gen, prompt in zip(got, PROMPTS):
-        ref = _reference(tiny_bundle, prompt, max_text_tokens=20, cfg_weight=cfg_weight, record_logits=True,
-                         text_temperature=0, image_temperature=0)
+        ref = _reference(
+            tiny_bundle,
+            prompt,
+            max_text_tokens=20,
+            cfg_weight=cfg_weight,
+            record_logits=True,
+            text_temperature=0,
+            image_temperature=0,
+        )
         assert torch.equal(gen.text_ids, ref["text_ids"])
         assert torch.equal(gen.image_ids, ref["image_ids"])
         torch.testing.assert_close(gen.text_logits[: len(ref["text_logits"])], ref["text_logits"])
@@ -47,19 +58,27 @@ def test_image_phase_matches_transformers_generate(tiny_bundle):
     """Given the chains, our image tokens and CFG step logits equal transformers' Janus generate."""
     model, ids = tiny_bundle.model, tiny_bundle.ids
     sampler = TwoPhaseSampler(tiny_bundle)
-    chains = [["A <|obj_start|>red circle<|obj_end|> <|box_start|>(10,20),(300,400)<|box_end|> sits left."],
-              ["Nothing much."]]
+    chains = [
+        ["A <|obj_start|>red circle<|obj_end|> <|box_start|>(10,20),(300,400)<|box_end|> sits left."],
+        ["Nothing much."],
+    ]
     got = sampler.generate(PROMPTS, SamplingConfig(record_logits=True, **GREEDY), chains=chains)
     for gen in got:
         sequence = torch.cat([gen.prompt_ids, gen.text_ids])[None]
         recorder = _Recorder()
         with torch.no_grad():
-            tokens = model.generate(sequence, attention_mask=torch.ones_like(sequence), generation_mode="image",
-                                    do_sample=False, guidance_scale=5.0, logits_processor=LogitsProcessorList([recorder]))
+            tokens = model.generate(
+                sequence,
+                attention_mask=torch.ones_like(sequence),
+                generation_mode="image",
+                do_sample=False,
+                guidance_scale=5.0,
+                logits_processor=LogitsProcessorList([recorder]),
+            )
         assert torch.equal(gen.image_ids, tokens)
         assert int(gen.text_ids[-1]) == ids.begin_of_image
         with torch.no_grad():  # teacher-forced chains carry the model's log-probs of their tokens
-            logits = model(input_ids=sequence).logits[0, -len(gen.text_ids) - 1:-1]
+            logits = model(input_ids=sequence).logits[0, -len(gen.text_ids) - 1 : -1]
         expected = torch.log_softmax(logits, -1).gather(-1, gen.text_ids[:, None]).squeeze(-1)
         torch.testing.assert_close(gen.text_logprobs, expected, atol=1e-5, rtol=1e-5)
         # The recorder sees transformers' raw [cond; uncond] head logits; combine them as CFG does.
@@ -93,16 +112,19 @@ def test_seeds_reproduce_and_group_members_differ(tiny_bundle):
 
 
 def test_logprobs_are_those_of_the_sampling_distribution(tiny_bundle):
-    config = SamplingConfig(max_reasoning_tokens=12, text_temperature=0.7, image_temperature=1.3,
-                            record_logits=True, num_generations=2)
+    config = SamplingConfig(
+        max_reasoning_tokens=12, text_temperature=0.7, image_temperature=1.3, record_logits=True, num_generations=2
+    )
     for gen in TwoPhaseSampler(tiny_bundle).generate(PROMPTS, config):
         sampled = gen.text_ids[:12] if gen.hit_token_cap else gen.text_ids
         text_lp = torch.log_softmax(gen.text_logits[: len(sampled)] / 0.7, -1)
-        torch.testing.assert_close(gen.text_logprobs[: len(sampled)],
-                                   text_lp.gather(-1, sampled[:, None]).squeeze(-1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            gen.text_logprobs[: len(sampled)], text_lp.gather(-1, sampled[:, None]).squeeze(-1), atol=1e-5, rtol=1e-5
+        )
         image_lp = torch.log_softmax(gen.image_logits / 1.3, -1)
-        torch.testing.assert_close(gen.image_logprobs, image_lp.gather(-1, gen.image_ids[..., None]).squeeze(-1),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            gen.image_logprobs, image_lp.gather(-1, gen.image_ids[..., None]).squeeze(-1), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_token_cap_appends_begin_of_image(tiny_bundle):
@@ -160,13 +182,21 @@ def test_cuda_forwards_leave_out_cudnn_attention_and_cpu_ones_are_untouched():
 
     from gotr1.model.attention import attention_backends
 
-    before = (cuda_backends.cudnn_sdp_enabled(), cuda_backends.flash_sdp_enabled(),
-              cuda_backends.mem_efficient_sdp_enabled(), cuda_backends.math_sdp_enabled())
+    before = (
+        cuda_backends.cudnn_sdp_enabled(),
+        cuda_backends.flash_sdp_enabled(),
+        cuda_backends.mem_efficient_sdp_enabled(),
+        cuda_backends.math_sdp_enabled(),
+    )
     with attention_backends(torch.device("cuda", 0)):
         assert not cuda_backends.cudnn_sdp_enabled()
         assert cuda_backends.flash_sdp_enabled() and cuda_backends.mem_efficient_sdp_enabled()
         assert cuda_backends.math_sdp_enabled()
     with attention_backends("cpu"):
         assert cuda_backends.cudnn_sdp_enabled() == before[0]
-    assert (cuda_backends.cudnn_sdp_enabled(), cuda_backends.flash_sdp_enabled(),
-            cuda_backends.mem_efficient_sdp_enabled(), cuda_backends.math_sdp_enabled()) == before
+    assert (
+        cuda_backends.cudnn_sdp_enabled(),
+        cuda_backends.flash_sdp_enabled(),
+        cuda_backends.mem_efficient_sdp_enabled(),
+        cuda_backends.math_sdp_enabled(),
+    ) == before

@@ -223,9 +223,7 @@ def test_moderately_degraded_images_are_read(
     assert found >= 0.98 and labelled >= 0.95, (found, labelled)
 
 
-@pytest.mark.parametrize(
-    "degrade", [gaussian_noise(30), blur(1.0)], ids=["noise30", "blur1"]
-)
+@pytest.mark.parametrize("degrade", [gaussian_noise(30), blur(1.0)], ids=["noise30", "blur1"])
 def test_heavily_degraded_images_still_give_the_objects(
     degrade: Callable[[Image.Image, np.random.Generator], Image.Image],
 ) -> None:

@@ -7,12 +7,12 @@ import torch
 from transformers import JanusVQVAE
 
 from gotr1.cli import main
+from gotr1.model.image_tokens import decode_codes, encode_codes
 from gotr1.model.loading import load_janus
 from gotr1.train.sft import SFTConfig
 from gotr1.worlds.shapes.grammar import ShapesGrammar
 from gotr1.worlds.shapes.recipe import pretrain, sft_records
 from gotr1.worlds.shapes.text_tokenizer import build_text_tokenizer
-from gotr1.model.image_tokens import decode_codes, encode_codes
 from gotr1.worlds.shapes.vq import VQSpec
 
 
@@ -37,8 +37,10 @@ def test_text_tokenizer_round_trips_chains_and_keeps_numbers_whole(tokenizers_di
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tokenizers_dir / "tokenizer"))
-    chain = ("The image shows <|obj_start|>small red circle<|obj_end|> <|box_start|>(94,312),(406,688)<|box_end|>"
-             " to the left of <|obj_start|>large cyan square<|obj_end|> <|box_start|>(500,0),(1000,375)<|box_end|>.")
+    chain = (
+        "The image shows <|obj_start|>small red circle<|obj_end|> <|box_start|>(94,312),(406,688)<|box_end|>"
+        " to the left of <|obj_start|>large cyan square<|obj_end|> <|box_start|>(500,0),(1000,375)<|box_end|>."
+    )
     ids = tok.encode(chain, add_special_tokens=False)
     assert tok.decode(ids) == chain
     pieces = tok.convert_ids_to_tokens(ids)
@@ -48,8 +50,9 @@ def test_text_tokenizer_round_trips_chains_and_keeps_numbers_whole(tokenizers_di
 
 def test_vq_codes_decode_through_transformers(tokenizers_dir):
     vq = JanusVQVAE.from_pretrained(str(tokenizers_dir / "vq"))
-    from gotr1.worlds.shapes.render import layout_scene
     import random
+
+    from gotr1.worlds.shapes.render import layout_scene
 
     scene = layout_scene(ShapesGrammar().prompts("train", 1)[0].meaning, random.Random(0))
     codes = encode_codes(vq, [scene.image()])
@@ -80,8 +83,26 @@ def test_pretrained_model_loads_and_samples_64px_images(tiny_shapes_model):
 def test_pretrain_reuses_a_checkpoints_vq_and_tokenizer(tiny_shapes_model, tmp_path, capsys):
     """`--tokenizers CHECKPOINT`: a new model shares the old one's image codes and text vocabulary."""
     out = tmp_path / "again"
-    rc = main(["shapes", "pretrain", "--tokenizers", str(tiny_shapes_model), "--out", str(out), "--examples", "8",
-               "--steps", "1", "--batch-size", "4", "--mixed-precision", "no", "--hidden-size", "32"])
+    rc = main(
+        [
+            "shapes",
+            "pretrain",
+            "--tokenizers",
+            str(tiny_shapes_model),
+            "--out",
+            str(out),
+            "--examples",
+            "8",
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--mixed-precision",
+            "no",
+            "--hidden-size",
+            "32",
+        ]
+    )
     assert rc == 0
     old, new = load_janus(tiny_shapes_model, device="cpu"), load_janus(out, device="cpu")
     old_vq, new_vq = old.model.model.vqmodel.state_dict(), new.model.model.vqmodel.state_dict()
@@ -99,8 +120,22 @@ def test_pretrain_names_what_it_expected_in_a_wrong_directory(tmp_path, capsys):
 
 def test_shapes_eval_command_scores_a_trained_model(tiny_shapes_model, tmp_path, capsys):
     out = tmp_path / "eval"
-    rc = main(["shapes", "eval", "--model", str(tiny_shapes_model), "--categories", "heldout/all,val/spatial",
-               "--limit", "4", "--batch-size", "4", "--out", str(out)])
+    rc = main(
+        [
+            "shapes",
+            "eval",
+            "--model",
+            str(tiny_shapes_model),
+            "--categories",
+            "heldout/all,val/spatial",
+            "--limit",
+            "4",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "results" / "shapes.json").read_text())
     for category in ("heldout/all", "val/spatial"):

@@ -281,8 +281,15 @@ def test_chains_without_planned_boxes_score_zero(text: str) -> None:
 
 @pytest.mark.parametrize(
     "box_text",
-    ["(1,2),(3", "(a,b),(c,d)", "(1.5,2),(3,4)", "(0,0),(0,0)", "(-50,-50),(5000,5000)", "(900,900),(10,10)",
-     "(99999999999999999999,1),(2,3)"],
+    [
+        "(1,2),(3",
+        "(a,b),(c,d)",
+        "(1.5,2),(3,4)",
+        "(0,0),(0,0)",
+        "(-50,-50),(5000,5000)",
+        "(900,900),(10,10)",
+        "(99999999999999999999,1),(2,3)",
+    ],
 )
 def test_malformed_boxes_are_scored_as_what_the_parser_recovers(box_text: str) -> None:
     text = f"{OBJ_START}small red circle{OBJ_END} {BOX_START}{box_text}{BOX_END} more text{BEGIN_OF_IMAGE} x"
@@ -291,8 +298,23 @@ def test_malformed_boxes_are_scored_as_what_the_parser_recovers(box_text: str) -
 
 
 FRAGMENTS = st.sampled_from(
-    [OBJ_START, OBJ_END, BOX_START, BOX_END, BEGIN_OF_IMAGE, "small red circle", "blue square",
-     "(10,20),(300,400)", "(0,0),(1000,1000)", "(5,5),(5,5)", " ", ",", "red", "(", ")"]
+    [
+        OBJ_START,
+        OBJ_END,
+        BOX_START,
+        BOX_END,
+        BEGIN_OF_IMAGE,
+        "small red circle",
+        "blue square",
+        "(10,20),(300,400)",
+        "(0,0),(1000,1000)",
+        "(5,5),(5,5)",
+        " ",
+        ",",
+        "red",
+        "(",
+        ")",
+    ]
 )
 
 

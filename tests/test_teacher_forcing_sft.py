@@ -12,8 +12,12 @@ def test_teacher_forced_logits_equal_the_samplers(tiny_bundle):
     """One forward over [prompt][chain][image] reproduces every step the sampler took (CFG off)."""
     config = SamplingConfig(num_generations=2, max_reasoning_tokens=10, record_logits=True, cfg_weight=1.0)
     gens = TwoPhaseSampler(tiny_bundle).generate(["a red circle", "two blue squares above a star"], config)
-    batch = pack([g.prompt_ids.tolist() for g in gens], [g.text_ids.tolist() for g in gens],
-                 torch.stack([g.image_ids[0] for g in gens]), tiny_bundle.ids.pad)
+    batch = pack(
+        [g.prompt_ids.tolist() for g in gens],
+        [g.text_ids.tolist() for g in gens],
+        torch.stack([g.image_ids[0] for g in gens]),
+        tiny_bundle.ids.pad,
+    )
     with torch.no_grad():
         text_logits, image_logits = forward_packed(tiny_bundle.model, batch)
     for i, g in enumerate(gens):
@@ -61,7 +65,6 @@ def test_a_spent_time_budget_reports_the_steps_actually_taken(tiny_tokenizer):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     boi = tokenizer.convert_tokens_to_ids("<begin_of_image>")
     record = SFTRecord([tokenizer.bos_token_id, 20], [30, boi], list(range(16)))
-    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_seconds=0.0),
-                        pad=tokenizer.pad_token_id)
+    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_seconds=0.0), pad=tokenizer.pad_token_id)
     assert summary["steps_done"] == 0
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from gotr1.cli import main
-from gotr1.models import DEFAULT_MODEL
 from gotr1.config import load_config
+from gotr1.models import DEFAULT_MODEL
 from gotr1.train.run import GRPORun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def test_shipped_shapes_recipe_parses():
 def test_minimal_grpo_run_writes_metrics_eval_and_weights(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"""
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 prompts: shapes:train
 eval_prompts: 2
 save_every: 1
@@ -61,10 +61,13 @@ def test_bad_recipe_is_a_one_line_error(tmp_path, capsys):
     assert "bad.yaml:2: grpo.stepz: unknown key" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("body, message", [
-    ("prompts: shapes:tset\n", "prompts: unknown shapes prompt set 'tset'"),
-    ("prompts: shapes:heldout-pairs\neval_prompts: 5000\n", "eval_prompts: 5000 would overlap the RL prompts"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("prompts: shapes:tset\n", "prompts: unknown shapes prompt set 'tset'"),
+        ("prompts: shapes:heldout-pairs\neval_prompts: 5000\n", "eval_prompts: 5000 would overlap the RL prompts"),
+    ],
+)
 def test_bad_shapes_prompt_settings_are_one_line_errors(tmp_path, capsys, body, message):
     config = tmp_path / "run.yaml"
     config.write_text(f"output_dir: {tmp_path / 'out'}\n" + body)
@@ -82,7 +85,7 @@ def test_grpo_with_judge_rewards_over_http_and_a_judge_outage(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     with fake_judge_server() as server:
         config.write_text(f"""
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 prompts: {prompts}
 save_every: 1
 reward:

@@ -25,20 +25,25 @@ def _dataset(tmp_path, n=4):
 def test_sft_run_trains_and_writes_a_loadable_model(tmp_path):
     data = _dataset(tmp_path)
     config = tmp_path / "sft.yaml"
-    config.write_text(f"model: tiny-random\ndata: {data.name}\noutput_dir: {tmp_path / 'out'}\n"
-                      "sft:\n  steps: 3\n  batch_size: 2\n  log_every: 1\n")
+    config.write_text(
+        f"model: tiny-random\ndata: {data.name}\noutput_dir: {tmp_path / 'out'}\n"
+        "sft:\n  steps: 3\n  batch_size: 2\n  log_every: 1\n"
+    )
     assert main(["train", "sft", "--config", str(config)]) == 0
     report = json.loads((tmp_path / "out" / "sft.json").read_text())
     assert report["records"] == 5 and report["steps_done"] == 3
     assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"prompt": "x", "image": "a.png"}', "data.jsonl:1: missing or empty 'chain'"),
-    ('{"prompt": "x", "chain": "y", "image": "nope.png"}', "data.jsonl:1: image 'nope.png' not found"),
-    ('{"prompt": "x", "chain": "y", "image_tokens": [1, 2]}', "data.jsonl:1: image_tokens must be 16 integers"),
-    ("not json", "data.jsonl:1: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "x", "image": "a.png"}', "data.jsonl:1: missing or empty 'chain'"),
+        ('{"prompt": "x", "chain": "y", "image": "nope.png"}', "data.jsonl:1: image 'nope.png' not found"),
+        ('{"prompt": "x", "chain": "y", "image_tokens": [1, 2]}', "data.jsonl:1: image_tokens must be 16 integers"),
+        ("not json", "data.jsonl:1: invalid JSON"),
+    ],
+)
 def test_bad_records_are_one_line_errors(tmp_path, capsys, line, message):
     (tmp_path / "data.jsonl").write_text(line + "\n")
     config = tmp_path / "sft.yaml"
@@ -60,8 +65,10 @@ def test_shapes_export_feeds_the_shipped_sft_recipe_in_bf16(tmp_path):
     lines = (tmp_path / "data" / "records.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all((tmp_path / "data" / json.loads(line)["image"]).is_file() for line in lines)
     config = tmp_path / "sft.yaml"
-    config.write_text(f"model: tiny-random\ndata: data/records.jsonl\noutput_dir: {tmp_path / 'out'}\n"
-                      "sft:\n  steps: 2\n  batch_size: 2\n  mixed_precision: bf16\n")
+    config.write_text(
+        f"model: tiny-random\ndata: data/records.jsonl\noutput_dir: {tmp_path / 'out'}\n"
+        "sft:\n  steps: 2\n  batch_size: 2\n  mixed_precision: bf16\n"
+    )
     assert main(["train", "sft", "--config", str(config)]) == 0
     report = json.loads((tmp_path / "out" / "sft.json").read_text())
     assert report["records"] == 3 and report["steps_done"] == 2

@@ -119,16 +119,12 @@ class Box:
         return self.x1 * sx, self.y1 * sy, self.x2 * sx, self.y2 * sy
 
     @classmethod
-    def from_pixels(
-        cls, x1: float, y1: float, x2: float, y2: float, width: float, height: float
-    ) -> Box:
+    def from_pixels(cls, x1: float, y1: float, x2: float, y2: float, width: float, height: float) -> Box:
         """Quantise pixel corners onto the grid, clamped into it and ordered."""
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         sx, sy = GRID / width, GRID / height
-        return (
-            cls(round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)).clamped().ordered()
-        )
+        return cls(round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)).clamped().ordered()
 
 
 @dataclass(frozen=True)
@@ -218,9 +214,7 @@ def format_object(obj: PlannedObject) -> str:
     return f"{tagged} {BOX_START}({b.x1},{b.y1}),({b.x2},{b.y2}){BOX_END}"
 
 
-def format_chain(
-    chain: ParsedChain | Sequence[Segment], *, end_with_image_start: bool = False
-) -> str:
+def format_chain(chain: ParsedChain | Sequence[Segment], *, end_with_image_start: bool = False) -> str:
     """Write segments back into chain text; free text is copied as given.
 
     ``<begin_of_image>`` is appended only when asked, also for a parsed chain
@@ -320,9 +314,7 @@ def _scan_tags(body: str, problems: list[ChainProblem]) -> list[str | _Tagged]:
         closer = _CLOSER_OF.get(opener)
         following = tags[i + 1] if i + 1 < len(tags) else None
         if closer is None:
-            problems.append(
-                ChainProblem(ProblemKind.STRAY_TAG, f"{opener} without an opening tag", tag.start())
-            )
+            problems.append(ChainProblem(ProblemKind.STRAY_TAG, f"{opener} without an opening tag", tag.start()))
             drop_tag(tag)
         elif following is not None and following.group() == closer:
             pieces.append(body[text_start : tag.start()])
@@ -376,9 +368,7 @@ def _without_tags(text: str) -> str:
     return text
 
 
-def _pair_objects_with_boxes(
-    pieces: list[str | _Tagged], problems: list[ChainProblem]
-) -> list[Segment]:
+def _pair_objects_with_boxes(pieces: list[str | _Tagged], problems: list[ChainProblem]) -> list[Segment]:
     """Give each object the box right after it; drop boxes with no object and nameless objects."""
     segments: list[Segment] = []
     i = 0
@@ -389,34 +379,20 @@ def _pair_objects_with_boxes(
             segments.append(piece)
             continue
         if piece.kind == "box":
-            problems.append(
-                ChainProblem(
-                    ProblemKind.BOX_WITHOUT_OBJECT, "box does not follow an object", piece.offset
-                )
-            )
+            problems.append(ChainProblem(ProblemKind.BOX_WITHOUT_OBJECT, "box does not follow an object", piece.offset))
             continue
         after = pieces[i] if i < len(pieces) else None
         box_at = i + 1 if isinstance(after, str) and after.isspace() else i
         candidate = pieces[box_at] if box_at < len(pieces) else None
-        box_piece = (
-            candidate if isinstance(candidate, _Tagged) and candidate.kind == "box" else None
-        )
+        box_piece = candidate if isinstance(candidate, _Tagged) and candidate.kind == "box" else None
         if box_piece is not None:
             i = box_at + 1
         name = piece.content.strip()
         if not name:  # its box, if any, is dropped with it
-            problems.append(
-                ChainProblem(
-                    ProblemKind.EMPTY_OBJECT_NAME, "object has an empty name", piece.offset
-                )
-            )
+            problems.append(ChainProblem(ProblemKind.EMPTY_OBJECT_NAME, "object has an empty name", piece.offset))
             continue
         if box_piece is None:
-            problems.append(
-                ChainProblem(
-                    ProblemKind.OBJECT_WITHOUT_BOX, f"object {name!r} has no box", piece.offset
-                )
-            )
+            problems.append(ChainProblem(ProblemKind.OBJECT_WITHOUT_BOX, f"object {name!r} has no box", piece.offset))
         box = _read_box(box_piece, problems) if box_piece is not None else None
         segments.append(PlannedObject(name, box))
     return segments

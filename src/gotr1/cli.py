@@ -15,6 +15,7 @@ from .models import BUILTIN_TINY_RANDOM, load_model
 
 log = logging.getLogger("gotr1")
 
+
 class CliError(Exception):
     """A user-facing error printed as one line."""
 
@@ -30,7 +31,9 @@ def _number(text: str, kind=float):
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -38,11 +41,13 @@ def _number(text: str, kind=float):
 
 def at_least(low, kind=int):
     """An argparse type: a number >= low."""
+
     def parse(text: str):
         value = _number(text, kind)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
         return value
+
     parse.__name__ = "integer" if kind is int else "number"
     return parse
 
@@ -137,27 +142,38 @@ def cmd_generate(args) -> int:
     if cfg_weight is None:  # the checkpoint's preferred weight, else the release's 5
         cfg_weight = getattr(bundle.model.generation_config, "guidance_scale", None) or 5.0
     config = SamplingConfig(
-        num_generations=args.num_chains, images_per_chain=args.num_images, cfg_weight=cfg_weight,
-        text_temperature=args.text_temperature, image_temperature=args.image_temperature,
-        text_top_k=args.top_k, text_top_p=args.top_p, max_reasoning_tokens=args.max_reasoning_tokens,
-        seed=args.seed, show_progress=True,
+        num_generations=args.num_chains,
+        images_per_chain=args.num_images,
+        cfg_weight=cfg_weight,
+        text_temperature=args.text_temperature,
+        image_temperature=args.image_temperature,
+        text_top_k=args.top_k,
+        text_top_p=args.top_p,
+        max_reasoning_tokens=args.max_reasoning_tokens,
+        seed=args.seed,
+        show_progress=True,
     )
     check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
-    manifest = {"model": args.model or "built-in", "model_source": bundle.source, "prompts": prompts,
-                "sampling": {k: v for k, v in vars(config).items() if k not in ("show_progress", "record_logits")}}
+    manifest = {
+        "model": args.model or "built-in",
+        "model_source": bundle.source,
+        "prompts": prompts,
+        "sampling": {k: v for k, v in vars(config).items() if k not in ("show_progress", "record_logits")},
+    }
     (out_root / "generate.json").write_text(json.dumps(manifest, indent=2) + "\n")
     sampler = TwoPhaseSampler(bundle)
     written = 0
     for start in range(0, len(prompts), args.batch_size):
-        batch = prompts[start:start + args.batch_size]
+        batch = prompts[start : start + args.batch_size]
         seeds = [args.seed + start + i for i in range(len(batch))]
         for gen in sampler.generate(batch, config, seeds=seeds):
             index = start + gen.prompt_index
             target = out_root / f"{index:04d}_{_slug(gen.prompt)}" / f"sample_{gen.sample_index:02d}"
             write_generation(gen, target)
             written += 1
-            log.info("%s: %d object(s), %d problem(s) -> %s", gen.prompt, len(gen.objects),
-                     len(gen.parsed.problems), target)
+            log.info(
+                "%s: %d object(s), %d problem(s) -> %s", gen.prompt, len(gen.objects), len(gen.parsed.problems), target
+            )
     print(f"wrote {written} sample(s) under {out_root}")
     return 0
 
@@ -172,14 +188,18 @@ def check_prompt_lengths(bundle, prompts: list[str], max_reasoning_tokens: int) 
         return
     budget = context - max_reasoning_tokens - 1 - bundle.num_image_tokens
     if budget <= 0:
-        raise CliError(f"--max-reasoning-tokens {max_reasoning_tokens}: with {bundle.num_image_tokens} image tokens "
-                       f"it leaves no room for a prompt in the model's context of {context} tokens")
+        raise CliError(
+            f"--max-reasoning-tokens {max_reasoning_tokens}: with {bundle.num_image_tokens} image tokens "
+            f"it leaves no room for a prompt in the model's context of {context} tokens"
+        )
     for prompt in prompts:
         length = len(encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos))
         if length > budget:
-            raise CliError(f"prompt {prompt[:40]!r}...: {length} tokens with the chat template; the model's context "
-                           f"of {context} leaves {budget} beside {max_reasoning_tokens} reasoning and "
-                           f"{bundle.num_image_tokens} image tokens (shorten it or lower --max-reasoning-tokens)")
+            raise CliError(
+                f"prompt {prompt[:40]!r}...: {length} tokens with the chat template; the model's context "
+                f"of {context} leaves {budget} beside {max_reasoning_tokens} reasoning and "
+                f"{bundle.num_image_tokens} image tokens (shorten it or lower --max-reasoning-tokens)"
+            )
 
 
 def cmd_convert(args) -> int:
@@ -199,8 +219,9 @@ def cmd_shapes_build_tokenizer(args) -> int:
     from .outputs import prepare_output
     from .worlds.shapes.recipe import build_tokenizers
 
-    prepare_output(args.out, owned=("tokenizer", "vq", "tokenizers.json"), what="tokenizer build",
-                   overwrite=args.overwrite)
+    prepare_output(
+        args.out, owned=("tokenizer", "vq", "tokenizers.json"), what="tokenizer build", overwrite=args.overwrite
+    )
     report = build_tokenizers(args.out, seed=args.seed, vq_steps=args.vq_steps, vq_full_steps=args.vq_full_steps)
     print(json.dumps(report, indent=2))
     return 0
@@ -231,17 +252,30 @@ def cmd_shapes_pretrain(args) -> int:
         from .train.distributed import native_bf16
 
         mixed = "bf16" if native_bf16(device) else "no"
-    sft = SFTConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                    max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
-                    mixed_precision=mixed)
-    sizes = {key: value for key, value in (("hidden_size", args.hidden_size), ("num_layers", args.layers),
-                                           ("num_heads", args.heads), ("num_kv_heads", args.heads))
-             if value is not None}
+    sft = SFTConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_seconds=args.minutes * 60 if args.minutes else None,
+        seed=args.seed,
+        mixed_precision=mixed,
+    )
+    sizes = {
+        key: value
+        for key, value in (
+            ("hidden_size", args.hidden_size),
+            ("num_layers", args.layers),
+            ("num_heads", args.heads),
+            ("num_kv_heads", args.heads),
+        )
+        if value is not None
+    }
     if args.hidden_size is not None:
         sizes["intermediate_size"] = 4 * args.hidden_size
     try:
-        report = pretrain(args.tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft,
-                          model_sizes=sizes, device=device)
+        report = pretrain(
+            args.tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft, model_sizes=sizes, device=device
+        )
     except FileNotFoundError as exc:  # no tokenizers where --tokenizers points
         raise CliError(str(exc)) from None
     print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
@@ -262,13 +296,20 @@ def cmd_eval_sample(args) -> int:
 
     benchmark = benchmark_of(args.benchmark)
     categories = benchmark.check_categories(_csv(args.categories) or list(benchmark.default_categories))
-    images_per_prompt = (benchmark.default_images_per_prompt if args.images_per_prompt is None
-                         else args.images_per_prompt)
+    images_per_prompt = (
+        benchmark.default_images_per_prompt if args.images_per_prompt is None else args.images_per_prompt
+    )
     options = {key: getattr(args, key) for key in ("color_version", "seed") if getattr(args, key, None) is not None}
     jobs = benchmark.jobs(categories, images_per_prompt, args.limit, **options)
-    sampling = EvalSampling(cfg_weight=args.cfg, text_temperature=args.text_temperature,
-                            image_temperature=args.image_temperature, text_top_k=args.top_k, text_top_p=args.top_p,
-                            max_reasoning_tokens=args.max_reasoning_tokens, batch_size=args.batch_size)
+    sampling = EvalSampling(
+        cfg_weight=args.cfg,
+        text_temperature=args.text_temperature,
+        image_temperature=args.image_temperature,
+        text_top_k=args.top_k,
+        text_top_p=args.top_p,
+        max_reasoning_tokens=args.max_reasoning_tokens,
+        batch_size=args.batch_size,
+    )
     from .train.distributed import launched_without_gpu
 
     device = resolve_device(args.device)
@@ -276,20 +317,32 @@ def cmd_eval_sample(args) -> int:
     out = Path(args.out)
     bundle = load_model(args.model, args.dtype, device or (str(state.device) if state.num_processes > 1 else None))
     cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else checkpoint_cfg_weight(bundle)
-    identity = sampling_identity(benchmark, args.model or "built-in", bundle.source, sampling, cfg_weight,
-                                 images_per_prompt, options)
+    identity = sampling_identity(
+        benchmark, args.model or "built-in", bundle.source, sampling, cfg_weight, images_per_prompt, options
+    )
     if state.is_main_process:
         prepare_run_folder(out, identity, categories, overwrite=args.overwrite)
     state.wait_for_everyone()
-    stats = sample_run(bundle, benchmark, jobs, out, sampling, process_index=state.process_index,
-                       num_processes=state.num_processes, show_progress=state.is_main_process)
+    stats = sample_run(
+        bundle,
+        benchmark,
+        jobs,
+        out,
+        sampling,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+        show_progress=state.is_main_process,
+    )
     speed = f", {stats['images_per_second']:.2f} images/s" if stats["images_per_second"] else ""
     print(f"{benchmark.name}: {stats['sampled']} image(s) sampled, {stats['skipped']} already there{speed} -> {out}")
     state.wait_for_everyone()
-    scorer = args.scorer or (benchmark.default_scorer if benchmark.default_scorer not in ("official", "judge") else None)
+    scorer = args.scorer or (
+        benchmark.default_scorer if benchmark.default_scorer not in ("official", "judge") else None
+    )
     if scorer and state.is_main_process:
-        results = score_run(out, scorer, ScorerOptions(device=args.device, judge_config=args.judge),
-                            categories=categories)
+        results = score_run(
+            out, scorer, ScorerOptions(device=args.device, judge_config=args.judge), categories=categories
+        )
         print(summary_table(results))
     elif state.is_main_process:
         print(f"score it with: gotr1 eval score {out} --scorer official|judge|detector")
@@ -355,36 +408,56 @@ def cmd_reward(args) -> int:
         settings.judge.openai.model = args.judge_model
     if settings.suites():
         world = settings.suites()[0]
-        raise CliError(f"the {world} world's exact rewards need prompt meanings; `gotr1 reward` scores text prompts "
-                       f"(use source: judge, or `gotr1 eval {world}`)")
+        raise CliError(
+            f"the {world} world's exact rewards need prompt meanings; `gotr1 reward` scores text prompts "
+            f"(use source: judge, or `gotr1 eval {world}`)"
+        )
     try:
         pipeline = build_reward(settings, base_dir, max_missing_fraction=1.0)
-        summary = score_folder(args.dir, pipeline, batch_size=args.batch_size, force=args.force,
-                               progress=lambda done, total: log.info("scored %d/%d samples", done, total))
+        summary = score_folder(
+            args.dir,
+            pipeline,
+            batch_size=args.batch_size,
+            force=args.force,
+            progress=lambda done, total: log.info("scored %d/%d samples", done, total),
+        )
     except (ValueError, FolderError) as exc:
         raise CliError(str(exc)) from None
     print(summary_table(summary))
     run = summary["this_run"]
     if run["samples"] and run["missing_total"] == run["samples"]:
-        print(f"gotr1: error: none of the {run['samples']} image(s) scored in this run got a reward; "
-              "see the reasons in reward.json (is the judge server up?)", file=sys.stderr)
+        print(
+            f"gotr1: error: none of the {run['samples']} image(s) scored in this run got a reward; "
+            "see the reasons in reward.json (is the judge server up?)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> None:
     parser.set_defaults(func=cmd_eval_sample, benchmark=benchmark)
-    parser.add_argument("--model", default=None, help="checkpoint directory or hub id (default: the shipped "
-                                                     f"shapes model); '{BUILTIN_TINY_RANDOM}' for a tiny random one")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint directory or hub id (default: the shipped "
+        f"shapes model); '{BUILTIN_TINY_RANDOM}' for a tiny random one",
+    )
     parser.add_argument("--out", default=f"outputs/eval/{benchmark}", help="run folder (re-running resumes it)")
     parser.add_argument("--categories", default=None, help="comma-separated (default: the benchmark's usual set)")
-    parser.add_argument("--images-per-prompt", type=at_least(1), default=None,
-                        help="default: the benchmark's (T2I-CompBench 10, GenEval 4, shapes 1)")
+    parser.add_argument(
+        "--images-per-prompt",
+        type=at_least(1),
+        default=None,
+        help="default: the benchmark's (T2I-CompBench 10, GenEval 4, shapes 1)",
+    )
     parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N prompts (per category)")
     parser.add_argument("--scorer", default=None, help="score after sampling (official | judge | detector | shapes)")
     parser.add_argument("--judge", default=None, help="judge YAML for --scorer judge")
     parser.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
-    parser.add_argument("--cfg", type=at_least(0.0, float), default=None, help="CFG weight (default: the checkpoint's, else 5)")
+    parser.add_argument(
+        "--cfg", type=at_least(0.0, float), default=None, help="CFG weight (default: the checkpoint's, else 5)"
+    )
     parser.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
     parser.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
     parser.add_argument("--top-k", type=at_least(1), default=None)
@@ -404,16 +477,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="prompt -> reasoning chain with boxes -> image(s)")
-    gen.add_argument("--model", default=None,
-                     help="checkpoint directory or hub id (transformers or original GoT-R1 layout); "
-                          f"'{BUILTIN_TINY_RANDOM}' for a tiny random model")
+    gen.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint directory or hub id (transformers or original GoT-R1 layout); "
+        f"'{BUILTIN_TINY_RANDOM}' for a tiny random model",
+    )
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--prompts-file", help="text file, one prompt per line")
     gen.add_argument("--num-chains", type=at_least(1), default=1, help="reasoning chains per prompt")
     gen.add_argument("--num-images", type=at_least(1), default=1, help="images per reasoning chain")
-    gen.add_argument("--cfg", type=at_least(0.0, float), default=None,
-                     help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
-                          "generation_config.guidance_scale, else 5")
+    gen.add_argument(
+        "--cfg",
+        type=at_least(0.0, float),
+        default=None,
+        help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
+        "generation_config.guidance_scale, else 5",
+    )
     gen.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
     gen.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
     gen.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
@@ -421,10 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
     gen.add_argument("--seed", type=at_least(0), default=0)
     gen.add_argument("--batch-size", type=at_least(1), default=4, help="prompts sampled together")
-    gen.add_argument("--dtype", default=None, choices=DTYPES, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)")
+    gen.add_argument(
+        "--dtype", default=None, choices=DTYPES, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)"
+    )
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    gen.add_argument("--out", default=None, help="output folder (default: a new outputs/generate/<time>); an "
-                     "existing one must be empty, or hold an earlier generate output and --overwrite")
+    gen.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: a new outputs/generate/<time>); an "
+        "existing one must be empty, or hold an earlier generate output and --overwrite",
+    )
     gen.add_argument("--overwrite", action="store_true", help="replace an earlier gotr1 generate output in --out")
     gen.set_defaults(func=cmd_generate)
 
@@ -437,9 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rew = sub.add_parser("reward", help="score a folder written by `gotr1 generate` with the judge rewards")
     rew.add_argument("dir", help="folder of samples (chain.json + images)")
-    rew.add_argument("--judge", default=None, help="reward/judge YAML (configs/judge_vllm.yaml); "
-                                                   "default: every component judged by a vLLM server on "
-                                                   "127.0.0.1:8000")
+    rew.add_argument(
+        "--judge",
+        default=None,
+        help="reward/judge YAML (configs/judge_vllm.yaml); "
+        "default: every component judged by a vLLM server on "
+        "127.0.0.1:8000",
+    )
     rew.add_argument("--base-url", action="append", help="judge server URL, e.g. http://host:8000/v1 (repeatable)")
     rew.add_argument("--judge-model", default=None, help="model name the judge server serves")
     rew.add_argument("--batch-size", type=at_least(1), default=32, help="samples scored (and saved) together")
@@ -470,19 +560,30 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     tok.set_defaults(func=cmd_shapes_build_tokenizer)
     pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")
-    pre.add_argument("--tokenizers", default="outputs/shapes/tokenizers",
-                     help="output of `gotr1 shapes build-tokenizer`, or a shapes checkpoint whose VQ and "
-                          "tokenizer to reuse (e.g. the shipped model's directory)")
+    pre.add_argument(
+        "--tokenizers",
+        default="outputs/shapes/tokenizers",
+        help="output of `gotr1 shapes build-tokenizer`, or a shapes checkpoint whose VQ and "
+        "tokenizer to reuse (e.g. the shipped model's directory)",
+    )
     pre.add_argument("--out", default="outputs/shapes/model")
     pre.add_argument("--examples", type=at_least(1), default=40000)
     pre.add_argument("--steps", type=at_least(1), default=6000)
     pre.add_argument("--batch-size", type=at_least(1), default=32)
     pre.add_argument("--lr", type=positive, default=1.5e-3)
-    pre.add_argument("--minutes", type=at_least(0.0, float), default=24.0,
-                     help="stop SFT after this many minutes (the cosine decay follows this budget)")
-    pre.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16"),
-                     help="bf16: bfloat16 autocast (about 1.6x faster on CPUs with AVX512-BF16); "
-                          "auto: bf16 where the CPU or GPU supports it natively")
+    pre.add_argument(
+        "--minutes",
+        type=at_least(0.0, float),
+        default=24.0,
+        help="stop SFT after this many minutes (the cosine decay follows this budget)",
+    )
+    pre.add_argument(
+        "--mixed-precision",
+        default="auto",
+        choices=("auto", "no", "bf16"),
+        help="bf16: bfloat16 autocast (about 1.6x faster on CPUs with AVX512-BF16); "
+        "auto: bf16 where the CPU or GPU supports it natively",
+    )
     pre.add_argument("--hidden-size", type=at_least(1), default=None, help="LM width (default 128; MLP 4x)")
     pre.add_argument("--layers", type=at_least(1), default=None, help="LM layers (default 4)")
     pre.add_argument("--heads", type=at_least(1), default=None, help="attention heads (default 4)")
@@ -490,7 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=at_least(0), default=0)
     pre.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     pre.set_defaults(func=cmd_shapes_pretrain)
-    exp = shapes_sub.add_parser("export-sft", help="write rendered (prompt, chain, image) records for `gotr1 train sft`")
+    exp = shapes_sub.add_parser(
+        "export-sft", help="write rendered (prompt, chain, image) records for `gotr1 train sft`"
+    )
     exp.add_argument("--out", default="outputs/shapes/sft_data")
     exp.add_argument("--examples", type=at_least(1), default=2000)
     exp.add_argument("--split", default="train", choices=("train", "val", "heldout"))
@@ -504,8 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     eval_sub = evaluation.add_subparsers(dest="eval_command", required=True)
     t2i = eval_sub.add_parser("t2i-compbench", help="T2I-CompBench: <category>/samples/{prompt}_{idx:06d}.png")
     _add_eval_sampling_args(t2i, "t2i-compbench")
-    t2i.add_argument("--color-version", default="current", choices=("current", "pre-2025-09-03"),
-                     help="color_val.txt before its 2025-09-03 edit (the version the GoT-R1 paper used)")
+    t2i.add_argument(
+        "--color-version",
+        default="current",
+        choices=("current", "pre-2025-09-03"),
+        help="color_val.txt before its 2025-09-03 edit (the version the GoT-R1 paper used)",
+    )
     gen_eval = eval_sub.add_parser("geneval", help="GenEval: <index:05d>/metadata.jsonl + samples/<k:04d>.png")
     _add_eval_sampling_args(gen_eval, "geneval")
     gen_eval.add_argument("--seed", type=at_least(0), default=42, help="image k of a prompt is seeded SEED + k")
@@ -517,9 +624,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--categories", default=None, help="comma-separated (default: all sampled)")
     score.add_argument("--judge", default=None, help="judge YAML (configs/judge_vllm.yaml) for --scorer judge")
     score.add_argument("--batch-size", type=at_least(1), default=16, help="images per scoring model call")
-    score.add_argument("--scorer-model", action="append", metavar="ROLE=ID",
-                       help="replace one of the scorer's models by a hub id or local path (repeatable); roles: "
-                            "official T2I-CompBench blip, clip, detector, depth; official GenEval detector, clip")
+    score.add_argument(
+        "--scorer-model",
+        action="append",
+        metavar="ROLE=ID",
+        help="replace one of the scorer's models by a hub id or local path (repeatable); roles: "
+        "official T2I-CompBench blip, clip, detector, depth; official GenEval detector, clip",
+    )
     score.add_argument("--device", default=None)
     score.set_defaults(func=cmd_eval_score)
     report = eval_sub.add_parser("report", help="report.html + results.json over one or more scored runs")
@@ -538,16 +649,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("gotr1").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from .config import ConfigError
-    from .model.loading import CheckpointError
-    from .outputs import OutputConflict
     from .eval.benchmark import BenchmarkError
     from .eval.records import ScorerError
+    from .model.loading import CheckpointError
+    from .outputs import OutputConflict
     from .rewards.scoring import RewardsUnavailable
 
     try:
         return args.func(args)
-    except (CliError, CheckpointError, ConfigError, RewardsUnavailable, BenchmarkError, ScorerError,
-            OutputConflict) as exc:
+    except (
+        CliError,
+        CheckpointError,
+        ConfigError,
+        RewardsUnavailable,
+        BenchmarkError,
+        ScorerError,
+        OutputConflict,
+    ) as exc:
         print(f"gotr1: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

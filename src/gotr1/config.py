@@ -58,8 +58,10 @@ def _line_map(node, prefix=(), out=None, source: str = "config") -> dict[tuple, 
         for key, value in node.value:
             path = (*prefix, key.value)
             if key.value in seen:
-                raise ConfigError(f"{source}:{key.start_mark.line + 1}: {'.'.join(map(str, path))}: "
-                                  f"key given twice (line {out[path]} and here)")
+                raise ConfigError(
+                    f"{source}:{key.start_mark.line + 1}: {'.'.join(map(str, path))}: "
+                    f"key given twice (line {out[path]} and here)"
+                )
             seen.add(key.value)
             out[path] = key.start_mark.line + 1
             _line_map(value, path, out, source)

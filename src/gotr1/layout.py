@@ -74,9 +74,7 @@ def draw_plan(
     line_width = line_width if line_width is not None else max(2, round(short_side / 128))
     font = _load_font(font_size if font_size is not None else max(10, round(short_side / 24)))
 
-    placed = [
-        (obj.name, _pixel_rectangle(obj.box, canvas.size)) for obj in objects if obj.box is not None
-    ]
+    placed = [(obj.name, _pixel_rectangle(obj.box, canvas.size)) for obj in objects if obj.box is not None]
     draw = ImageDraw.Draw(canvas)
     # All boxes first, then all labels, so no outline is drawn across a name.
     for name, rectangle in placed:
@@ -168,8 +166,15 @@ def _readable_text_color(fill: RGB) -> RGB:
     return _BLACK if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else _WHITE
 
 
-def sample_grid(images: Sequence[Image.Image], plans: Sequence[Sequence[PlannedObject]], captions: Sequence[str], *,
-                columns: int = 4, tile: int = 192, limit: int = 16) -> Image.Image:
+def sample_grid(
+    images: Sequence[Image.Image],
+    plans: Sequence[Sequence[PlannedObject]],
+    captions: Sequence[str],
+    *,
+    columns: int = 4,
+    tile: int = 192,
+    limit: int = 16,
+) -> Image.Image:
     """A contact sheet for people: each image enlarged, its plan drawn over it, a caption below."""
     shown = list(zip(images, plans, captions))[:limit]
     rows = max(1, -(-len(shown) // columns))

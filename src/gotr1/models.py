@@ -23,8 +23,10 @@ def load_model(spec: str | None, dtype=None, device=None):
         return load_janus(DEFAULT_MODEL, dtype=dtype, device=device)
     if spec in (None, BUILTIN_TINY_RANDOM):
         if spec is None:
-            log.warning("no model given and the built-in model is missing: using a tiny RANDOMLY initialised "
-                        "Janus, so chains and images are noise. Pass --model PATH for a real checkpoint.")
+            log.warning(
+                "no model given and the built-in model is missing: using a tiny RANDOMLY initialised "
+                "Janus, so chains and images are noise. Pass --model PATH for a real checkpoint."
+            )
         model, tokenizer = build_tiny_janus()
         if device:
             model = model.to(device)

@@ -21,8 +21,15 @@ class OutputConflict(ValueError):
     """An output folder that cannot be used as asked: one line naming it and the way out."""
 
 
-def prepare_output(path: str | Path, *, owned: Sequence[str], what: str, overwrite: bool,
-                   resume_flag: str | None = None, remove: bool = True) -> Path:
+def prepare_output(
+    path: str | Path,
+    *,
+    owned: Sequence[str],
+    what: str,
+    overwrite: bool,
+    resume_flag: str | None = None,
+    remove: bool = True,
+) -> Path:
     """Make ``path`` ready for a new output of ``what``.
 
     owned: name patterns (fnmatch) of what this command writes inside ``path``; with ``overwrite`` those are
@@ -38,12 +45,15 @@ def prepare_output(path: str | Path, *, owned: Sequence[str], what: str, overwri
             ours = [p for p in entries if any(fnmatch.fnmatchcase(p.name, pattern) for pattern in owned)]
             foreign = sorted(p.name for p in entries if p not in ours)
             if foreign:
-                raise OutputConflict(f"{path}: holds files that are not {what} output ({', '.join(foreign[:3])}"
-                                     f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new folder")
+                raise OutputConflict(
+                    f"{path}: holds files that are not {what} output ({', '.join(foreign[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new folder"
+                )
             if not overwrite:
                 way = f"pass {resume_flag} to continue it, " if resume_flag else ""
-                raise OutputConflict(f"{path}: holds an earlier {what}; {way}pass --overwrite to replace it, "
-                                     "or choose another folder")
+                raise OutputConflict(
+                    f"{path}: holds an earlier {what}; {way}pass --overwrite to replace it, or choose another folder"
+                )
             for entry in ours if remove else []:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     check_writable(path)

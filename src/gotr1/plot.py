@@ -9,8 +9,14 @@ from PIL import Image, ImageDraw, ImageFont
 _COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
 
 
-def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str = "", x_label: str = "",
-               y_label: str = "", size: tuple[int, int] = (640, 400)) -> Image.Image:
+def line_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    *,
+    title: str = "",
+    x_label: str = "",
+    y_label: str = "",
+    size: tuple[int, int] = (640, 400),
+) -> Image.Image:
     """Plot named (x, y) series with axes, ticks and a legend."""
     width, height = size
     left, right, top, bottom = 64, 16, 36 if (title or y_label) else 16, 48
@@ -29,8 +35,10 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str =
     y0, y1 = y0 - pad, y1 + pad
 
     def to_px(x, y):
-        return (left + (x - x0) / (x1 - x0) * (width - left - right),
-                height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom))
+        return (
+            left + (x - x0) / (x1 - x0) * (width - left - right),
+            height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom),
+        )
 
     draw.rectangle((left, top, width - right, height - bottom), outline=(0, 0, 0))
     for i in range(5):

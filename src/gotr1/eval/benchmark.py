@@ -50,8 +50,9 @@ class Benchmark(ABC):
     pass_mark: float = 0.5  # an image "passes" at this score (for the failure split and best/worst lists)
 
     @abstractmethod
-    def jobs(self, categories: Sequence[str], images_per_prompt: int, limit: int | None = None,
-             **options: Any) -> list[ImageJob]:
+    def jobs(
+        self, categories: Sequence[str], images_per_prompt: int, limit: int | None = None, **options: Any
+    ) -> list[ImageJob]:
         """Every image of a run, in the official order."""
 
     @abstractmethod
@@ -71,15 +72,17 @@ class Benchmark(ABC):
         """Where a scorer writes a category's official result files."""
         return run_dir / category
 
-    def write_official_results(self, run_dir: Path, scorer: str, scores: Sequence[ImageScore]) -> None:
+    def write_official_results(self, run_dir: Path, scorer: str, scores: Sequence[ImageScore]) -> None:  # noqa: B027
         """Result files the official aggregation reads, written once every category is scored (for
         benchmarks whose official output spans categories; per-category files are the scorer's)."""
 
     def check_categories(self, categories: Sequence[str]) -> list[str]:
         unknown = [c for c in categories if c not in self.categories]
         if unknown:
-            raise BenchmarkError(f"unknown {self.name} categor{'ies' if len(unknown) > 1 else 'y'} "
-                                 f"{', '.join(map(repr, unknown))}; choose from {', '.join(self.categories)}")
+            raise BenchmarkError(
+                f"unknown {self.name} categor{'ies' if len(unknown) > 1 else 'y'} "
+                f"{', '.join(map(repr, unknown))}; choose from {', '.join(self.categories)}"
+            )
         if not categories:
             raise BenchmarkError(f"no categories given; choose from {', '.join(self.categories)}")
         return list(dict.fromkeys(categories))

@@ -49,12 +49,20 @@ def find_chromium() -> Path:
         found = shutil.which(name)
         if found:
             return Path(found)
-    raise BrowserUnavailable("no Chromium found: install it (Debian: apt-get install chromium) "
-                             "or set GOTR1_CHROMIUM to its path")
+    raise BrowserUnavailable(
+        "no Chromium found: install it (Debian: apt-get install chromium) or set GOTR1_CHROMIUM to its path"
+    )
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, *, height: int = 900, full_page: bool = True,
-               selectors: Sequence[str] = ()) -> PageReport:
+def screenshot(
+    html: Path,
+    png: Path,
+    width: int = 1280,
+    *,
+    height: int = 900,
+    full_page: bool = True,
+    selectors: Sequence[str] = (),
+) -> PageReport:
     """Render ``html`` in headless Chromium with the network cut off and save a screenshot to ``png``.
 
     Any request other than ``file:``/``data:`` is blocked and reported, so a page that would fetch
@@ -65,8 +73,10 @@ def screenshot(html: Path, png: Path, width: int = 1280, *, height: int = 900, f
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import Route, sync_playwright
     except ImportError:
-        raise BrowserUnavailable("the playwright package is missing: pip install playwright "
-                                 "(its browser download is not needed; a system Chromium is used)") from None
+        raise BrowserUnavailable(
+            "the playwright package is missing: pip install playwright "
+            "(its browser download is not needed; a system Chromium is used)"
+        ) from None
     executable = find_chromium()
     html, png = Path(html).resolve(), Path(png)
     if not html.is_file():
@@ -84,8 +94,9 @@ def screenshot(html: Path, png: Path, width: int = 1280, *, height: int = 900, f
 
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(executable), headless=True,
-                                        args=["--disable-dev-shm-usage", "--disable-gpu"])
+            browser = p.chromium.launch(
+                executable_path=str(executable), headless=True, args=["--disable-dev-shm-usage", "--disable-gpu"]
+            )
             try:
                 page = browser.new_page(viewport={"width": width, "height": height})
                 page.on("console", lambda m: report.console_errors.append(m.text) if m.type == "error" else None)
@@ -95,7 +106,8 @@ def screenshot(html: Path, png: Path, width: int = 1280, *, height: int = 900, f
                 report.title = page.title()
                 report.images, report.broken_images = page.evaluate(
                     "() => [document.images.length,"
-                    " Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length]")
+                    " Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length]"
+                )
                 report.counts = {s: page.locator(s).count() for s in selectors}
                 page.screenshot(path=str(png), full_page=full_page)
             finally:
@@ -103,6 +115,7 @@ def screenshot(html: Path, png: Path, width: int = 1280, *, height: int = 900, f
     except PlaywrightError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BrowserUnavailable(f"Chromium at {executable} could not render {html.name}: {first}") from None
-    log.info("screenshot of %s -> %s (%d images, %d console errors)", html, png, report.images,
-             len(report.console_errors))
+    log.info(
+        "screenshot of %s -> %s (%d images, %d console errors)", html, png, report.images, len(report.console_errors)
+    )
     return report

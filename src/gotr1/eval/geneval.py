@@ -25,9 +25,11 @@ _DIGITS = re.compile(r"^\d+$")
 _SAMPLE = re.compile(r"^\d+\.png$")
 
 REFERENCES = (
-    Reference("GoT-R1-7B", {"overall": .75, "two_object": .94, "color_attr": .68}, "GoT-R1 paper (arXiv 2505.17022)"),
-    Reference("Janus-Pro-7B", {"overall": .80}, "Janus-Pro report"),
-    Reference("Janus-Pro-1B", {"overall": .73}, "Janus-Pro report"),
+    Reference(
+        "GoT-R1-7B", {"overall": 0.75, "two_object": 0.94, "color_attr": 0.68}, "GoT-R1 paper (arXiv 2505.17022)"
+    ),
+    Reference("Janus-Pro-7B", {"overall": 0.80}, "Janus-Pro report"),
+    Reference("Janus-Pro-1B", {"overall": 0.73}, "Janus-Pro report"),
 )
 
 
@@ -39,8 +41,14 @@ class GenEval(Benchmark):
     default_scorer = "official"
     references = REFERENCES
 
-    def jobs(self, categories: Sequence[str], images_per_prompt: int, limit: int | None = None,
-             seed: int = DEFAULT_SEED, **_: Any) -> list[ImageJob]:
+    def jobs(
+        self,
+        categories: Sequence[str],
+        images_per_prompt: int,
+        limit: int | None = None,
+        seed: int = DEFAULT_SEED,
+        **_: Any,
+    ) -> list[ImageJob]:
         """Prompts in metadata order (the first ``limit``), kept only when their tag is asked for; the
         folder index stays the line's index, so a partial run's folders are those of a full run."""
         wanted = set(self.check_categories(categories))
@@ -49,17 +57,23 @@ class GenEval(Benchmark):
             if metadata["tag"] not in wanted:
                 continue
             for k in range(images_per_prompt):
-                jobs.append(ImageJob(
-                    category=metadata["tag"], prompt=metadata["prompt"], prompt_index=index, image_index=k,
-                    seed=seed + k, path=f"{index:05d}/samples/{k:04d}.png", record=f"{index:05d}/plans/{k:04d}.json",
-                    metadata=metadata,
-                ))
+                jobs.append(
+                    ImageJob(
+                        category=metadata["tag"],
+                        prompt=metadata["prompt"],
+                        prompt_index=index,
+                        image_index=k,
+                        seed=seed + k,
+                        path=f"{index:05d}/samples/{k:04d}.png",
+                        record=f"{index:05d}/plans/{k:04d}.json",
+                        metadata=metadata,
+                    )
+                )
         return jobs
 
     def extra_files(self, jobs: Sequence[ImageJob]) -> dict[str, bytes]:
         """The one ``metadata.jsonl`` per prompt folder that goes with these jobs."""
-        return {f"{job.prompt_index:05d}/metadata.jsonl": (json.dumps(job.metadata) + "\n").encode()
-                for job in jobs}
+        return {f"{job.prompt_index:05d}/metadata.jsonl": (json.dumps(job.metadata) + "\n").encode() for job in jobs}
 
     def read_back(self, run_dir: Path, categories: Sequence[str]) -> dict[str, list[EvalImage]]:
         """Prompt folders (all-digit names) in order, metadata from each folder's metadata.jsonl, images
@@ -83,9 +97,16 @@ class GenEval(Benchmark):
                 k = int(name[:-4])
                 record_path = f"{folder.name}/plans/{k:04d}.json"
                 record = read_record(run_dir, record_path)
-                job = ImageJob(category=metadata["tag"], prompt=metadata["prompt"], prompt_index=int(folder.name),
-                               image_index=k, seed=int(record.get("seed", -1)) if record else -1,
-                               path=f"{folder.name}/samples/{name}", record=record_path, metadata=metadata)
+                job = ImageJob(
+                    category=metadata["tag"],
+                    prompt=metadata["prompt"],
+                    prompt_index=int(folder.name),
+                    image_index=k,
+                    seed=int(record.get("seed", -1)) if record else -1,
+                    path=f"{folder.name}/samples/{name}",
+                    record=record_path,
+                    metadata=metadata,
+                )
                 out[metadata["tag"]].append(EvalImage(job, run_dir, record))
         return out
 

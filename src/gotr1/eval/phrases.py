@@ -76,8 +76,11 @@ def _spacy_nlp() -> Any | None:
     try:
         return spacy.load(SPACY_MODEL)
     except OSError as error:
-        log.info("noun phrases: spaCy model %s cannot be loaded (%s), using the fallback chunker", SPACY_MODEL,
-                 str(error).splitlines()[0])
+        log.info(
+            "noun phrases: spaCy model %s cannot be loaded (%s), using the fallback chunker",
+            SPACY_MODEL,
+            str(error).splitlines()[0],
+        )
         return None
 
 
@@ -90,8 +93,10 @@ def parser_note() -> str:
     """One line for a report saying which parser produced the noun phrases and nouns."""
     if _spacy_nlp() is not None:
         return f"noun phrases: spaCy {SPACY_MODEL} (as the official scripts)"
-    return (f"noun phrases: fallback chunker, spaCy {SPACY_MODEL} not installed "
-            "(free-form prompts may be chunked differently from the official scripts)")
+    return (
+        f"noun phrases: fallback chunker, spaCy {SPACY_MODEL} not installed "
+        "(free-form prompts may be chunked differently from the official scripts)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -99,24 +104,28 @@ def parser_note() -> str:
 
 _DETERMINERS = frozenset(
     "a an the this these those each every some any another no its his her their my your our both all either "
-    "neither".split())
-_NUMBERS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve twenty hundred dozen".split())
+    "neither".split()
+)
+_NUMBERS = frozenset("one two three four five six seven eight nine ten eleven twelve twenty hundred dozen".split())
 _PRONOUNS = frozenset(
     "i you he she it we they me him us them who whom which what whose himself herself itself themselves "
-    "something anything everything nothing someone anyone everyone somebody anybody everybody".split())
+    "something anything everything nothing someone anyone everyone somebody anybody everybody".split()
+)
 _CONJUNCTIONS = frozenset("and or but nor".split())
 _SUBORDINATORS = frozenset("while because as if than although though when where whereas until since".split())
 _ADPOSITIONS = frozenset(
     "of on in at by for with from to into onto over under above below behind beside besides between through "
     "near inside outside against across along around among amongst during without within upon toward towards "
-    "about off up down out like beneath atop underneath past via amid throughout".split())
+    "about off up down out like beneath atop underneath past via amid throughout".split()
+)
 _AUXILIARIES = frozenset(
     "is are was were be been being am has have had do does did can could will would should may might must "
-    "shall 's".split())
+    "shall 's".split()
+)
 _ADVERBS = frozenset(
     "next very too also not just so then there here together nearby neatly most more less apart away almost "
-    "really quite".split())
+    "really quite".split()
+)
 # Common verbs of the benchmark's sentences; unknown words are nouns unless a rule below says otherwise.
 _VERBS = frozenset(
     "sit sits sat sitting stand stands stood standing hang hangs hung hanging hold holds held holding rest rests "
@@ -136,7 +145,8 @@ _VERBS = frozenset(
     "passes passed passing soar soars soared soaring reflect reflects reflected sleep sleeps sleeping "
     "chase chases chasing climb climbs climbing lean leans leaning crawl crawls crawling give gives giving "
     "take takes taking bring brings bringing put puts putting set sets seem seems stay stays stayed cover "
-    "strode hidden hide hides surround surrounds surrounded face faces facing".split())
+    "strode hidden hide hides surround surrounds surrounded face faces facing".split()
+)
 _ADJECTIVES = frozenset(
     # colours
     "red orange yellow green blue purple pink brown black white gray grey gold golden silver beige tan whitish "
@@ -155,7 +165,8 @@ _ADJECTIVES = frozenset(
     "towering polished ornate grand cool natural timeless perfect rich soothing maternal emotional abstract "
     "stunning romantic pillowy endless human artistic delectable twisted gnarled rounded curved smooth "
     "sparkling rustic elegant vibrant delicate sturdy sleek worn weathered crystal-clear clear tranquil "
-    "serene lush quiet busy crowded cheerful calm wild fierce strong brave proud".split())
+    "serene lush quiet busy crowded cheerful calm wild fierce strong brave proud".split()
+)
 _LY_NOUNS = frozenset("family belly lily jelly bully rally holly trolley assembly".split())
 _ADJECTIVE_ENDINGS = ("ical", "ous", "ful", "ive", "able", "ible", "ular")
 
@@ -178,8 +189,9 @@ def _lexical_pos(word: str, first: bool) -> str:
         return "ADP"
     if lower in _AUXILIARIES:
         return "AUX"
-    if lower in _ADVERBS or (lower.endswith("ly") and len(lower) > 4 and not lower.endswith("fly")
-                             and lower not in _LY_NOUNS):
+    if lower in _ADVERBS or (
+        lower.endswith("ly") and len(lower) > 4 and not lower.endswith("fly") and lower not in _LY_NOUNS
+    ):
         return "ADV"
     if lower in _VERBS:
         return "VERB"
@@ -242,7 +254,7 @@ def _fallback_tag(text: str) -> list[Token]:
         j = i - 1
         while j >= 0 and tags[j] in ("ADJ", "NOUN"):
             j -= 1
-        if j < i - 1 and j >= 0 and tags[j] in ("DET", "NUM") and "NOUN" not in tags[i + 1:i + 2]:
+        if j < i - 1 and j >= 0 and tags[j] in ("DET", "NUM") and "NOUN" not in tags[i + 1 : i + 2]:
             tags[i] = "NOUN"
     return [Token(m.group(), pos, m.start(), m.end()) for m, pos in zip(matches, tags)]
 
@@ -270,16 +282,18 @@ def _fallback_chunks(text: str, tokens: Sequence[Token]) -> list[str]:
             prev = tokens[j - 1].pos if j > start else "START"
             # "black and white floor tiles", "a long, narrow yellow kitchen": a conjunction or comma between
             # two adjectives stays inside the phrase; "Rubik's cube" and "diamond-studded" do too.
-            if (tokens[j].text in ("and", ",") and prev == "ADJ" and nxt == "ADJ") or (
-                    tokens[j].text == "," and prev == "ADJ" and nxt == "NOUN" and last_noun < 0) or (
-                    tokens[j].text in ("'s", "-") and prev in modifier and nxt in modifier + ("VERB",)):
+            if (
+                (tokens[j].text in ("and", ",") and prev == "ADJ" and nxt == "ADJ")
+                or (tokens[j].text == "," and prev == "ADJ" and nxt == "NOUN" and last_noun < 0)
+                or (tokens[j].text in ("'s", "-") and prev in modifier and nxt in modifier + ("VERB",))
+            ):
                 j += 1
                 if tokens[j - 1].text == "-" and j < n and tokens[j].pos == "VERB":
                     j += 1  # "diamond-studded": the participle after a hyphen modifies the noun
                 continue
             break
         if last_noun >= 0:
-            chunks.append(text[tokens[start].start:tokens[last_noun].end])
+            chunks.append(text[tokens[start].start : tokens[last_noun].end])
             i = last_noun + 1
         elif j == start and tokens[start].pos == "PRON":
             chunks.append(tokens[start].text)
@@ -359,7 +373,7 @@ def complex_spatial_nouns(prompt: str) -> tuple[str | None, str | None]:
     objects: list[str] = []
 
     def window(i: int, size: int) -> str:  # spaCy's ``doc[i:i + size].text``: the prompt's own text
-        return prompt[tokens[i].start:tokens[min(i + size, n) - 1].end]
+        return prompt[tokens[i].start : tokens[min(i + size, n) - 1].end]
 
     for i in range(n):
         size = next((k for k in (3, 2, 1) if window(i, k) in _COMPLEX_PREPOSITIONS), 0)

@@ -110,8 +110,10 @@ class ImageScore:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageScore:
-        return cls(**{k: data.get(k) for k in ("path", "category", "prompt", "score", "plan_score", "reason", "record")},
-                   details=data.get("details") or {})
+        return cls(
+            **{k: data.get(k) for k in ("path", "category", "prompt", "score", "plan_score", "reason", "record")},
+            details=data.get("details") or {},
+        )
 
 
 class Scorer(Protocol):

@@ -117,8 +117,9 @@ def _read_scores(path: Path) -> list[ImageScore]:
             raise ReportError(f"{path}:{number}: a score line needs path and category")
         for name in ("score", "plan_score"):
             value = getattr(score, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or math.isnan(value)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+            ):
                 raise ReportError(f"{path}:{number}: {name} must be a number or null, got {value!r}")
         score.prompt = "" if score.prompt is None else str(score.prompt)
         scores.append(score)
@@ -136,13 +137,15 @@ def load_run(run_dir: Path, scorer: str | None = None, label: str | None = None)
         if not available:
             raise ReportError(f"{root} has no scores; run gotr1 eval score {root} --scorer NAME")
         if len(available) > 1:
-            raise ReportError(f"{root} has scores from several scorers ({', '.join(available)}); "
-                              "choose one with --scorer")
+            raise ReportError(
+                f"{root} has scores from several scorers ({', '.join(available)}); choose one with --scorer"
+            )
         scorer = available[0]
     elif scorer not in available:
         have = f"it has {', '.join(available)}" if available else "it has none"
-        raise ReportError(f"{root} has no scores from scorer {scorer!r} ({have}); "
-                          f"run gotr1 eval score {root} --scorer {scorer}")
+        raise ReportError(
+            f"{root} has no scores from scorer {scorer!r} ({have}); run gotr1 eval score {root} --scorer {scorer}"
+        )
     results_path = root / "results" / f"{scorer}.json"
     if not results_path.is_file():
         raise ReportError(f"{results_path}: missing; score the run again (gotr1 eval score {root} --scorer {scorer})")
@@ -152,16 +155,27 @@ def load_run(run_dir: Path, scorer: str | None = None, label: str | None = None)
         raise ReportError(f"{root / 'run.json'}: no benchmark named")
     summary = results.get("summary")
     if not isinstance(summary, dict) or not isinstance(summary.get("categories"), dict):
-        raise ReportError(f"{results_path}: no summary; score the run again (gotr1 eval score {root} --scorer {scorer})")
+        raise ReportError(
+            f"{results_path}: no summary; score the run again (gotr1 eval score {root} --scorer {scorer})"
+        )
     pass_mark = float(results.get("pass_mark", 0.5))
     scores = _read_scores(root / "scores" / f"{scorer}.jsonl")
     notes = [str(n) for n in results.get("notes") or []]
     references = results.get("references") or []
     references = [r for r in references if isinstance(r, dict) and "label" in r and isinstance(r.get("scores"), dict)]
     model = run.get("model")
-    return RunResults(root=root, label=label or (f"{root.name} ({model})" if model else root.name), run=run,
-                      benchmark=benchmark, scorer=scorer, scores=scores, summary=summary, notes=notes,
-                      references=references, pass_mark=pass_mark)
+    return RunResults(
+        root=root,
+        label=label or (f"{root.name} ({model})" if model else root.name),
+        run=run,
+        benchmark=benchmark,
+        scorer=scorer,
+        scores=scores,
+        summary=summary,
+        notes=notes,
+        references=references,
+        pass_mark=pass_mark,
+    )
 
 
 def _load_runs(runs: Sequence[Path], scorer: str | None, labels: Sequence[str] | None) -> list[RunResults]:
@@ -172,14 +186,18 @@ def _load_runs(runs: Sequence[Path], scorer: str | None, labels: Sequence[str] |
     loaded = [load_run(r, scorer, labels[i] if labels else None) for i, r in enumerate(runs)]
     benchmarks = {r.benchmark for r in loaded}
     if len(benchmarks) > 1:
-        raise ReportError("runs are from different benchmarks: "
-                          + ", ".join(f"{r.root} ({r.benchmark})" for r in loaded)
-                          + "; a report compares runs of one benchmark")
+        raise ReportError(
+            "runs are from different benchmarks: "
+            + ", ".join(f"{r.root} ({r.benchmark})" for r in loaded)
+            + "; a report compares runs of one benchmark"
+        )
     scorers = {r.scorer for r in loaded}
     if len(scorers) > 1:
-        raise ReportError("runs were scored by different scorers: "
-                          + ", ".join(f"{r.root} ({r.scorer})" for r in loaded)
-                          + "; choose one with --scorer")
+        raise ReportError(
+            "runs were scored by different scorers: "
+            + ", ".join(f"{r.root} ({r.scorer})" for r in loaded)
+            + "; choose one with --scorer"
+        )
     seen: dict[str, int] = {}
     for r in loaded:  # labels are keys of results.json: keep them unique
         seen[r.label] = seen.get(r.label, 0) + 1
@@ -326,13 +344,12 @@ def _prompt_means(scores: Sequence[ImageScore]) -> list[PromptStat]:
     return out
 
 
-def best_and_worst(scores: Sequence[ImageScore],
-                   handful: int = HANDFUL) -> tuple[list[PromptStat], list[PromptStat]]:
+def best_and_worst(scores: Sequence[ImageScore], handful: int = HANDFUL) -> tuple[list[PromptStat], list[PromptStat]]:
     """The best and worst prompts by mean score; never the same prompt in both lists."""
     ranked = sorted(_prompt_means(scores), key=lambda t: -t[1])  # stable: file order breaks ties
     k = min(handful, math.ceil(len(ranked) / 2))
     best = ranked[:k]
-    worst = sorted(ranked[k:], key=lambda t: t[1])[:min(handful, len(ranked) - k)]
+    worst = sorted(ranked[k:], key=lambda t: t[1])[: min(handful, len(ranked) - k)]
     return best, worst
 
 
@@ -365,17 +382,18 @@ def _bar_chart(categories: Sequence[str], runs: Sequence[RunResults]) -> bytes |
 
     groups = [*categories, "overall"]
     width = 0.8 / max(1, len(runs))
-    fig = Figure(figsize=(max(7.0, 0.55 * len(groups) * max(2, len(runs)) + 1.5), 3.0), dpi=150,
-                 layout="constrained")
+    fig = Figure(figsize=(max(7.0, 0.55 * len(groups) * max(2, len(runs)) + 1.5), 3.0), dpi=150, layout="constrained")
     ax = fig.add_subplot()
     for i, run in enumerate(runs):
         values = [run.summary["categories"].get(c, {}).get("score") for c in categories]
         values.append(run.summary.get("overall"))
         xs = [g + (i - (len(runs) - 1) / 2) * width for g in range(len(groups))]
-        bars = ax.bar(xs, [v or 0.0 for v in values], width * 0.92, label=text(run.label),
-                      color=RUN_COLORS[i % len(RUN_COLORS)])
-        ax.bar_label(bars, labels=["n/a" if v is None else f"{v:.2f}" for v in values], padding=2,
-                     fontsize=7, color="#444")
+        bars = ax.bar(
+            xs, [v or 0.0 for v in values], width * 0.92, label=text(run.label), color=RUN_COLORS[i % len(RUN_COLORS)]
+        )
+        ax.bar_label(
+            bars, labels=["n/a" if v is None else f"{v:.2f}" for v in values], padding=2, fontsize=7, color="#444"
+        )
     ax.set_xticks(range(len(groups)), [text(g) for g in groups], fontsize=8)
     ax.set_ylim(0, 1.12)
     ax.set_ylabel(text(f"score ({runs[0].scorer})"), fontsize=8)
@@ -493,13 +511,17 @@ def _notes_html(runs: Sequence[RunResults]) -> str:
     scorer, benchmark = runs[0].scorer, runs[0].benchmark
     distinct = {tuple(r.notes) for r in runs}
     if distinct == {()}:
-        return (f'<div class="callout"><strong>Scorer {_e(scorer)}</strong>No substitutions or approximations '
-                "reported by the scorer.</div>")
-    parts = [f'<div class="callout warn" id="notes"><strong>Not the official {_e(benchmark)} metric: '
-             f"read these notes before quoting a number</strong>"
-             f"<p>Scorer <code>{_e(scorer)}</code> substitutes or approximates parts of the official evaluation. "
-             "Its numbers compare the runs in this report with each other; they are not official scores, "
-             "and the published references below were measured the official way.</p>"]
+        return (
+            f'<div class="callout"><strong>Scorer {_e(scorer)}</strong>No substitutions or approximations '
+            "reported by the scorer.</div>"
+        )
+    parts = [
+        f'<div class="callout warn" id="notes"><strong>Not the official {_e(benchmark)} metric: '
+        f"read these notes before quoting a number</strong>"
+        f"<p>Scorer <code>{_e(scorer)}</code> substitutes or approximates parts of the official evaluation. "
+        "Its numbers compare the runs in this report with each other; they are not official scores, "
+        "and the published references below were measured the official way.</p>"
+    ]
     if len(distinct) == 1:
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in runs[0].notes) + "</ul>")
     else:
@@ -518,12 +540,16 @@ def _runs_html(runs: Sequence[RunResults]) -> str:
         rows.append(
             f'<tr data-run="{_e(r.label)}"><td>{_swatch(_run_color(i))}<b>{_e(r.label)}</b>'
             f'<span class="source">{_e(r.root.resolve())}</span></td>'
-            f"<td>{_e(r.model or '—')}<span class=\"source\">{_e(r.run.get('model_source') or '')}</span></td>"
+            f'<td>{_e(r.model or "—")}<span class="source">{_e(r.run.get("model_source") or "")}</span></td>'
             f"<td>{_e(r.run.get('images_per_prompt', '—'))}</td><td>{n}</td>"
-            f"<td><code>{_e(sampling)}</code></td><td>{_e(r.run.get('updated') or '—')}</td></tr>")
-    return ('<div class="scroll"><table class="runs wide"><thead><tr><th>Run</th><th>Model</th>'
-            "<th>Images / prompt</th><th>Scored lines</th><th>Sampling</th><th>Updated</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table></div>")
+            f"<td><code>{_e(sampling)}</code></td><td>{_e(r.run.get('updated') or '—')}</td></tr>"
+        )
+    return (
+        '<div class="scroll"><table class="runs wide"><thead><tr><th>Run</th><th>Model</th>'
+        "<th>Images / prompt</th><th>Scored lines</th><th>Sampling</th><th>Updated</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
 def _scores_table(runs: Sequence[RunResults], categories: Sequence[str], refs: Sequence[dict[str, Any]]) -> str:
@@ -537,8 +563,10 @@ def _scores_table(runs: Sequence[RunResults], categories: Sequence[str], refs: S
 
     best = {c: max((v for r in runs if (v := value(r, c)) is not None), default=None) for c in columns}
     tag = ' <a class="tag sub" href="#notes">substitute</a>' if substitute else ""
-    rows = [f'<tr class="section"><th colspan="{len(columns) + 1}">This report — scorer '
-            f"<code>{_e(runs[0].scorer)}</code>{tag}</th></tr>"]
+    rows = [
+        f'<tr class="section"><th colspan="{len(columns) + 1}">This report — scorer '
+        f"<code>{_e(runs[0].scorer)}</code>{tag}</th></tr>"
+    ]
     for i, r in enumerate(runs):
         cells = []
         for c in columns:
@@ -558,46 +586,67 @@ def _scores_table(runs: Sequence[RunResults], categories: Sequence[str], refs: S
             else:
                 n = f'<span class="n">{images} images</span>'
             cells.append(f'<td class="{cls}" data-category="{_e(c)}">{_fmt(v)}{n}</td>')
-        rows.append(f'<tr class="run" data-run="{_e(r.label)}"><th>{_swatch(_run_color(i))}{_e(r.label)}</th>'
-                    + "".join(cells) + "</tr>")
+        rows.append(
+            f'<tr class="run" data-run="{_e(r.label)}"><th>{_swatch(_run_color(i))}{_e(r.label)}</th>'
+            + "".join(cells)
+            + "</tr>"
+        )
     body = "".join(rows)
     ref_rows = ""
     if refs:
         sources = {str(ref.get("source") or "") for ref in refs}
         shared = f": {_e(sources.pop())}" if len(sources) == 1 and "" not in sources else ""
-        ref_rows = (f'<tr class="section"><th colspan="{len(columns) + 1}">Published references — reported by '
-                    f"their authors with the official metric, not run here{shared}</th></tr>")
+        ref_rows = (
+            f'<tr class="section"><th colspan="{len(columns) + 1}">Published references — reported by '
+            f"their authors with the official metric, not run here{shared}</th></tr>"
+        )
         for ref in refs:
             cells = "".join(
-                f'<td data-category="{_e(c)}">{_fmt(ref["scores"][c])}</td>' if c in ref["scores"]
-                else f'<td data-category="{_e(c)}" title="not published"></td>' for c in columns)
+                f'<td data-category="{_e(c)}">{_fmt(ref["scores"][c])}</td>'
+                if c in ref["scores"]
+                else f'<td data-category="{_e(c)}" title="not published"></td>'
+                for c in columns
+            )
             src = "" if shared else f'<span class="source">{_e(ref.get("source") or "")}</span>'
-            ref_rows += (f'<tr class="reference" data-reference="{_e(ref["label"])}"><th>{_e(ref["label"])}'
-                         f'<span class="tag">published</span>{src}</th>' + cells + "</tr>")
-    foot = ('<p class="muted">Bold: the best run per column. Overall: the mean of the run\'s category scores '
-            "(of the categories it ran); a published overall is the authors' own figure over their categories."
-            "</p>")
-    return (f'<div class="scroll"><table class="scores wide"><thead><tr><th>Model</th>{head}</tr></thead>'
-            f"<tbody>{body}</tbody><tbody class=\"references\">{ref_rows}</tbody></table></div>{foot}")
+            ref_rows += (
+                f'<tr class="reference" data-reference="{_e(ref["label"])}"><th>{_e(ref["label"])}'
+                f'<span class="tag">published</span>{src}</th>' + cells + "</tr>"
+            )
+    foot = (
+        '<p class="muted">Bold: the best run per column. Overall: the mean of the run\'s category scores '
+        "(of the categories it ran); a published overall is the authors' own figure over their categories."
+        "</p>"
+    )
+    return (
+        f'<div class="scroll"><table class="scores wide"><thead><tr><th>Model</th>{head}</tr></thead>'
+        f'<tbody>{body}</tbody><tbody class="references">{ref_rows}</tbody></table></div>{foot}'
+    )
 
 
 def _split_cells(stats: dict[str, Any]) -> tuple[str, str]:
     """The failure split as table cells and a stacked bar over the scored images."""
     failures = stats.get("failures") or {}
     total, scored = int(failures.get("total", 0)), int(stats.get("scored", 0))
-    cells = [f'<td class="kind" data-split="total">{total} / {scored}'
-             f'<span class="share">{_share(total, scored)} fail</span></td>']
+    cells = [
+        f'<td class="kind" data-split="total">{total} / {scored}'
+        f'<span class="share">{_share(total, scored)} fail</span></td>'
+    ]
     segments = []
     for key, label, color in SPLIT:
         count = int(failures.get(key, 0))
-        cells.append(f'<td class="kind" data-split="{key}">{count}'
-                     f'<span class="share">{_share(count, total)}</span></td>')
+        cells.append(
+            f'<td class="kind" data-split="{key}">{count}<span class="share">{_share(count, total)}</span></td>'
+        )
         if count and scored:
-            segments.append(f'<span style="width:{100 * count / scored:.2f}%;background:{color}" '
-                            f'title="{_e(label)}: {count}"></span>')
+            segments.append(
+                f'<span style="width:{100 * count / scored:.2f}%;background:{color}" '
+                f'title="{_e(label)}: {count}"></span>'
+            )
     if scored - total > 0:
-        segments.append(f'<span style="width:{100 * (scored - total) / scored:.2f}%;background:{PASSED_COLOR}" '
-                        f'title="passed: {scored - total}"></span>')
+        segments.append(
+            f'<span style="width:{100 * (scored - total) / scored:.2f}%;background:{PASSED_COLOR}" '
+            f'title="passed: {scored - total}"></span>'
+        )
     plan = stats.get("plan_score")
     cells.append(f"<td>{_fmt(plan, 2)}</td>")
     return "".join(cells), f'<td><div class="bar">{"".join(segments)}</div></td>'
@@ -606,9 +655,11 @@ def _split_cells(stats: dict[str, Any]) -> tuple[str, str]:
 def _split_table(runs: Sequence[RunResults], categories: Sequence[str]) -> str:
     legend = "".join(f"<span>{_swatch(color)}{_e(label)}</span>" for _, label, color in SPLIT)
     legend += f"<span>{_swatch(PASSED_COLOR)}passed</span>"
-    head = ('<tr><th>Category</th><th class="run">Run</th><th>Failed / scored</th>'
-            + "".join(f"<th>{_e(label[0].upper() + label[1:])}</th>" for _, label, _ in SPLIT)
-            + '<th>Plan score</th><th class="run">Scored images</th></tr>')
+    head = (
+        '<tr><th>Category</th><th class="run">Run</th><th>Failed / scored</th>'
+        + "".join(f"<th>{_e(label[0].upper() + label[1:])}</th>" for _, label, _ in SPLIT)
+        + '<th>Plan score</th><th class="run">Scored images</th></tr>'
+    )
     rows = []
     for c in [*categories, None]:
         for i, r in enumerate(runs):
@@ -623,27 +674,38 @@ def _split_table(runs: Sequence[RunResults], categories: Sequence[str]) -> str:
             name = "All categories" if c is None else c
             cat = f'<th class="cat" rowspan="{len(runs)}">{_e(name)}</th>' if first else ""
             cls = ' class="total"' if c is None else ""
-            rows.append(f'<tr{cls} data-category="{_e(name)}" data-run="{_e(r.label)}">{cat}'
-                        f'<td class="run">{_swatch(_run_color(i))}{_e(r.label)}</td>{cells}{bar}</tr>')
+            rows.append(
+                f'<tr{cls} data-category="{_e(name)}" data-run="{_e(r.label)}">{cat}'
+                f'<td class="run">{_swatch(_run_color(i))}{_e(r.label)}</td>{cells}{bar}</tr>'
+            )
     pass_mark = runs[0].pass_mark
-    intro = (f"<p>An image fails when its score is below {pass_mark:g}. The scorer applied the same check to "
-             "the plan the model wrote before drawing: <b>plan already wrong</b> → the reasoning is at fault; "
-             "<b>image does not follow a right plan</b> → the drawing is at fault; <b>plan not judged</b> → the "
-             "scorer cannot check a plan in this category. Shares are of the failing images; the bar spans all "
-             "scored images.</p>")
-    return (intro + f'<div class="legend">{legend}</div><div class="scroll"><table class="split wide"><thead>{head}'
-            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+    intro = (
+        f"<p>An image fails when its score is below {pass_mark:g}. The scorer applied the same check to "
+        "the plan the model wrote before drawing: <b>plan already wrong</b> → the reasoning is at fault; "
+        "<b>image does not follow a right plan</b> → the drawing is at fault; <b>plan not judged</b> → the "
+        "scorer cannot check a plan in this category. Shares are of the failing images; the bar spans all "
+        "scored images.</p>"
+    )
+    return (
+        intro + f'<div class="legend">{legend}</div><div class="scroll"><table class="split wide"><thead>{head}'
+        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _total(stats: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Counts summed over categories (the plan score weighted by scored images)."""
     stats = list(stats)
-    failures = {k: sum(int((s.get("failures") or {}).get(k, 0)) for s in stats)
-                for k in ("total", "plan_wrong", "image_off_plan", "plan_not_judged")}
+    failures = {
+        k: sum(int((s.get("failures") or {}).get(k, 0)) for s in stats)
+        for k in ("total", "plan_wrong", "image_off_plan", "plan_not_judged")
+    }
     weighted = [(s["plan_score"], s.get("scored", 0)) for s in stats if s.get("plan_score") is not None]
     weight = sum(w for _, w in weighted)
-    return {"scored": sum(int(s.get("scored", 0)) for s in stats), "failures": failures,
-            "plan_score": sum(p * w for p, w in weighted) / weight if weight else None}
+    return {
+        "scored": sum(int(s.get("scored", 0)) for s in stats),
+        "failures": failures,
+        "plan_score": sum(p * w for p, w in weighted) / weight if weight else None,
+    }
 
 
 def _pill(score: float | None, pass_mark: float, digits: int = 2) -> str:
@@ -655,8 +717,11 @@ def _pill(score: float | None, pass_mark: float, digits: int = 2) -> str:
 
 def _tile(run: RunResults, score: ImageScore, thumbs: _Thumbnails) -> str:
     uri, why = thumbs.get(run, score)
-    picture = (f'<img src="{uri}" alt="{_e(score.prompt)}" loading="eager">' if uri
-               else f'<div class="placeholder">{_e(why)}</div>')
+    picture = (
+        f'<img src="{uri}" alt="{_e(score.prompt)}" loading="eager">'
+        if uri
+        else f'<div class="placeholder">{_e(why)}</div>'
+    )
     record = thumbs.record(run, score)
     plan = f'<span class="plan">plan {_fmt(score.plan_score, 2)}</span>' if score.plan_score is not None else ""
     extra = ""
@@ -666,9 +731,11 @@ def _tile(run: RunResults, score: ImageScore, thumbs: _Thumbnails) -> str:
         extra += '<p class="why muted">no sample record</p>' if score.record else ""
     elif record.get("chain"):
         extra += f"<details><summary>reasoning chain</summary><pre>{_e(record['chain'])}</pre></details>"
-    return (f'<figure class="tile" data-path="{_e(score.path)}">{picture}<figcaption><div class="scoreline">'
-            f"{_pill(score.score, run.pass_mark)}{plan}</div><p class=\"prompt\">{_e(score.prompt)}</p>{extra}"
-            "</figcaption></figure>")
+    return (
+        f'<figure class="tile" data-path="{_e(score.path)}">{picture}<figcaption><div class="scoreline">'
+        f'{_pill(score.score, run.pass_mark)}{plan}</div><p class="prompt">{_e(score.prompt)}</p>{extra}'
+        "</figcaption></figure>"
+    )
 
 
 def _prompt_rows(run: RunResults, entries: Sequence[PromptStat], thumbs: _Thumbnails, worst: bool) -> str:
@@ -677,8 +744,10 @@ def _prompt_rows(run: RunResults, entries: Sequence[PromptStat], thumbs: _Thumbn
         shown = min(items, key=lambda s: s.score) if worst else max(items, key=lambda s: s.score)
         uri, _ = thumbs.get(run, shown, LIST_THUMB)
         img = f'<img src="{uri}" alt="">' if uri else ""
-        rows.append(f'<tr><td class="prompt">{img}{_e(prompt)}</td><td>{_pill(mean, run.pass_mark)}</td>'
-                    f"<td>{_fmt(plan, 2)}</td><td>{len(items)}</td></tr>")
+        rows.append(
+            f'<tr><td class="prompt">{img}{_e(prompt)}</td><td>{_pill(mean, run.pass_mark)}</td>'
+            f"<td>{_fmt(plan, 2)}</td><td>{len(items)}</td></tr>"
+        )
     return "".join(rows)
 
 
@@ -686,10 +755,13 @@ def _category_html(c: str, runs: Sequence[RunResults], thumbs: _Thumbnails, grid
     parts = [f'<section class="category" id="{_slug(c)}"><h2>{_e(c)}</h2>']
     line = " · ".join(
         f"{_swatch(_run_color(i))}{_e(r.label)} <b>{_fmt(r.summary['categories'].get(c, {}).get('score'))}</b>"
-        for i, r in enumerate(runs))
-    parts.append(f"<p>{line}</p><h3>Best and worst prompts</h3>"
-                 '<p class="muted">Mean score per prompt over its scored images; the thumbnail is the prompt\'s '
-                 "best (or worst) image.</p><div class=\"cards\">")
+        for i, r in enumerate(runs)
+    )
+    parts.append(
+        f"<p>{line}</p><h3>Best and worst prompts</h3>"
+        '<p class="muted">Mean score per prompt over its scored images; the thumbnail is the prompt\'s '
+        'best (or worst) image.</p><div class="cards">'
+    )
     head = "<thead><tr><th>Prompt</th><th>Score</th><th>Plan</th><th>Images</th></tr></thead>"
     for i, r in enumerate(runs):
         best, worst = best_and_worst(r.category_scores(c))
@@ -697,32 +769,48 @@ def _category_html(c: str, runs: Sequence[RunResults], thumbs: _Thumbnails, grid
         if not best:
             parts.append('<p class="muted">No scored images.</p>')
         else:
-            parts.append(f'<table class="prompts best"><caption>Best</caption>{head}<tbody>'
-                         f"{_prompt_rows(r, best, thumbs, worst=False)}</tbody></table>")
+            parts.append(
+                f'<table class="prompts best"><caption>Best</caption>{head}<tbody>'
+                f"{_prompt_rows(r, best, thumbs, worst=False)}</tbody></table>"
+            )
             if worst:
-                parts.append(f'<table class="prompts worst"><caption>Worst</caption>{head}<tbody>'
-                             f"{_prompt_rows(r, worst, thumbs, worst=True)}</tbody></table>")
+                parts.append(
+                    f'<table class="prompts worst"><caption>Worst</caption>{head}<tbody>'
+                    f"{_prompt_rows(r, worst, thumbs, worst=True)}</tbody></table>"
+                )
         parts.append("</div>")
-    parts.append("</div><h3>Samples</h3><p class=\"muted\">The plan the model wrote, drawn over its image; "
-                 "score pill (and the plan's score) from the scorer.</p>")
+    parts.append(
+        '</div><h3>Samples</h3><p class="muted">The plan the model wrote, drawn over its image; '
+        "score pill (and the plan's score) from the scorer.</p>"
+    )
     for i, r in enumerate(runs):
         chosen = _grid_selection(r.category_scores(c), grid_images)
         tiles = "".join(_tile(r, s, thumbs) for s in chosen) or '<p class="muted">No images.</p>'
-        parts.append(f'<h4>{_swatch(_run_color(i))}{_e(r.label)}</h4><div class="grid" data-run="{_e(r.label)}">'
-                     f"{tiles}</div>")
+        parts.append(
+            f'<h4>{_swatch(_run_color(i))}{_e(r.label)}</h4><div class="grid" data-run="{_e(r.label)}">{tiles}</div>'
+        )
     parts.append("</section>")
     return "".join(parts)
 
 
-def _page(runs: Sequence[RunResults], categories: Sequence[str], refs: Sequence[dict[str, Any]], chart: bytes | None,
-          grid_images: int, generated: str) -> str:
+def _page(
+    runs: Sequence[RunResults],
+    categories: Sequence[str],
+    refs: Sequence[dict[str, Any]],
+    chart: bytes | None,
+    grid_images: int,
+    generated: str,
+) -> str:
     benchmark, scorer = runs[0].benchmark, runs[0].scorer
     thumbs = _Thumbnails()
     nav = ['<a href="#scores">Scores</a>', '<a href="#failures">Failure split</a>']
     nav += [f'<a href="#{_slug(c)}">{_e(c)}</a>' for c in categories]
-    chart_html = (f'<img class="chart" alt="scores per category and run" '
-                  f'src="data:image/png;base64,{base64.b64encode(chart).decode("ascii")}">' if chart
-                  else '<p class="muted">No chart (matplotlib is not installed).</p>')
+    chart_html = (
+        f'<img class="chart" alt="scores per category and run" '
+        f'src="data:image/png;base64,{base64.b64encode(chart).decode("ascii")}">'
+        if chart
+        else '<p class="muted">No chart (matplotlib is not installed).</p>'
+    )
     sections = "".join(_category_html(c, runs, thumbs, grid_images) for c in categories)
     title = f"{benchmark} — {' vs '.join(r.label for r in runs)}"
     return f"""<!DOCTYPE html>
@@ -731,9 +819,9 @@ def _page(runs: Sequence[RunResults], categories: Sequence[str], refs: Sequence[
 <title>{_e(title)}</title><style>{_CSS}</style></head>
 <body><main>
 <h1>{_e(benchmark)} evaluation</h1>
-<div class="subtitle">scorer <code>{_e(scorer)}</code> · {len(runs)} run{'s' if len(runs) > 1 else ''} ·
-{len(categories)} categor{'ies' if len(categories) != 1 else 'y'} · generated {_e(generated)}</div>
-<nav>{' '.join(nav)}</nav>
+<div class="subtitle">scorer <code>{_e(scorer)}</code> · {len(runs)} run{"s" if len(runs) > 1 else ""} ·
+{len(categories)} categor{"ies" if len(categories) != 1 else "y"} · generated {_e(generated)}</div>
+<nav>{" ".join(nav)}</nav>
 {_notes_html(runs)}
 {_runs_html(runs)}
 <h2 id="scores">Scores</h2>
@@ -748,8 +836,14 @@ loaded from the network. Machine-readable numbers: <code>results.json</code> bes
 """
 
 
-def write_report(runs: Sequence[Path], out: Path, *, scorer: str | None = None, grid_images: int = 12,
-                 labels: Sequence[str] | None = None) -> Path:
+def write_report(
+    runs: Sequence[Path],
+    out: Path,
+    *,
+    scorer: str | None = None,
+    grid_images: int = 12,
+    labels: Sequence[str] | None = None,
+) -> Path:
     """Write ``out/report.html`` (runs side by side) and ``out/results.json``; returns the HTML path.
 
     All runs must be of one benchmark and scored by one scorer (``scorer`` None: each run's only one).
@@ -764,16 +858,30 @@ def write_report(runs: Sequence[Path], out: Path, *, scorer: str | None = None, 
     page = _page(loaded, categories, refs, _bar_chart(categories, loaded), max(0, grid_images), generated)
     html_path = out / "report.html"
     write_bytes_atomic(html_path, page.encode("utf-8"))
-    write_json_atomic(out / "results.json", {
-        "benchmark": loaded[0].benchmark,
-        "scorer": loaded[0].scorer,
-        "generated": generated,
-        "categories": categories,
-        "runs": {r.label: {"run_dir": str(r.root.resolve()), "benchmark": r.benchmark, "scorer": r.scorer,
-                           "notes": r.notes, "model": r.run.get("model"), "model_source": r.run.get("model_source"),
-                           "images_per_prompt": r.run.get("images_per_prompt"), "summary": r.summary}
-                 for r in loaded},
-        "references": [{"label": ref["label"], "scores": ref["scores"], "source": ref.get("source")} for ref in refs],
-    })
+    write_json_atomic(
+        out / "results.json",
+        {
+            "benchmark": loaded[0].benchmark,
+            "scorer": loaded[0].scorer,
+            "generated": generated,
+            "categories": categories,
+            "runs": {
+                r.label: {
+                    "run_dir": str(r.root.resolve()),
+                    "benchmark": r.benchmark,
+                    "scorer": r.scorer,
+                    "notes": r.notes,
+                    "model": r.run.get("model"),
+                    "model_source": r.run.get("model_source"),
+                    "images_per_prompt": r.run.get("images_per_prompt"),
+                    "summary": r.summary,
+                }
+                for r in loaded
+            },
+            "references": [
+                {"label": ref["label"], "scores": ref["scores"], "source": ref.get("source")} for ref in refs
+            ],
+        },
+    )
     log.info("report of %d run(s) -> %s (%.1f MB)", len(loaded), html_path, html_path.stat().st_size / 1e6)
     return html_path

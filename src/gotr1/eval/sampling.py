@@ -80,14 +80,17 @@ def prepare_run_folder(out: Path, identity: dict[str, Any], categories: Sequence
         except ValueError as exc:
             raise BenchmarkError(f"{run_file}: unreadable ({exc}); choose another --out") from None
     elif out.is_dir() and any(out.iterdir()):
-        raise BenchmarkError(f"--out {out}: holds files but no {RUN_FILE}, so it is not a gotr1 eval run; "
-                             "choose an empty or new folder")
+        raise BenchmarkError(
+            f"--out {out}: holds files but no {RUN_FILE}, so it is not a gotr1 eval run; choose an empty or new folder"
+        )
     if existing is not None:
         differs = [key for key in identity if existing.get(key) != identity[key]]
         if differs and not overwrite:
             key = differs[0]
-            raise BenchmarkError(f"--out {out}: holds a run with other settings ({key}: {existing.get(key)!r}, "
-                                 f"now {identity[key]!r}); choose another --out, or pass --overwrite to replace it")
+            raise BenchmarkError(
+                f"--out {out}: holds a run with other settings ({key}: {existing.get(key)!r}, "
+                f"now {identity[key]!r}); choose another --out, or pass --overwrite to replace it"
+            )
         if differs:
             log.warning("--overwrite: removing the earlier run in %s", out)
             shutil.rmtree(out)
@@ -97,8 +100,17 @@ def prepare_run_folder(out: Path, identity: dict[str, Any], categories: Sequence
     write_json_atomic(run_file, identity | {"categories": sampled, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
-def sample_run(bundle, benchmark: Benchmark, jobs: Sequence[ImageJob], out: Path, sampling: EvalSampling, *,
-               process_index: int = 0, num_processes: int = 1, show_progress: bool = True) -> dict[str, Any]:
+def sample_run(
+    bundle,
+    benchmark: Benchmark,
+    jobs: Sequence[ImageJob],
+    out: Path,
+    sampling: EvalSampling,
+    *,
+    process_index: int = 0,
+    num_processes: int = 1,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Sample this process's share of the jobs that are not done yet. Returns counts and the speed."""
     from ..layout import plan_overlay
     from ..model.sampler import SamplingConfig, TwoPhaseSampler
@@ -109,39 +121,71 @@ def sample_run(bundle, benchmark: Benchmark, jobs: Sequence[ImageJob], out: Path
             write_bytes_atomic(out / relative, data)
     pending = [job for job in mine if not is_done(out, job)]
     config = SamplingConfig(
-        num_generations=1, images_per_chain=1,
+        num_generations=1,
+        images_per_chain=1,
         cfg_weight=sampling.cfg_weight if sampling.cfg_weight is not None else checkpoint_cfg_weight(bundle),
-        text_temperature=sampling.text_temperature, image_temperature=sampling.image_temperature,
-        text_top_k=sampling.text_top_k, text_top_p=sampling.text_top_p,
+        text_temperature=sampling.text_temperature,
+        image_temperature=sampling.image_temperature,
+        text_top_k=sampling.text_top_k,
+        text_top_p=sampling.text_top_p,
         max_reasoning_tokens=sampling.max_reasoning_tokens,
     )
     sampler = TwoPhaseSampler(bundle)
     start = time.perf_counter()
-    bar = tqdm(total=len(mine), initial=len(mine) - len(pending), unit="img", desc=benchmark.name,
-               disable=None if show_progress else True, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(mine),
+        initial=len(mine) - len(pending),
+        unit="img",
+        desc=benchmark.name,
+        disable=None if show_progress else True,
+        dynamic_ncols=True,
+    )
     with bar:
         for first in range(0, len(pending), sampling.batch_size):
-            batch = pending[first:first + sampling.batch_size]
+            batch = pending[first : first + sampling.batch_size]
             generations = sampler.generate([job.prompt for job in batch], config, seeds=[job.seed for job in batch])
             for job, gen in zip(batch, generations):
                 image = gen.images[0]
-                plan_path = job.record[:-len(".json")] + ".png"
+                plan_path = job.record[: -len(".json")] + ".png"
                 write_bytes_atomic(out / plan_path, _png(plan_overlay(image, gen.objects)))
-                record = gen.record() | {"category": job.category, "prompt_index": job.prompt_index,
-                                         "image_index": job.image_index, "image": job.path, "plan": plan_path,
-                                         "metadata": job.metadata}
+                record = gen.record() | {
+                    "category": job.category,
+                    "prompt_index": job.prompt_index,
+                    "image_index": job.image_index,
+                    "image": job.path,
+                    "plan": plan_path,
+                    "metadata": job.metadata,
+                }
                 write_json_atomic(out / job.record, record)
                 write_bytes_atomic(out / job.path, _png(image))  # last: its presence means "done"
             bar.update(len(batch))
     seconds = time.perf_counter() - start
-    return {"images": len(mine), "sampled": len(pending), "skipped": len(mine) - len(pending),
-            "seconds": seconds, "images_per_second": len(pending) / seconds if pending and seconds else None}
+    return {
+        "images": len(mine),
+        "sampled": len(pending),
+        "skipped": len(mine) - len(pending),
+        "seconds": seconds,
+        "images_per_second": len(pending) / seconds if pending and seconds else None,
+    }
 
 
-def sampling_identity(benchmark: Benchmark, model: str, source: str, sampling: EvalSampling, cfg_weight: float,
-                      images_per_prompt: int, options: dict[str, Any]) -> dict[str, Any]:
+def sampling_identity(
+    benchmark: Benchmark,
+    model: str,
+    source: str,
+    sampling: EvalSampling,
+    cfg_weight: float,
+    images_per_prompt: int,
+    options: dict[str, Any],
+) -> dict[str, Any]:
     """What makes two runs the same run (resuming may add categories or prompts, never change these)."""
     settings = asdict(sampling) | {"cfg_weight": cfg_weight}
     settings.pop("batch_size")  # batching never changes a sample
-    return {"benchmark": benchmark.name, "model": model, "model_source": source, "sampling": settings,
-            "images_per_prompt": images_per_prompt, "options": options}
+    return {
+        "benchmark": benchmark.name,
+        "model": model,
+        "model_source": source,
+        "sampling": settings,
+        "images_per_prompt": images_per_prompt,
+        "options": options,
+    }

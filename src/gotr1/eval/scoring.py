@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 def read_run(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     if not path.is_file():
-        raise BenchmarkError(f"{run_dir}: no {RUN_FILE}, so not a gotr1 eval run (sample it with gotr1 eval <benchmark>)")
+        raise BenchmarkError(
+            f"{run_dir}: no {RUN_FILE}, so not a gotr1 eval run (sample it with gotr1 eval <benchmark>)"
+        )
     try:
         run = json.loads(path.read_text())
     except ValueError as exc:
@@ -46,8 +48,13 @@ def benchmark_of(name: str) -> Benchmark:
     return suite.benchmark()
 
 
-def score_run(run_dir: str | Path, scorer_name: str | None = None, options: ScorerOptions | None = None, *,
-              categories: Sequence[str] | None = None) -> dict[str, Any]:
+def score_run(
+    run_dir: str | Path,
+    scorer_name: str | None = None,
+    options: ScorerOptions | None = None,
+    *,
+    categories: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Score every image of the run (or of `categories`) and write scores, results and official files."""
     run_dir = Path(run_dir)
     run = read_run(run_dir)
@@ -92,8 +99,17 @@ def summary_table(results: dict[str, Any]) -> str:
     summary = results["summary"]
     for category, c in summary["categories"].items():
         f = c["failures"]
-        rows.append((category, "-" if c["score"] is None else f"{c['score']:.4f}", str(c["images"]), str(c["missing"]),
-                     str(f["plan_wrong"]), str(f["image_off_plan"]), str(f["plan_not_judged"])))
+        rows.append(
+            (
+                category,
+                "-" if c["score"] is None else f"{c['score']:.4f}",
+                str(c["images"]),
+                str(c["missing"]),
+                str(f["plan_wrong"]),
+                str(f["image_off_plan"]),
+                str(f["plan_not_judged"]),
+            )
+        )
     if summary.get("overall") is not None:
         rows.append(("overall (mean of categories)", f"{summary['overall']:.4f}", "", "", "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -31,13 +31,13 @@ _PAPER = "GoT-R1 paper (arXiv 2505.17022), Table 1"
 REFERENCES = tuple(
     Reference(label, dict(zip(PAPER_CATEGORIES, values)), _PAPER)
     for label, values in (
-        ("Janus-Pro-1B", (.3411, .2261, .2696, .0968, .2808, .2721)),
-        ("Janus-Pro-1B-GoT (SFT)", (.6336, .4456, .5621, .2140, .3070, .3490)),
-        ("GoT-R1-1B", (.7632, .5174, .6589, .2674, .3101, .3749)),
-        ("Janus-Pro-7B", (.6359, .3528, .4936, .2061, .3085, .3559)),
-        ("Janus-Pro-7B-GoT (SFT)", (.6551, .5008, .5836, .2457, .3113, .3754)),
-        ("GoT-R1-7B", (.8139, .5549, .7339, .3306, .3169, .3944)),
-        ("FLUX.1", (.7407, .5718, .6922, .2863, .3127, .3703)),
+        ("Janus-Pro-1B", (0.3411, 0.2261, 0.2696, 0.0968, 0.2808, 0.2721)),
+        ("Janus-Pro-1B-GoT (SFT)", (0.6336, 0.4456, 0.5621, 0.2140, 0.3070, 0.3490)),
+        ("GoT-R1-1B", (0.7632, 0.5174, 0.6589, 0.2674, 0.3101, 0.3749)),
+        ("Janus-Pro-7B", (0.6359, 0.3528, 0.4936, 0.2061, 0.3085, 0.3559)),
+        ("Janus-Pro-7B-GoT (SFT)", (0.6551, 0.5008, 0.5836, 0.2457, 0.3113, 0.3754)),
+        ("GoT-R1-7B", (0.8139, 0.5549, 0.7339, 0.3306, 0.3169, 0.3944)),
+        ("FLUX.1", (0.7407, 0.5718, 0.6922, 0.2863, 0.3127, 0.3703)),
     )
 )
 
@@ -54,8 +54,9 @@ def read_prompts(category: str, color_version: str = "current") -> list[str]:
     prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     for number, prompt in enumerate(prompts, 1):
         if "_" in prompt or "/" in prompt:  # the official file-name round trip would break
-            raise BenchmarkError(f"{path.name}:{number}: prompt holds '_' or '/', which the official "
-                                 "file names cannot carry")
+            raise BenchmarkError(
+                f"{path.name}:{number}: prompt holds '_' or '/', which the official file names cannot carry"
+            )
     return prompts
 
 
@@ -71,22 +72,35 @@ class T2ICompBench(Benchmark):
     default_scorer = "official"
     references = REFERENCES
 
-    def jobs(self, categories: Sequence[str], images_per_prompt: int, limit: int | None = None,
-             color_version: str = "current", **_: Any) -> list[ImageJob]:
+    def jobs(
+        self,
+        categories: Sequence[str],
+        images_per_prompt: int,
+        limit: int | None = None,
+        color_version: str = "current",
+        **_: Any,
+    ) -> list[ImageJob]:
         if color_version not in COLOR_VERSIONS:
-            raise BenchmarkError(f"unknown colour prompt version {color_version!r}; choose from "
-                                 f"{', '.join(COLOR_VERSIONS)}")
+            raise BenchmarkError(
+                f"unknown colour prompt version {color_version!r}; choose from {', '.join(COLOR_VERSIONS)}"
+            )
         jobs = []
         for category in self.check_categories(categories):
             prompts = read_prompts(category, color_version)[:limit]
             for i, prompt in enumerate(prompts):
                 for k in range(images_per_prompt):
                     idx = i * images_per_prompt + k
-                    jobs.append(ImageJob(
-                        category=category, prompt=prompt, prompt_index=i, image_index=k, seed=FIRST_SEED + k,
-                        path=f"{category}/samples/{sample_name(prompt, idx)}",
-                        record=f"{category}/plans/{idx:06d}.json",
-                    ))
+                    jobs.append(
+                        ImageJob(
+                            category=category,
+                            prompt=prompt,
+                            prompt_index=i,
+                            image_index=k,
+                            seed=FIRST_SEED + k,
+                            path=f"{category}/samples/{sample_name(prompt, idx)}",
+                            record=f"{category}/plans/{idx:06d}.json",
+                        )
+                    )
         return jobs
 
     def read_back(self, run_dir: Path, categories: Sequence[str]) -> dict[str, list[EvalImage]]:
@@ -101,8 +115,10 @@ class T2ICompBench(Benchmark):
             for path in samples.iterdir():
                 match = _OFFICIAL_NAME.match(path.name)
                 if match is None or not path.is_file():
-                    raise BenchmarkError(f"{path}: not an official sample name ({{prompt}}_{{idx:06d}}.png); the "
-                                         "official scripts read every file in samples/: move it out")
+                    raise BenchmarkError(
+                        f"{path}: not an official sample name ({{prompt}}_{{idx:06d}}.png); the "
+                        "official scripts read every file in samples/: move it out"
+                    )
                 found.append((int(match["idx"]), match["prompt"], path.name))
             found.sort()
             images = []
@@ -110,10 +126,15 @@ class T2ICompBench(Benchmark):
                 record_path = f"{category}/plans/{idx:06d}.json"
                 record = read_record(run_dir, record_path)
                 k = int(record.get("image_index", 0)) if record else 0
-                job = ImageJob(category=category, prompt=prompt,
-                               prompt_index=int(record.get("prompt_index", -1)) if record else -1,
-                               image_index=k, seed=int(record.get("seed", FIRST_SEED + k)) if record else FIRST_SEED,
-                               path=f"{category}/samples/{name}", record=record_path)
+                job = ImageJob(
+                    category=category,
+                    prompt=prompt,
+                    prompt_index=int(record.get("prompt_index", -1)) if record else -1,
+                    image_index=k,
+                    seed=int(record.get("seed", FIRST_SEED + k)) if record else FIRST_SEED,
+                    path=f"{category}/samples/{name}",
+                    record=record_path,
+                )
                 images.append(EvalImage(job, run_dir, record))
             out[category] = images
         return out
@@ -124,5 +145,8 @@ class T2ICompBench(Benchmark):
         return t2i_compbench_scorers()
 
 
-SUITE = Suite(name="t2i-compbench", description="T2I-CompBench (and ++) validation prompts, official layout",
-              benchmark=T2ICompBench)
+SUITE = Suite(
+    name="t2i-compbench",
+    description="T2I-CompBench (and ++) validation prompts, official layout",
+    benchmark=T2ICompBench,
+)

@@ -8,7 +8,7 @@ import inspect
 from typing import Any
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _takes_cache(forward: Any) -> bool:
     try:
         return "cache" in inspect.signature(forward).parameters

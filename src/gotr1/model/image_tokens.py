@@ -35,7 +35,7 @@ def encode_codes(vq, images: list[Image.Image], batch_size: int = 64) -> torch.T
     """[B, grid * grid] codes for PIL images, row-major (the order image tokens are generated in)."""
     out = []
     for i in range(0, len(images), batch_size):
-        _, _, codes = quantize(vq, to_tensor(images[i:i + batch_size]).to(vq.device, vq.dtype))
+        _, _, codes = quantize(vq, to_tensor(images[i : i + batch_size]).to(vq.device, vq.dtype))
         out.append(codes.flatten(1).cpu())
     return torch.cat(out)
 
@@ -46,5 +46,3 @@ def decode_codes(vq, codes: torch.Tensor) -> list[Image.Image]:
     pixels = vq.decode(codes.to(vq.device)).float().cpu()
     array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8).numpy()
     return [Image.fromarray(a) for a in array]
-
-

@@ -49,8 +49,8 @@ class PreallocatedLayer(DynamicLayer):
         if end > self.capacity:  # the caller under-estimated; grow rather than fail
             self.capacity = max(end, self.capacity + self.capacity // 2)
             self._keys, self._values = _padded(self._keys, self.capacity), _padded(self._values, self.capacity)
-        self._keys[:, :, self.length:end] = key_states
-        self._values[:, :, self.length:end] = value_states
+        self._keys[:, :, self.length : end] = key_states
+        self._values[:, :, self.length : end] = value_states
         self.length = end
         self._refresh()
         return self.keys, self.values
@@ -77,15 +77,18 @@ class PreallocatedCache(Cache):
         super().__init__(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
 
     @classmethod
-    def join_batches(cls, first: "PreallocatedCache", second: "PreallocatedCache") -> "PreallocatedCache":
+    def join_batches(cls, first: PreallocatedCache, second: PreallocatedCache) -> PreallocatedCache:
         """Rows of `first` then rows of `second`; both must hold the same number of positions."""
         capacity = max(first.layers[0].capacity, second.layers[0].capacity)
         joined = cls(len(first.layers), capacity)
         for out, a, b in zip(joined.layers, first.layers, second.layers):
             if a.length != b.length:
                 raise ValueError(f"cannot join caches of {a.length} and {b.length} positions")
-            out.adopt(torch.cat([_padded(a._keys, capacity), _padded(b._keys, capacity)]),
-                      torch.cat([_padded(a._values, capacity), _padded(b._values, capacity)]), a.length)
+            out.adopt(
+                torch.cat([_padded(a._keys, capacity), _padded(b._keys, capacity)]),
+                torch.cat([_padded(a._values, capacity), _padded(b._values, capacity)]),
+                a.length,
+            )
         return joined
 
 

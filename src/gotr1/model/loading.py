@@ -92,8 +92,10 @@ def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
 
         return Path(snapshot_download(text))
     except Exception as exc:  # network, auth, or missing repo: one line either way
-        raise CheckpointError(f"{text}: not a local directory and the hub download failed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"{text}: not a local directory and the hub download failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 def read_config(directory: Path) -> dict:
@@ -107,8 +109,10 @@ def load_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint: safetensors (single or sharded), else PyTorch pickles (weights only)."""
     from safetensors.torch import load_file
 
-    for index_name, loader in (("model.safetensors.index.json", load_file),
-                               ("pytorch_model.bin.index.json", _load_bin)):
+    for index_name, loader in (
+        ("model.safetensors.index.json", load_file),
+        ("pytorch_model.bin.index.json", _load_bin),
+    ):
         index = directory / index_name
         if index.is_file():
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -142,8 +146,14 @@ def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tor
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+        return {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }[str(dtype)]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
 
@@ -155,10 +165,12 @@ def _load_original(directory: Path, config: dict, tokenizer) -> JanusForConditio
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
         janus_config = infer_transformers_config(
-            config, shapes,
+            config,
+            shapes,
             image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
             pad_token_id=SpecialTokenIds.from_tokenizer(tokenizer).pad,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
         converted = convert_original_state_dict(state)
     except ValueError as exc:
@@ -187,8 +199,10 @@ def _load_transformers(directory: Path) -> JanusForConditionalGeneration:
     try:
         model, info = JanusForConditionalGeneration.from_pretrained(str(directory), output_loading_info=True)
     except Exception as exc:
-        raise CheckpointError(f"{directory}: cannot load Janus weights ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"{directory}: cannot load Janus weights ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     missing = list(info.get("missing_keys") or [])
     mismatched = [str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys") or []]
     if missing or mismatched:
@@ -199,8 +213,9 @@ def _load_transformers(directory: Path) -> JanusForConditionalGeneration:
     return model
 
 
-def load_janus(path_or_id: str | os.PathLike, *, dtype: str | torch.dtype | None = None,
-               device: str | torch.device | None = None) -> JanusBundle:
+def load_janus(
+    path_or_id: str | os.PathLike, *, dtype: str | torch.dtype | None = None, device: str | torch.device | None = None
+) -> JanusBundle:
     """Load a Janus / GoT-R1 checkpoint of either layout, ready for sampling (eval mode)."""
     directory = resolve_checkpoint(path_or_id)
     config = read_config(directory)
@@ -211,18 +226,24 @@ def load_janus(path_or_id: str | os.PathLike, *, dtype: str | torch.dtype | None
     elif model_type == "janus":
         model, layout = _load_transformers(directory), "transformers"
     else:
-        raise CheckpointError(f"{directory / 'config.json'}: model_type {model_type!r} is neither 'janus' "
-                              "(transformers layout) nor 'multi_modality' (original DeepSeek/GoT-R1 layout)")
+        raise CheckpointError(
+            f"{directory / 'config.json'}: model_type {model_type!r} is neither 'janus' "
+            "(transformers layout) nor 'multi_modality' (original DeepSeek/GoT-R1 layout)"
+        )
     ids = SpecialTokenIds.from_tokenizer(tokenizer)
     if len(tokenizer) > model.config.text_config.vocab_size:
-        log.warning("tokenizer has %d tokens but the model %d embeddings; resizing (new rows are untrained)",
-                    len(tokenizer), model.config.text_config.vocab_size)
+        log.warning(
+            "tokenizer has %d tokens but the model %d embeddings; resizing (new rows are untrained)",
+            len(tokenizer),
+            model.config.text_config.vocab_size,
+        )
         model.resize_token_embeddings(len(tokenizer))
-    target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = (
+        torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     model = model.to(device=target, dtype=_resolve_dtype(dtype, target)).eval()
     preferred_cfg = getattr(getattr(model, "generation_config", None), "guidance_scale", None)
-    model.generation_config = janus_generation_config(ids, model.config.vision_config.num_image_tokens,
-                                                      preferred_cfg)
+    model.generation_config = janus_generation_config(ids, model.config.vision_config.num_image_tokens, preferred_cfg)
     return JanusBundle(model=model, tokenizer=tokenizer, ids=ids, source=str(path_or_id), layout=layout)
 
 

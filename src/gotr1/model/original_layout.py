@@ -193,9 +193,15 @@ def _require(shapes, key: str) -> tuple[int, ...]:
     return tuple(shapes[key])
 
 
-def infer_transformers_config(original: Mapping, shapes: Mapping[str, tuple[int, ...]], *,
-                              image_token_id: int, pad_token_id: int | None = None,
-                              bos_token_id: int | None = None, eos_token_id: int | None = None) -> JanusConfig:
+def infer_transformers_config(
+    original: Mapping,
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    image_token_id: int,
+    pad_token_id: int | None = None,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+) -> JanusConfig:
     """A JanusConfig for an original-layout checkpoint, sizes read from tensor shapes.
 
     `original` is the checkpoint's config.json; `shapes` maps original weight names to shapes.
@@ -212,9 +218,15 @@ def infer_transformers_config(original: Mapping, shapes: Mapping[str, tuple[int,
     kv_heads = _require(shapes, "language_model.model.layers.0.self_attn.k_proj.weight")[0] // head_dim
     text_config = {k: v for k, v in lang.items() if k in _LLAMA_KEYS}
     text_config.update(
-        model_type="llama", vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=kv_heads,
-        head_dim=head_dim, tie_word_embeddings=False,
+        model_type="llama",
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        tie_word_embeddings=False,
     )
     for name, value in (("pad_token_id", pad_token_id), ("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
         if value is not None:
@@ -224,7 +236,7 @@ def infer_transformers_config(original: Mapping, shapes: Mapping[str, tuple[int,
     vparams = dict((original.get("vision_config") or {}).get("params") or {})
     v_hidden, _, patch, _ = _require(shapes, "vision_model.vision_tower.patch_embed.proj.weight")
     n_pos = _require(shapes, "vision_model.vision_tower.pos_embed")[-2]
-    grid = int(round(n_pos ** 0.5))
+    grid = int(round(n_pos**0.5))
     if grid * grid != n_pos:
         raise ValueError(f"vision pos_embed has {n_pos} positions, not a square grid")
     v_heads = vparams.get("num_heads") or VISION_PRESET_HEADS.get(str(vparams.get("model_name", "")))
@@ -294,6 +306,14 @@ def infer_transformers_config(original: Mapping, shapes: Mapping[str, tuple[int,
 
 
 _LLAMA_KEYS = {
-    "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling", "rope_parameters",
-    "attention_bias", "mlp_bias", "initializer_range", "pretraining_tp",
+    "hidden_act",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "rope_scaling",
+    "rope_parameters",
+    "attention_bias",
+    "mlp_bias",
+    "initializer_range",
+    "pretraining_tp",
 }

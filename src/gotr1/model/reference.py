@@ -30,7 +30,7 @@ class ReferenceParts:
     decode: Callable[[torch.Tensor], torch.Tensor]  # [B, N] codes -> [B, C, H, W] pixels in [-1, 1]
 
     @classmethod
-    def from_janus(cls, model) -> "ReferenceParts":
+    def from_janus(cls, model) -> ReferenceParts:
         lm = model.model.language_model
         return cls(
             embed_tokens=lm.get_input_embeddings(),
@@ -50,10 +50,21 @@ def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator |
 
 
 @torch.inference_mode()
-def reference_generate(parts: ReferenceParts, prompt_ids: list[int], *, begin_of_image: int, pad: int,
-                       num_image_tokens: int, cfg_weight: float = 5.0, text_temperature: float = 1.0,
-                       image_temperature: float = 1.0, parallel_size: int = 1, max_text_tokens: int = 600,
-                       generator: torch.Generator | None = None, record_logits: bool = False) -> dict:
+def reference_generate(
+    parts: ReferenceParts,
+    prompt_ids: list[int],
+    *,
+    begin_of_image: int,
+    pad: int,
+    num_image_tokens: int,
+    cfg_weight: float = 5.0,
+    text_temperature: float = 1.0,
+    image_temperature: float = 1.0,
+    parallel_size: int = 1,
+    max_text_tokens: int = 600,
+    generator: torch.Generator | None = None,
+    record_logits: bool = False,
+) -> dict:
     """Chain then `parallel_size` images for one prompt. Temperature 0 means greedy.
 
     Returns text_ids (ending with <begin_of_image>), image_ids [P, N], pixels uint8 [P, H, W, C], and,

@@ -102,8 +102,9 @@ class Generation:
                 {"name": o.name, "box": None if o.box is None else [o.box.x1, o.box.y1, o.box.x2, o.box.y2]}
                 for o in self.objects
             ],
-            "problems": [{"kind": str(getattr(p.kind, "value", p.kind)), "message": p.message}
-                         for p in self.parsed.problems],
+            "problems": [
+                {"kind": str(getattr(p.kind, "value", p.kind)), "message": p.message} for p in self.parsed.problems
+            ],
             "hit_token_cap": self.hit_token_cap,
             "num_text_tokens": int(len(self.text_ids)),
         }
@@ -130,8 +131,8 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Te
     mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
     for i, s in enumerate(seqs):
         if len(s):
-            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long, device=device)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.as_tensor(list(s), dtype=torch.long, device=device)
+            mask[i, width - len(s) :] = 1
     return ids, mask
 
 
@@ -159,9 +160,14 @@ class TwoPhaseSampler:
 
     # -- public -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], config: SamplingConfig | None = None, *,
-                 seeds: Sequence[int] | None = None,
-                 chains: Sequence[Sequence[str]] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: SamplingConfig | None = None,
+        *,
+        seeds: Sequence[int] | None = None,
+        chains: Sequence[Sequence[str]] | None = None,
+    ) -> list[Generation]:
         """Sample `config.num_generations` chains (each with `images_per_chain` images) per prompt.
 
         seeds: one per prompt (default `config.seed + prompt index`); a sample depends only on its
@@ -196,22 +202,36 @@ class TwoPhaseSampler:
             text_ids = rows.text_ids[r]
             body = text_ids[:-1] if len(text_ids) and int(text_ids[-1]) == self.ids.begin_of_image else text_ids
             chain = tok.decode(body.tolist(), skip_special_tokens=False)
-            out.append(Generation(
-                prompt=prompts[b], prompt_index=b, sample_index=g, seed=int(seeds[b]),
-                prompt_ids=torch.tensor(prompt_ids[b]),
-                text_ids=text_ids, text_logprobs=rows.text_logprobs[r], chain=chain,
-                parsed=parse_chain(chain + BEGIN_OF_IMAGE), hit_token_cap=rows.hit_cap[r],
-                image_ids=image_ids[r * P:(r + 1) * P], image_logprobs=image_lps[r * P:(r + 1) * P],
-                images=images[r * P:(r + 1) * P] if images else [],
-                text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
-                image_logits=image_logits[r * P:(r + 1) * P] if image_logits is not None else None,
-            ))
+            out.append(
+                Generation(
+                    prompt=prompts[b],
+                    prompt_index=b,
+                    sample_index=g,
+                    seed=int(seeds[b]),
+                    prompt_ids=torch.tensor(prompt_ids[b]),
+                    text_ids=text_ids,
+                    text_logprobs=rows.text_logprobs[r],
+                    chain=chain,
+                    parsed=parse_chain(chain + BEGIN_OF_IMAGE),
+                    hit_token_cap=rows.hit_cap[r],
+                    image_ids=image_ids[r * P : (r + 1) * P],
+                    image_logprobs=image_lps[r * P : (r + 1) * P],
+                    images=images[r * P : (r + 1) * P] if images else [],
+                    text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
+                    image_logits=image_logits[r * P : (r + 1) * P] if image_logits is not None else None,
+                )
+            )
         return out
 
     # -- phase 1 --------------------------------------------------------------------------------
     def _forward(self, embeds, mask, positions, cache, *, all_positions: bool = False) -> torch.Tensor:
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                      use_cache=True, **cache_kwargs(self.lm, cache))
+        out = self.lm(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **cache_kwargs(self.lm, cache),
+        )
         return out.last_hidden_state if all_positions else out.last_hidden_state[:, -1]
 
     def _prefill(self, seqs: Sequence[Sequence[int]], extra_steps: int, *, all_positions: bool = False):
@@ -231,8 +251,7 @@ class TwoPhaseSampler:
         width = mask.shape[1]
         n = mask.shape[0] * G
         # Mask columns for every possible step, filled as rows write (a view is passed each step).
-        mask = torch.cat([mask.repeat_interleave(G, 0),
-                          mask.new_zeros((n, cfg.max_reasoning_tokens + 1))], dim=1)
+        mask = torch.cat([mask.repeat_interleave(G, 0), mask.new_zeros((n, cfg.max_reasoning_tokens + 1))], dim=1)
         step_mask = mask.bool()[:, None, None, :] if self._ready_decode_masks else mask
         next_pos = torch.tensor([len(p) for p in prompt_ids], device=device).repeat_interleave(G)
         keys = row_keys(row_seed, row_sample, _TEXT_STREAM).to(device)
@@ -243,9 +262,14 @@ class TwoPhaseSampler:
         while bool(pending.any()):
             rows = pending.nonzero().squeeze(1)
             if step < cfg.max_reasoning_tokens:
-                picked, lp = select_tokens(logits, temperature=cfg.text_temperature,
-                                           keys=keys[rows], step=step,
-                                           top_k=cfg.text_top_k, top_p=cfg.text_top_p)
+                picked, lp = select_tokens(
+                    logits,
+                    temperature=cfg.text_temperature,
+                    keys=keys[rows],
+                    step=step,
+                    top_k=cfg.text_top_k,
+                    top_p=cfg.text_top_p,
+                )
             else:  # cap reached: close the chain as the release does
                 picked = torch.full((len(rows),), boi, dtype=torch.long, device=device)
                 temp = cfg.text_temperature if cfg.text_temperature > 0 else 1.0
@@ -264,8 +288,9 @@ class TwoPhaseSampler:
             mask[:, width + step] = pending
             if step_mask is not mask:
                 step_mask[:, 0, 0, width + step] = pending
-            hidden = self._forward(self.embed(step_tokens[:, None]), step_mask[..., : width + step + 1],
-                                   next_pos[:, None], cache)
+            hidden = self._forward(
+                self.embed(step_tokens[:, None]), step_mask[..., : width + step + 1], next_pos[:, None], cache
+            )
             next_pos = next_pos + pending.long()
             closed = pending & (step_tokens == boi)
             boi_hidden[closed] = hidden[closed]
@@ -308,7 +333,7 @@ class TwoPhaseSampler:
         text_lps = []
         for r, ids in enumerate(text_ids):
             # Chain token j sits at column width - len + j and is predicted from the column before it.
-            before = hidden[r, width - len(ids) - 1: width - 1]
+            before = hidden[r, width - len(ids) - 1 : width - 1]
             logprobs = torch.log_softmax(self.model.lm_head(before).float() / temperature, -1)
             text_lps.append(logprobs.gather(-1, ids.to(device)[:, None]).squeeze(-1).cpu())
         next_pos = torch.tensor([len(s) for s in seqs], device=device)
@@ -333,8 +358,9 @@ class TwoPhaseSampler:
             hidden = torch.cat([hidden, uhidden])
             positions = torch.cat([positions, positions])
         image_index = torch.arange(P, dtype=torch.int64).repeat(len(row_seed))
-        keys = row_keys(row_seed.repeat_interleave(P), row_sample.repeat_interleave(P), image_index,
-                        _IMAGE_STREAM).to(device)
+        keys = row_keys(row_seed.repeat_interleave(P), row_sample.repeat_interleave(P), image_index, _IMAGE_STREAM).to(
+            device
+        )
         n_tokens = self.bundle.num_image_tokens
         image_ids = torch.zeros((m, n_tokens), dtype=torch.long, device=device)
         image_lps = torch.zeros((m, n_tokens), dtype=torch.float32, device=device)
@@ -352,9 +378,14 @@ class TwoPhaseSampler:
                 logits = uncond + cfg.cfg_weight * (cond - uncond)
             if image_logits is not None:
                 image_logits.append(logits.cpu())
-            picked, lp = select_tokens(logits, temperature=cfg.image_temperature,
-                                       keys=keys, step=k,
-                                       top_k=cfg.image_top_k, top_p=cfg.image_top_p)
+            picked, lp = select_tokens(
+                logits,
+                temperature=cfg.image_temperature,
+                keys=keys,
+                step=k,
+                top_k=cfg.image_top_k,
+                top_p=cfg.image_top_p,
+            )
             image_ids[:, k] = picked
             image_lps[:, k] = lp
             if k == n_tokens - 1:

@@ -66,8 +66,15 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
-def select_tokens(logits: torch.Tensor, *, temperature: float, keys: torch.Tensor | None, step: int = 0,
-                  top_k: int | None = None, top_p: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def select_tokens(
+    logits: torch.Tensor,
+    *,
+    temperature: float,
+    keys: torch.Tensor | None,
+    step: int = 0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one token per row; return (tokens, log-probs under the distribution they were drawn from).
 
     keys: each row's stream key (see `row_keys`); step: which draw of the stream to use.

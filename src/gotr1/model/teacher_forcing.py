@@ -31,12 +31,16 @@ class PackedBatch:
     image_positions: torch.Tensor  # [B, N]
     image_targets: torch.Tensor  # [B, N]
 
-    def to(self, device) -> "PackedBatch":
+    def to(self, device) -> PackedBatch:
         return PackedBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
 
 
-def pack(prompt_ids: Sequence[Sequence[int]], text_ids: Sequence[Sequence[int]],
-         image_ids: torch.Tensor | Sequence[Sequence[int]], pad: int) -> PackedBatch:
+def pack(
+    prompt_ids: Sequence[Sequence[int]],
+    text_ids: Sequence[Sequence[int]],
+    image_ids: torch.Tensor | Sequence[Sequence[int]],
+    pad: int,
+) -> PackedBatch:
     """Build a PackedBatch; every row's chain must end with <begin_of_image>."""
     image_ids = torch.as_tensor(image_ids, dtype=torch.long)
     rows, n_img = image_ids.shape
@@ -53,14 +57,14 @@ def pack(prompt_ids: Sequence[Sequence[int]], text_ids: Sequence[Sequence[int]],
     for r, (p, t, length) in enumerate(zip(prompt_ids, text_ids, lengths)):
         o = width - length
         text = torch.as_tensor(list(p) + list(t), dtype=torch.long)
-        tokens[r, o:o + len(text)] = text
+        tokens[r, o : o + len(text)] = text
         img_start = o + len(text)
         codes[r, img_start:] = image_ids[r, :-1]
         is_image[r, img_start:] = True
         mask[r, o:] = 1
-        text_pos[r, :len(t)] = torch.arange(len(t)) + o + len(p) - 1
-        text_tgt[r, :len(t)] = torch.as_tensor(list(t))
-        text_mask[r, :len(t)] = True
+        text_pos[r, : len(t)] = torch.arange(len(t)) + o + len(p) - 1
+        text_tgt[r, : len(t)] = torch.as_tensor(list(t))
+        text_mask[r, : len(t)] = True
         image_pos[r] = torch.arange(n_img) + img_start - 1
     return PackedBatch(tokens, codes, is_image, mask, text_pos, text_tgt, text_mask, image_pos, image_ids)
 
@@ -73,8 +77,9 @@ def forward_packed(model, batch: PackedBatch, *, text: bool = True, image: bool 
     embeds = torch.where(batch.is_image[..., None], image_embeds.to(embeds.dtype), embeds)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     with attention_backends(embeds.device):
-        hidden = lm(inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=positions,
-                    use_cache=False).last_hidden_state
+        hidden = lm(
+            inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=positions, use_cache=False
+        ).last_hidden_state
     rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
     text_logits = model.lm_head(hidden[rows, batch.text_positions]) if text else None
     image_logits = model.model.generation_head(hidden[rows, batch.image_positions]) if image else None

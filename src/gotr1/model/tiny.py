@@ -32,8 +32,9 @@ _DEFAULT_CORPUS = (
 )
 
 
-def build_tiny_tokenizer(corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, vocab_size: int = 320,
-                         *, add_layout_tokens: bool = True):
+def build_tiny_tokenizer(
+    corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, vocab_size: int = 320, *, add_layout_tokens: bool = True
+):
     """A byte-level BPE tokenizer with Janus' special tokens (and GoT-R1's layout tokens).
 
     Byte-level, so it encodes any text (digits, punctuation, unicode) like DeepSeek's tokenizer does.
@@ -144,8 +145,9 @@ def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConf
     )
 
 
-def janus_generation_config(ids: SpecialTokenIds, num_image_tokens: int,
-                            guidance_scale: float | None = None) -> GenerationConfig:
+def janus_generation_config(
+    ids: SpecialTokenIds, num_image_tokens: int, guidance_scale: float | None = None
+) -> GenerationConfig:
     """What transformers' own `generate(generation_mode="image")` reads from a Janus checkpoint.
 
     guidance_scale: the checkpoint's preferred CFG weight, if it states one.

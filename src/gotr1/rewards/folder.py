@@ -99,13 +99,23 @@ def _read_sample(sample_json: Path, components: list[str]) -> _Sample:
     images = record.get("images", [])
     entries = [entry.get("image") for entry in images if isinstance(entry, dict)] if isinstance(images, list) else []
     if not entries:  # a chain without images is still scored: its image rewards come out missing
-        sample.rows.append(_Row(sample_json.parent, prompt, chain, None, None,
-                                _fingerprint(components, prompt, chain, None)))
+        sample.rows.append(
+            _Row(sample_json.parent, prompt, chain, None, None, _fingerprint(components, prompt, chain, None))
+        )
         return sample
     for name in entries:
         image, data, problem = _load_image(sample_json.parent, name)
-        sample.rows.append(_Row(sample_json.parent, prompt, chain, name if isinstance(name, str) else None, image,
-                                _fingerprint(components, prompt, chain, data), problem))
+        sample.rows.append(
+            _Row(
+                sample_json.parent,
+                prompt,
+                chain,
+                name if isinstance(name, str) else None,
+                image,
+                _fingerprint(components, prompt, chain, data),
+                problem,
+            )
+        )
     return sample
 
 
@@ -141,8 +151,9 @@ def _write_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def score_folder(folder: str | Path, pipeline: RewardPipeline, *, batch_size: int = 32, force: bool = False,
-                 progress=None) -> dict[str, Any]:
+def score_folder(
+    folder: str | Path, pipeline: RewardPipeline, *, batch_size: int = 32, force: bool = False, progress=None
+) -> dict[str, Any]:
     """Score every sample under ``folder``; returns the summary (also written to reward_summary.json)."""
     root = Path(folder)
     if not root.is_dir():
@@ -158,11 +169,14 @@ def score_folder(folder: str | Path, pipeline: RewardPipeline, *, batch_size: in
     readable = [s for s in samples if s.problem is None]
     if not readable:
         first = unreadable[0]
-        raise FolderError(f"{first.path}: {first.problem} (and no other sample is readable)"
-                          if len(unreadable) > 1 else f"{first.path}: {first.problem}")
+        raise FolderError(
+            f"{first.path}: {first.problem} (and no other sample is readable)"
+            if len(unreadable) > 1
+            else f"{first.path}: {first.problem}"
+        )
     todo = [s for s in readable if force or not _is_done(s, components)]
     for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+        batch = todo[start : start + batch_size]
         rows = [row for sample in batch for row in sample.rows]
         scored = pipeline.evaluate([r.prompt for r in rows], [r.chain for r in rows], [r.image for r in rows])
         by_dir: dict[Path, list[dict]] = {}
@@ -193,8 +207,11 @@ def _summarize(samples: list[Path], components: list[str], pipeline: RewardPipel
     table = {}
     for name, column in values.items():
         present = [v for v in column if v is not None]
-        table[name] = {"mean": fmean(present) if present else None, "scored": len(present),
-                       "missing": len(column) - len(present)}
+        table[name] = {
+            "mean": fmean(present) if present else None,
+            "scored": len(present),
+            "missing": len(column) - len(present),
+        }
     return {"samples": len(samples), "combine": pipeline.combine, "table": table, "this_run": pipeline.report()}
 
 
@@ -207,7 +224,9 @@ def summary_table(summary: dict[str, Any]) -> str:
     for bad in summary.get("unreadable", []):
         lines.append(f"skipped {bad['sample']}: {bad['problem']}")
     for model_id, stats in summary["this_run"]["judges"].items():
-        lines.append(f"judge {model_id}: {stats['requests']} requests, {stats['failed']} failed, "
-                     f"{stats['retries']} retries, {stats['cached']} cached, {stats['unreadable']} unreadable, "
-                     f"{stats['clamped']} clamped")
+        lines.append(
+            f"judge {model_id}: {stats['requests']} requests, {stats['failed']} failed, "
+            f"{stats['retries']} retries, {stats['cached']} cached, {stats['unreadable']} unreadable, "
+            f"{stats['clamped']} clamped"
+        )
     return "\n".join(lines)

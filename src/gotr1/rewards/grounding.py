@@ -79,8 +79,10 @@ class GroundingReward(JudgedReward):
             return RewardResult(0.0, reason="no boxes in chain")
         view = judge_view(image, self.image_pixels)
         names = list(planned)
-        requests = [self.request(self.prompts.grounding_question(name, self.box_format, view.size), [view],
-                                 schema=BOXES_SCHEMA) for name in names]
+        requests = [
+            self.request(self.prompts.grounding_question(name, self.box_format, view.size), [view], schema=BOXES_SCHEMA)
+            for name in names
+        ]
 
         def conclude(answers: list[JudgeAnswer]) -> RewardResult:
             found: dict[str, list[Box]] = {}
@@ -97,8 +99,12 @@ class GroundingReward(JudgedReward):
                 grid = (judge_box_to_grid(b, self.box_format, view.size) for b in reading.boxes)
                 found[name] = [b for b in grid if b is not None]
             value, ious = mean_matched_iou(planned, found)
-            return RewardResult(value, reason="judged", raw=[a.text or "" for a in answers],
-                                details={"grounded": _grid_lists(found), "ious": ious})
+            return RewardResult(
+                value,
+                reason="judged",
+                raw=[a.text or "" for a in answers],
+                details={"grounded": _grid_lists(found), "ious": ious},
+            )
 
         return Questions(requests, conclude)
 
@@ -126,6 +132,7 @@ class LocatorGroundingReward(Reward):
                 continue
             found = {name: self.locator.locate(image, name) for name in planned}
             value, ious = mean_matched_iou(planned, found)
-            results.append(RewardResult(value, reason="located", details={"grounded": _grid_lists(found),
-                                                                          "ious": ious}))
+            results.append(
+                RewardResult(value, reason="located", details={"grounded": _grid_lists(found), "ious": ious})
+            )
         return results

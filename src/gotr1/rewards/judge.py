@@ -97,8 +97,7 @@ class Judge(Protocol):
     def ask(self, requests: Sequence[JudgeRequest]) -> list[JudgeAnswer]: ...
 
 
-def judge_view(image: Image.Image, pixels: int = DEFAULT_JUDGE_PIXELS,
-               multiple: int = PATCH_MULTIPLE) -> Image.Image:
+def judge_view(image: Image.Image, pixels: int = DEFAULT_JUDGE_PIXELS, multiple: int = PATCH_MULTIPLE) -> Image.Image:
     """The image as the judge should see it: RGB, aspect kept, area about ``pixels``, each side a
     multiple of ``multiple`` (so the server does not resize it again and pixel answers stay in
     this frame). Small images are enlarged with nearest-neighbour so their edges stay sharp."""

@@ -35,8 +35,14 @@ class Questions:
 class JudgedReward(Reward):
     """Base of the four judge rewards; subclasses implement :meth:`questions`."""
 
-    def __init__(self, judge: Judge, *, prompts: JudgePrompts | None = None,
-                 image_pixels: int = DEFAULT_JUDGE_PIXELS, max_tokens: int = 256) -> None:
+    def __init__(
+        self,
+        judge: Judge,
+        *,
+        prompts: JudgePrompts | None = None,
+        image_pixels: int = DEFAULT_JUDGE_PIXELS,
+        max_tokens: int = 256,
+    ) -> None:
         self.judge = judge
         self.prompts = prompts or JudgePrompts()
         self.image_pixels = image_pixels
@@ -49,8 +55,9 @@ class JudgedReward(Reward):
     def questions(self, prompt: str, chain: ParsedChain, image: Image.Image | None) -> RewardResult | Questions:
         """A result without asking, or the questions to ask about one sample."""
 
-    def evaluate_batch(self, prompts: Sequence[Any], chains: Sequence[str],
-                       images: Sequence[Image.Image | None]) -> list[RewardResult]:
+    def evaluate_batch(
+        self, prompts: Sequence[Any], chains: Sequence[str], images: Sequence[Image.Image | None]
+    ) -> list[RewardResult]:
         plans = [self.questions(prompt_text(p), parse_chain(c), i) for p, c, i in zip(prompts, chains, images)]
         requests = [r for plan in plans if isinstance(plan, Questions) for r in plan.requests]
         answers = iter(self.judge.ask(requests) if requests else [])
@@ -63,9 +70,10 @@ class JudgedReward(Reward):
 
     # --- helpers for subclasses -----------------------------------------------------------------
 
-    def request(self, text: str, images: Sequence[Image.Image] = (), schema: dict | None = SCORE_SCHEMA) -> JudgeRequest:
-        return JudgeRequest(text, tuple(images), system=self.prompts.system, max_tokens=self.max_tokens,
-                            schema=schema)
+    def request(
+        self, text: str, images: Sequence[Image.Image] = (), schema: dict | None = SCORE_SCHEMA
+    ) -> JudgeRequest:
+        return JudgeRequest(text, tuple(images), system=self.prompts.system, max_tokens=self.max_tokens, schema=schema)
 
     def failed(self, answer: JudgeAnswer) -> RewardResult | None:
         """A missing result if the judge did not answer, else None."""

@@ -32,8 +32,9 @@ class TransformersJudge:
     a time, so one bad request costs only its own answer.
     """
 
-    def __init__(self, model: Any, processor: Any, *, model_id: str | None = None, batch_size: int = 8,
-                 temperature: float = 0.0) -> None:
+    def __init__(
+        self, model: Any, processor: Any, *, model_id: str | None = None, batch_size: int = 8, temperature: float = 0.0
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if temperature < 0:
@@ -51,9 +52,16 @@ class TransformersJudge:
         self.stats = JudgeStats()
 
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | str | None = None, batch_size: int = 8, temperature: float = 0.0,
-                        model_id: str | None = None) -> TransformersJudge:
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        batch_size: int = 8,
+        temperature: float = 0.0,
+        model_id: str | None = None,
+    ) -> TransformersJudge:
         """Load model and processor with the Auto classes (no remote code: only architectures that
         transformers itself implements). Defaults: CUDA in bfloat16 when there is a GPU, else CPU in
         float32; ``dtype`` may be named ("bfloat16"), as configs do."""
@@ -69,10 +77,10 @@ class TransformersJudge:
                 raise ValueError(f"dtype {dtype!r} is not a torch dtype (e.g. bfloat16, float16, float32)")
             dtype = getattr(torch, dtype)
         processor = AutoProcessor.from_pretrained(path_or_hub_id)
-        model = AutoModelForImageTextToText.from_pretrained(path_or_hub_id, dtype=dtype,
-                                                            device_map={"": str(device)})
-        return cls(model, processor, model_id=model_id or str(path_or_hub_id), batch_size=batch_size,
-                   temperature=temperature)
+        model = AutoModelForImageTextToText.from_pretrained(path_or_hub_id, dtype=dtype, device_map={"": str(device)})
+        return cls(
+            model, processor, model_id=model_id or str(path_or_hub_id), batch_size=batch_size, temperature=temperature
+        )
 
     @property
     def device(self) -> torch.device:
@@ -83,7 +91,7 @@ class TransformersJudge:
         requests = list(requests)
         answers: list[JudgeAnswer] = []
         for start in range(0, len(requests), self.batch_size):
-            answers.extend(self._ask_batch(requests[start:start + self.batch_size]))
+            answers.extend(self._ask_batch(requests[start : start + self.batch_size]))
         self.stats.add_answers(answers)
         return answers
 
@@ -125,15 +133,21 @@ class TransformersJudge:
     def _inputs(self, batch: list[JudgeRequest]) -> dict[str, torch.Tensor]:
         """The batch as model inputs: chat template to text, then the processor on texts and images
         (so image placeholder tokens are expanded to the image's patch count), left padded."""
-        texts = [self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
-                 for r in batch]
+        texts = [
+            self.processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
+            for r in batch
+        ]
         images = [image for request in batch for image in request.images]
-        encoded = self.processor(text=texts, images=images or None, padding=True, padding_side="left",
-                                 return_tensors="pt")
+        encoded = self.processor(
+            text=texts, images=images or None, padding=True, padding_side="left", return_tensors="pt"
+        )
         dtype = getattr(self.model, "dtype", torch.float32)
         device = self.device
-        return {key: (value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device))
-                for key, value in encoded.items() if isinstance(value, torch.Tensor)}
+        return {
+            key: (value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device))
+            for key, value in encoded.items()
+            if isinstance(value, torch.Tensor)
+        }
 
     def _generation_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
@@ -162,11 +176,11 @@ class TransformersJudge:
         with torch.inference_mode():
             output = self.model.generate(**inputs, **self._generation_kwargs(max(r.max_tokens for r in batch)))
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        new_tokens = sequences[:, inputs["input_ids"].shape[1]:].tolist()
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
         stop_ids = self._stop_ids()
         texts = []
         for request, row in zip(batch, new_tokens, strict=True):
-            row = row[:request.max_tokens]
+            row = row[: request.max_tokens]
             for i, token in enumerate(row):
                 if token in stop_ids:
                     row = row[:i]

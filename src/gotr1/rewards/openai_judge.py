@@ -192,8 +192,10 @@ class OpenAIJudge:
         messages = _messages(request)
         extra: dict[str, Any] = {}
         if request.schema is not None and config.structured_output == "json_schema":
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "answer", "schema": request.schema}}
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.schema},
+            }
         elif request.schema is not None and config.structured_output == "json_object":
             extra["response_format"] = {"type": "json_object", "schema": request.schema}
         error = "error: not attempted"
@@ -202,8 +204,11 @@ class OpenAIJudge:
             try:
                 async with semaphore:
                     response = await clients[server].chat.completions.create(
-                        model=config.model, messages=messages, max_tokens=request.max_tokens,
-                        temperature=config.temperature, **extra,
+                        model=config.model,
+                        messages=messages,
+                        max_tokens=request.max_tokens,
+                        temperature=config.temperature,
+                        **extra,
                     )
                 text = response.choices[0].message.content
                 if not isinstance(text, str):
@@ -226,8 +231,9 @@ class OpenAIJudge:
         """The first failure of each server is said at once (retries can take minutes before a verdict)."""
         if url not in self._reported:
             self._reported.add(url)
-            log.warning("judge server %s: %s; retrying (up to %d retries per question)", url, error,
-                        self.config.max_retries)
+            log.warning(
+                "judge server %s: %s; retrying (up to %d retries per question)", url, error, self.config.max_retries
+            )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential with jitter; a server's Retry-After wins when it asks for longer."""

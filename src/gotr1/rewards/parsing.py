@@ -19,7 +19,9 @@ __all__ = ["BoxReading", "ScoreReading", "extract_json", "read_boxes", "read_sco
 _FENCE = re.compile(r"```(?:json|JSON|python)?\s*(.*?)```", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _SCORE_WORDS = ("score", "rating", "value")
-_SCORE_IN_PROSE = re.compile(r"""["']?(?:score|rating)["']?\s*(?:is|of|[:=])\s*["']?(-?\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?""", re.I)
+_SCORE_IN_PROSE = re.compile(
+    r"""["']?(?:score|rating)["']?\s*(?:is|of|[:=])\s*["']?(-?\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?""", re.I
+)
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?\s*$")
 _BOX_KEYS = ("bbox_2d", "bbox", "box", "bounding_box", "coordinates")
 
@@ -32,8 +34,9 @@ def _loads(text: str) -> Any:
         except (ValueError, RecursionError):
             pass
     try:
-        return ast.literal_eval(_TRAILING_COMMA.sub(r"\1", text).replace("true", "True")
-                                .replace("false", "False").replace("null", "None"))
+        return ast.literal_eval(
+            _TRAILING_COMMA.sub(r"\1", text).replace("true", "True").replace("false", "False").replace("null", "None")
+        )
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return None
 
@@ -63,7 +66,7 @@ def _balanced_spans(text: str):
             elif c in "}]":
                 depth -= 1
                 if depth == 0:
-                    yield text[start:end + 1]
+                    yield text[start : end + 1]
                     break
 
 

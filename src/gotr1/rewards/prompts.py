@@ -77,9 +77,8 @@ If there is no {name} in the image, answer []."""
 _COORDINATES = {
     "pixels": "the numbers are pixel coordinates in this {width}x{height} image (top-left, bottom-right)",
     "relative_1000": "the numbers are coordinates on a 0-1000 scale of the image's width and height "
-                     "(top-left, bottom-right)",
-    "relative_1": "the numbers are fractions between 0 and 1 of the image's width and height "
-                  "(top-left, bottom-right)",
+    "(top-left, bottom-right)",
+    "relative_1": "the numbers are fractions between 0 and 1 of the image's width and height (top-left, bottom-right)",
 }
 
 _IMAGE = """Request: "{prompt}"

@@ -38,8 +38,9 @@ class CallableReward(Reward):
         values = list(self.fn(prompts, chains, images))
         if len(values) != len(chains):
             raise ValueError(f"reward {self.name!r} returned {len(values)} values for {len(chains)} samples")
-        return [RewardResult(None if v is None else float(v), reason=None if v is not None else "missing")
-                for v in values]
+        return [
+            RewardResult(None if v is None else float(v), reason=None if v is not None else "missing") for v in values
+        ]
 
 
 @dataclass
@@ -62,13 +63,17 @@ class _Counts:
 class RewardPipeline:
     """Named components (each a :class:`Reward` or plain callable) and how to combine them."""
 
-    def __init__(self, components: Mapping[str, Reward | Callable[..., Sequence[float | None]]],
-                 combine: str = "product", weights: Mapping[str, float] | None = None,
-                 *, max_missing_fraction: float = 1.0) -> None:
+    def __init__(
+        self,
+        components: Mapping[str, Reward | Callable[..., Sequence[float | None]]],
+        combine: str = "product",
+        weights: Mapping[str, float] | None = None,
+        *,
+        max_missing_fraction: float = 1.0,
+    ) -> None:
         check_combiner(combine, components, weights)
         self.components: dict[str, Reward] = {
-            name: part if isinstance(part, Reward) else CallableReward(name, part)
-            for name, part in components.items()
+            name: part if isinstance(part, Reward) else CallableReward(name, part) for name, part in components.items()
         }
         self.combine, self.weights = combine, dict(weights or {})
         self.max_missing_fraction = max_missing_fraction
@@ -86,8 +91,9 @@ class RewardPipeline:
                 seen.setdefault(id(judge), judge)
         return list(seen.values())
 
-    def evaluate(self, prompts: Sequence[Any], chains: Sequence[str],
-                 images: Sequence[Image.Image | None]) -> list[ScoredSample]:
+    def evaluate(
+        self, prompts: Sequence[Any], chains: Sequence[str], images: Sequence[Image.Image | None]
+    ) -> list[ScoredSample]:
         columns = {name: part.evaluate(prompts, chains, images) for name, part in self.components.items()}
         samples = []
         for i in range(len(chains)):
@@ -113,11 +119,14 @@ class RewardPipeline:
                         key = (result.reason or "missing")[:120]
                         reasons[key] = reasons.get(key, 0) + 1
             common = ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
-            raise RewardsUnavailable(f"{missing} of {len(samples)} samples have no reward "
-                                     f"(limit {self.max_missing_fraction:.0%}); most common: {common}")
+            raise RewardsUnavailable(
+                f"{missing} of {len(samples)} samples have no reward "
+                f"(limit {self.max_missing_fraction:.0%}); most common: {common}"
+            )
 
-    def __call__(self, prompts: Sequence[Any], chains: Sequence[str],
-                 images: Sequence[Image.Image | None]) -> tuple[list[float | None], dict[str, list[float | None]]]:
+    def __call__(
+        self, prompts: Sequence[Any], chains: Sequence[str], images: Sequence[Image.Image | None]
+    ) -> tuple[list[float | None], dict[str, list[float | None]]]:
         samples = self.evaluate(prompts, chains, images)
         return [s.total for s in samples], {name: [s.results[name].value for s in samples] for name in self.components}
 

@@ -62,11 +62,18 @@ def save(trainer, root: str | Path, *, keep_last: int = 2) -> Path:
             torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
         # torch_rng (process 0's) is the single-process format; each process's state is kept beside it.
         rng = {"torch_rng": rng_states[0]}
-        rng.update({f"torch_rng_rank{r}": s.clone() for r, s in enumerate(rng_states)} if trainer.world_size > 1 else {})
+        rng.update(
+            {f"torch_rng_rank{r}": s.clone() for r, s in enumerate(rng_states)} if trainer.world_size > 1 else {}
+        )
         rng.update({f"cuda_rng_rank{r}": s.clone() for r, s in enumerate(cuda_states or [])})
         save_file(rng, str(tmp / "rng.safetensors"))
-        state = {"step": trainer.step_index, "history": trainer.history, "python_rng": _jsonable(trainer.rng.getstate()),
-                 "config": asdict(trainer.config), "world_size": trainer.world_size}
+        state = {
+            "step": trainer.step_index,
+            "history": trainer.history,
+            "python_rng": _jsonable(trainer.rng.getstate()),
+            "config": asdict(trainer.config),
+            "world_size": trainer.world_size,
+        }
         (tmp / "trainer_state.json").write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -90,8 +97,10 @@ def load(trainer, directory: str | Path) -> None:
         raise ValueError(f"{directory}: checkpoint holds weights this model lacks: {', '.join(unknown[:5])}")
     if shards_optimizer(acc):
         if not sharded_state.is_dir():
-            raise ValueError(f"{directory}: written without DeepSpeed / FSDP (no accelerate_state/); resume it "
-                             "with the launch configuration that wrote it")
+            raise ValueError(
+                f"{directory}: written without DeepSpeed / FSDP (no accelerate_state/); resume it "
+                "with the launch configuration that wrote it"
+            )
         acc.load_state(str(sharded_state))  # weights and sharded optimizer state
     else:
         with torch.no_grad():
@@ -133,8 +142,10 @@ def resumable_checkpoints(out: Path, config, model_spec: str | None) -> list[Pat
         except ValueError:
             earlier = {}
         if "model" in earlier and earlier["model"] != model_spec:
-            raise ValueError(f"--resume: the run in {out} trained model {earlier['model']!r}, this recipe names "
-                              f"{model_spec!r}; resume with the same model or start a new run")
+            raise ValueError(
+                f"--resume: the run in {out} trained model {earlier['model']!r}, this recipe names "
+                f"{model_spec!r}; resume with the same model or start a new run"
+            )
     for checkpoint in found:
         try:
             state = json.loads((checkpoint / "trainer_state.json").read_text())
@@ -143,8 +154,10 @@ def resumable_checkpoints(out: Path, config, model_spec: str | None) -> list[Pat
         saved = state.get("config", {})
         for key in WEIGHT_SETTINGS:
             if key in saved and saved[key] != getattr(config, key):
-                raise ValueError(f"--resume: {checkpoint.name} was trained with grpo.{key}={saved[key]!r}, the recipe "
-                                  f"says {getattr(config, key)!r}; its weights need the same value")
+                raise ValueError(
+                    f"--resume: {checkpoint.name} was trained with grpo.{key}={saved[key]!r}, the recipe "
+                    f"says {getattr(config, key)!r}; its weights need the same value"
+                )
         break
     return found
 

@@ -87,14 +87,16 @@ class PolicyScorer(torch.nn.Module):
         # accelerate's DeepSpeed preparation reads `config.hidden_size` to fill "auto" bucket sizes.
         self.config = model.config.text_config
 
-    def forward(self, batch: PackedBatch, unconditional: PackedBatch | None = None, *, text: bool = True,
-                image: bool = True):
+    def forward(
+        self, batch: PackedBatch, unconditional: PackedBatch | None = None, *, text: bool = True, image: bool = True
+    ):
         text_logits, image_logits = forward_packed(self.model, batch, text=text, image=image)
         uncond = forward_packed(self.model, unconditional, text=False)[1] if unconditional is not None else None
         return text_logits, image_logits, uncond
 
 
 # -- what the accelerator does ------------------------------------------------------------------
+
 
 def _distributed_type(accelerator) -> str:
     return str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper()
@@ -161,8 +163,10 @@ def configure_deepspeed(accelerator, *, micro_batch_size: int, max_grad_norm: fl
     if steps == "auto":
         config["gradient_accumulation_steps"] = 1
     elif int(steps) != 1:
-        raise ValueError(f"DeepSpeed gradient_accumulation_steps is {steps}; GRPO accumulates its own micro-batches "
-                         "(grpo.micro_batch_size), so set it to 1 or auto")
+        raise ValueError(
+            f"DeepSpeed gradient_accumulation_steps is {steps}; GRPO accumulates its own micro-batches "
+            "(grpo.micro_batch_size), so set it to 1 or auto"
+        )
     clip = config.get("gradient_clipping", "auto")
     if clip == "auto":
         config["gradient_clipping"] = max_grad_norm
@@ -193,7 +197,9 @@ def clean_name(name: str) -> str:
     return name
 
 
-def iter_full_parameters(accelerator, prepared, names: Iterable[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_full_parameters(
+    accelerator, prepared, names: Iterable[str] | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
     """(name in the Janus model, full value) for the prepared PolicyScorer's parameters, on every process.
 
     Names are those of `PolicyScorer.model` (wrapper segments removed). Under ZeRO-3 and FSDP this is a
@@ -205,7 +211,7 @@ def iter_full_parameters(accelerator, prepared, names: Iterable[str] | None = No
     def selected(module):
         for raw, p in module.named_parameters():
             name = clean_name(raw)
-            name = name[len("model."):] if name.startswith("model.") else name
+            name = name[len("model.") :] if name.startswith("model.") else name
             if wanted is None or name in wanted:
                 yield name, p
 

@@ -103,8 +103,14 @@ class GRPOConfig:
     def __post_init__(self):
         """Every value checked against the range that has a meaning, when the recipe is read (before a model
         loads); FieldError names the field."""
-        for name in ("steps", "prompts_per_step", "num_generations", "micro_batch_size", "num_iterations",
-                     "lora_alpha"):
+        for name in (
+            "steps",
+            "prompts_per_step",
+            "num_generations",
+            "micro_batch_size",
+            "num_iterations",
+            "lora_alpha",
+        ):
             check_range(name, getattr(self, name), low=1)
         for name in ("warmup_steps", "max_reasoning_tokens", "seed", "log_every"):  # log_every 0: never
             check_range(name, getattr(self, name), low=0)
@@ -165,8 +171,9 @@ class StepStats:
     _SUMMED = ("loss", "kl_sum", "clipped_sum", "tokens", "entropy_sum", "entropy_tokens")
 
     def sum_over_processes(self, accelerator) -> None:
-        values = torch.tensor([getattr(self, name) for name in self._SUMMED], dtype=torch.float64,
-                              device=accelerator.device)
+        values = torch.tensor(
+            [getattr(self, name) for name in self._SUMMED], dtype=torch.float64, device=accelerator.device
+        )
         for name, value in zip(self._SUMMED, accelerator.reduce(values, reduction="sum").tolist()):
             setattr(self, name, value)
 
@@ -190,16 +197,25 @@ class GRPOTrainer:
     identically seeded generators).
     """
 
-    def __init__(self, bundle: JanusBundle, config: GRPOConfig, reward_fn: RewardFn,
-                 prompt_source: Callable[[int, random.Random], list], *, accelerator=None):
+    def __init__(
+        self,
+        bundle: JanusBundle,
+        config: GRPOConfig,
+        reward_fn: RewardFn,
+        prompt_source: Callable[[int, random.Random], list],
+        *,
+        accelerator=None,
+    ):
         self.bundle, self.config = bundle, config
         self.reward_fn, self.prompt_source = reward_fn, prompt_source
         self.accelerator = acc = accelerator if accelerator is not None else make_accelerator()
         self.world_size, self.rank = acc.num_processes, acc.process_index
         check_world_size(config.prompts_per_step, self.world_size)
         if acc.gradient_accumulation_steps != 1:
-            raise ValueError("GRPO accumulates its own micro-batches (grpo.micro_batch_size); create the Accelerator "
-                             "with gradient_accumulation_steps=1")
+            raise ValueError(
+                "GRPO accumulates its own micro-batches (grpo.micro_batch_size); create the Accelerator "
+                "with gradient_accumulation_steps=1"
+            )
         # Like trl, reward functions that take keyword arguments also get the raw samples.
         params = inspect.signature(reward_fn).parameters.values()
         self._reward_takes_samples = any(p.kind is p.VAR_KEYWORD or p.name == "generations" for p in params)
@@ -208,14 +224,19 @@ class GRPOTrainer:
         if config.lora_r:
             from peft import LoraConfig, get_peft_model
 
-            lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                              target_modules=config.lora_target_modules)
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_target_modules,
+            )
             # peft injects LoRA layers into this same model object; the sampler keeps using it.
             # Their random init is seeded so a run is reproducible whatever ran before it.
             with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
                 # peft (0.21) still asks transformers for the deprecated name itself; not a call of ours.
-                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                        category=FutureWarning)
+                warnings.filterwarnings(
+                    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+                )
                 torch.manual_seed(config.seed)
                 self.peft_model = get_peft_model(self.model, lora)
             self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -239,8 +260,10 @@ class GRPOTrainer:
         self._replica = self._replica_peft = None
         if shards_parameters(acc):
             if any(p.numel() == 0 for p in self.model.parameters()):
-                raise ValueError("the model arrived already partitioned (ZeRO-3 zero.Init); load it inside "
-                                 "gotr1.train.distributed.loading_whole_model(accelerator)")
+                raise ValueError(
+                    "the model arrived already partitioned (ZeRO-3 zero.Init); load it inside "
+                    "gotr1.train.distributed.loading_whole_model(accelerator)"
+                )
             source = self.peft_model if self.peft_model is not None else self.model
             half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(acc.mixed_precision))
             copied = copy.deepcopy(source).to(acc.device, dtype=half).eval()  # sampled in the training precision
@@ -270,8 +293,9 @@ class GRPOTrainer:
     # -- pieces -------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
         c = self.config
-        return learning_rate(step, peak=c.learning_rate, total_steps=c.steps, warmup_steps=c.warmup_steps,
-                             schedule=c.lr_schedule)
+        return learning_rate(
+            step, peak=c.learning_rate, total_steps=c.steps, warmup_steps=c.warmup_steps, schedule=c.lr_schedule
+        )
 
     def process_prompts(self, num_prompts: int) -> list[int]:
         """Global indices of this process's prompts among a step's `num_prompts`."""
@@ -294,9 +318,13 @@ class GRPOTrainer:
         `prompt_index` is i."""
         c = self.config
         indices = list(range(len(prompts))) if indices is None else list(indices)
-        sampling = SamplingConfig(num_generations=c.num_generations, cfg_weight=c.cfg_weight,
-                                  text_temperature=c.text_temperature, image_temperature=c.image_temperature,
-                                  max_reasoning_tokens=c.max_reasoning_tokens)
+        sampling = SamplingConfig(
+            num_generations=c.num_generations,
+            cfg_weight=c.cfg_weight,
+            text_temperature=c.text_temperature,
+            image_temperature=c.image_temperature,
+            max_reasoning_tokens=c.max_reasoning_tokens,
+        )
         seeds = [c.seed * 1_000_003 + self.step_index * 10_007 + i for i in indices]
         self.sampling_bundle().model.eval()
         with self.accelerator.autocast():
@@ -315,13 +343,15 @@ class GRPOTrainer:
         pad = self.bundle.ids.pad
         records = [SFTRecord(g.prompt_ids.tolist(), g.text_ids.tolist(), g.image_ids[0].tolist()) for g in gens]
         device = self.accelerator.device
-        batch = pack([r.prompt_ids for r in records], [r.text_ids for r in records],
-                     [r.image_ids for r in records], pad).to(device)
+        batch = pack(
+            [r.prompt_ids for r in records], [r.text_ids for r in records], [r.image_ids for r in records], pad
+        ).to(device)
         ubatch = None
         if c.train_image and c.image_logprob == "cfg" and c.cfg_weight > 1:
             unc = [unconditional(r, pad) for r in records]
-            ubatch = pack([r.prompt_ids for r in unc], [r.text_ids for r in unc], [r.image_ids for r in unc],
-                          pad).to(device)
+            ubatch = pack([r.prompt_ids for r in unc], [r.text_ids for r in unc], [r.image_ids for r in unc], pad).to(
+                device
+            )
         text_logits, image_logits, uncond = _score(model, batch, ubatch, text=c.train_text, image=c.train_image)
         parts, masks, entropies = [], [], []
         if c.train_text:
@@ -360,11 +390,14 @@ class GRPOTrainer:
         payload = {"error": failure}
         if failure is None:
             payload.update(
-                index=[g.prompt_index * G + g.sample_index for g in gens], rewards=list(rewards),
+                index=[g.prompt_index * G + g.sample_index for g in gens],
+                rewards=list(rewards),
                 components={k: list(v) for k, v in components.items()},
                 tokens=[self._trained_tokens(g) for g in gens],
                 sampled_tokens=[len(g.text_ids) + int(g.image_ids.numel()) for g in gens],
-                valid_chain=[float(g.parsed.is_valid) for g in gens], chain_tokens=[float(len(g.text_ids)) for g in gens])
+                valid_chain=[float(g.parsed.is_valid) for g in gens],
+                chain_tokens=[float(len(g.text_ids)) for g in gens],
+            )
         parts = [payload] if self.world_size == 1 else gather_per_process(payload)
         errors = [p["error"] for p in parts if p["error"] is not None]
         if errors:
@@ -395,12 +428,19 @@ class GRPOTrainer:
         self.history.append(metrics)
         self.step_index += 1
         if self.config.log_every and self.step_index % self.config.log_every == 0 and self.accelerator.is_main_process:
-            log.info("grpo step %d: reward %.3f (%s) loss %.4f kl %.4f clip %.3f %.1fs", self.step_index,
-                     metrics["reward_mean"] or 0.0,
-                     " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in rollout.gathered["components"]),
-                     metrics["loss"], metrics["kl"], metrics["clip_fraction"], metrics["step_seconds"])
-        return StepResult(self.step_index, metrics, rollout.generations, list(rollout.rewards),
-                          rollout.advantages.tolist())
+            log.info(
+                "grpo step %d: reward %.3f (%s) loss %.4f kl %.4f clip %.3f %.1fs",
+                self.step_index,
+                metrics["reward_mean"] or 0.0,
+                " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in rollout.gathered["components"]),
+                metrics["loss"],
+                metrics["kl"],
+                metrics["clip_fraction"],
+                metrics["step_seconds"],
+            )
+        return StepResult(
+            self.step_index, metrics, rollout.generations, list(rollout.rewards), rollout.advantages.tolist()
+        )
 
     def rollout(self) -> Rollout:
         """Sample this step's prompts, score them, and compute everything the update needs before any
@@ -416,8 +456,9 @@ class GRPOTrainer:
             t_sample = time.time() - start
             per_gen_prompts = [prompts[g.prompt_index] for g in gens]
             extra = {"generations": gens} if self._reward_takes_samples else {}
-            rewards, components = self.reward_fn(per_gen_prompts, [g.chain for g in gens],
-                                                 [g.images[0] for g in gens], **extra)
+            rewards, components = self.reward_fn(
+                per_gen_prompts, [g.chain for g in gens], [g.images[0] for g in gens], **extra
+            )
         except Exception as exc:  # noqa: BLE001 - handed to every process below, then raised
             if W == 1:
                 raise
@@ -431,19 +472,25 @@ class GRPOTrainer:
         all_advantages, all_usable = group_advantages(reward_t, G, valid=valid, scale_rewards=c.scale_rewards)
         rows = [g.prompt_index * G + g.sample_index for g in gens]
         train_idx = [i for i, r in enumerate(rows) if all_usable[r]]  # zero advantage still carries the KL term
-        chunks = [train_idx[i:i + c.micro_batch_size] for i in range(0, len(train_idx), c.micro_batch_size)]
+        chunks = [train_idx[i : i + c.micro_batch_size] for i in range(0, len(train_idx), c.micro_batch_size)]
         # Every process runs as many micro-batches as the busiest one (prompt i lives on process i % W).
         per_process = [0] * W
         usable_rows = all_usable.nonzero().flatten().tolist()
         for s in usable_rows:
             per_process[(s // G) % W] += 1
         rollout = Rollout(
-            generations=gens, rewards=list(rewards), gathered=everything, valid=valid,
-            advantages=all_advantages[rows], chunks=chunks,
+            generations=gens,
+            rewards=list(rewards),
+            gathered=everything,
+            valid=valid,
+            advantages=all_advantages[rows],
+            chunks=chunks,
             n_micro=max(math.ceil(n / c.micro_batch_size) for n in per_process),
             total_sequences=int(all_usable.sum()),
             total_tokens=float(sum(everything["tokens"][s] for s in usable_rows)),
-            started=start, sample_seconds=t_sample, reward_seconds=t_reward,
+            started=start,
+            sample_seconds=t_sample,
+            reward_seconds=t_reward,
         )
         self._behaviour_logprobs(rollout)
         return rollout
@@ -495,15 +542,24 @@ class GRPOTrainer:
                             logp, _ = self.sequence_logprobs(self.policy, gens[:1])
                             acc.backward(logp.sum() * 0.0)
                             continue
-                        scored = self.sequence_logprobs(self.policy, [gens[i] for i in chunk],
-                                                        with_entropy=iteration == 0)
+                        scored = self.sequence_logprobs(
+                            self.policy, [gens[i] for i in chunk], with_entropy=iteration == 0
+                        )
                         logp, mask = scored[:2]
-                        out = grpo_loss(logp, rollout.old_logprobs.get(chunk[0], logp.detach()),
-                                        rollout.advantages[chunk].to(logp.device), mask,
-                                        ref_logp=rollout.ref_logprobs.get(chunk[0]), beta=c.beta,
-                                        epsilon_low=c.epsilon, epsilon_high=c.epsilon_high, loss_type=c.loss_type,
-                                        max_length=mask.shape[1], total_sequences=rollout.total_sequences,
-                                        total_tokens=rollout.total_tokens)
+                        out = grpo_loss(
+                            logp,
+                            rollout.old_logprobs.get(chunk[0], logp.detach()),
+                            rollout.advantages[chunk].to(logp.device),
+                            mask,
+                            ref_logp=rollout.ref_logprobs.get(chunk[0]),
+                            beta=c.beta,
+                            epsilon_low=c.epsilon,
+                            epsilon_high=c.epsilon_high,
+                            loss_type=c.loss_type,
+                            max_length=mask.shape[1],
+                            total_sequences=rollout.total_sequences,
+                            total_tokens=rollout.total_tokens,
+                        )
                         acc.backward(out.loss * scale if W > 1 else out.loss)
                     tokens = float(mask.sum())
                     stats.loss += out.loss.item() / c.num_iterations
@@ -526,14 +582,19 @@ class GRPOTrainer:
         step_seconds = time.time() - rollout.started
         tok = stats.tokens
         metrics = {
-            "step": self.step_index + 1, "lr": stats.lr, "reward_mean": _mean(all_rewards),
-            "reward_std": _std(all_rewards), "missing_rewards": int((~rollout.valid).sum()),
+            "step": self.step_index + 1,
+            "lr": stats.lr,
+            "reward_mean": _mean(all_rewards),
+            "reward_std": _std(all_rewards),
+            "missing_rewards": int((~rollout.valid).sum()),
             "trained_sequences": rollout.total_sequences,
             "valid_chain_rate": _mean(everything["valid_chain"]),
             "chain_tokens": _mean(everything["chain_tokens"]),
-            "sample_seconds": rollout.sample_seconds, "reward_seconds": rollout.reward_seconds,
+            "sample_seconds": rollout.sample_seconds,
+            "reward_seconds": rollout.reward_seconds,
             "step_seconds": step_seconds,
-            "loss": stats.loss, "kl": stats.kl_sum / tok if tok else 0.0,
+            "loss": stats.loss,
+            "kl": stats.kl_sum / tok if tok else 0.0,
             "clip_fraction": stats.clipped_sum / tok if tok else 0.0,
             "entropy": stats.entropy_sum / stats.entropy_tokens if stats.entropy_tokens else None,
             "grad_norm": stats.grad_norm,
@@ -569,8 +630,10 @@ class GRPOTrainer:
 def check_world_size(prompts_per_step: int, world_size: int) -> None:
     """Every process takes whole prompts (and so whole groups of samples)."""
     if prompts_per_step % world_size:
-        raise ValueError(f"grpo.prompts_per_step={prompts_per_step} is not divisible by the {world_size} processes "
-                         "(each process takes whole prompts with all their samples)")
+        raise ValueError(
+            f"grpo.prompts_per_step={prompts_per_step} is not divisible by the {world_size} processes "
+            "(each process takes whole prompts with all their samples)"
+        )
 
 
 def _score(model, batch, unconditional, *, text: bool, image: bool):

@@ -21,8 +21,14 @@ import torch
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, *, valid: torch.Tensor | None = None,
-                     scale_rewards: bool = True, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    *,
+    valid: torch.Tensor | None = None,
+    scale_rewards: bool = True,
+    eps: float = 1e-4,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages r - mean(group), divided by the group's std when `scale_rewards` (dr_grpo: off).
 
     Invalid samples (e.g. a judge that failed for them) are left out of their group's statistics and
@@ -58,11 +64,21 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(d) - d - 1
 
 
-def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-              ref_logp: torch.Tensor | None = None, beta: float = 0.0, epsilon_low: float = 0.2,
-              epsilon_high: float | None = None, loss_type: str = "grpo",
-              max_length: int | None = None, total_sequences: int | None = None,
-              total_tokens: float | None = None) -> GRPOLossOutput:
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    ref_logp: torch.Tensor | None = None,
+    beta: float = 0.0,
+    epsilon_low: float = 0.2,
+    epsilon_high: float | None = None,
+    loss_type: str = "grpo",
+    max_length: int | None = None,
+    total_sequences: int | None = None,
+    total_tokens: float | None = None,
+) -> GRPOLossOutput:
     """Per-token clipped surrogate with optional KL penalty, normalised as `loss_type` says.
 
     logp, old_logp, ref_logp, mask: [sequences, tokens]; advantages: [sequences].

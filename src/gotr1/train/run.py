@@ -80,8 +80,10 @@ def run_sft(config_path: str | Path, *, model_override: str | None = None, overw
     from .sft_data import DataError, load_sft_records
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("gotr1 train sft runs in a single process (only GRPO is distributed); start it without "
-                          "accelerate launch / torchrun")
+        raise ConfigError(
+            "gotr1 train sft runs in a single process (only GRPO is distributed); start it without "
+            "accelerate launch / torchrun"
+        )
     run = load_config(config_path, SFTRun)
     data = Path(run.data)
     if not data.is_absolute():
@@ -103,8 +105,9 @@ def _write_sample_grid(path: Path, result) -> None:
 
     gens = result.generations
     totals = result.rewards or [None] * len(gens)
-    captions = [f"{g.prompt} | reward {t:.2f}" if t is not None else f"{g.prompt} | no reward"
-                for g, t in zip(gens, totals)]
+    captions = [
+        f"{g.prompt} | reward {t:.2f}" if t is not None else f"{g.prompt} | no reward" for g, t in zip(gens, totals)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     sample_grid([g.images[0] for g in gens], [g.objects for g in gens], captions).save(path)
 
@@ -159,8 +162,14 @@ def _numbers(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def run_grpo(config_path: str | Path, *, model_override: str | None = None, resume: bool = False,
-             overwrite: bool = False, accelerator=None) -> dict:
+def run_grpo(
+    config_path: str | Path,
+    *,
+    model_override: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    accelerator=None,
+) -> dict:
     """Run a GRPO recipe; under `accelerate launch` call it on every process (the CLI does).
 
     A fresh run needs an empty (or new) output_dir, or ``overwrite`` to replace an earlier run there;
@@ -171,8 +180,11 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     run = load_config(config_path, GRPORun)
     out = Path(run.output_dir)
     try:
-        acc = accelerator if accelerator is not None else make_accelerator(log_with=run.log_with or None,
-                                                                          project_dir=str(out))
+        acc = (
+            accelerator
+            if accelerator is not None
+            else make_accelerator(log_with=run.log_with or None, project_dir=str(out))
+        )
     except ValueError as exc:  # e.g. an unknown tracker in log_with
         raise ConfigError(f"accelerator: {exc}") from None
     main = acc.is_main_process
@@ -199,8 +211,14 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     else:  # a fresh run never lands in an earlier one's folder (every process checks; the main one clears)
-        prepare_output(out, owned=(*GRPO_RUN_FILES, run.project_name), what="GRPO run", resume_flag="--resume",
-                       overwrite=overwrite, remove=main)
+        prepare_output(
+            out,
+            owned=(*GRPO_RUN_FILES, run.project_name),
+            what="GRPO run",
+            resume_flag="--resume",
+            overwrite=overwrite,
+            remove=main,
+        )
     acc.wait_for_everyone()
     with loading_whole_model(acc):
         bundle = load_model(model_spec, dtype, str(acc.device))
@@ -232,11 +250,17 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         last_evaluated[0] = trainer.step_index
         sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
         if main:
-            summary = suite.training_evaluation(sampling, num_prompts=run.eval_prompts,
-                                                cfg_weight=run.grpo.cfg_weight,
-                                                max_reasoning_tokens=run.grpo.max_reasoning_tokens)
-            evaluation = {"step": trainer.step_index, "accuracy": summary["accuracy"],
-                          "reward_means": summary["reward_means"]}
+            summary = suite.training_evaluation(
+                sampling,
+                num_prompts=run.eval_prompts,
+                cfg_weight=run.grpo.cfg_weight,
+                max_reasoning_tokens=run.grpo.max_reasoning_tokens,
+            )
+            evaluation = {
+                "step": trainer.step_index,
+                "accuracy": summary["accuracy"],
+                "reward_means": summary["reward_means"],
+            }
             evaluations.append(evaluation)
             with open(out / "evaluations.jsonl", "a") as f:
                 f.write(json.dumps(evaluation) + "\n")
@@ -249,8 +273,14 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
         evaluate_now()
     start = time.time()
     # A bar on the main process's terminal; log lines otherwise.
-    progress = tqdm(total=run.grpo.steps, initial=trainer.step_index, desc="grpo", unit="step",
-                    disable=None if main else True, dynamic_ncols=True)
+    progress = tqdm(
+        total=run.grpo.steps,
+        initial=trainer.step_index,
+        desc="grpo",
+        unit="step",
+        disable=None if main else True,
+        dynamic_ncols=True,
+    )
     with progress, open(out / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
         while trainer.step_index < run.grpo.steps:
             if run.max_minutes is not None and _any_process(acc, time.time() - start > run.max_minutes * 60):
@@ -268,8 +298,9 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
                 metrics.write(json.dumps(result.metrics) + "\n")
                 metrics.flush()
             progress.update(1)
-            progress.set_postfix(reward=f"{result.metrics['reward_mean'] or 0:.3f}",
-                                 kl=f"{result.metrics['kl']:.4f}", refresh=False)
+            progress.set_postfix(
+                reward=f"{result.metrics['reward_mean'] or 0:.3f}", kl=f"{result.metrics['kl']:.4f}", refresh=False
+            )
             if run.log_with:
                 acc.log(_numbers(result.metrics), step=result.metrics["step"])
             if run.eval_every and trainer.step_index % run.eval_every == 0:
@@ -282,8 +313,13 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
     if last_evaluated[0] != trainer.step_index:
         evaluate_now()
     model = trainer.merged_model()  # every process (a gather under ZeRO-3 / FSDP)
-    summary = {"steps": trainer.step_index, "seconds": time.time() - start, "evaluations": evaluations,
-               "rewards": reward_fn.report(), "processes": acc.num_processes}
+    summary = {
+        "steps": trainer.step_index,
+        "seconds": time.time() - start,
+        "evaluations": evaluations,
+        "rewards": reward_fn.report(),
+        "processes": acc.num_processes,
+    }
     if main:
         bundle.model = model
         bundle.save(out / "final")
@@ -297,8 +333,18 @@ def run_grpo(config_path: str | Path, *, model_override: str | None = None, resu
 
 
 # What a GRPO run writes in its output_dir (besides its tracker folder, named by project_name).
-GRPO_RUN_FILES = ("config.json", "metrics.jsonl", "evaluations.jsonl", "checkpoints", "final", "summary.json",
-                  "reward_curve.png", "samples")
+GRPO_RUN_FILES = (
+    "config.json",
+    "metrics.jsonl",
+    "evaluations.jsonl",
+    "checkpoints",
+    "final",
+    "summary.json",
+    "reward_curve.png",
+    "samples",
+)
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []

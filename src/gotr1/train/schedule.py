@@ -7,8 +7,16 @@ import math
 SCHEDULES = ("cosine", "constant")
 
 
-def learning_rate(step: int, *, peak: float, total_steps: int, warmup_steps: int = 0, schedule: str = "cosine",
-                  floor_ratio: float = 0.0, spent: float | None = None) -> float:
+def learning_rate(
+    step: int,
+    *,
+    peak: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    schedule: str = "cosine",
+    floor_ratio: float = 0.0,
+    spent: float | None = None,
+) -> float:
     """The rate for 0-based ``step``.
 
     Warm-up rises linearly to ``peak`` over ``warmup_steps``; the cosine then falls to ``floor_ratio * peak``

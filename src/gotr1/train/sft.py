@@ -85,8 +85,14 @@ def cosine_lr(step: int, config: SFTConfig, elapsed: float | None = None) -> flo
     """Warm-up, then cosine decay to ``min_lr_ratio``. With a time budget (``max_seconds``) the decay
     follows whichever budget, steps or seconds, is further spent, so a timed run still ends cooled."""
     spent = elapsed / config.max_seconds if config.max_seconds and elapsed is not None else None
-    return learning_rate(step, peak=config.lr, total_steps=config.steps, warmup_steps=config.warmup_steps,
-                         floor_ratio=config.min_lr_ratio, spent=spent)
+    return learning_rate(
+        step,
+        peak=config.lr,
+        total_steps=config.steps,
+        warmup_steps=config.warmup_steps,
+        floor_ratio=config.min_lr_ratio,
+        spent=spent,
+    )
 
 
 def trainable_parameters(model):
@@ -100,12 +106,15 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     params = trainable_parameters(model)
-    for n, p in model.named_parameters():
+    for _n, p in model.named_parameters():
         p.requires_grad_(any(p is q for q in params))
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+    )
     model.train()
     device = next(model.parameters()).device
     order: list[int] = []
@@ -120,12 +129,11 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
             break
         if len(order) < config.batch_size:
             order += rng.sample(range(len(records)), len(records))
-        chosen = [records[i] for i in order[:config.batch_size]]
-        del order[:config.batch_size]
+        chosen = [records[i] for i in order[: config.batch_size]]
+        del order[: config.batch_size]
         drop = [rng.random() < config.uncond_prob for _ in chosen]
         chosen = [unconditional(r, pad) if d else r for r, d in zip(chosen, drop)]
-        batch = pack([r.prompt_ids for r in chosen], [r.text_ids for r in chosen],
-                     [r.image_ids for r in chosen], pad)
+        batch = pack([r.prompt_ids for r in chosen], [r.text_ids for r in chosen], [r.image_ids for r in chosen], pad)
         batch.text_mask[torch.tensor(drop)] = False
         batch = batch.to(device)
         for group in opt.param_groups:
@@ -141,8 +149,14 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
         progress.set_postfix(text=f"{stats['text_loss']:.3f}", image=f"{stats['image_loss']:.3f}", refresh=False)
         if step % config.log_every == 0 or step == config.steps - 1:
             curve.append({"step": step + 1, "seconds": round(time.time() - start, 1), **stats})
-            log.info("sft step %d/%d text %.3f image %.3f (%.0fs)", step + 1, config.steps, stats["text_loss"],
-                     stats["image_loss"], time.time() - start)
+            log.info(
+                "sft step %d/%d text %.3f image %.3f (%.0fs)",
+                step + 1,
+                config.steps,
+                stats["text_loss"],
+                stats["image_loss"],
+                time.time() - start,
+            )
     progress.close()
     model.eval()
     return {"steps_done": done, "seconds": time.time() - start, "curve": curve}

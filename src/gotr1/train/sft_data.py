@@ -69,7 +69,11 @@ def load_sft_records(path: str | Path, bundle, *, batch_size: int = 32) -> list[
     for i, r in enumerate(image_rows):
         rows[r]["image_tokens"] = codes[i].tolist()
     tok, ids = bundle.tokenizer, bundle.ids
-    return [SFTRecord(encode_prompt(tok, row["prompt"], ids.bos),
-                      tok.encode(row["chain"].removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
-                      + [ids.begin_of_image],
-                      row["image_tokens"]) for row in rows]
+    return [
+        SFTRecord(
+            encode_prompt(tok, row["prompt"], ids.bos),
+            tok.encode(row["chain"].removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False) + [ids.begin_of_image],
+            row["image_tokens"],
+        )
+        for row in rows
+    ]

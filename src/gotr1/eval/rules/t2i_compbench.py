@@ -71,8 +71,16 @@ DETECTION_SHORT_SIDE = 479
 DETECTION_LONG_SIDE = 480
 
 # 2D_spatial_eval.py's locality list, in its order: the first one found as a substring wins.
-SPATIAL_2D_RELATIONS = ("on side of", "next to", "near", "on the left of", "on the right of", "on the bottom of",
-                        "on the top of", "on top of")
+SPATIAL_2D_RELATIONS = (
+    "on side of",
+    "next to",
+    "near",
+    "on the left of",
+    "on the right of",
+    "on the bottom of",
+    "on the top of",
+    "on top of",
+)
 # 3D_spatial_eval.py's list, same rule.
 SPATIAL_3D_RELATIONS = ("in front of", "behind", "hidden")
 _NEAR_RELATIONS = ("next to", "on side of", "near")
@@ -88,12 +96,16 @@ class Detection:
     box: PixelBox
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "score": round(float(self.score), 6),
-                "box": [round(float(v), 2) for v in self.box]}
+        return {
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "box": [round(float(v), 2) for v in self.box],
+        }
 
 
-def detection_frame(width: int, height: int, short_side: int = DETECTION_SHORT_SIDE,
-                    max_long_side: int = DETECTION_LONG_SIDE) -> tuple[int, int]:
+def detection_frame(
+    width: int, height: int, short_side: int = DETECTION_SHORT_SIDE, max_long_side: int = DETECTION_LONG_SIDE
+) -> tuple[int, int]:
     """(width, height) of the image as UniDet saw it: torchvision ``Resize(479, max_size=480)``: short side to
     479, long side ``int(479 * long / short)``, and if that passes 480, long side 480 and short side
     ``int(480 * 479 / long)``. A 512x512 sample becomes 479x479, so the 150 px rule is in that frame."""
@@ -124,8 +136,9 @@ def find_relation(prompt: str, vocabulary: Sequence[str] = SPATIAL_2D_RELATIONS)
     return next((phrase for phrase in vocabulary if phrase in prompt), None)
 
 
-def position_score_2d(relation: str | None, box1: PixelBox, box2: PixelBox, iou_threshold: float = 0.1,
-                      distance_threshold: float = 150.0) -> float:
+def position_score_2d(
+    relation: str | None, box1: PixelBox, box2: PixelBox, iou_threshold: float = 0.1, distance_threshold: float = 150.0
+) -> float:
     """How well box1 stands in ``relation`` to box2, in [0, 1].
 
     With centre offsets ``dx = c2x - c1x`` and ``dy = c2y - c1y`` (y grows downward):
@@ -140,8 +153,12 @@ def position_score_2d(relation: str | None, box1: PixelBox, box2: PixelBox, iou_
         if abs(dx) < distance_threshold or abs(dy) < distance_threshold:
             return 1.0
         return distance_threshold / max(abs(dx), abs(dy))
-    axis_sign = {"on the left of": ("x", 1), "on the right of": ("x", -1),
-                 "on the top of": ("y", 1), "on the bottom of": ("y", -1)}.get(relation or "")
+    axis_sign = {
+        "on the left of": ("x", 1),
+        "on the right of": ("x", -1),
+        "on the top of": ("y", 1),
+        "on the bottom of": ("y", -1),
+    }.get(relation or "")
     if axis_sign is None:
         return 0.0
     axis, sign = axis_sign
@@ -187,8 +204,9 @@ def _confidence_and_position(det1: Detection | None, det2: Detection | None, pos
     return score + position / 2 if position is not None else score
 
 
-def spatial_2d_score(relation: str | None, obj1: str | None, obj2: str | None, detections: Sequence[Detection],
-                     floor: float = 0.5) -> SpatialResult:
+def spatial_2d_score(
+    relation: str | None, obj1: str | None, obj2: str | None, detections: Sequence[Detection], floor: float = 0.5
+) -> SpatialResult:
     """2D_spatial_eval.py's per-image score.
 
     Both objects found: ``0.25 * conf1 + 0.25 * conf2 + 0.5 * position``; only one: ``0.25 * its conf``;
@@ -209,12 +227,13 @@ def region_mean_depth(depth_map: np.ndarray, box: PixelBox) -> float:
     """Mean of ``depth_map[int(x1):int(x2), int(y1):int(y2)]`` — rows indexed by x, columns by y, exactly as
     3D_spatial_eval.py does (a transposition the official numbers include). NaN for an empty region (the
     official mean of an empty tensor), which then fails every depth comparison."""
-    region = depth_map[int(box[0]):int(box[2]), int(box[1]):int(box[3])]
+    region = depth_map[int(box[0]) : int(box[2]), int(box[1]) : int(box[3])]
     return float(region.mean()) if region.size else math.nan
 
 
-def position_score_3d(relation: str | None, box1: PixelBox, box2: PixelBox, depth_map: np.ndarray,
-                      iou_threshold: float = 0.5) -> float:
+def position_score_3d(
+    relation: str | None, box1: PixelBox, box2: PixelBox, depth_map: np.ndarray, iou_threshold: float = 0.5
+) -> float:
     """3D_spatial_eval.py's relation score. ``depth_map`` is the normalised inverse depth (1 = nearest) in the
     detection frame. ``in front of``: IoU > 0.5 and mean depth of box1 > box2 -> 1; 0 < IoU < 0.5 and the same
     depth order -> IoU / 0.5; otherwise (no overlap, IoU exactly 0.5, wrong order) 0. ``behind`` and
@@ -257,8 +276,9 @@ def _find_3d_indices(labels: Sequence[str], obj1: str | None, obj2: str | None) 
     return pos1, pos2
 
 
-def spatial_3d_score(relation: str | None, obj1: str | None, obj2: str | None, detections: Sequence[Detection],
-                     depth_map: np.ndarray) -> SpatialResult:
+def spatial_3d_score(
+    relation: str | None, obj1: str | None, obj2: str | None, detections: Sequence[Detection], depth_map: np.ndarray
+) -> SpatialResult:
     """3D_spatial_eval.py's per-image score: ``0.25 * conf1 + 0.25 * conf2 + 0.5 * position`` with both objects
     found, ``0.25 * conf`` with one, else 0 — and, unlike 2D, no 0.5 floor."""
     pos1, pos2 = _find_3d_indices([d.label for d in detections], obj1, obj2)
@@ -279,8 +299,16 @@ NUMBER_WORDS = ("a", "an", "one", "two", "three", "four", "five", "six", "seven"
 _NUMBER_VALUES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
 _SINGLE = ("a", "an", "one")
 # numeracy_eval.py's renames from prompt words to UniDet labels ("telivision" is the script's spelling).
-NUMERACY_RENAMES = {"boy": "person", "girl": "person", "man": "person", "woman": "person", "ship": "boat",
-                    "telivision": "tv", "goldfish": "fish", "painting": "picture"}
+NUMERACY_RENAMES = {
+    "boy": "person",
+    "girl": "person",
+    "man": "person",
+    "woman": "person",
+    "ship": "boat",
+    "telivision": "tv",
+    "goldfish": "fish",
+    "painting": "picture",
+}
 
 
 @dataclass(frozen=True)
@@ -355,13 +383,17 @@ def numeracy_targets(words: Sequence[str], forms: ObjectForms) -> NumeracyTarget
 
 def _merge_overlap(box1: PixelBox, box2: PixelBox) -> bool:
     """numeracy_eval.py's duplicate test, with its +1 pixel areas: IoU > 0.9 or either box covered > 0.9."""
-    inter = (max(0.0, min(box1[2], box2[2]) - max(box1[0], box2[0]) + 1)
-             * max(0.0, min(box1[3], box2[3]) - max(box1[1], box2[1]) + 1))
+    inter = max(0.0, min(box1[2], box2[2]) - max(box1[0], box2[0]) + 1) * max(
+        0.0, min(box1[3], box2[3]) - max(box1[1], box2[1]) + 1
+    )
     area1 = (box1[2] - box1[0] + 1) * (box1[3] - box1[1] + 1)
     area2 = (box2[2] - box2[0] + 1) * (box2[3] - box2[1] + 1)
     union = area1 + area2 - inter
-    return bool((union > 0 and inter / union > 0.9) or (area1 > 0 and inter / area1 > 0.9)
-                or (area2 > 0 and inter / area2 > 0.9))
+    return bool(
+        (union > 0 and inter / union > 0.9)
+        or (area1 > 0 and inter / area1 > 0.9)
+        or (area2 > 0 and inter / area2 > 0.9)
+    )
 
 
 def merge_duplicate_detections(detections: Sequence[Detection]) -> list[Detection]:
@@ -429,6 +461,7 @@ class ComplexLists:
     def load(cls, data_dir: Path | None = None) -> ComplexLists:
         if data_dir is None:
             data_dir = DATA / "t2i_compbench"
+
         def read(name: str) -> frozenset[str]:
             return frozenset(prompt_key(line) for line in (Path(data_dir) / name).read_text().splitlines())
 
@@ -477,8 +510,9 @@ def _name_words(name: str) -> set[str]:
     return {word for word in "".join(c.lower() if c.isalnum() else " " for c in name).split()}
 
 
-def planned_detections(objects: Sequence[PlannedObject], frame: tuple[int, int],
-                       labels: Mapping[str, Sequence[str]] = {}) -> list[Detection]:  # noqa: B006 (read only)
+def planned_detections(
+    objects: Sequence[PlannedObject], frame: tuple[int, int], labels: Mapping[str, Sequence[str]] = {}
+) -> list[Detection]:  # noqa: B006 (read only)
     """Planned objects as detections with confidence 1 in the detection frame, in plan order. An object whose
     name contains all the words of one of a label's aliases gets that label (``labels``: label -> aliases, e.g.
     ``{"person": ["girl", "person"], "teddy bear": ["teddy bear", "teddy bears"]}``); others keep their name.
@@ -488,16 +522,24 @@ def planned_detections(objects: Sequence[PlannedObject], frame: tuple[int, int],
         if obj.box is None:
             continue
         words = _name_words(obj.name)
-        label = next((lab for lab, aliases in labels.items()
-                      if any(_name_words(alias) <= words for alias in aliases if alias.strip())), obj.name)
+        label = next(
+            (
+                lab
+                for lab, aliases in labels.items()
+                if any(_name_words(alias) <= words for alias in aliases if alias.strip())
+            ),
+            obj.name,
+        )
         box = obj.box.ordered().to_pixels(*frame)
         out.append(Detection(label, 1.0, box))
     return out
 
 
-def plan_attribute_score(phrases: Sequence[str], object_names: Sequence[str],
-                         ignore: frozenset[str] = frozenset(NUMBER_WORDS) | {"the", "this", "that", "these",
-                                                                             "those", "its", "their"}) -> float:
+def plan_attribute_score(
+    phrases: Sequence[str],
+    object_names: Sequence[str],
+    ignore: frozenset[str] = frozenset(NUMBER_WORDS) | {"the", "this", "that", "these", "those", "its", "their"},
+) -> float:
     """1 when every phrase's words (less articles and number words) all appear in one planned object's name,
     else 0 — the plan-side reading of BLIP's product over phrases. No phrase gives 1, as BLIP's product."""
     names = [_name_words(name) for name in object_names]
@@ -511,8 +553,9 @@ def plan_attribute_score(phrases: Sequence[str], object_names: Sequence[str],
 # --- plans, read with the same rules ---------------------------------------------------------------------
 
 
-def plan_spatial(prompt: str, objects: Sequence[PlannedObject], frame: tuple[int, int], *,
-                 complex_prompt: bool = False) -> tuple[float, SpatialResult]:
+def plan_spatial(
+    prompt: str, objects: Sequence[PlannedObject], frame: tuple[int, int], *, complex_prompt: bool = False
+) -> tuple[float, SpatialResult]:
     """The 2D rule on a written plan: (score, the rule's result). The score is the rule's position term
     alone (1 right, 0 wrong or an object not planned): a plan's objects have confidence 1, so the rule's total
     for a wrong layout is exactly 0.5 (0.25 + 0.25 + 0), the pass mark, and would count as a right plan."""
@@ -523,13 +566,18 @@ def plan_spatial(prompt: str, objects: Sequence[PlannedObject], frame: tuple[int
     for noun in nouns:
         if noun is not None:
             labels.setdefault(str(to_detector_label(noun)), []).extend([noun, str(to_detector_label(noun))])
-    result = spatial_2d_score(find_relation(prompt, SPATIAL_2D_RELATIONS), to_detector_label(nouns[0]),
-                              to_detector_label(nouns[1]), planned_detections(objects, frame, labels))
+    result = spatial_2d_score(
+        find_relation(prompt, SPATIAL_2D_RELATIONS),
+        to_detector_label(nouns[0]),
+        to_detector_label(nouns[1]),
+        planned_detections(objects, frame, labels),
+    )
     return (0.0 if result.position is None else float(result.position)), result
 
 
-def plan_numeracy(targets: NumeracyTargets, objects: Sequence[PlannedObject], frame: tuple[int, int],
-                  forms: ObjectForms) -> NumeracyResult | None:
+def plan_numeracy(
+    targets: NumeracyTargets, objects: Sequence[PlannedObject], frame: tuple[int, int], forms: ObjectForms
+) -> NumeracyResult | None:
     """The numeracy rule on a written plan: planned objects named by a target's singular, plural or renamed
     form count as detections of it (confidence 1)."""
     aliases: dict[str, list[str]] = {}

@@ -47,8 +47,15 @@ class BlipVqa(OnDevice):
     IMAGE_SIZE = 480
     MAX_QUESTION_TOKENS = 35  # the official tokenizer call: truncation=True, max_length=35
 
-    def __init__(self, model: Any, processor: Any, *, image_size: int = IMAGE_SIZE, batch_size: int = 8,
-                 model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        image_size: int = IMAGE_SIZE,
+        batch_size: int = 8,
+        model_id: str | None = None,
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = getattr(processor, "tokenizer", processor)
         image_processor = getattr(processor, "image_processor", None)
@@ -68,14 +75,26 @@ class BlipVqa(OnDevice):
                 raise ScorerError(f"BLIP {self.model_id}: token ids {got} differ from the official {OFFICIAL_IDS}")
 
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_ID, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, batch_size: int = 8, image_size: int = IMAGE_SIZE) -> BlipVqa:
+    def from_pretrained(
+        cls,
+        model_id: str = DEFAULT_ID,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        batch_size: int = 8,
+        image_size: int = IMAGE_SIZE,
+    ) -> BlipVqa:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoProcessor, BlipForQuestionAnswering  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_or_explain("BLIP-VQA model", model_id, lambda: (
-            BlipForQuestionAnswering.from_pretrained(model_id, dtype=dtype).to(device),
-            AutoProcessor.from_pretrained(model_id)))
+        model, processor = load_or_explain(
+            "BLIP-VQA model",
+            model_id,
+            lambda: (
+                BlipForQuestionAnswering.from_pretrained(model_id, dtype=dtype).to(device),
+                AutoProcessor.from_pretrained(model_id),
+            ),
+        )
         return cls(model, processor, image_size=image_size, batch_size=batch_size, model_id=model_id)
 
     def _token_id(self, token: str) -> int:
@@ -97,14 +116,21 @@ class BlipVqa(OnDevice):
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The official test transform: Resize((480, 480), BICUBIC) on the PIL image, ToTensor, Normalize."""
         size = (self.image_size, self.image_size)
-        arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-                  for im in images]
+        arrays = [
+            np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+            for im in images
+        ]
         return self.normalized(arrays, self.mean, self.std)
 
     def question_inputs(self, questions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids with ``[ENC]`` in place of ``[CLS]``, and the attention mask."""
-        encoded = self.tokenizer(list(questions), padding="longest", truncation=True,
-                                 max_length=self.MAX_QUESTION_TOKENS, return_tensors="pt")
+        encoded = self.tokenizer(
+            list(questions),
+            padding="longest",
+            truncation=True,
+            max_length=self.MAX_QUESTION_TOKENS,
+            return_tensors="pt",
+        )
         input_ids = encoded["input_ids"].clone()
         input_ids[:, 0] = self.enc_id
         return input_ids.to(self.device), encoded["attention_mask"].to(self.device)
@@ -136,12 +162,16 @@ class BlipVqa(OnDevice):
         input_ids, attention_mask = self.question_inputs(questions)
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
         question_states = self.model.text_encoder(
-            input_ids=input_ids, attention_mask=attention_mask,
-            encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=image_mask,
         ).last_hidden_state
         start_ids = torch.full((len(questions), 1), self.dec_id, dtype=torch.long, device=input_ids.device)
         logits = self.model.text_decoder(
-            input_ids=start_ids, encoder_hidden_states=question_states, encoder_attention_mask=attention_mask,
+            input_ids=start_ids,
+            encoder_hidden_states=question_states,
+            encoder_attention_mask=attention_mask,
         ).logits[:, 0, :]
         probs = torch.softmax(logits.float(), dim=-1)
         p_yes, p_no = probs[:, self.yes_id], probs[:, self.no_id]

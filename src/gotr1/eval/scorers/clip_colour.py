@@ -55,8 +55,9 @@ def cut_out(
     return rgb.crop((x1, y1, x2, y2))
 
 
-def colour_prompts(classname: str, colours: Sequence[str] = COLORS,
-                   templates: Sequence[str] = COLOR_TEMPLATES) -> list[list[str]]:
+def colour_prompts(
+    classname: str, colours: Sequence[str] = COLORS, templates: Sequence[str] = COLOR_TEMPLATES
+) -> list[list[str]]:
     """Per colour, its prompts for objects of ``classname`` ("a photo of a red car", ...)."""
     return [[t.format(colour=c, object=classname) for t in templates] for c in colours]
 
@@ -151,4 +152,3 @@ class ClipColourClassifier:
 
     def __repr__(self) -> str:
         return f"ClipColourClassifier({self.source!r}, device={self.device}, amp={self.amp})"
-

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ClipScore", "center_crop", "resize_short_side"]
 
 
-
 def resize_short_side(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     """torchvision ``Resize(size)`` on a PIL image: short side to ``size``, long side ``int(size*long/short)``."""
     width, height = image.size
@@ -58,14 +57,25 @@ class ClipScore(OnDevice):
         self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "clip"
 
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_ID, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, batch_size: int = 32) -> ClipScore:
+    def from_pretrained(
+        cls,
+        model_id: str = DEFAULT_ID,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        batch_size: int = 32,
+    ) -> ClipScore:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoProcessor, CLIPModel  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_or_explain("CLIP model", model_id, lambda: (
-            CLIPModel.from_pretrained(model_id, dtype=dtype).to(device),
-            AutoProcessor.from_pretrained(model_id)))
+        model, processor = load_or_explain(
+            "CLIP model",
+            model_id,
+            lambda: (
+                CLIPModel.from_pretrained(model_id, dtype=dtype).to(device),
+                AutoProcessor.from_pretrained(model_id),
+            ),
+        )
         return cls(model, processor, batch_size=batch_size, model_id=model_id)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -81,7 +91,7 @@ class ClipScore(OnDevice):
         """Unit-norm projected image embeddings, float32, one row per image."""
         rows = []
         for i in range(0, len(images), self.batch_size):
-            pixel_values = self.pixel_values(images[i:i + self.batch_size])
+            pixel_values = self.pixel_values(images[i : i + self.batch_size])
             rows.append(self.model.get_image_features(pixel_values=pixel_values).pooler_output)
         features = torch.cat(rows).float()
         return features / features.norm(dim=-1, keepdim=True)
@@ -91,10 +101,16 @@ class ClipScore(OnDevice):
         """Unit-norm projected text embeddings, float32, one row per text."""
         rows = []
         for i in range(0, len(texts), self.batch_size):
-            encoded = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
-                                     max_length=self.MAX_TOKENS, return_tensors="pt")
-            output = self.model.get_text_features(input_ids=encoded["input_ids"].to(self.device),
-                                                  attention_mask=encoded["attention_mask"].to(self.device))
+            encoded = self.tokenizer(
+                list(texts[i : i + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.MAX_TOKENS,
+                return_tensors="pt",
+            )
+            output = self.model.get_text_features(
+                input_ids=encoded["input_ids"].to(self.device), attention_mask=encoded["attention_mask"].to(self.device)
+            )
             rows.append(output.pooler_output)
         features = torch.cat(rows).float()
         return features / features.norm(dim=-1, keepdim=True)

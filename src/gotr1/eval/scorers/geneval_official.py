@@ -169,7 +169,8 @@ class GenEvalOfficialScorer:
         detector = self.detector()
         needs_colour = any(
             isinstance(clause, dict) and "color" in clause
-            for image in images if isinstance(image.job.metadata, dict)
+            for image in images
+            if isinstance(image.job.metadata, dict)
             for clause in image.job.metadata.get("include") or []
         )
         classifier = self.colour_classifier() if needs_colour else None
@@ -199,11 +200,19 @@ class GenEvalOfficialScorer:
 
     def _unscorable(self, image: EvalImage, why: str) -> ImageScore:
         logger.warning("GenEval %s: %s", image.category, why)
-        return ImageScore(path=image.job.path, category=image.category, prompt=image.prompt, score=None,
-                          plan_score=None, reason=why, record=image.job.record)
+        return ImageScore(
+            path=image.job.path,
+            category=image.category,
+            prompt=image.prompt,
+            score=None,
+            plan_score=None,
+            reason=why,
+            record=image.job.record,
+        )
 
-    def _score_one(self, image: EvalImage, pil: Image.Image, detections: list[Detection],
-                   classifier: Any | None) -> ImageScore:
+    def _score_one(
+        self, image: EvalImage, pil: Image.Image, detections: list[Detection], classifier: Any | None
+    ) -> ImageScore:
         try:
             metadata = validate_metadata(image.job.metadata, f"metadata of {image.job.path}")
         except MetadataError as exc:
@@ -237,8 +246,10 @@ class GenEvalOfficialScorer:
         )
 
     def __repr__(self) -> str:
-        return (f"GenEvalOfficialScorer(detector={self._model_name(self._detector_spec)!r}, "
-                f"clip={self._model_name(self._clip_spec)!r})")
+        return (
+            f"GenEvalOfficialScorer(detector={self._model_name(self._detector_spec)!r}, "
+            f"clip={self._model_name(self._clip_spec)!r})"
+        )
 
 
 # -------------------------------------------------------------------------------------------------
@@ -261,8 +272,12 @@ def plan_detections(objects: Sequence[PlannedObject], size: tuple[int, int] = (G
     return out
 
 
-def plan_verdict(metadata: dict[str, Any], objects: Sequence[PlannedObject], size: tuple[int, int] = (GRID, GRID),
-                 options: GenEvalOptions = DEFAULT_OPTIONS) -> Verdict:
+def plan_verdict(
+    metadata: dict[str, Any],
+    objects: Sequence[PlannedObject],
+    size: tuple[int, int] = (GRID, GRID),
+    options: GenEvalOptions = DEFAULT_OPTIONS,
+) -> Verdict:
     """GenEval's rules applied to a plan; a plan with no objects is wrong."""
     if not objects:
         return Verdict(False, "the plan has no objects")
@@ -306,8 +321,9 @@ def write_official_results(run_dir: Path, scores: list[ImageScore], path: Path |
         if score.score is None:
             skipped += 1
             continue
-        missing = [key for key in ("tag", "prompt", "correct", "reason", "metadata", "details")
-                   if key not in score.details]
+        missing = [
+            key for key in ("tag", "prompt", "correct", "reason", "metadata", "details") if key not in score.details
+        ]
         if missing:
             raise ValueError(f"{score.path}: not a GenEval official score (details lack {', '.join(missing)})")
         lines.append(official_result_line(os.path.join(os.fspath(run_dir), score.path), score.details) + "\n")
@@ -336,5 +352,6 @@ def summarize_scores(scores: Sequence[ImageScore]) -> GenEvalSummary:
     """GenEval's summary (tag means, overall = mean of tag means) over scored images."""
     return summarize(
         {"tag": s.details["tag"], "correct": s.details["correct"], "metadata": s.details["metadata"]}
-        for s in scores if s.score is not None
+        for s in scores
+        if s.score is not None
     )

@@ -76,23 +76,23 @@ BENCHMARKS = ("t2i-compbench", "geneval")
 # What each T2I-CompBench category tests, as the one thing the judge should look at.
 T2I_FOCUS: dict[str, str] = {
     "color": "Check colour binding: every object the request names must be there, each in the colour the "
-             "request gives to that object (a colour that belongs to another object in the request counts as "
-             "wrong).",
+    "request gives to that object (a colour that belongs to another object in the request counts as "
+    "wrong).",
     "shape": "Check shape binding: every object the request names must be there, each with the shape or form the "
-             "request gives to that object (round, square, oblong, tall, ...), not another object's shape.",
+    "request gives to that object (round, square, oblong, tall, ...), not another object's shape.",
     "texture": "Check material and texture binding: every object the request names must be there, each made of "
-               "or covered in the material or texture the request gives to that object (wooden, metallic, "
-               "fluffy, glass, leather, ...).",
+    "or covered in the material or texture the request gives to that object (wooden, metallic, "
+    "fluffy, glass, leather, ...).",
     "spatial": "Check the 2D arrangement: both objects must be there, placed as the request says (left of, right "
-               "of, on top of / above, below, next to, near), read from the viewer's side of the picture.",
+    "of, on top of / above, below, next to, near), read from the viewer's side of the picture.",
     "non_spatial": "Check the interaction: the subjects must be there and doing what the request says to or with "
-                   "each other (holding, riding, watching, playing with, ...), not merely standing side by side.",
+    "each other (holding, riding, watching, playing with, ...), not merely standing side by side.",
     "complex": "Check everything the request asks for: every object, each object's own attributes (colour, "
-               "shape, material), and the relations and actions between the objects.",
+    "shape, material), and the relations and actions between the objects.",
     "3d_spatial": "Check depth: both objects must be there and ordered in depth as the request says (in front of, "
-                  "behind, hidden by), as seen from the camera; overlap should show which one is nearer.",
+    "behind, hidden by), as seen from the camera; overlap should show which one is nearer.",
     "numeracy": "Check the counts: each object the request names must appear exactly as many times as the request "
-                "says. Count every instance carefully; one too many or one too few is wrong.",
+    "says. Count every instance carefully; one too many or one too few is wrong.",
 }
 
 # GenEval's tags: what to pay attention to besides the checklist of requirements.
@@ -102,9 +102,9 @@ GENEVAL_FOCUS: dict[str, str] = {
     "counting": "The point is the count: count every instance; one more or one fewer than asked fails.",
     "colors": "The point is colour: the object's main colour must be the requested one.",
     "position": "The point is placement: both objects present and in the requested relation, read from the "
-                "viewer's side of the picture.",
+    "viewer's side of the picture.",
     "color_attr": "The point is colour binding: each object must have its own requested colour, not the other "
-                  "object's.",
+    "object's.",
 }
 
 T2I_SCHEMA: dict[str, Any] = {
@@ -144,7 +144,9 @@ be drawn, and its label names the object (with any attribute the label states).
 Request: "{prompt}"
 """
 
-_T2I_PLAN = _PLAN_INTRO + """
+_T2I_PLAN = (
+    _PLAN_INTRO
+    + """
 {focus}
 
 Does this layout satisfy the request? Judge only what a layout can show: which objects are planned, how many \
@@ -152,8 +154,11 @@ of each, what their labels say about them, and where the rectangles sit relative
 viewer's side ("left of" means further left, "above" means higher up). Ignore the drawing style. Rate from 0 \
 (the layout contradicts the request) to 10 (the layout is exactly what the request describes). Answer only with \
 JSON: {{"score": <0-10>, "reason": "<one sentence>"}}"""
+)
 
-_GENEVAL_PLAN = _PLAN_INTRO + """
+_GENEVAL_PLAN = (
+    _PLAN_INTRO
+    + """
 Requirements:
 {requirements}
 
@@ -161,6 +166,7 @@ Does this layout satisfy every requirement? Judge only what a layout can show: w
 many of each, what their labels say about them, and where the rectangles sit relative to each other, read from \
 the viewer's side ("left of" means further left, "above" means higher up). Answer 1 if every requirement holds \
 in the layout, 0 if any fails. Answer only with JSON: {{"score": <1 or 0>, "reason": "<one sentence>"}}"""
+)
 
 _RELATION_WORDS = {
     "left of": "to the left of",
@@ -168,8 +174,17 @@ _RELATION_WORDS = {
     "above": "above (higher up in the picture than)",
     "below": "below (lower down in the picture than)",
 }
-_PLURAL_EXCEPTIONS = {"person": "people", "mouse": "mice", "knife": "knives", "skis": "skis", "scissors": "scissors",
-                      "sheep": "sheep", "hair drier": "hair driers", "wine glass": "wine glasses", "bus": "buses"}
+_PLURAL_EXCEPTIONS = {
+    "person": "people",
+    "mouse": "mice",
+    "knife": "knives",
+    "skis": "skis",
+    "scissors": "scissors",
+    "sheep": "sheep",
+    "hair drier": "hair driers",
+    "wine glass": "wine glasses",
+    "bus": "buses",
+}
 
 
 def _plural(name: str) -> str:
@@ -189,8 +204,11 @@ def geneval_requirements(metadata: dict[str, Any]) -> list[str]:
     """The metadata line as plain requirements ("exactly 2 clocks", "the dog is to the right of the teddy
     bear"), so the judge checks what GenEval checks rather than its own reading of the prompt."""
     includes = [c for c in metadata.get("include") or [] if isinstance(c, dict) and "class" in c]
-    excludes = {c["class"]: int(c.get("count", 1)) for c in metadata.get("exclude") or []
-                if isinstance(c, dict) and "class" in c}
+    excludes = {
+        c["class"]: int(c.get("count", 1))
+        for c in metadata.get("exclude") or []
+        if isinstance(c, dict) and "class" in c
+    }
     lines: list[str] = []
     for clause in includes:
         name, count = str(clause["class"]), int(clause.get("count", 1))
@@ -290,8 +308,16 @@ class JudgeScorer:
 
     name = "judge"
 
-    def __init__(self, benchmark: str, settings: JudgeSettings | None = None, *, judge: Judge | None = None,
-                 base_dir: Path | None = None, batch_size: int = 16, config_source: str | None = None) -> None:
+    def __init__(
+        self,
+        benchmark: str,
+        settings: JudgeSettings | None = None,
+        *,
+        judge: Judge | None = None,
+        base_dir: Path | None = None,
+        batch_size: int = 16,
+        config_source: str | None = None,
+    ) -> None:
         if benchmark not in BENCHMARKS:
             raise ScorerError(f"the judge scorer scores {' and '.join(BENCHMARKS)}, not {benchmark!r}")
         if batch_size < 1:
@@ -316,8 +342,13 @@ class JudgeScorer:
         device = getattr(options, "device", None)
         if device and settings.backend == "transformers" and settings.device is None:
             settings.device = device
-        return cls(benchmark, settings, base_dir=base_dir, batch_size=getattr(options, "batch_size", 16),
-                   config_source=None if path is None else str(path))
+        return cls(
+            benchmark,
+            settings,
+            base_dir=base_dir,
+            batch_size=getattr(options, "batch_size", 16),
+            config_source=None if path is None else str(path),
+        )
 
     # -- the judge ------------------------------------------------------------------------------------
 
@@ -335,8 +366,9 @@ class JudgeScorer:
                 self._judge = build_judge(self.settings, self.base_dir)
             except Exception as exc:  # any failure to build is the user's to fix, in one line
                 lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-                raise ScorerError(f"cannot build the judge {self.where}: "
-                                  f"{lines[0] if lines else type(exc).__name__}") from exc
+                raise ScorerError(
+                    f"cannot build the judge {self.where}: {lines[0] if lines else type(exc).__name__}"
+                ) from exc
             logger.info("judge: %r", self._judge)
         return self._judge
 
@@ -346,8 +378,11 @@ class JudgeScorer:
             model, place = getattr(self._judge, "model_id", type(self._judge).__name__), repr(self._judge)
         else:
             model, place = _describe(self.settings)
-        scale = ("score = the judge's 0-10 rating / 10" if self.benchmark == "t2i-compbench"
-                 else "score = 1 when the judge answers that every requirement of the metadata line holds, else 0")
+        scale = (
+            "score = the judge's 0-10 rating / 10"
+            if self.benchmark == "t2i-compbench"
+            else "score = 1 when the judge answers that every requirement of the metadata line holds, else 0"
+        )
         notes = [
             f"MLLM judge, NOT the official {official} metric: {model} via {place}; numbers are not comparable "
             "with published results",
@@ -383,8 +418,9 @@ class JudgeScorer:
         """The text asked about the image itself."""
         if self.benchmark == "t2i-compbench":
             return _T2I_IMAGE.format(prompt=image.prompt, focus=T2I_FOCUS[category])
-        return _GENEVAL_IMAGE.format(prompt=image.prompt, requirements=self._requirements(image),
-                                     focus=GENEVAL_FOCUS[category])
+        return _GENEVAL_IMAGE.format(
+            prompt=image.prompt, requirements=self._requirements(image), focus=GENEVAL_FOCUS[category]
+        )
 
     def plan_question(self, category: str, image: EvalImage) -> str:
         """The text asked about the drawn plan."""
@@ -398,8 +434,9 @@ class JudgeScorer:
         return draw_plan(objects, side)
 
     def _request(self, text: str, picture: Image.Image) -> JudgeRequest:
-        return JudgeRequest(text, (picture,), system=self._system, max_tokens=self.settings.max_tokens,
-                            schema=self._schema())
+        return JudgeRequest(
+            text, (picture,), system=self._system, max_tokens=self.settings.max_tokens, schema=self._schema()
+        )
 
     def _read(self, answer: JudgeAnswer) -> tuple[float | None, str | None, bool]:
         """(score in [0, 1], why there is none, was it clamped)."""
@@ -421,8 +458,9 @@ class JudgeScorer:
         """One score per image, in order (nothing is written to ``out_dir``: there is no official file for a
         judge's numbers). ScorerError when no image of the category gets a score."""
         if category not in self._categories():
-            raise ScorerError(f"the judge scorer for {self.benchmark} scores {', '.join(self._categories())}, "
-                              f"not {category!r}")
+            raise ScorerError(
+                f"the judge scorer for {self.benchmark} scores {', '.join(self._categories())}, not {category!r}"
+            )
         if not images:
             return []
         judge = self.judge()
@@ -431,7 +469,7 @@ class JudgeScorer:
         scored = 0
         with tqdm(total=len(images), desc=f"judge {category}", unit="image", disable=None) as progress:
             for start in range(0, len(images), self.batch_size):
-                batch = list(images[start:start + self.batch_size])
+                batch = list(images[start : start + self.batch_size])
                 found = self._score_batch(judge, category, batch)
                 for item in found:
                     if item.score is not None:
@@ -443,12 +481,19 @@ class JudgeScorer:
                 if scored == 0 and first_failure is not None:
                     break  # nothing has worked yet: the judge is down or misconfigured
         if scored == 0 and first_failure is not None:
-            raise ScorerError(f"the judge {self.where} scored none of the {len(scores)} {category} image(s) asked "
-                              f"so far; first failure: {first_failure}")
+            raise ScorerError(
+                f"the judge {self.where} scored none of the {len(scores)} {category} image(s) asked "
+                f"so far; first failure: {first_failure}"
+            )
         stats = getattr(judge, "stats", None)
         if stats is not None:
-            logger.info("judge %s: %d answered, %d failed, %d unreadable so far", category, stats.answered,
-                        stats.failed, stats.unreadable)
+            logger.info(
+                "judge %s: %d answered, %d failed, %d unreadable so far",
+                category,
+                stats.answered,
+                stats.failed,
+                stats.unreadable,
+            )
         return scores
 
     def _score_batch(self, judge: Judge, category: str, batch: Sequence[EvalImage]) -> list[ImageScore]:
@@ -464,8 +509,9 @@ class JudgeScorer:
                 asked.append(item)
                 continue
             item.question = len(requests)
-            requests.append(self._request(self.image_question(category, image),
-                                          judge_view(picture, self.settings.image_pixels)))
+            requests.append(
+                self._request(self.image_question(category, image), judge_view(picture, self.settings.image_pixels))
+            )
             if image.record is not None:
                 boxed = [obj for obj in image.objects if obj.box is not None]
                 if boxed:
@@ -487,8 +533,16 @@ class JudgeScorer:
         details = {"judge": getattr(judge, "model_id", None), **item.details}
         if item.unreadable_file is not None:
             logger.warning("%s", item.unreadable_file)
-            return ImageScore(image.job.path, image.category, image.prompt, None, None, item.unreadable_file,
-                              image.job.record, details)
+            return ImageScore(
+                image.job.path,
+                image.category,
+                image.prompt,
+                None,
+                None,
+                item.unreadable_file,
+                image.job.record,
+                details,
+            )
         plan_score = item.plan_score
         if item.plan is not None:
             plan_answer = answers[item.plan]
@@ -509,8 +563,16 @@ class JudgeScorer:
             if why.startswith("judge answer unreadable") and stats is not None:
                 stats.unreadable += 1
             logger.debug("%s: %s", image.job.path, why)
-        return ImageScore(image.job.path, image.category, image.prompt, score, plan_score,
-                          why if why is not None else _judge_reason(answer), image.job.record, details)
+        return ImageScore(
+            image.job.path,
+            image.category,
+            image.prompt,
+            score,
+            plan_score,
+            why if why is not None else _judge_reason(answer),
+            image.job.record,
+            details,
+        )
 
     def __repr__(self) -> str:
         return f"JudgeScorer({self.benchmark!r}, judge={self.where})"

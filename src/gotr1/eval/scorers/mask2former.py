@@ -222,17 +222,23 @@ class Mask2FormerDetector:
         found = []
         for i, image in enumerate(images):
             labels, scores, boxes, masks = postprocess_instances(
-                output.class_queries_logits[i], output.masks_queries_logits[i], padded, resized,
-                (image.height, image.width), max_per_image=self.max_per_image,
+                output.class_queries_logits[i],
+                output.masks_queries_logits[i],
+                padded,
+                resized,
+                (image.height, image.width),
+                max_per_image=self.max_per_image,
             )
             order = torch.argsort(scores, descending=True, stable=True).tolist()
             scores_list, boxes_list, labels_list = scores.tolist(), boxes.tolist(), labels.tolist()
             keep = [j for j in order if scores_list[j] > min_score]
             kept_masks = masks[keep].cpu().numpy()
-            found.append([
-                Detection(self.labels[labels_list[j]], scores_list[j], _corners(boxes_list[j]), kept_masks[n])
-                for n, j in enumerate(keep)
-            ])
+            found.append(
+                [
+                    Detection(self.labels[labels_list[j]], scores_list[j], _corners(boxes_list[j]), kept_masks[n])
+                    for n, j in enumerate(keep)
+                ]
+            )
         return found
 
     def __repr__(self) -> str:

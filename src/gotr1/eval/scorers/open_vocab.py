@@ -51,8 +51,17 @@ class OpenVocabDetector(OnDevice):
     DEFAULT_THRESHOLD = 0.1
     QUERY_TEMPLATE = "a photo of a {}"
 
-    def __init__(self, model: Any, processor: Any, *, threshold: float = DEFAULT_THRESHOLD, nms_iou: float = 0.5,
-                 query_template: str = QUERY_TEMPLATE, batch_size: int = 4, model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        nms_iou: float = 0.5,
+        query_template: str = QUERY_TEMPLATE,
+        batch_size: int = 4,
+        model_id: str | None = None,
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.threshold = threshold
@@ -65,15 +74,26 @@ class OpenVocabDetector(OnDevice):
         self.max_query_tokens = int(model.config.text_config.max_position_embeddings)
 
     @classmethod
-    def from_pretrained(cls, model_id: str = DEFAULT_ID, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None, threshold: float = DEFAULT_THRESHOLD,
-                        batch_size: int = 4) -> OpenVocabDetector:
+    def from_pretrained(
+        cls,
+        model_id: str = DEFAULT_ID,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+        batch_size: int = 4,
+    ) -> OpenVocabDetector:
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor  # noqa: PLC0415
 
-        model, processor = load_or_explain("detector", model_id, lambda: (
-            AutoModelForZeroShotObjectDetection.from_pretrained(model_id, dtype=dtype).to(device),
-            AutoProcessor.from_pretrained(model_id)))
+        model, processor = load_or_explain(
+            "detector",
+            model_id,
+            lambda: (
+                AutoModelForZeroShotObjectDetection.from_pretrained(model_id, dtype=dtype).to(device),
+                AutoProcessor.from_pretrained(model_id),
+            ),
+        )
         if getattr(model.config, "model_type", None) not in ("owlv2", "owlvit"):
             raise ScorerError(f"detector {model_id!r}: model type {model.config.model_type!r} is not OWLv2/OWL-ViT")
         return cls(model, processor, threshold=threshold, batch_size=batch_size, model_id=model_id)
@@ -107,11 +127,14 @@ class OpenVocabDetector(OnDevice):
         frames = [self.to_detection_frame(image.convert("RGB")) for image in images]
         pixel_values = self.processor.image_processor(images=frames, return_tensors="pt")["pixel_values"]
         texts = [self.query_template.format(q) for q in queries] * len(frames)
-        encoded = self.processor.tokenizer(texts, padding="max_length", truncation=True,
-                                           max_length=self.max_query_tokens, return_tensors="pt")
-        outputs = self.model(input_ids=encoded["input_ids"].to(self.device),
-                             attention_mask=encoded["attention_mask"].to(self.device),
-                             pixel_values=pixel_values.to(self.device, self.dtype))
+        encoded = self.processor.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.max_query_tokens, return_tensors="pt"
+        )
+        outputs = self.model(
+            input_ids=encoded["input_ids"].to(self.device),
+            attention_mask=encoded["attention_mask"].to(self.device),
+            pixel_values=pixel_values.to(self.device, self.dtype),
+        )
         scores, best = torch.sigmoid(outputs.logits.float()).max(dim=-1)  # (batch, boxes): one label per box
         scores, best, boxes = scores.cpu(), best.cpu(), outputs.pred_boxes.float().cpu()
         results = []

@@ -136,13 +136,24 @@ class T2IOfficialScorer:
 
     name = "official"
 
-    def __init__(self, *, blip: BlipVqa | None = None, clip: ClipScore | None = None,
-                 detector: OpenVocabDetector | None = None, depth: DepthEstimator | None = None,
-                 blip_model: str = BlipVqa.DEFAULT_ID, clip_model: str = ClipScore.DEFAULT_ID,
-                 detector_model: str = OpenVocabDetector.DEFAULT_ID, depth_model: str = DepthEstimator.DEFAULT_ID,
-                 detector_threshold: float = OpenVocabDetector.DEFAULT_THRESHOLD, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | str | None = None, batch_size: int = 8, chunk_size: int = 40,
-                 data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        blip: BlipVqa | None = None,
+        clip: ClipScore | None = None,
+        detector: OpenVocabDetector | None = None,
+        depth: DepthEstimator | None = None,
+        blip_model: str = BlipVqa.DEFAULT_ID,
+        clip_model: str = ClipScore.DEFAULT_ID,
+        detector_model: str = OpenVocabDetector.DEFAULT_ID,
+        depth_model: str = DepthEstimator.DEFAULT_ID,
+        detector_threshold: float = OpenVocabDetector.DEFAULT_THRESHOLD,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+        batch_size: int = 8,
+        chunk_size: int = 40,
+        data_dir: Path | None = None,
+    ) -> None:
         self._blip, self._clip, self._detector, self._depth = blip, clip, detector, depth
         self.blip_model = blip.model_id if blip is not None else blip_model
         self.clip_model = clip.model_id if clip is not None else clip_model
@@ -158,26 +169,42 @@ class T2IOfficialScorer:
         self._lists: ComplexLists | None = None
 
     @classmethod
-    def from_pretrained(cls, *, blip_model: str = BlipVqa.DEFAULT_ID, clip_model: str = ClipScore.DEFAULT_ID,
-                        detector_model: str = OpenVocabDetector.DEFAULT_ID,
-                        depth_model: str = DepthEstimator.DEFAULT_ID,
-                        detector_threshold: float = OpenVocabDetector.DEFAULT_THRESHOLD,
-                        device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
-                        batch_size: int = 8) -> T2IOfficialScorer:
+    def from_pretrained(
+        cls,
+        *,
+        blip_model: str = BlipVqa.DEFAULT_ID,
+        clip_model: str = ClipScore.DEFAULT_ID,
+        detector_model: str = OpenVocabDetector.DEFAULT_ID,
+        depth_model: str = DepthEstimator.DEFAULT_ID,
+        detector_threshold: float = OpenVocabDetector.DEFAULT_THRESHOLD,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+        batch_size: int = 8,
+    ) -> T2IOfficialScorer:
         """A scorer that loads each model (hub id or local path) the first time a category needs it."""
-        return cls(blip_model=blip_model, clip_model=clip_model, detector_model=detector_model,
-                   depth_model=depth_model, detector_threshold=detector_threshold, device=device, dtype=dtype,
-                   batch_size=batch_size)
+        return cls(
+            blip_model=blip_model,
+            clip_model=clip_model,
+            detector_model=detector_model,
+            depth_model=depth_model,
+            detector_threshold=detector_threshold,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
 
     @classmethod
     def from_options(cls, options: ScorerOptions) -> T2IOfficialScorer:
         """From the CLI's ScorerOptions: ``models`` keys blip / clip / detector / depth override the defaults."""
         models = dict(options.models)
         return cls.from_pretrained(
-            blip_model=models.get("blip", BlipVqa.DEFAULT_ID), clip_model=models.get("clip", ClipScore.DEFAULT_ID),
+            blip_model=models.get("blip", BlipVqa.DEFAULT_ID),
+            clip_model=models.get("clip", ClipScore.DEFAULT_ID),
             detector_model=models.get("detector", OpenVocabDetector.DEFAULT_ID),
-            depth_model=models.get("depth", DepthEstimator.DEFAULT_ID), device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-            batch_size=options.batch_size)
+            depth_model=models.get("depth", DepthEstimator.DEFAULT_ID),
+            device=options.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            batch_size=options.batch_size,
+        )
 
     # -- models, loaded on first use ---------------------------------------------------------------------
 
@@ -185,16 +212,18 @@ class T2IOfficialScorer:
     def blip(self) -> BlipVqa:
         if self._blip is None:
             log.info("loading BLIP-VQA %s", self.blip_model)
-            self._blip = BlipVqa.from_pretrained(self.blip_model, device=self.device, dtype=self.dtype,
-                                                 batch_size=self.batch_size)
+            self._blip = BlipVqa.from_pretrained(
+                self.blip_model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
+            )
         return self._blip
 
     @property
     def clip(self) -> ClipScore:
         if self._clip is None:
             log.info("loading CLIP %s", self.clip_model)
-            self._clip = ClipScore.from_pretrained(self.clip_model, device=self.device, dtype=self.dtype,
-                                                   batch_size=4 * self.batch_size)
+            self._clip = ClipScore.from_pretrained(
+                self.clip_model, device=self.device, dtype=self.dtype, batch_size=4 * self.batch_size
+            )
         return self._clip
 
     @property
@@ -202,16 +231,21 @@ class T2IOfficialScorer:
         if self._detector is None:
             log.info("loading detector %s", self.detector_model)
             self._detector = OpenVocabDetector.from_pretrained(
-                self.detector_model, device=self.device, dtype=self.dtype, threshold=self.detector_threshold,
-                batch_size=self.batch_size)
+                self.detector_model,
+                device=self.device,
+                dtype=self.dtype,
+                threshold=self.detector_threshold,
+                batch_size=self.batch_size,
+            )
         return self._detector
 
     @property
     def depth(self) -> DepthEstimator:
         if self._depth is None:
             log.info("loading depth model %s", self.depth_model)
-            self._depth = DepthEstimator.from_pretrained(self.depth_model, device=self.device, dtype=self.dtype,
-                                                         batch_size=self.batch_size)
+            self._depth = DepthEstimator.from_pretrained(
+                self.depth_model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
+            )
         return self._depth
 
     @property
@@ -254,30 +288,43 @@ class T2IOfficialScorer:
     def score(self, category: str, images: Sequence[EvalImage], out_dir: Path) -> list[ImageScore]:
         """Score one category's images (official sorted-file order) and write its official result files."""
         if category not in CATEGORIES:
-            raise ScorerError(f"official T2I-CompBench scorer: unknown category {category!r} "
-                              f"(known: {', '.join(CATEGORIES)})")
+            raise ScorerError(
+                f"official T2I-CompBench scorer: unknown category {category!r} (known: {', '.join(CATEGORIES)})"
+            )
         if not images:
             return []
         out_dir = Path(out_dir)
         complex_prompts = category == "complex"
         metrics = {
-            "color": ("attribute",), "shape": ("attribute",), "texture": ("attribute",),
-            "spatial": ("spatial_2d",), "non_spatial": ("clip",), "complex": ("attribute", "spatial_2d", "clip"),
-            "numeracy": ("numeracy",), "3d_spatial": ("spatial_3d",),
+            "color": ("attribute",),
+            "shape": ("attribute",),
+            "texture": ("attribute",),
+            "spatial": ("spatial_2d",),
+            "non_spatial": ("clip",),
+            "complex": ("attribute", "spatial_2d", "clip"),
+            "numeracy": ("numeracy",),
+            "3d_spatial": ("spatial_3d",),
         }[category]
         parts, sizes, unreadable = self._run(category, images, metrics, complex_prompts)
         scores: list[ImageScore] = []
         for i, image in enumerate(images):
             if i in unreadable:
-                scores.append(ImageScore(image.job.path, category, image.prompt, None, reason=unreadable[i],
-                                         record=image.job.record))
+                scores.append(
+                    ImageScore(
+                        image.job.path, category, image.prompt, None, reason=unreadable[i], record=image.job.record
+                    )
+                )
                 continue
             details = {metric: parts[metric][i].details for metric in metrics}
             if complex_prompts:
                 attribute, spatial, action = (parts[m][i].score for m in metrics)
                 value = three_in_one_score(image.prompt, attribute, spatial, action, self.lists)
-                details["three_in_one"] = {"parts": list(three_in_one_parts(image.prompt, self.lists)),
-                                           "attribute": attribute, "spatial": spatial, "action": action}
+                details["three_in_one"] = {
+                    "parts": list(three_in_one_parts(image.prompt, self.lists)),
+                    "attribute": attribute,
+                    "spatial": spatial,
+                    "action": action,
+                }
                 reason = None
             else:
                 value = parts[metrics[0]][i].score
@@ -285,24 +332,38 @@ class T2IOfficialScorer:
             plan_score, plan_details = self._plan_score(category, image, sizes[i])
             if plan_details:
                 details["plan"] = plan_details
-            scores.append(ImageScore(image.job.path, category, image.prompt, value, plan_score=plan_score,
-                                     reason=reason, record=image.job.record, details=details))
+            scores.append(
+                ImageScore(
+                    image.job.path,
+                    category,
+                    image.prompt,
+                    value,
+                    plan_score=plan_score,
+                    reason=reason,
+                    record=image.job.record,
+                    details=details,
+                )
+            )
         self._write_official(category, images, parts, scores, unreadable, out_dir)
         return scores
 
-    def _run(self, category: str, images: Sequence[EvalImage], metrics: Sequence[str],
-             complex_prompts: bool) -> tuple[dict[str, list[_Part]], list[tuple[int, int]], dict[int, str]]:
+    def _run(
+        self, category: str, images: Sequence[EvalImage], metrics: Sequence[str], complex_prompts: bool
+    ) -> tuple[dict[str, list[_Part]], list[tuple[int, int]], dict[int, str]]:
         """Run the metrics chunk by chunk (images are opened once per chunk, never all at once)."""
         compute: dict[str, Callable[[list[Image.Image], list[str], bool], list[_Part]]] = {
-            "attribute": self._attribute, "spatial_2d": self._spatial_2d, "clip": self._clip_similarity,
-            "numeracy": self._numeracy, "spatial_3d": self._spatial_3d,
+            "attribute": self._attribute,
+            "spatial_2d": self._spatial_2d,
+            "clip": self._clip_similarity,
+            "numeracy": self._numeracy,
+            "spatial_3d": self._spatial_3d,
         }
         parts: dict[str, list[_Part]] = {metric: [] for metric in metrics}
         sizes: list[tuple[int, int]] = []
         unreadable: dict[int, str] = {}
         with tqdm(total=len(images), desc=f"official {category}", unit="image", disable=None) as progress:
             for start in range(0, len(images), self.chunk_size):
-                chunk = images[start:start + self.chunk_size]
+                chunk = images[start : start + self.chunk_size]
                 opened: list[Image.Image] = []
                 readable: list[int] = []
                 for offset, image in enumerate(chunk):
@@ -330,8 +391,17 @@ class T2IOfficialScorer:
         out = []
         for phrases, asked, p_yes in zip(phrase_lists, questions, probabilities):
             value = blip_image_score(p_yes)
-            out.append(_Part(value, {"phrases": phrases, "questions": asked,
-                                     "p_yes": [blip_answer(p) for p in p_yes], "blip_vqa": value}))
+            out.append(
+                _Part(
+                    value,
+                    {
+                        "phrases": phrases,
+                        "questions": asked,
+                        "p_yes": [blip_answer(p) for p in p_yes],
+                        "blip_vqa": value,
+                    },
+                )
+            )
         return out
 
     def _spatial_2d(self, images: list[Image.Image], prompts: list[str], complex_prompts: bool) -> list[_Part]:
@@ -341,8 +411,12 @@ class T2IOfficialScorer:
         out = []
         for prompt, words_, (obj1, obj2), found in zip(prompts, nouns, objects, detections):
             result = spatial_2d_score(find_relation(prompt, SPATIAL_2D_RELATIONS), obj1, obj2, found)
-            out.append(_Part(result.score, {"nouns": list(words_), **result.details(),
-                                            "detections": [d.to_dict() for d in found]}))
+            out.append(
+                _Part(
+                    result.score,
+                    {"nouns": list(words_), **result.details(), "detections": [d.to_dict() for d in found]},
+                )
+            )
         return out
 
     def _clip_similarity(self, images: list[Image.Image], prompts: list[str], complex_prompts: bool) -> list[_Part]:
@@ -357,8 +431,11 @@ class T2IOfficialScorer:
         out = []
         for target, found in zip(targets, detections):
             result = numeracy_score(target, found)
-            details: dict[str, Any] = {"names": target.names, "counts": target.counts,
-                                       "detections": [d.to_dict() for d in found]}
+            details: dict[str, Any] = {
+                "names": target.names,
+                "counts": target.counts,
+                "detections": [d.to_dict() for d in found],
+            }
             if target.problems:
                 details["problems"] = target.problems
             if result is None:
@@ -376,8 +453,12 @@ class T2IOfficialScorer:
         out = []
         for prompt, words_, (obj1, obj2), found, depth_map in zip(prompts, nouns, objects, detections, depth_maps):
             result = spatial_3d_score(find_relation(prompt, SPATIAL_3D_RELATIONS), obj1, obj2, found, depth_map)
-            out.append(_Part(result.score, {"nouns": list(words_), **result.details(),
-                                            "detections": [d.to_dict() for d in found]}))
+            out.append(
+                _Part(
+                    result.score,
+                    {"nouns": list(words_), **result.details(), "detections": [d.to_dict() for d in found]},
+                )
+            )
         return out
 
     # -- the plan, read with the same rules --------------------------------------------------------------
@@ -411,13 +492,21 @@ class T2IOfficialScorer:
 
     # -- official files ----------------------------------------------------------------------------------
 
-    def _write_official(self, category: str, images: Sequence[EvalImage], parts: dict[str, list[_Part]],
-                        scores: Sequence[ImageScore], unreadable: dict[int, str], out_dir: Path) -> None:
+    def _write_official(
+        self,
+        category: str,
+        images: Sequence[EvalImage],
+        parts: dict[str, list[_Part]],
+        scores: Sequence[ImageScore],
+        unreadable: dict[int, str],
+        out_dir: Path,
+    ) -> None:
         readable = [i for i in range(len(images)) if i not in unreadable]
 
         def entries(values: Callable[[int], Any], by_name: bool) -> list[dict[str, Any]]:
-            return [{"question_id": _file_number(images[i], i) if by_name else i, "answer": values(i)}
-                    for i in readable]
+            return [
+                {"question_id": _file_number(images[i], i) if by_name else i, "answer": values(i)} for i in readable
+            ]
 
         def mean(rows: list[dict[str, Any]]) -> float:
             return sum(float(row["answer"]) for row in rows) / len(rows) if rows else float("nan")
@@ -428,8 +517,9 @@ class T2IOfficialScorer:
         if "spatial_2d" in parts:
             rows = entries(lambda i: parts["spatial_2d"][i].score, by_name=True)
             self._write(out_dir, RESULT_FILES["spatial_2d"], rows, "avg_score.txt", f"score avg:{mean(rows)}")
-            mapping = [{"image": Path(images[i].job.path).name, "question_id": _file_number(images[i], i)}
-                       for i in readable]
+            mapping = [
+                {"image": Path(images[i].job.path).name, "question_id": _file_number(images[i], i)} for i in readable
+            ]
             write_json_atomic(out_dir / Path(RESULT_FILES["spatial_2d"]).parent / "mapping.json", mapping)
         if "clip" in parts:
             rows = entries(lambda i: parts["clip"][i].score, by_name=False)
@@ -440,8 +530,9 @@ class T2IOfficialScorer:
         if "numeracy" in parts:
             rows = entries(lambda i: parts["numeracy"][i].score or 0.0, by_name=True)
             total = sum(float(row["answer"]) for row in rows)
-            self._write(out_dir, RESULT_FILES["numeracy"], rows, "score.txt",
-                        f"total:{total} num:{len(rows)} avg:{mean(rows)}")
+            self._write(
+                out_dir, RESULT_FILES["numeracy"], rows, "score.txt", f"total:{total} num:{len(rows)} avg:{mean(rows)}"
+            )
         if "spatial_3d" in parts:
             rows = entries(lambda i: parts["spatial_3d"][i].score, by_name=True)
             self._write(out_dir, RESULT_FILES["spatial_3d"], rows, "avg_result.txt", f"avg score is {mean(rows)}")

@@ -58,24 +58,32 @@ class ShapesBenchmark(Benchmark):
     def __init__(self, grammar_seed: int = 0) -> None:
         self.grammar = ShapesGrammar(grammar_seed)
 
-    def jobs(self, categories: Sequence[str], images_per_prompt: int, limit: int | None = None,
-             **_: Any) -> list[ImageJob]:
+    def jobs(
+        self, categories: Sequence[str], images_per_prompt: int, limit: int | None = None, **_: Any
+    ) -> list[ImageJob]:
         limit = 100 if limit is None else limit
         if limit > EVAL_RESERVE:
-            raise BenchmarkError(f"--limit {limit}: the shapes benchmark draws from the first {EVAL_RESERVE} "
-                                 "prompts of each split")
+            raise BenchmarkError(
+                f"--limit {limit}: the shapes benchmark draws from the first {EVAL_RESERVE} prompts of each split"
+            )
         jobs = []
         for category in self.check_categories(categories):
             split, kind = category.split("/")
             for j, (index, prompt) in enumerate(category_prompts(self.grammar, split, kind, limit)):
                 for k in range(images_per_prompt):
                     n = j * images_per_prompt + k
-                    jobs.append(ImageJob(
-                        category=category, prompt=prompt.text, prompt_index=index, image_index=k,
-                        seed=index + k * IMAGE_SEED_STRIDE, path=f"{category}/samples/{n:06d}.png",
-                        record=f"{category}/plans/{n:06d}.json",
-                        metadata={"split": split, "meaning": prompt.meaning.to_dict()},
-                    ))
+                    jobs.append(
+                        ImageJob(
+                            category=category,
+                            prompt=prompt.text,
+                            prompt_index=index,
+                            image_index=k,
+                            seed=index + k * IMAGE_SEED_STRIDE,
+                            path=f"{category}/samples/{n:06d}.png",
+                            record=f"{category}/plans/{n:06d}.json",
+                            metadata={"split": split, "meaning": prompt.meaning.to_dict()},
+                        )
+                    )
         return jobs
 
     def read_back(self, run_dir: Path, categories: Sequence[str]) -> dict[str, list[EvalImage]]:
@@ -94,10 +102,16 @@ class ShapesBenchmark(Benchmark):
                 metadata = record.get("metadata") if record else None
                 if not isinstance(metadata, dict) or not isinstance(metadata.get("meaning"), dict):
                     raise BenchmarkError(f"{run_dir / record_path}: missing, or without the prompt's meaning")
-                job = ImageJob(category=category, prompt=record["prompt"], prompt_index=int(record["prompt_index"]),
-                               image_index=int(record["image_index"]), seed=int(record["seed"]),
-                               path=f"{category}/samples/{path.name}", record=record_path,
-                               metadata=metadata)
+                job = ImageJob(
+                    category=category,
+                    prompt=record["prompt"],
+                    prompt_index=int(record["prompt_index"]),
+                    image_index=int(record["image_index"]),
+                    seed=int(record["seed"]),
+                    path=f"{category}/samples/{path.name}",
+                    record=record_path,
+                    metadata=metadata,
+                )
                 images.append(EvalImage(job, run_dir, record))
             out[category] = images
         return out
@@ -121,11 +135,17 @@ class ExactScorer:
         scores = []
         for image, prompt, chain, picture, reward in zip(images, prompts, chains, pixels, rewards):
             plan_right = sem.score(prompt, chain, None) == 1.0 and spa.score(prompt, chain, None) == 1.0
-            scores.append(ImageScore(
-                path=image.job.path, category=category, prompt=image.prompt,
-                score=1.0 if all_constraints_hold(prompt, picture) else 0.0,
-                plan_score=1.0 if plan_right else 0.0, record=image.job.record, details=reward,
-            ))
+            scores.append(
+                ImageScore(
+                    path=image.job.path,
+                    category=category,
+                    prompt=image.prompt,
+                    score=1.0 if all_constraints_hold(prompt, picture) else 0.0,
+                    plan_score=1.0 if plan_right else 0.0,
+                    record=image.job.record,
+                    details=reward,
+                )
+            )
         return scores
 
 
@@ -133,6 +153,8 @@ def training_evaluation(bundle, num_prompts: int, cfg_weight: float, max_reasoni
     """Held-out accuracy during GRPO: the first `num_prompts` held-out prompts, one image each."""
     from .evaluate import ShapesEvalConfig, evaluate
 
-    summary, _, _ = evaluate(bundle, ShapesEvalConfig(num_prompts=num_prompts, cfg_weight=cfg_weight,
-                                                      max_reasoning_tokens=max_reasoning_tokens))
+    summary, _, _ = evaluate(
+        bundle,
+        ShapesEvalConfig(num_prompts=num_prompts, cfg_weight=cfg_weight, max_reasoning_tokens=max_reasoning_tokens),
+    )
     return summary

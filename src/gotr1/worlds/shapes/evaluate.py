@@ -51,26 +51,35 @@ def evaluate(bundle, config: ShapesEvalConfig | None = None, *, show_progress: b
     grammar = ShapesGrammar(config.grammar_seed)
     prompts = grammar.prompts(config.split, config.num_prompts)
     sampling = SamplingConfig(
-        num_generations=config.samples_per_prompt, cfg_weight=config.cfg_weight,
-        text_temperature=config.text_temperature, image_temperature=config.image_temperature,
-        max_reasoning_tokens=config.max_reasoning_tokens, show_progress=show_progress,
+        num_generations=config.samples_per_prompt,
+        cfg_weight=config.cfg_weight,
+        text_temperature=config.text_temperature,
+        image_temperature=config.image_temperature,
+        max_reasoning_tokens=config.max_reasoning_tokens,
+        show_progress=show_progress,
     )
     sampler = TwoPhaseSampler(bundle)
     records, generations = [], []
     for start in range(0, len(prompts), config.batch_size):
-        batch = prompts[start:start + config.batch_size]
+        batch = prompts[start : start + config.batch_size]
         seeds = [config.seed * 1_000_003 + start + i for i in range(len(batch))]
         gens = sampler.generate([p.text for p in batch], sampling, seeds=seeds)
         by_gen = [batch[g.prompt_index] for g in gens]
         scores = score_all(by_gen, [g.chain for g in gens], [g.images[0] for g in gens])
         for prompt, gen, score in zip(by_gen, gens, scores):
-            records.append({
-                "prompt": prompt.text, "meaning": prompt.meaning.to_dict(), "seed": gen.seed,
-                "sample_index": gen.sample_index, "chain": gen.chain,
-                "chain_valid": gen.parsed.is_valid and not gen.hit_token_cap,
-                "correct": bool(all_constraints_hold(prompt, gen.images[0])),
-                "tags": _tags(prompt), **{k: v for k, v in score.items()},
-            })
+            records.append(
+                {
+                    "prompt": prompt.text,
+                    "meaning": prompt.meaning.to_dict(),
+                    "seed": gen.seed,
+                    "sample_index": gen.sample_index,
+                    "chain": gen.chain,
+                    "chain_valid": gen.parsed.is_valid and not gen.hit_token_cap,
+                    "correct": bool(all_constraints_hold(prompt, gen.images[0])),
+                    "tags": _tags(prompt),
+                    **{k: v for k, v in score.items()},
+                }
+            )
             generations.append(gen)
         log.info("evaluated %d/%d prompts", min(start + len(batch), len(prompts)), len(prompts))
     return summarize(records, config), records, generations

@@ -10,7 +10,19 @@ import random
 from dataclasses import dataclass
 from itertools import product
 
-from .vocabulary import COLORS, COUNT_WORDS, INVERSE, MAX_OBJECTS, PLURALS, RELATIONS, SHAPES, SIZES, Group, Meaning, Relation
+from .vocabulary import (
+    COLORS,
+    COUNT_WORDS,
+    INVERSE,
+    MAX_OBJECTS,
+    PLURALS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    Group,
+    Meaning,
+    Relation,
+)
 
 RELATION_PHRASES = {
     "left of": ("to the left of", "left of", "on the left side of"),

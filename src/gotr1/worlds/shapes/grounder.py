@@ -247,9 +247,7 @@ class OracleGrounder:
 # --- matching and accuracy -------------------------------------------------------------------------
 
 
-def grounder_accuracy(
-    n_scenes: int = 500, seed: int = 0, *, image_size: int = DEFAULT_IMAGE_SIZE
-) -> dict[str, float]:
+def grounder_accuracy(n_scenes: int = 500, seed: int = 0, *, image_size: int = DEFAULT_IMAGE_SIZE) -> dict[str, float]:
     """How well :func:`ground_objects` recovers rendered training scenes.
 
     True and grounded objects are matched one to one by IoU; a true object is recalled when its

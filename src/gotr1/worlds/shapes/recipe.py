@@ -40,8 +40,14 @@ def scene_sampler(grammar: ShapesGrammar, split: str = "train", pool_size: int =
     return sample
 
 
-def build_tokenizers(out_dir: str | Path, *, seed: int = 0, vq_steps: int = 5000, vq_full_steps: int = 1500,
-                     init_vq: str | Path | None = None) -> dict:
+def build_tokenizers(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    vq_steps: int = 5000,
+    vq_full_steps: int = 1500,
+    init_vq: str | Path | None = None,
+) -> dict:
     """Train the VQ (crops, then full images) and the text tokenizer; write them under out_dir.
 
     init_vq: continue from a saved VQ and run only the full-image phase.
@@ -57,8 +63,17 @@ def build_tokenizers(out_dir: str | Path, *, seed: int = 0, vq_steps: int = 5000
         vq, info["crops"] = train_vq(sample, VQSpec(), steps=vq_steps, seed=seed)
     else:
         vq = load_vq(init_vq)
-    vq, info["full"] = train_vq(sample, VQSpec(), steps=vq_full_steps, batch_size=16, crop=None, lr=1e-3,
-                                init=vq, reseed_dead_codes=False, seed=seed + 1)
+    vq, info["full"] = train_vq(
+        sample,
+        VQSpec(),
+        steps=vq_full_steps,
+        batch_size=16,
+        crop=None,
+        lr=1e-3,
+        init=vq,
+        reseed_dead_codes=False,
+        seed=seed + 1,
+    )
     vq.save_pretrained(out / "vq")
     quality = reconstruction_quality(vq, sample(256, random.Random(seed + 1)))
     quality["constraints_hold_after_reconstruction"] = reconstruction_accuracy(vq, grammar, seed=seed)
@@ -73,8 +88,8 @@ def reconstruction_accuracy(vq: JanusVQVAE, grammar: ShapesGrammar, n: int = 300
 
     The ceiling for any model that generates through this tokenizer.
     """
-    from .rewards import all_constraints_hold
     from ...model.image_tokens import decode_codes, encode_codes
+    from .rewards import all_constraints_hold
 
     rng = random.Random(f"recon-{seed}")
     prompts, images = [], []
@@ -91,11 +106,10 @@ def load_vq(directory: str | Path) -> JanusVQVAE:
     return JanusVQVAE.from_pretrained(str(directory)).eval()
 
 
-
-
 SHAPES_GUIDANCE = 3.0  # the CFG weight the shapes model is evaluated (and best) at; saved as its preference
-SHAPES_MODEL = dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512,
-                    max_position_embeddings=1024)
+SHAPES_MODEL = dict(
+    hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512, max_position_embeddings=1024
+)
 
 
 def shapes_janus(tokenizer, vq: JanusVQVAE, *, seed: int = 0, **sizes):
@@ -108,9 +122,12 @@ def shapes_janus(tokenizer, vq: JanusVQVAE, *, seed: int = 0, **sizes):
     spec = TinyJanusSpec(
         **{**SHAPES_MODEL, **sizes},
         image_size=vq_config.num_patches * 2 ** (len(vq_config.channel_multiplier) - 1),
-        vq_channels=vq_config.base_channels, vq_channel_multiplier=tuple(vq_config.channel_multiplier),
-        vq_codebook_size=vq_config.num_embeddings, vq_embed_dim=vq_config.embed_dim,
-        vq_latent_channels=vq_config.latent_channels, vq_res_blocks=vq_config.num_res_blocks,
+        vq_channels=vq_config.base_channels,
+        vq_channel_multiplier=tuple(vq_config.channel_multiplier),
+        vq_codebook_size=vq_config.num_embeddings,
+        vq_embed_dim=vq_config.embed_dim,
+        vq_latent_channels=vq_config.latent_channels,
+        vq_res_blocks=vq_config.num_res_blocks,
     )
     model, tokenizer = build_tiny_janus(tokenizer, spec, seed=seed)
     model.model.vqmodel.load_state_dict(vq.state_dict())
@@ -121,9 +138,9 @@ def shapes_janus(tokenizer, vq: JanusVQVAE, *, seed: int = 0, **sizes):
 
 def sft_records(grammar: ShapesGrammar, tokenizer, vq: JanusVQVAE, n: int, *, seed: int = 0):
     """n (prompt, ground-truth chain, image codes) records from training prompts."""
+    from ...model.image_tokens import encode_codes
     from ...model.tokens import SpecialTokenIds, encode_prompt
     from ...train.sft import SFTRecord
-    from ...model.image_tokens import encode_codes
 
     ids = SpecialTokenIds.from_tokenizer(tokenizer)
     rng = random.Random(f"sft-{seed}")
@@ -138,9 +155,14 @@ def sft_records(grammar: ShapesGrammar, tokenizer, vq: JanusVQVAE, n: int, *, se
         chains.append(scene.chain())
         images.append(scene.image())
     codes = encode_codes(vq, images)
-    return [SFTRecord(encode_prompt(tokenizer, p, ids.bos),
-                      tokenizer.encode(c, add_special_tokens=False) + [ids.begin_of_image], code.tolist())
-            for p, c, code in zip(prompts, chains, codes)]
+    return [
+        SFTRecord(
+            encode_prompt(tokenizer, p, ids.bos),
+            tokenizer.encode(c, add_special_tokens=False) + [ids.begin_of_image],
+            code.tolist(),
+        )
+        for p, c, code in zip(prompts, chains, codes)
+    ]
 
 
 def export_sft_records(out_dir: str | Path, n: int, *, seed: int = 0, split: str = "train") -> Path:
@@ -177,12 +199,21 @@ def load_tokenizers(directory: str | Path):
 
         bundle = load_janus(directory, device="cpu", dtype="float32")
         return bundle.tokenizer, bundle.model.model.vqmodel.eval()
-    raise FileNotFoundError(f"{directory}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`, "
-                            "or a shapes checkpoint")
+    raise FileNotFoundError(
+        f"{directory}: expected vq/ and tokenizer/ from `gotr1 shapes build-tokenizer`, or a shapes checkpoint"
+    )
 
 
-def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int = 20000, seed: int = 0,
-             sft=None, model_sizes: dict | None = None, device: str = "cpu") -> dict:
+def pretrain(
+    tokenizers_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    examples: int = 20000,
+    seed: int = 0,
+    sft=None,
+    model_sizes: dict | None = None,
+    device: str = "cpu",
+) -> dict:
     """SFT a shapes-world Janus on rendered ground truth and save it (safetensors) to out_dir."""
     from ...model.loading import JanusBundle
     from ...model.tokens import SpecialTokenIds
@@ -201,8 +232,13 @@ def pretrain(tokenizers_dir: str | Path, out_dir: str | Path, *, examples: int =
     model.generation_config.guidance_scale = SHAPES_GUIDANCE
     bundle = JanusBundle(model, tokenizer, ids, source="shapes")
     bundle.save(out_dir)
-    report = {"examples": len(records), "model_sizes": {**SHAPES_MODEL, **(model_sizes or {})},
-              "mixed_precision": sft.mixed_precision, "device": str(device), "sft": summary,
-              "seconds": time.time() - start}
+    report = {
+        "examples": len(records),
+        "model_sizes": {**SHAPES_MODEL, **(model_sizes or {})},
+        "mixed_precision": sft.mixed_precision,
+        "device": str(device),
+        "sft": summary,
+        "seconds": time.time() - start,
+    }
     (Path(out_dir) / "pretrain.json").write_text(json.dumps(report, indent=2))
     return report

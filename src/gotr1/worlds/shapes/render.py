@@ -106,8 +106,9 @@ def _place(side: int, limit: int, constraints, rng: random.Random) -> tuple[int,
     return None if y is None else (x, y)
 
 
-def layout_scene(meaning: Meaning, rng: random.Random, image_size: int = DEFAULT_IMAGE_SIZE,
-                 max_tries: int = 2000) -> Scene:
+def layout_scene(
+    meaning: Meaning, rng: random.Random, image_size: int = DEFAULT_IMAGE_SIZE, max_tries: int = 2000
+) -> Scene:
     """Random sizes and positions satisfying every relation, with no two shapes touching."""
     gap = max(1, round(GAP * image_size))
     # Relation anchors first, so the groups placed later can be drawn from the ranges they allow.
@@ -134,10 +135,14 @@ def layout_scene(meaning: Meaning, rng: random.Random, image_size: int = DEFAULT
         else:
             # Checked on the 0..1000 grid boxes the chain states and the grounder reads back.
             grid = {id(o): o.grid_box(image_size) for o in placed}
-            if all(relation_holds(r.relation, _corners(grid[id(a)]), _corners(grid[id(b)]))
-                   for r in meaning.relations
-                   for a in placed if a.group == r.subject
-                   for b in placed if b.group == r.object):
+            if all(
+                relation_holds(r.relation, _corners(grid[id(a)]), _corners(grid[id(b)]))
+                for r in meaning.relations
+                for a in placed
+                if a.group == r.subject
+                for b in placed
+                if b.group == r.object
+            ):
                 placed.sort(key=lambda o: (o.group, o.box))
                 return Scene(meaning, placed, image_size)
     raise LayoutError(f"no layout found for {meaning}")
@@ -147,8 +152,7 @@ def _corners(box: Box) -> tuple[int, int, int, int]:
     return (box.x1, box.y1, box.x2, box.y2)
 
 
-def try_layout_scene(meaning: Meaning, rng: random.Random,
-                     image_size: int = DEFAULT_IMAGE_SIZE) -> Scene | None:
+def try_layout_scene(meaning: Meaning, rng: random.Random, image_size: int = DEFAULT_IMAGE_SIZE) -> Scene | None:
     """`layout_scene`, or None for the rare meaning no random layout satisfied (callers skip it)."""
     try:
         return layout_scene(meaning, rng, image_size)
@@ -219,5 +223,14 @@ def _plain(group: Group) -> Group:
     return Group(group.color, group.shape, group.count, None)
 
 
-__all__ = ["Scene", "PlacedObject", "LayoutError", "layout_scene", "try_layout_scene", "draw_objects", "write_chain",
-           "DEFAULT_IMAGE_SIZE", "noun_phrase"]
+__all__ = [
+    "Scene",
+    "PlacedObject",
+    "LayoutError",
+    "layout_scene",
+    "try_layout_scene",
+    "draw_objects",
+    "write_chain",
+    "DEFAULT_IMAGE_SIZE",
+    "noun_phrase",
+]

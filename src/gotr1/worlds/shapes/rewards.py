@@ -179,12 +179,7 @@ def _check_layout(meaning: Meaning, members: list[list[_Thing]]) -> _Tally:
     for relation in meaning.relations:
         subjects, objects = members[relation.subject], members[relation.object]
         expected = meaning.groups[relation.subject].count * meaning.groups[relation.object].count
-        pairs = [
-            (a.box, b.box)
-            for a in subjects
-            for b in objects
-            if a.box is not None and b.box is not None
-        ]
+        pairs = [(a.box, b.box) for a in subjects for b in objects if a.box is not None and b.box is not None]
         holding = sum(_holds(relation.relation, a, b) for a, b in pairs)
         satisfied = holding * min(len(pairs), expected) / len(pairs) if pairs else 0.0
         tally.add(satisfied, expected, all_hold=holding == len(pairs) == expected)
@@ -337,8 +332,9 @@ def all_constraints_hold(
 class ProductReward(Reward):
     """The combined reward as one reward function; ``mean=True`` gives :func:`mean_product_reward`."""
 
-    def __init__(self, *, mean: bool = False, locator: BoxLocator | None = None,
-                 detector: ObjectDetector | None = None) -> None:
+    def __init__(
+        self, *, mean: bool = False, locator: BoxLocator | None = None, detector: ObjectDetector | None = None
+    ) -> None:
         self.mean = mean
         self.name = "r_mean_product" if mean else "r_product"
         self.parts = (RSem(), RSpa(), RRI(locator), RPI(detector))

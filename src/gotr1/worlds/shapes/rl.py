@@ -14,8 +14,13 @@ from .vocabulary import COLORS, SHAPES
 COMPONENTS = {"r_sem": RSem, "r_spa": RSpa, "r_ri": RRI, "r_pi": RPI}
 
 
-def reward_function(components=("r_sem", "r_spa", "r_ri", "r_pi"), combine: str = "product",
-                    weights: dict[str, float] | None = None, *, max_missing_fraction: float = 1.0) -> RewardPipeline:
+def reward_function(
+    components=("r_sem", "r_spa", "r_ri", "r_pi"),
+    combine: str = "product",
+    weights: dict[str, float] | None = None,
+    *,
+    max_missing_fraction: float = 1.0,
+) -> RewardPipeline:
     """The exact rewards as a pipeline: ``fn(prompts, chains, images) -> (totals, {component: values})``.
 
     ``combine`` is any of :data:`gotr1.rewards.combine.COMBINERS`; product / mean_product need all
@@ -25,8 +30,9 @@ def reward_function(components=("r_sem", "r_spa", "r_ri", "r_pi"), combine: str 
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise ValueError(f"unknown reward component(s) {unknown}; choose from {sorted(COMPONENTS)}")
-    return RewardPipeline({name: COMPONENTS[name]() for name in components}, combine, weights,
-                          max_missing_fraction=max_missing_fraction)
+    return RewardPipeline(
+        {name: COMPONENTS[name]() for name in components}, combine, weights, max_missing_fraction=max_missing_fraction
+    )
 
 
 HELDOUT_PAIRS = "heldout-pairs"  # a prompt set for RL, beside the grammar's splits
@@ -52,8 +58,10 @@ def heldout_pair_prompts(grammar: ShapesGrammar, n: int) -> list[Prompt]:
 def check_clear_of_evaluation(prompt_set: str, eval_prompts: int) -> None:
     """ValueError when evaluating on `eval_prompts` held-out prompts would meet the RL prompts of `prompt_set`."""
     if prompt_set == HELDOUT_PAIRS and eval_prompts > EVAL_RESERVE:
-        raise ValueError(f"{eval_prompts} would overlap the RL prompts of {HELDOUT_PAIRS}, which keep clear of the "
-                         f"first {EVAL_RESERVE} evaluation prompts only")
+        raise ValueError(
+            f"{eval_prompts} would overlap the RL prompts of {HELDOUT_PAIRS}, which keep clear of the "
+            f"first {EVAL_RESERVE} evaluation prompts only"
+        )
 
 
 def prompt_source(grammar: ShapesGrammar, prompts_per_step: int, *, split: str = "train", pool: int = 5000):

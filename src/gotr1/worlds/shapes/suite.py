@@ -11,8 +11,9 @@ SUITE = Suite(
     name="shapes",
     description="the built-in shapes world: grammar prompts, exact rewards, exact benchmark",
     prompt_sets=PROMPT_SETS,
-    prompt_source=lambda prompt_set, prompts_per_step: prompt_source(ShapesGrammar(), prompts_per_step,
-                                                                     split=prompt_set),
+    prompt_source=lambda prompt_set, prompts_per_step: prompt_source(
+        ShapesGrammar(), prompts_per_step, split=prompt_set
+    ),
     reward_components=COMPONENTS,
     benchmark=ShapesBenchmark,
     check_training=check_clear_of_evaluation,

@@ -37,11 +37,16 @@ def build_text_tokenizer(grammar: ShapesGrammar, vocab_size: int = 1400):
     # Digits split from words so every grid number is a token of its own, never glued to a bracket.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus(grammar), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN,
-                                        pad_token=PAD_TOKEN, model_max_length=1024)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, model_max_length=1024
+    )
     # The layout tokens were registered as specials of the BPE model; make them known to
     # transformers as ordinary added tokens, as GoT-R1 does.
     prepare_tokenizer(tokenizer)

@@ -82,7 +82,7 @@ class Meaning:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Meaning":
+    def from_dict(cls, data: dict) -> Meaning:
         return cls(tuple(Group(**g) for g in data["groups"]), tuple(Relation(**r) for r in data.get("relations", [])))
 
 

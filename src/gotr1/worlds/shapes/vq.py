@@ -38,9 +38,14 @@ class VQSpec:
 
     def config(self, projection_dim: int = 64) -> JanusVQVAEConfig:
         return JanusVQVAEConfig(
-            embed_dim=self.embed_dim, num_embeddings=self.codebook_size, latent_channels=self.latent_channels,
-            base_channels=self.base_channels, channel_multiplier=list(self.channel_multiplier),
-            num_res_blocks=self.num_res_blocks, num_patches=self.grid, projection_dim=projection_dim,
+            embed_dim=self.embed_dim,
+            num_embeddings=self.codebook_size,
+            latent_channels=self.latent_channels,
+            base_channels=self.base_channels,
+            channel_multiplier=list(self.channel_multiplier),
+            num_res_blocks=self.num_res_blocks,
+            num_patches=self.grid,
+            projection_dim=projection_dim,
             image_token_embed_dim=projection_dim,
         )
 
@@ -54,9 +59,20 @@ def reconstruct(vq: JanusVQVAE, pixels: torch.Tensor):
     return decoded, vq_loss, codes
 
 
-def train_vq(sample_images, spec: VQSpec, *, steps: int, batch_size: int = 32, crop: int | None = 32,
-             lr: float = 2e-3, foreground_weight: float = 4.0, init: JanusVQVAE | None = None,
-             reseed_dead_codes: bool = True, seed: int = 0, log_every: int = 100) -> tuple[JanusVQVAE, dict]:
+def train_vq(
+    sample_images,
+    spec: VQSpec,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    crop: int | None = 32,
+    lr: float = 2e-3,
+    foreground_weight: float = 4.0,
+    init: JanusVQVAE | None = None,
+    reseed_dead_codes: bool = True,
+    seed: int = 0,
+    log_every: int = 100,
+) -> tuple[JanusVQVAE, dict]:
     """Train (or, from `init`, continue training) the VQ.
 
     `sample_images(n, rng)` returns n PIL images. Random crops cut the cost (4x at 32 of 64 px) but the
@@ -80,7 +96,7 @@ def train_vq(sample_images, spec: VQSpec, *, steps: int, batch_size: int = 32, c
         pixels = to_tensor(sample_images(batch_size, rng))
         if crop and crop < spec.image_size:
             x, y = rng.randrange(0, spec.image_size - crop + 1, 8), rng.randrange(0, spec.image_size - crop + 1, 8)
-            pixels = pixels[:, :, y:y + crop, x:x + crop]
+            pixels = pixels[:, :, y : y + crop, x : x + crop]
         decoded, vq_loss, codes = reconstruct(vq, pixels)
         # Shapes cover a small part of each image; weighting their pixels keeps colours exact.
         weight = 1.0 + foreground_weight * (pixels < 0.98).any(1, keepdim=True).float()
@@ -97,13 +113,22 @@ def train_vq(sample_images, spec: VQSpec, *, steps: int, batch_size: int = 32, c
             dead = (usage < 1e-3).nonzero().flatten()
             if len(dead):
                 with torch.no_grad():
-                    z = F.normalize(vq.quant_conv(vq.encoder(pixels)).permute(0, 2, 3, 1).reshape(-1, spec.embed_dim), dim=-1)
+                    z = F.normalize(
+                        vq.quant_conv(vq.encoder(pixels)).permute(0, 2, 3, 1).reshape(-1, spec.embed_dim), dim=-1
+                    )
                     pick = z[torch.randint(0, len(z), (len(dead),))]
                     vq.quantize.embedding.weight[dead] = pick + 0.01 * torch.randn_like(pick)
                     usage[dead] = 1.0
         if step % log_every == 0 or step == steps - 1:
-            log.info("vq step %d/%d recon %.4f vq %.4f codes in use %d (%.0fs)", step + 1, steps, recon.item(),
-                     vq_loss.item(), int((usage > 1e-3).sum()), time.time() - start)
+            log.info(
+                "vq step %d/%d recon %.4f vq %.4f codes in use %d (%.0fs)",
+                step + 1,
+                steps,
+                recon.item(),
+                vq_loss.item(),
+                int((usage > 1e-3).sum()),
+                time.time() - start,
+            )
     vq.eval()
     return vq, {"steps": steps, "seconds": time.time() - start, "final_recon": recon.item()}
 
