@@ -35,15 +35,16 @@ def test_unconditional_record_keeps_first_token_and_begin_of_image():
 
 
 def test_cosine_schedule_warms_up_and_decays():
-    config = SFTConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    config = SFTConfig(steps=100, warmup_steps=10, learning_rate=1.0, min_lr_ratio=0.1)
     assert cosine_lr(0, config) == 0.1 and cosine_lr(9, config) == 1.0
     assert abs(cosine_lr(99, config) - 0.1) < 0.01
     assert cosine_lr(50, config) < cosine_lr(20, config)
-    # A time budget: the decay follows whichever of steps and seconds is further spent.
-    timed = SFTConfig(steps=1000, warmup_steps=10, lr=1.0, min_lr_ratio=0.1, max_seconds=100.0)
-    assert cosine_lr(20, timed, elapsed=100.0) == 0.1
-    assert cosine_lr(20, timed, elapsed=50.0) == cosine_lr(505, timed, elapsed=0.0)
-    assert cosine_lr(20, timed) == cosine_lr(20, SFTConfig(steps=1000, warmup_steps=10, lr=1.0, min_lr_ratio=0.1))
+    # A time budget: the decay follows whichever of steps and time is further spent.
+    timed = SFTConfig(steps=1000, warmup_steps=10, learning_rate=1.0, min_lr_ratio=0.1, max_minutes=2.0)
+    assert cosine_lr(20, timed, elapsed=120.0) == 0.1
+    assert cosine_lr(20, timed, elapsed=60.0) == cosine_lr(505, timed, elapsed=0.0)
+    untimed = SFTConfig(steps=1000, warmup_steps=10, learning_rate=1.0, min_lr_ratio=0.1)
+    assert cosine_lr(20, timed) == cosine_lr(20, untimed)
 
 
 def test_sft_learns_a_fixed_record_and_keeps_the_vq_frozen(tiny_tokenizer):
@@ -51,7 +52,7 @@ def test_sft_learns_a_fixed_record_and_keeps_the_vq_frozen(tiny_tokenizer):
     vq_before = {k: v.clone() for k, v in model.model.vqmodel.state_dict().items()}
     boi = tokenizer.convert_tokens_to_ids("<begin_of_image>")
     record = SFTRecord([tokenizer.bos_token_id, 20, 21, 22], [30, 31, 32, boi], list(range(16)))
-    config = SFTConfig(steps=80, batch_size=4, lr=5e-3, warmup_steps=5, log_every=79, uncond_prob=0.0)
+    config = SFTConfig(steps=80, batch_size=4, learning_rate=5e-3, warmup_steps=5, log_every=79, uncond_prob=0.0)
     summary = train_sft(model, [record], config, pad=tokenizer.pad_token_id)
     first, last = summary["curve"][0], summary["curve"][-1]
     assert last["text_loss"] < 0.3 * first["text_loss"]
@@ -65,6 +66,6 @@ def test_a_spent_time_budget_reports_the_steps_actually_taken(tiny_tokenizer):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     boi = tokenizer.convert_tokens_to_ids("<begin_of_image>")
     record = SFTRecord([tokenizer.bos_token_id, 20], [30, boi], list(range(16)))
-    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_seconds=0.0), pad=tokenizer.pad_token_id)
+    summary = train_sft(model, [record], SFTConfig(steps=5, batch_size=2, max_minutes=0.0), pad=tokenizer.pad_token_id)
     assert summary["steps_done"] == 0
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

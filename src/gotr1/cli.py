@@ -255,8 +255,8 @@ def cmd_shapes_pretrain(args) -> int:
     sft = SFTConfig(
         steps=args.steps,
         batch_size=args.batch_size,
-        lr=args.lr,
-        max_seconds=args.minutes * 60 if args.minutes else None,
+        learning_rate=args.lr,
+        max_minutes=args.minutes or None,
         seed=args.seed,
         mixed_precision=mixed,
     )

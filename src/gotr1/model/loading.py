@@ -19,8 +19,7 @@ import torch
 from transformers import AutoTokenizer, JanusForConditionalGeneration
 
 from .original_layout import convert_original_state_dict, infer_transformers_config
-from .tiny import janus_generation_config
-from .tokens import IMAGE_PLACEHOLDER, SpecialTokenIds, prepare_tokenizer
+from .tokens import IMAGE_PLACEHOLDER, SpecialTokenIds, janus_generation_config, prepare_tokenizer
 
 log = logging.getLogger(__name__)
 

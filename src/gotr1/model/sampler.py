@@ -176,26 +176,26 @@ class TwoPhaseSampler:
             is then teacher-forced (edit a plan and re-render it) and only images are sampled.
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
-        cfg = config or SamplingConfig()
+        sampling = config or SamplingConfig()
         prompts = list(prompts)
         if not prompts:
             return []
-        seeds = list(seeds) if seeds is not None else [cfg.seed + i for i in range(len(prompts))]
+        seeds = list(seeds) if seeds is not None else [sampling.seed + i for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         tok = self.bundle.tokenizer
         prompt_ids = [encode_prompt(tok, p, self.ids.bos) for p in prompts]
-        G = cfg.num_generations
+        G = sampling.num_generations
         row_seed = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(G)
         row_sample = torch.arange(G, dtype=torch.int64).repeat(len(prompts))
         with attention_backends(self.bundle.device):
             if chains is None:
-                rows = self._sample_chains(prompt_ids, cfg, row_seed, row_sample)
+                rows = self._sample_chains(prompt_ids, sampling, row_seed, row_sample)
             else:
-                rows = self._force_chains(prompt_ids, chains, cfg)
-            image_ids, image_lps, image_logits = self._sample_images(rows, cfg, row_seed, row_sample)
-        images = self._decode(image_ids, cfg) if cfg.decode_images else []
-        P = cfg.images_per_chain
+                rows = self._force_chains(prompt_ids, chains, sampling)
+            image_ids, image_lps, image_logits = self._sample_images(rows, sampling, row_seed, row_sample)
+        images = self._decode(image_ids, sampling) if sampling.decode_images else []
+        P = sampling.images_per_chain
         out = []
         for r in range(len(prompts) * G):
             b, g = divmod(r, G)
@@ -242,16 +242,18 @@ class TwoPhaseSampler:
         hidden = self._forward(self.embed(ids), mask, _positions(mask), cache, all_positions=all_positions)
         return cache, mask, hidden
 
-    def _sample_chains(self, prompt_ids, cfg: SamplingConfig, row_seed, row_sample) -> _Rows:
+    def _sample_chains(self, prompt_ids, sampling: SamplingConfig, row_seed, row_sample) -> _Rows:
         device = self.bundle.device
-        G, boi, pad = cfg.num_generations, self.ids.begin_of_image, self.ids.pad
-        cache, mask, hidden = self._prefill(prompt_ids, cfg.max_reasoning_tokens + 1 + self.bundle.num_image_tokens)
+        G, boi, pad = sampling.num_generations, self.ids.begin_of_image, self.ids.pad
+        cache, mask, hidden = self._prefill(
+            prompt_ids, sampling.max_reasoning_tokens + 1 + self.bundle.num_image_tokens
+        )
         logits = self.model.lm_head(hidden).repeat_interleave(G, 0)  # one prefill, shared by G samples
         cache.batch_repeat_interleave(G)
         width = mask.shape[1]
         n = mask.shape[0] * G
         # Mask columns for every possible step, filled as rows write (a view is passed each step).
-        mask = torch.cat([mask.repeat_interleave(G, 0), mask.new_zeros((n, cfg.max_reasoning_tokens + 1))], dim=1)
+        mask = torch.cat([mask.repeat_interleave(G, 0), mask.new_zeros((n, sampling.max_reasoning_tokens + 1))], dim=1)
         step_mask = mask.bool()[:, None, None, :] if self._ready_decode_masks else mask
         next_pos = torch.tensor([len(p) for p in prompt_ids], device=device).repeat_interleave(G)
         keys = row_keys(row_seed, row_sample, _TEXT_STREAM).to(device)
@@ -261,18 +263,18 @@ class TwoPhaseSampler:
         step = 0
         while bool(pending.any()):
             rows = pending.nonzero().squeeze(1)
-            if step < cfg.max_reasoning_tokens:
+            if step < sampling.max_reasoning_tokens:
                 picked, lp = select_tokens(
                     logits,
-                    temperature=cfg.text_temperature,
+                    temperature=sampling.text_temperature,
                     keys=keys[rows],
                     step=step,
-                    top_k=cfg.text_top_k,
-                    top_p=cfg.text_top_p,
+                    top_k=sampling.text_top_k,
+                    top_p=sampling.text_top_p,
                 )
             else:  # cap reached: close the chain as the release does
                 picked = torch.full((len(rows),), boi, dtype=torch.long, device=device)
-                temp = cfg.text_temperature if cfg.text_temperature > 0 else 1.0
+                temp = sampling.text_temperature if sampling.text_temperature > 0 else 1.0
                 lp = torch.log_softmax(logits.float() / temp, -1)[:, boi]
             step_tokens = torch.full((n,), pad, dtype=torch.long, device=device)
             step_tokens[rows] = picked
@@ -281,7 +283,7 @@ class TwoPhaseSampler:
             written.append(pending.clone())
             tokens.append(step_tokens)
             logprobs.append(step_lp)
-            if cfg.record_logits:
+            if sampling.record_logits:
                 full = torch.full((n, logits.shape[-1]), float("nan"), device=device)
                 full[rows] = logits.float()
                 logit_steps.append(full)
@@ -305,19 +307,19 @@ class TwoPhaseSampler:
         text_ids = [tokens_t[r][written_t[r]] for r in range(n)]
         text_lps = [lps_t[r][written_t[r]] for r in range(n)]
         text_logits = None
-        if cfg.record_logits:
+        if sampling.record_logits:
             stacked = torch.stack(logit_steps, 1).cpu()
             text_logits = [stacked[r][written_t[r]] for r in range(n)]
         firsts = torch.tensor([p[0] for p in prompt_ids], device=device).repeat_interleave(G)
-        hit_cap = [len(t) > cfg.max_reasoning_tokens for t in text_ids]
+        hit_cap = [len(t) > sampling.max_reasoning_tokens for t in text_ids]
         return _Rows(cache, mask, next_pos, boi_hidden, firsts, text_ids, text_lps, text_logits, hit_cap)
 
-    def _force_chains(self, prompt_ids, chains, cfg: SamplingConfig) -> _Rows:
+    def _force_chains(self, prompt_ids, chains, sampling: SamplingConfig) -> _Rows:
         """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample.
 
         Their text log-probs are the model's (at the text temperature) for the given tokens.
         """
-        G = cfg.num_generations
+        G = sampling.num_generations
         if len(chains) != len(prompt_ids) or any(len(c) != G for c in chains):
             raise ValueError(f"chains must hold {G} chain(s) for each of the {len(prompt_ids)} prompts")
         tok, boi = self.bundle.tokenizer, self.ids.begin_of_image
@@ -329,7 +331,7 @@ class TwoPhaseSampler:
                 seqs.append([*p, *body, boi])
         cache, mask, hidden = self._prefill(seqs, self.bundle.num_image_tokens, all_positions=True)
         device, width = self.bundle.device, mask.shape[1]
-        temperature = cfg.text_temperature if cfg.text_temperature > 0 else 1.0
+        temperature = sampling.text_temperature if sampling.text_temperature > 0 else 1.0
         text_lps = []
         for r, ids in enumerate(text_ids):
             # Chain token j sits at column width - len + j and is predicted from the column before it.
@@ -341,10 +343,10 @@ class TwoPhaseSampler:
         return _Rows(cache, mask, next_pos, hidden[:, -1], firsts, text_ids, text_lps, None, [False] * len(seqs))
 
     # -- phase 2 --------------------------------------------------------------------------------
-    def _sample_images(self, rows: _Rows, cfg: SamplingConfig, row_seed, row_sample):
+    def _sample_images(self, rows: _Rows, sampling: SamplingConfig, row_seed, row_sample):
         device = self.bundle.device
-        P = cfg.images_per_chain
-        use_cfg = cfg.cfg_weight > 1
+        P = sampling.images_per_chain
+        use_cfg = sampling.cfg_weight > 1
         cache, mask = rows.cache, rows.mask.repeat_interleave(P, 0)
         if P > 1:
             cache.batch_repeat_interleave(P)
@@ -364,27 +366,27 @@ class TwoPhaseSampler:
         n_tokens = self.bundle.num_image_tokens
         image_ids = torch.zeros((m, n_tokens), dtype=torch.long, device=device)
         image_lps = torch.zeros((m, n_tokens), dtype=torch.float32, device=device)
-        image_logits = [] if cfg.record_logits else None
+        image_logits = [] if sampling.record_logits else None
         gen_head = self.model.model.generation_head
         # The whole mask is allocated once; each step passes a view one column longer.
         width = mask.shape[1]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], n_tokens))], dim=1)
         if self._ready_decode_masks:
             mask = mask.bool()[:, None, None, :]
-        for k in tqdm(range(n_tokens), desc="image tokens", disable=not cfg.show_progress, leave=False):
+        for k in tqdm(range(n_tokens), desc="image tokens", disable=not sampling.show_progress, leave=False):
             logits = gen_head(hidden).float()
             if use_cfg:
                 cond, uncond = logits[:m], logits[m:]
-                logits = uncond + cfg.cfg_weight * (cond - uncond)
+                logits = uncond + sampling.cfg_weight * (cond - uncond)
             if image_logits is not None:
                 image_logits.append(logits.cpu())
             picked, lp = select_tokens(
                 logits,
-                temperature=cfg.image_temperature,
+                temperature=sampling.image_temperature,
                 keys=keys,
                 step=k,
-                top_k=cfg.image_top_k,
-                top_p=cfg.image_top_p,
+                top_k=sampling.image_top_k,
+                top_p=sampling.image_top_p,
             )
             image_ids[:, k] = picked
             image_lps[:, k] = lp
@@ -414,10 +416,10 @@ class TwoPhaseSampler:
             cache.batch_repeat_interleave(P)
         return cache, mask.repeat_interleave(P, 0), hidden.repeat_interleave(P, 0)
 
-    def _decode(self, image_ids: torch.Tensor, cfg: SamplingConfig) -> list[Image.Image]:
+    def _decode(self, image_ids: torch.Tensor, sampling: SamplingConfig) -> list[Image.Image]:
         device = self.bundle.device
         images = []
-        for chunk in image_ids.split(cfg.decode_batch_size):
+        for chunk in image_ids.split(sampling.decode_batch_size):
             pixels = self.model.decode_image_tokens(chunk.to(device))
             images.extend(Image.fromarray(a) for a in tokens_to_uint8(pixels))
         return images

@@ -18,6 +18,23 @@ from .attention import attention_backends
 
 
 @dataclass
+class SFTRecord:
+    """One training sequence as token lists: what SFT reads from data and GRPO re-scores of its samples."""
+
+    prompt_ids: list[int]
+    text_ids: list[int]  # chain tokens ending with <begin_of_image>
+    image_ids: list[int]
+
+
+def unconditional(record: SFTRecord, pad: int) -> SFTRecord:
+    """The record as CFG's unconditional row sees it: every prompt and chain token but the first and the
+    closing <begin_of_image> replaced by pad (the sampler builds the same row for its batches)."""
+    prompt = [record.prompt_ids[0]] + [pad] * (len(record.prompt_ids) - 1)
+    text = [pad] * (len(record.text_ids) - 1) + [record.text_ids[-1]]
+    return SFTRecord(prompt, text, record.image_ids)
+
+
+@dataclass
 class PackedBatch:
     """Left-padded mixed text / image sequences and where each prediction is read."""
 

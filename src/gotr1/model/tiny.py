@@ -11,14 +11,20 @@ from dataclasses import dataclass
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
-    GenerationConfig,
     JanusConfig,
     JanusForConditionalGeneration,
     PreTrainedTokenizerFast,
 )
 
 from ..chain import BEGIN_OF_IMAGE
-from .tokens import END_OF_IMAGE, IMAGE_PLACEHOLDER, PAD_TOKEN, SpecialTokenIds, prepare_tokenizer
+from .tokens import (
+    END_OF_IMAGE,
+    IMAGE_PLACEHOLDER,
+    PAD_TOKEN,
+    SpecialTokenIds,
+    janus_generation_config,
+    prepare_tokenizer,
+)
 
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
@@ -142,23 +148,6 @@ def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConf
         vq_config=vq_config,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
         tie_word_embeddings=False,
-    )
-
-
-def janus_generation_config(
-    ids: SpecialTokenIds, num_image_tokens: int, guidance_scale: float | None = None
-) -> GenerationConfig:
-    """What transformers' own `generate(generation_mode="image")` reads from a Janus checkpoint.
-
-    guidance_scale: the checkpoint's preferred CFG weight, if it states one.
-    """
-    return GenerationConfig(
-        bos_token_id=ids.bos,
-        eos_token_id=ids.eos,
-        pad_token_id=ids.pad,
-        max_new_tokens=num_image_tokens,
-        guidance_scale=guidance_scale,
-        generation_kwargs={"boi_token_id": ids.begin_of_image},
     )
 
 

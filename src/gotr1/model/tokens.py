@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transformers import GenerationConfig
+
 from ..chain import BEGIN_OF_IMAGE, LAYOUT_TOKENS
 
 PAD_TOKEN = "<｜▁pad▁｜>"
@@ -73,3 +75,20 @@ def encode_prompt(tokenizer, prompt: str, bos_id: int, *, template: bool = True)
     text = format_user_turn(prompt) if template else prompt
     ids = tokenizer.encode(text, add_special_tokens=False)
     return [bos_id, *ids]
+
+
+def janus_generation_config(
+    ids: SpecialTokenIds, num_image_tokens: int, guidance_scale: float | None = None
+) -> GenerationConfig:
+    """What transformers' own `generate(generation_mode="image")` reads from a Janus checkpoint.
+
+    guidance_scale: the checkpoint's preferred CFG weight, if it states one.
+    """
+    return GenerationConfig(
+        bos_token_id=ids.bos,
+        eos_token_id=ids.eos,
+        pad_token_id=ids.pad,
+        max_new_tokens=num_image_tokens,
+        guidance_scale=guidance_scale,
+        generation_kwargs={"boi_token_id": ids.begin_of_image},
+    )

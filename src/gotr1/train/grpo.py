@@ -46,7 +46,7 @@ from ..config import FieldError, check_choice, check_range
 from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
-from ..model.teacher_forcing import forward_packed, pack
+from ..model.teacher_forcing import SFTRecord, forward_packed, pack, unconditional
 from . import checkpoint
 from .checkpoint import latest_checkpoint  # noqa: F401 (the trainer's public API before checkpoint.py)
 from .distributed import (
@@ -61,7 +61,7 @@ from .distributed import (
 )
 from .grpo_loss import LOSS_TYPES, group_advantages, grpo_loss
 from .schedule import SCHEDULES, learning_rate
-from .sft import SFTRecord, trainable_parameters, unconditional
+from .sft import trainable_parameters
 
 log = logging.getLogger(__name__)
 

@@ -17,33 +17,26 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import FieldError, check_choice, check_range
-from ..model.teacher_forcing import PackedBatch, forward_packed, pack
+from ..model.teacher_forcing import PackedBatch, SFTRecord, forward_packed, pack, unconditional
 from .schedule import learning_rate
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTRecord:
-    prompt_ids: list[int]
-    text_ids: list[int]  # chain tokens ending with <begin_of_image>
-    image_ids: list[int]
-
-
-@dataclass
 class SFTConfig:
     steps: int = 1000
     batch_size: int = 32
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
     weight_decay: float = 0.01
     text_loss_weight: float = 1.0
     image_loss_weight: float = 1.0
-    grad_clip: float = 1.0
+    max_grad_norm: float = 1.0
     seed: int = 0
     log_every: int = 50
-    max_seconds: float | None = None  # stop early (and say so) when a time budget is spent
+    max_minutes: float | None = None  # stop early (and say so) when a time budget is spent
     # Share of rows trained as the unconditional branch of classifier-free guidance: prompt and chain
     # replaced by pad (all but the first token and <begin_of_image>), image loss only.
     uncond_prob: float = 0.1
@@ -56,21 +49,14 @@ class SFTConfig:
             check_range(name, getattr(self, name), low=1)
         for name in ("warmup_steps", "seed", "weight_decay", "text_loss_weight", "image_loss_weight"):
             check_range(name, getattr(self, name), low=0)
-        check_range("lr", self.lr, low=0, low_open=True)
-        check_range("grad_clip", self.grad_clip, low=0, low_open=True)
+        check_range("learning_rate", self.learning_rate, low=0, low_open=True)
+        check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
         check_range("min_lr_ratio", self.min_lr_ratio, low=0, high=1)
         check_range("uncond_prob", self.uncond_prob, low=0, high=1)
-        check_range("max_seconds", self.max_seconds, low=0)
+        check_range("max_minutes", self.max_minutes, low=0)
         if self.text_loss_weight == 0 and self.image_loss_weight == 0:
             raise FieldError("image_loss_weight", "text_loss_weight and image_loss_weight cannot both be 0")
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
-
-
-def unconditional(record: SFTRecord, pad: int) -> SFTRecord:
-    """The record as CFG's unconditional row sees it."""
-    prompt = [record.prompt_ids[0]] + [pad] * (len(record.prompt_ids) - 1)
-    text = [pad] * (len(record.text_ids) - 1) + [record.text_ids[-1]]
-    return SFTRecord(prompt, text, record.image_ids)
 
 
 def sft_loss(model, batch: PackedBatch, config: SFTConfig) -> tuple[torch.Tensor, dict]:
@@ -82,12 +68,12 @@ def sft_loss(model, batch: PackedBatch, config: SFTConfig) -> tuple[torch.Tensor
 
 
 def cosine_lr(step: int, config: SFTConfig, elapsed: float | None = None) -> float:
-    """Warm-up, then cosine decay to ``min_lr_ratio``. With a time budget (``max_seconds``) the decay
+    """Warm-up, then cosine decay to ``min_lr_ratio``. With a time budget (``max_minutes``) the decay
     follows whichever budget, steps or seconds, is further spent, so a timed run still ends cooled."""
-    spent = elapsed / config.max_seconds if config.max_seconds and elapsed is not None else None
+    spent = elapsed / (config.max_minutes * 60) if config.max_minutes and elapsed is not None else None
     return learning_rate(
         step,
-        peak=config.lr,
+        peak=config.learning_rate,
         total_steps=config.steps,
         warmup_steps=config.warmup_steps,
         floor_ratio=config.min_lr_ratio,
@@ -112,7 +98,7 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
+        lr=config.learning_rate,
         betas=(0.9, 0.95),
     )
     model.train()
@@ -124,8 +110,8 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
     # A bar on a terminal; log lines (log_every) otherwise.
     progress = tqdm(total=config.steps, desc="sft", unit="step", disable=None, dynamic_ncols=True)
     for step in range(config.steps):
-        if config.max_seconds is not None and time.time() - start > config.max_seconds:
-            log.warning("sft: time budget of %.0fs spent after %d steps", config.max_seconds, step)
+        if config.max_minutes is not None and time.time() - start > config.max_minutes * 60:
+            log.warning("sft: time budget of %.1f min spent after %d steps", config.max_minutes, step)
             break
         if len(order) < config.batch_size:
             order += rng.sample(range(len(records)), len(records))
@@ -142,7 +128,7 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
             loss, stats = sft_loss(model, batch, config)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         done = step + 1
         progress.update(1)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from ..chain import BEGIN_OF_IMAGE
 from ..model.image_tokens import encode_codes
+from ..model.teacher_forcing import SFTRecord
 from ..model.tokens import encode_prompt
-from .sft import SFTRecord
 
 
 class DataError(ValueError):
