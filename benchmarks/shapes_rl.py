@@ -1,11 +1,13 @@
 """Does GRPO improve compositional generation? SFT model -> GRPO with the exact shapes rewards.
 
-Prints all-constraints accuracy on held-out prompts (colour x shape pairs the SFT model never saw) and on
-validation prompts (seen pairs), before and after, and the time taken; writes the reward curve (PNG) and a
-JSON record. GRPO trains on fresh prompts that hold the held-out pairs, none sharing its meaning with an
-evaluation prompt (like RL on a benchmark's training prompts, scored on its test prompts). Not a test.
+The run is the recipe `configs/shapes_grpo.yaml` (the one source of its hyper-parameters); each flag given
+overrides one of its settings. Prints all-constraints accuracy on held-out prompts (colour x shape pairs the SFT
+model never saw) and on validation prompts (seen pairs), before and after, and the time taken; writes the reward
+curve (PNG) and a JSON record. GRPO trains on the recipe's prompts: fresh prompts that hold the held-out pairs,
+none sharing its meaning with an evaluation prompt (like RL on a benchmark's training prompts, scored on its
+test prompts). Not a test.
 
-    python benchmarks/shapes_rl.py                                   # the paper's product reward
+    python benchmarks/shapes_rl.py                                   # the recipe: the paper's product reward
     python benchmarks/shapes_rl.py --components r_ri --combine sum   # ablation: R_RI alone
     python benchmarks/shapes_rl.py --train-prompts train             # GRPO never sees a held-out pair
 """
@@ -16,40 +18,76 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from gotr1.model.loading import load_janus
-from gotr1.models import DEFAULT_MODEL
+from gotr1.config import ConfigError, load_config
+from gotr1.models import load_model
 from gotr1.plot import line_chart
+from gotr1.registry import split_prompt_spec
+from gotr1.rewards.config import build_reward
 from gotr1.train.distributed import make_accelerator, native_bf16
-from gotr1.train.grpo import GRPOConfig, GRPOTrainer
+from gotr1.train.grpo import GRPOTrainer
+from gotr1.train.run import GRPORun
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
-from gotr1.worlds.shapes.grammar import ShapesGrammar
-from gotr1.worlds.shapes.rl import HELDOUT_PAIRS, check_clear_of_evaluation, prompt_source, reward_function
+from gotr1.worlds.shapes.rl import HELDOUT_PAIRS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe_with_overrides(args) -> GRPORun:
+    """The recipe, with every flag that was given replacing its setting (validated like the recipe)."""
+    run = load_config(args.recipe, GRPORun)
+    grpo = {
+        key: value
+        for key, value in {
+            "steps": args.steps,
+            "prompts_per_step": args.prompts_per_step,
+            "num_generations": args.group,
+            "learning_rate": args.lr,
+            "beta": args.beta,
+            "loss_type": args.loss_type,
+            "cfg_weight": args.cfg,
+            "image_logprob": args.image_logprob,
+            "num_iterations": args.num_iterations,
+        }.items()
+        if value is not None
+    }
+    if args.lora_r is not None:
+        grpo["lora_r"] = args.lora_r or None
+    if args.image_only:
+        grpo["train_text"] = False
+    reward = {}
+    if args.components is not None:
+        reward["components"] = args.components.split(",")
+    if args.combine is not None:
+        reward["combine"] = args.combine
+    top = {}
+    if args.minutes is not None:
+        top["max_minutes"] = args.minutes
+    if args.train_prompts is not None:
+        top["prompts"] = f"shapes:{args.train_prompts}"
+    return replace(run, grpo=replace(run.grpo, **grpo), reward=replace(run.reward, **reward), **top)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument(
-        "--minutes",
-        type=float,
-        default=14.0,
-        help="stop GRPO after this long (with loading and both evaluations the run takes ~15)",
-    )
-    parser.add_argument("--prompts-per-step", type=int, default=8)
-    parser.add_argument("--group", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--lora-r", type=int, default=0, help="0: full fine-tuning")
-    parser.add_argument("--beta", type=float, default=0.01)
-    parser.add_argument("--loss-type", default="grpo")
-    parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--recipe", default=str(ROOT / "configs" / "shapes_grpo.yaml"))
+    parser.add_argument("--model", default=None, help="default: the recipe's (the shipped shapes model)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--minutes", type=float, default=None, help="GRPO's time budget (default: the recipe's)")
+    parser.add_argument("--prompts-per-step", type=int, default=None)
+    parser.add_argument("--group", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lora-r", type=int, default=None, help="0: full fine-tuning")
+    parser.add_argument("--beta", type=float, default=None)
+    parser.add_argument("--loss-type", default=None)
+    parser.add_argument("--cfg", type=float, default=None)
     parser.add_argument("--image-only", action="store_true", help="train image tokens only (not the chain)")
-    parser.add_argument("--components", default="r_sem,r_spa,r_ri,r_pi")
-    parser.add_argument("--combine", default="product")
+    parser.add_argument("--components", default=None, help="comma-separated reward components")
+    parser.add_argument("--combine", default=None)
     parser.add_argument("--eval-prompts", type=int, default=400)
     parser.add_argument(
         "--precision",
@@ -63,23 +101,22 @@ def main():
     )
     parser.add_argument(
         "--train-prompts",
-        default="heldout-pairs",
+        default=None,
         choices=("train", HELDOUT_PAIRS),
-        help="GRPO prompts: fresh prompts that each hold a held-out pair, none with the meaning of "
-        "an evaluation prompt; or the train split (no held-out pair at all)",
+        help="GRPO prompts (default: the recipe's): fresh prompts that each hold a held-out pair, none with the "
+        "meaning of an evaluation prompt; or the train split (no held-out pair at all)",
     )
-    parser.add_argument("--image-logprob", default="conditional", choices=("conditional", "cfg"))
-    parser.add_argument("--num-iterations", type=int, default=1)
+    parser.add_argument("--image-logprob", default=None, choices=("conditional", "cfg"))
+    parser.add_argument("--num-iterations", type=int, default=None)
     parser.add_argument("--out", default="outputs/shapes_rl")
     parser.add_argument("--replot", help="only redraw the curve from a result.json")
     args = parser.parse_args()
     if args.replot:
         record = json.loads(Path(args.replot).read_text())
-        a = record["args"]
         plot_curve(
             record["history"],
-            a["components"].split(","),
-            f"GRPO on the shapes world ({a['combine']} of {a['components']})",
+            record["recipe"]["reward"]["components"],
+            f"GRPO on the shapes world ({record['recipe']['reward']['combine']})",
             Path(args.replot).with_name("reward_curve.png"),
         )
         return
@@ -88,69 +125,65 @@ def main():
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        run = recipe_with_overrides(args)
+    except (ConfigError, ValueError) as exc:
+        parser.error(str(exc))
 
     splits = args.eval_splits.split(",")
     unknown = [s for s in splits if s not in ("heldout", "val", "train")]
     if unknown:
         parser.error(f"--eval-splits: unknown split(s) {unknown}; choose from heldout, val, train")
     bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16("cpu"))
+    suite, prompt_set = split_prompt_spec(run.prompts)
+    try:
+        suite.check_training(prompt_set, args.eval_prompts)
+    except ValueError as exc:
+        parser.error(f"--eval-prompts: {exc}")
 
-    bundle = load_janus(args.model, device="cpu", dtype="float32")
+    bundle = load_model(args.model or run.model, "float32", "cpu")
     load_seconds = time.time() - started
+    config = run.grpo
 
     def evaluate_all() -> dict:
         return {
-            split: evaluate(bundle, ShapesEvalConfig(num_prompts=args.eval_prompts, cfg_weight=args.cfg, split=split))[
-                0
-            ]
+            split: evaluate(
+                bundle,
+                ShapesEvalConfig(
+                    num_prompts=args.eval_prompts,
+                    cfg_weight=config.cfg_weight,
+                    max_reasoning_tokens=config.max_reasoning_tokens,
+                    split=split,
+                ),
+            )[0]
             for split in splits
         }
 
     before = evaluate_all()
     print("before GRPO: " + ", ".join(f"{s} accuracy {before[s]['accuracy']:.3f}" for s in splits))
 
-    grammar = ShapesGrammar()
-    config = GRPOConfig(
-        steps=args.steps,
-        prompts_per_step=args.prompts_per_step,
-        num_generations=args.group,
-        learning_rate=args.lr,
-        lora_r=args.lora_r or None,
-        beta=args.beta,
-        loss_type=args.loss_type,
-        cfg_weight=args.cfg,
-        max_reasoning_tokens=200,
-        micro_batch_size=32,
-        warmup_steps=0,
-        train_text=not args.image_only,
-        image_logprob=args.image_logprob,
-        num_iterations=args.num_iterations,
-        lr_schedule="constant",
-    )
-    reward_fn = reward_function(tuple(args.components.split(",")), args.combine)
+    reward_fn = build_reward(run.reward)
     accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
-    try:
-        check_clear_of_evaluation(args.train_prompts, args.eval_prompts)
-    except ValueError as exc:
-        parser.error(f"--eval-prompts: {exc}")
-    prompts = prompt_source(grammar, args.prompts_per_step, split=args.train_prompts)
+    prompts = suite.prompt_source(prompt_set, config.prompts_per_step)
     trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
     start = time.time()
-    while trainer.step_index < config.steps and time.time() - start < args.minutes * 60:
+    while trainer.step_index < config.steps and time.time() - start < (run.max_minutes or float("inf")) * 60:
         trainer.step()
     grpo_seconds = time.time() - start
     after = evaluate_all()
     total_seconds = time.time() - started
 
     history = trainer.history
+    components = run.reward.components
     plot_curve(
         history,
-        args.components.split(","),
-        f"GRPO on the shapes world ({args.combine} of {args.components})",
+        components,
+        f"GRPO on the shapes world ({run.reward.combine} of {','.join(components)})",
         out / "reward_curve.png",
     )
     record = {
         "args": vars(args),
+        "recipe": asdict(run),
         "bf16": bf16,
         "before": before,
         "after": after,
