@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..records import ScorerError
-from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_or_explain
+from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,8 @@ class BlipVqa(OnDevice):
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoProcessor, BlipForQuestionAnswering  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_or_explain(
-            "BLIP-VQA model",
-            model_id,
-            lambda: (
-                BlipForQuestionAnswering.from_pretrained(model_id, dtype=dtype).to(device),
-                AutoProcessor.from_pretrained(model_id),
-            ),
+        model, processor = load_pretrained(
+            "BLIP-VQA model", model_id, BlipForQuestionAnswering, AutoProcessor, device=device, dtype=dtype
         )
         return cls(model, processor, image_size=image_size, batch_size=batch_size, model_id=model_id)
 

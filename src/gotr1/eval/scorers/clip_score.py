@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_or_explain
+from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,7 @@ class ClipScore(OnDevice):
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoProcessor, CLIPModel  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_or_explain(
-            "CLIP model",
-            model_id,
-            lambda: (
-                CLIPModel.from_pretrained(model_id, dtype=dtype).to(device),
-                AutoProcessor.from_pretrained(model_id),
-            ),
-        )
+        model, processor = load_pretrained("CLIP model", model_id, CLIPModel, AutoProcessor, device=device, dtype=dtype)
         return cls(model, processor, batch_size=batch_size, model_id=model_id)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:

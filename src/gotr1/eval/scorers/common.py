@@ -30,6 +30,20 @@ def load_or_explain(what: str, model_id: str, load: Callable[[], T]) -> T:
         raise ScorerError(f"cannot load {what} {model_id!r}: {one_line(error)}") from error
 
 
+def load_pretrained(
+    what: str, model_id: str, model_class: Any, processor_class: Any, *, device: Any, dtype: Any
+) -> tuple[Any, Any]:
+    """(model on ``device`` in ``dtype``, processor) from a hub id or local folder, or one ScorerError line."""
+    return load_or_explain(
+        what,
+        model_id,
+        lambda: (
+            model_class.from_pretrained(model_id, dtype=dtype).to(device),
+            processor_class.from_pretrained(model_id),
+        ),
+    )
+
+
 class OnDevice:
     """Device and dtype read from a wrapped torch model's parameters (``self.model``)."""
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..rules.t2i_compbench import detection_frame
-from .common import OnDevice, load_or_explain
+from .common import OnDevice, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,8 @@ class DepthEstimator(OnDevice):
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoImageProcessor, DPTForDepthEstimation  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_or_explain(
-            "depth model",
-            model_id,
-            lambda: (
-                DPTForDepthEstimation.from_pretrained(model_id, dtype=dtype).to(device),
-                AutoImageProcessor.from_pretrained(model_id),
-            ),
+        model, processor = load_pretrained(
+            "depth model", model_id, DPTForDepthEstimation, AutoImageProcessor, device=device, dtype=dtype
         )
         return cls(model, processor, input_size=input_size, batch_size=batch_size, model_id=model_id)
 

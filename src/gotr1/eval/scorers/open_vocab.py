@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..records import ScorerError
 from ..rules.t2i_compbench import Detection, box_iou, detection_frame
-from .common import OnDevice, load_or_explain
+from .common import OnDevice, load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,8 @@ class OpenVocabDetector(OnDevice):
         """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor  # noqa: PLC0415
 
-        model, processor = load_or_explain(
-            "detector",
-            model_id,
-            lambda: (
-                AutoModelForZeroShotObjectDetection.from_pretrained(model_id, dtype=dtype).to(device),
-                AutoProcessor.from_pretrained(model_id),
-            ),
+        model, processor = load_pretrained(
+            "detector", model_id, AutoModelForZeroShotObjectDetection, AutoProcessor, device=device, dtype=dtype
         )
         if getattr(model.config, "model_type", None) not in ("owlv2", "owlvit"):
             raise ScorerError(f"detector {model_id!r}: model type {model.config.model_type!r} is not OWLv2/OWL-ViT")
