@@ -160,7 +160,7 @@ def test_sampling_replica_of_sharded_runs_samples_like_the_policy(monkeypatch, t
             monkeypatch.setattr(grpo, "shards_parameters", lambda accelerator, on=replica: on)
             for variant in script.VARIANTS:
                 trainer = script.make_trainer(variant, tokenizer=tiny_tokenizer)
-                assert (trainer._replica is not None) == replica
+                assert (trainer.replica is not None) == replica
                 results = [trainer.step() for _ in range(2)]
                 merged = {n: p.detach().clone() for n, p in trainer.merged_model().named_parameters()}
                 runs[replica, variant] = (

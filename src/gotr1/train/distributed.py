@@ -22,9 +22,12 @@ been run on GPUs yet.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -54,6 +57,28 @@ def make_accelerator(**kwargs):
     if "cpu" not in kwargs and launched_without_gpu():
         kwargs["cpu"] = True
     return Accelerator(**kwargs)
+
+
+class SamplingReplica:
+    """A full, unsharded copy of the policy to sample from under ZeRO-3 / FSDP, which shard the weights while
+    sampling runs outside any module forward. Taken before ``accelerator.prepare`` shards the model, in the
+    training precision; ``refresh`` copies the trained weights back in from the shards before each use."""
+
+    def __init__(self, source, bundle, accelerator, *, is_peft: bool) -> None:
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision))
+        copied = copy.deepcopy(source).to(accelerator.device, dtype=half).eval()
+        self.peft = copied if is_peft else None  # the peft wrapper, for merging LoRA at the end
+        self.model = copied.base_model.model if is_peft else copied
+        self.model.requires_grad_(False)
+        self.bundle = dataclasses.replace(bundle, model=self.model)
+
+    def refresh(self, accelerator, prepared, names) -> Any:
+        """The replica's bundle with the current weights (a collective: call it on every process)."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in iter_full_parameters(accelerator, prepared, names):
+                params[name].copy_(value)
+        return self.bundle
 
 
 def gather_per_process(obj) -> list:

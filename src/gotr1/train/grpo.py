@@ -37,7 +37,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,11 +51,11 @@ from . import checkpoint
 from .checkpoint import latest_checkpoint  # noqa: F401 (the trainer's public API before checkpoint.py)
 from .distributed import (
     PolicyScorer,
+    SamplingReplica,
     accumulating,
     configure_deepspeed,
     gather_per_process,
     is_fsdp,
-    iter_full_parameters,
     make_accelerator,
     shards_parameters,
 )
@@ -257,19 +257,16 @@ class GRPOTrainer:
         self._trainable_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         # ZeRO-3 / FSDP shard the weights, and sampling runs outside any module forward: it uses a full
         # copy taken now and refreshed from the shards before each step (`sampling_bundle`).
-        self._replica = self._replica_peft = None
+        self.replica = None
         if shards_parameters(acc):
             if any(p.numel() == 0 for p in self.model.parameters()):
                 raise ValueError(
                     "the model arrived already partitioned (ZeRO-3 zero.Init); load it inside "
                     "gotr1.train.distributed.loading_whole_model(accelerator)"
                 )
-            source = self.peft_model if self.peft_model is not None else self.model
-            half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(acc.mixed_precision))
-            copied = copy.deepcopy(source).to(acc.device, dtype=half).eval()  # sampled in the training precision
-            self._replica_peft = copied if self.peft_model is not None else None
-            self._replica = copied.base_model.model if self.peft_model is not None else copied
-            self._replica.requires_grad_(False)
+            self.replica = SamplingReplica(
+                self.peft_model or self.model, bundle, acc, is_peft=self.peft_model is not None
+            )
         if config.gradient_checkpointing:
             enable_activation_checkpointing(self.model.model.language_model)
         optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -277,11 +274,7 @@ class GRPOTrainer:
         self.policy, self.optimizer = acc.prepare(PolicyScorer(self.model), optimizer)
         if self.reference is not None:
             self.reference.to(acc.device)
-        if self._replica is not None:
-            self._replica_bundle = replace(bundle, model=self._replica)
-            self.sampler = TwoPhaseSampler(self._replica_bundle)
-        else:
-            self.sampler = TwoPhaseSampler(bundle)
+        self.sampler = TwoPhaseSampler(self.replica.bundle if self.replica is not None else bundle)
         # FSDP2 settles each unit's gradient dtypes at its first forward, from the parameters trainable then;
         # peft's disable_adapter freezes the LoRA weights, so under bf16 the first forward must not be the
         # reference's, or bf16 gradients later meet float32 shards (pytorch/pytorch#186998).
@@ -305,13 +298,9 @@ class GRPOTrainer:
     def sampling_bundle(self) -> JanusBundle:
         """The bundle to sample (and evaluate) with: the policy itself, or under ZeRO-3 / FSDP its full
         replica, refreshed from the shards here (a collective: call it on every process)."""
-        if self._replica is None:
+        if self.replica is None:
             return self.bundle
-        params = dict(self._replica.named_parameters())
-        with torch.no_grad():
-            for name, value in iter_full_parameters(self.accelerator, self.policy, self._trainable_names):
-                params[name].copy_(value)
-        return self._replica_bundle
+        return self.replica.refresh(self.accelerator, self.policy, self._trainable_names)
 
     def sample(self, prompts: list, indices: Sequence[int] | None = None) -> list[Generation]:
         """G samples for each prompts[i], i in indices (default: all), seeded by i and the step; their
@@ -616,7 +605,7 @@ class GRPOTrainer:
         """The trained policy as a plain Janus model with full weights (LoRA merged in): for saving at the
         end of a run. A collective under ZeRO-3 / FSDP (call on every process); training ends here."""
         bundle = self.sampling_bundle()
-        peft = self._replica_peft if self._replica is not None else self.peft_model
+        peft = self.replica.peft if self.replica is not None else self.peft_model
         return peft.merge_and_unload() if peft is not None else bundle.model
 
     def train(self, on_step: Callable[[StepResult], None] | None = None) -> list[dict]:
