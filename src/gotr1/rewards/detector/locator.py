@@ -24,7 +24,7 @@ class ObjectDetectorLike(Protocol):
 
 
 class DetectorLocator:
-    """A :class:`~gotr1.worlds.shapes.rewards.BoxLocator` on a COCO detector, for R_RI.
+    """A :class:`~gotr1.rewards.grounding.BoxLocator` on a COCO detector, for R_RI.
 
     ``locate(image, name)`` maps the name to a COCO class (:func:`coco_class`) and returns the
     boxes of that class, best score first. A name with no COCO class returns ``[]``: the object

@@ -25,8 +25,9 @@ from typing import Protocol, TypeVar
 from ...chain import GRID, Box, parse_chain
 from ...rewards.base import Reward as BaseReward
 from ...rewards.base import RewardResult
-from ...rewards.combine import mean_product_reward, product_reward
-from ...rewards.grounding import mean_matched_iou
+from ...rewards.combine import combine, mean_product_reward, product_reward
+from ...rewards.grounding import BoxLocator, mean_matched_iou
+from ...rewards.scoring import RewardPipeline
 from .grounder import GroundedObject, ImageLike, OracleGrounder, read_name, size_class
 from .vocabulary import Group, Meaning, relation_holds
 
@@ -55,12 +56,6 @@ class ShapesPromptLike(Protocol):
 
     @property
     def meaning(self) -> Meaning: ...
-
-
-class BoxLocator(Protocol):
-    """Given an image and an object name, candidate boxes of that object (the judge's grounding)."""
-
-    def locate(self, image: ImageLike, name: str) -> list[Box]: ...
 
 
 class ObjectDetector(Protocol):
@@ -356,13 +351,13 @@ def score_all(
     locator: BoxLocator | None = None,
     detector: ObjectDetector | None = None,
 ) -> list[dict[str, float | None]]:
-    """Every component and both combinations, per sample, keyed by reward name."""
-    parts: list[Reward] = [RSem(), RSpa(), RRI(locator), RPI(detector)]
-    columns = [part(prompts, chains, images) for part in parts]
+    """Every component and both combinations, per sample, keyed by reward name: the reward pipeline of the
+    four exact components under the paper's product, plus its halved form."""
+    pipeline = RewardPipeline({part.name: part for part in (RSem(), RSpa(), RRI(locator), RPI(detector))}, "product")
     rows = []
-    for values in zip(*columns):
-        row = {part.name: value for part, value in zip(parts, values)}
-        row["product"] = product_reward(*values)
-        row["mean_product"] = mean_product_reward(*values)
+    for sample in pipeline.evaluate(prompts, chains, images):
+        row = dict(sample.components)
+        row["product"] = sample.total
+        row["mean_product"] = combine("mean_product", row)
         rows.append(row)
     return rows
