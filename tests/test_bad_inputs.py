@@ -375,6 +375,12 @@ CASES = [
         recipe(base=RECIPE.replace("{d}/run", "''")),
         "output_dir: must name a folder",
     ),
+    (
+        "grpo-lora-targets-unknown",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("  lora_r: 4\n  lora_target_modules: no_such_layer\n"),
+        "grpo.lora_target_modules: peft cannot add LoRA",
+    ),
     # --- gotr1 train sft -------------------------------------------------------------------------------
     (
         "sft-data-binary",

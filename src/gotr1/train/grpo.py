@@ -135,6 +135,11 @@ class GRPOConfig:
 RewardFn = Callable[..., tuple[list[float | None], dict[str, list]]]
 
 
+class TrainerSetupError(ValueError):
+    """A run that cannot start as configured (process count, accelerator, model state, LoRA targets): one line.
+    Anything else raised while setting up is a bug and keeps its traceback."""
+
+
 @dataclass
 class Rollout:
     """One step's samples and what the update needs, all computed before any weight changes."""
@@ -212,7 +217,7 @@ class GRPOTrainer:
         self.world_size, self.rank = acc.num_processes, acc.process_index
         check_world_size(config.prompts_per_step, self.world_size)
         if acc.gradient_accumulation_steps != 1:
-            raise ValueError(
+            raise TrainerSetupError(
                 "GRPO accumulates its own micro-batches (grpo.micro_batch_size); create the Accelerator "
                 "with gradient_accumulation_steps=1"
             )
@@ -238,7 +243,10 @@ class GRPOTrainer:
                     "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
                 )
                 torch.manual_seed(config.seed)
-                self.peft_model = get_peft_model(self.model, lora)
+                try:
+                    self.peft_model = get_peft_model(self.model, lora)
+                except ValueError as exc:  # e.g. target modules this model does not have
+                    raise TrainerSetupError(f"grpo.lora_target_modules: peft cannot add LoRA: {exc}") from None
             self.params = [p for p in self.model.parameters() if p.requires_grad]
             self.reference = None
         else:
@@ -260,7 +268,7 @@ class GRPOTrainer:
         self.replica = None
         if shards_parameters(acc):
             if any(p.numel() == 0 for p in self.model.parameters()):
-                raise ValueError(
+                raise TrainerSetupError(
                     "the model arrived already partitioned (ZeRO-3 zero.Init); load it inside "
                     "gotr1.train.distributed.loading_whole_model(accelerator)"
                 )
@@ -619,7 +627,7 @@ class GRPOTrainer:
 def check_world_size(prompts_per_step: int, world_size: int) -> None:
     """Every process takes whole prompts (and so whole groups of samples)."""
     if prompts_per_step % world_size:
-        raise ValueError(
+        raise TrainerSetupError(
             f"grpo.prompts_per_step={prompts_per_step} is not divisible by the {world_size} processes "
             "(each process takes whole prompts with all their samples)"
         )

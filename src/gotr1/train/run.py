@@ -28,7 +28,7 @@ from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
 from .checkpoint import load_first_good, resumable_checkpoints
 from .distributed import loading_whole_model, make_accelerator
-from .grpo import GRPOConfig, GRPOTrainer
+from .grpo import GRPOConfig, GRPOTrainer, TrainerSetupError
 from .sft import SFTConfig
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def run_grpo(
         bundle = load_model(model_spec, dtype, str(acc.device))
     try:
         trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
-    except ValueError as exc:
+    except TrainerSetupError as exc:  # the run's set-up, said in one line; any other error is a bug
         raise ConfigError(str(exc)) from None
     if resume:
         try:
