@@ -141,12 +141,26 @@ class TrainerSetupError(ValueError):
 
 
 @dataclass
+class Gathered:
+    """Per-sample results of the whole batch, one row per sample in the global order, NaN where missing."""
+
+    table: torch.Tensor  # [samples, 5 + components] float64
+    components: tuple[str, ...]
+    COLUMNS = ("reward", "tokens", "sampled_tokens", "valid_chain", "chain_tokens")
+
+    def column(self, name: str) -> list[float | None]:
+        """A column as Python values, None where missing."""
+        index = self.COLUMNS.index(name) if name in self.COLUMNS else len(self.COLUMNS) + self.components.index(name)
+        return [None if math.isnan(v) else v for v in self.table[:, index].tolist()]
+
+
+@dataclass
 class Rollout:
     """One step's samples and what the update needs, all computed before any weight changes."""
 
     generations: list[Generation]  # this process's samples
     rewards: list[float | None]  # this process's, per sample (None: missing)
-    gathered: dict  # every process's rewards, components and token counts (see _gather_step)
+    gathered: Gathered  # every process's rewards, components and token counts
     valid: torch.Tensor  # [all samples] reward present
     advantages: torch.Tensor  # [this process's samples] group-normalised
     chunks: list[list[int]]  # micro-batches of this process's trained samples
@@ -381,19 +395,26 @@ class GRPOTrainer:
         c = self.config
         return (len(g.text_ids) if c.train_text else 0) + (g.image_ids.shape[1] if c.train_image else 0)
 
-    def _gather_step(self, gens, rewards, components, failure) -> dict:
-        """Every process's per-sample results, in the single-process (global prompt-major) order."""
+    def _gather_step(self, gens, rewards, components, failure) -> Gathered:
+        """Every process's per-sample results as one table in the single-process (global prompt-major) order;
+        a failure on any process is raised on every one."""
         G = self.config.num_generations
-        payload = {"error": failure}
+        payload: dict = {"error": failure}
         if failure is None:
+            names = tuple(components)
+            columns = [
+                list(rewards),
+                [self._trained_tokens(g) for g in gens],
+                [len(g.text_ids) + int(g.image_ids.numel()) for g in gens],
+                [float(g.parsed.is_valid) for g in gens],
+                [float(len(g.text_ids)) for g in gens],
+                *(list(components[name]) for name in names),
+            ]
+            rows = [[math.nan if v is None else float(v) for v in row] for row in zip(*columns)]
             payload.update(
                 index=[g.prompt_index * G + g.sample_index for g in gens],
-                rewards=list(rewards),
-                components={k: list(v) for k, v in components.items()},
-                tokens=[self._trained_tokens(g) for g in gens],
-                sampled_tokens=[len(g.text_ids) + int(g.image_ids.numel()) for g in gens],
-                valid_chain=[float(g.parsed.is_valid) for g in gens],
-                chain_tokens=[float(len(g.text_ids)) for g in gens],
+                names=names,
+                table=torch.tensor(rows, dtype=torch.float64).reshape(len(gens), len(columns)),
             )
         parts = [payload] if self.world_size == 1 else gather_per_process(payload)
         errors = [p["error"] for p in parts if p["error"] is not None]
@@ -402,18 +423,10 @@ class GRPOTrainer:
                 raise failure
             raise errors[0]  # another process failed: stop here too (run.py saves a checkpoint on every process)
         total = sum(len(p["index"]) for p in parts)
-        merged: dict = {"components": {}}
-        for key in ("rewards", "tokens", "sampled_tokens", "valid_chain", "chain_tokens"):
-            merged[key] = [None] * total
+        table = torch.full((total, parts[0]["table"].shape[1]), math.nan, dtype=torch.float64)
         for p in parts:
-            for name in p["components"]:
-                merged["components"].setdefault(name, [None] * total)
-            for j, at in enumerate(p["index"]):
-                for key in ("rewards", "tokens", "sampled_tokens", "valid_chain", "chain_tokens"):
-                    merged[key][at] = p[key][j]
-                for name, values in p["components"].items():
-                    merged["components"][name][at] = values[j]
-        return merged
+            table[p["index"]] = p["table"]
+        return Gathered(table, parts[0]["names"])
 
     # -- one step -----------------------------------------------------------------------------
     def step(self) -> StepResult:
@@ -429,7 +442,7 @@ class GRPOTrainer:
                 "grpo step %d: reward %.3f (%s) loss %.4f kl %.4f clip %.3f %.1fs",
                 self.step_index,
                 metrics["reward_mean"] or 0.0,
-                " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in rollout.gathered["components"]),
+                " ".join(f"{k} {metrics[f'{k}_mean'] or 0:.2f}" for k in rollout.gathered.components),
                 metrics["loss"],
                 metrics["kl"],
                 metrics["clip_fraction"],
@@ -463,7 +476,7 @@ class GRPOTrainer:
         t_reward = time.time() - start - t_sample
         everything = self._gather_step(gens, rewards, components, failure)
         # Advantages over the global batch (groups are independent, so this equals per-process ones).
-        all_rewards = everything["rewards"]
+        all_rewards = everything.column("reward")
         valid = torch.tensor([r is not None for r in all_rewards])
         reward_t = torch.tensor([r if r is not None else 0.0 for r in all_rewards], dtype=torch.float32)
         all_advantages, all_usable = group_advantages(reward_t, G, valid=valid, scale_rewards=c.scale_rewards)
@@ -484,7 +497,7 @@ class GRPOTrainer:
             chunks=chunks,
             n_micro=max(math.ceil(n / c.micro_batch_size) for n in per_process),
             total_sequences=int(all_usable.sum()),
-            total_tokens=float(sum(everything["tokens"][s] for s in usable_rows)),
+            total_tokens=float(sum(everything.column("tokens")[s] for s in usable_rows)),
             started=start,
             sample_seconds=t_sample,
             reward_seconds=t_reward,
@@ -575,7 +588,8 @@ class GRPOTrainer:
         return stats
 
     def _metrics(self, rollout: Rollout, stats: StepStats) -> dict:
-        everything, all_rewards = rollout.gathered, rollout.gathered["rewards"]
+        everything = rollout.gathered
+        all_rewards = everything.column("reward")
         step_seconds = time.time() - rollout.started
         tok = stats.tokens
         metrics = {
@@ -585,8 +599,8 @@ class GRPOTrainer:
             "reward_std": _std(all_rewards),
             "missing_rewards": int((~rollout.valid).sum()),
             "trained_sequences": rollout.total_sequences,
-            "valid_chain_rate": _mean(everything["valid_chain"]),
-            "chain_tokens": _mean(everything["chain_tokens"]),
+            "valid_chain_rate": _mean(everything.column("valid_chain")),
+            "chain_tokens": _mean(everything.column("chain_tokens")),
             "sample_seconds": rollout.sample_seconds,
             "reward_seconds": rollout.reward_seconds,
             "step_seconds": step_seconds,
@@ -595,11 +609,11 @@ class GRPOTrainer:
             "clip_fraction": stats.clipped_sum / tok if tok else 0.0,
             "entropy": stats.entropy_sum / stats.entropy_tokens if stats.entropy_tokens else None,
             "grad_norm": stats.grad_norm,
-            "tokens_per_second": sum(everything["sampled_tokens"]) / max(step_seconds, 1e-9),
+            "tokens_per_second": sum(everything.column("sampled_tokens")) / max(step_seconds, 1e-9),
             "processes": self.world_size,
         }
-        for name, values in everything["components"].items():
-            metrics[f"{name}_mean"] = _mean(values)
+        for name in everything.components:
+            metrics[f"{name}_mean"] = _mean(everything.column(name))
         return metrics
 
     # -- checkpoints (train/checkpoint.py) ------------------------------------------------------------
