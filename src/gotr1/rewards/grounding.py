@@ -22,7 +22,15 @@ from .matching import judge_box_to_grid, match_boxes
 from .parsing import read_boxes
 from .prompts import BOX_FORMATS, BOXES_SCHEMA
 
-__all__ = ["BoxLocator", "GroundingReward", "LocatorGroundingReward", "lookup_name", "mean_matched_iou"]
+__all__ = [
+    "BoxLocator",
+    "GroundingReward",
+    "LocatorGroundingReward",
+    "boxes_by_name",
+    "located_iou",
+    "lookup_name",
+    "mean_matched_iou",
+]
 
 
 class BoxLocator(Protocol):
@@ -36,14 +44,6 @@ def lookup_name(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-def _planned_by_name(chain: ParsedChain) -> dict[str, list[Box]]:
-    planned: dict[str, list[Box]] = {}
-    for obj in chain.objects:
-        if obj.box is not None and obj.name.strip():
-            planned.setdefault(lookup_name(obj.name), []).append(obj.box)
-    return planned
-
-
 def mean_matched_iou(planned: dict[str, list[Box]], found: dict[str, Sequence[Box]]) -> tuple[float, list[float]]:
     """Mean over planned boxes of the IoU of each one's match among found boxes of its name."""
     ious: list[float] = []
@@ -53,6 +53,28 @@ def mean_matched_iou(planned: dict[str, list[Box]], found: dict[str, Sequence[Bo
             best[i] = iou
         ious.extend(best)
     return (sum(ious) / len(ious) if ious else 0.0), ious
+
+
+def boxes_by_name(planned: Sequence[tuple[str, Box]], name_key=lookup_name) -> dict[str, list[Box]]:
+    """Planned boxes grouped by the name they are located by (``name_key`` of the planned name)."""
+    by_name: dict[str, list[Box]] = {}
+    for name, box in planned:
+        by_name.setdefault(name_key(name), []).append(box)
+    return by_name
+
+
+def _planned_by_name(chain: ParsedChain) -> dict[str, list[Box]]:
+    return boxes_by_name([(o.name, o.box) for o in chain.objects if o.box is not None and o.name.strip()])
+
+
+def located_iou(
+    by_name: dict[str, list[Box]], image: Image.Image, locator: BoxLocator
+) -> tuple[float, list[float], dict[str, list[Box]]]:
+    """R_RI with a locator: each name located once, planned and found boxes of a name matched one to one;
+    (mean IoU, per-box IoUs, found boxes by name)."""
+    found = {name: locator.locate(image, name) for name in by_name}
+    value, ious = mean_matched_iou(by_name, found)
+    return value, ious, found
 
 
 def _grid_lists(found: dict[str, Sequence[Box]]) -> dict[str, list[list[int]]]:
@@ -130,8 +152,7 @@ class LocatorGroundingReward(Reward):
             if not planned:
                 results.append(RewardResult(0.0, reason="no boxes in chain"))
                 continue
-            found = {name: self.locator.locate(image, name) for name in planned}
-            value, ious = mean_matched_iou(planned, found)
+            value, ious, found = located_iou(planned, image, self.locator)
             results.append(
                 RewardResult(value, reason="located", details={"grounded": _grid_lists(found), "ious": ious})
             )

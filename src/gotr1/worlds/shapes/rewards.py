@@ -26,7 +26,7 @@ from ...chain import GRID, Box, parse_chain
 from ...rewards.base import Reward as BaseReward
 from ...rewards.base import RewardResult
 from ...rewards.combine import combine, mean_product_reward, product_reward
-from ...rewards.grounding import BoxLocator, mean_matched_iou
+from ...rewards.grounding import BoxLocator, boxes_by_name, located_iou
 from ...rewards.scoring import RewardPipeline
 from .grounder import GroundedObject, ImageLike, OracleGrounder, read_name, size_class
 from .vocabulary import Group, Meaning, relation_holds
@@ -260,14 +260,10 @@ class RRI(Reward):
     def score(self, prompt: ShapesPromptLike, chain: str, image: ImageLike | None) -> float | None:
         if image is None:
             return None
-        planned = _boxed_objects(chain)
+        planned = _boxed_objects(chain)  # named or not: an unreadable name is a planned object that is not found
         if not planned:
             return 0.0
-        by_name: dict[str, list[Box]] = {}
-        for name, box in planned:
-            by_name.setdefault(_lookup_name(name), []).append(box)
-        found = {name: self.locator.locate(image, name) for name in by_name}
-        return mean_matched_iou(by_name, found)[0]
+        return located_iou(boxes_by_name(planned, _lookup_name), image, self.locator)[0]
 
     def __repr__(self) -> str:
         return f"RRI(locator={self.locator!r})"
