@@ -30,6 +30,7 @@ from .compat import cache_kwargs
 from .kv_cache import PreallocatedCache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
+from .teacher_forcing import unconditional_ids
 from .tokens import encode_prompt
 
 _TEXT_STREAM, _IMAGE_STREAM = 1, 2
@@ -125,8 +126,10 @@ class _Rows:
     hit_cap: list[bool]
 
 
-def _left_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
+def _left_pad(
+    seqs: Sequence[Sequence[int]], pad: int, device, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs) if width is None else width
     ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
     mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
     for i, s in enumerate(seqs):
@@ -400,16 +403,14 @@ class TwoPhaseSampler:
         return image_ids.cpu(), image_lps.cpu(), logits_out
 
     def _unconditional_prefix(self, rows: _Rows, P: int):
-        """[first token, pad, ..., pad, <begin_of_image>] per row, as long as its conditional sequence."""
+        """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional one's width."""
         device = self.bundle.device
-        n, width = rows.mask.shape
-        lengths = rows.next_pos  # tokens in each conditional sequence
-        ids = torch.full((n, width), self.ids.pad, dtype=torch.long, device=device)
-        col = torch.arange(width, device=device)[None, :]
-        start = (width - lengths)[:, None]
-        mask = (col >= start).long()
-        ids.scatter_(1, start, rows.first_token[:, None])
-        ids[:, -1] = self.ids.begin_of_image
+        width = rows.mask.shape[1]
+        seqs = [
+            unconditional_ids(first, length, self.ids.pad, self.ids.begin_of_image)
+            for first, length in zip(rows.first_token.tolist(), rows.next_pos.tolist())
+        ]
+        ids, mask = _left_pad(seqs, self.ids.pad, device, width=width)
         cache = PreallocatedCache(self.model.config.text_config.num_hidden_layers, width + self.bundle.num_image_tokens)
         hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
         if P > 1:

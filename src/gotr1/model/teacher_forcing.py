@@ -26,12 +26,18 @@ class SFTRecord:
     image_ids: list[int]
 
 
+def unconditional_ids(first_token: int, length: int, pad: int, begin_of_image: int) -> list[int]:
+    """CFG's unconditional row of a sequence of ``length`` tokens (prompt and chain): its first token, pads,
+    and the closing <begin_of_image>, as in the published inference code. SFT trains on it, the sampler
+    prefills it."""
+    return [first_token] + [pad] * (length - 2) + [begin_of_image]
+
+
 def unconditional(record: SFTRecord, pad: int) -> SFTRecord:
-    """The record as CFG's unconditional row sees it: every prompt and chain token but the first and the
-    closing <begin_of_image> replaced by pad (the sampler builds the same row for its batches)."""
-    prompt = [record.prompt_ids[0]] + [pad] * (len(record.prompt_ids) - 1)
-    text = [pad] * (len(record.text_ids) - 1) + [record.text_ids[-1]]
-    return SFTRecord(prompt, text, record.image_ids)
+    """The record as CFG's unconditional row sees it (see :func:`unconditional_ids`)."""
+    n = len(record.prompt_ids)
+    row = unconditional_ids(record.prompt_ids[0], n + len(record.text_ids), pad, record.text_ids[-1])
+    return SFTRecord(row[:n], row[n:], record.image_ids)
 
 
 @dataclass
