@@ -64,13 +64,13 @@ class JudgeSettings:
 
 @dataclass
 class RewardSettings:
-    source: str = "judge"
-    components: list[str] = field(default_factory=lambda: list(COMPONENT_NAMES))
-    sources: dict[str, str] = field(default_factory=dict)
-    combine: str = "product"
-    weights: dict[str, float] = field(default_factory=dict)
-    max_missing_fraction: float = 0.5
-    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    source: str = "judge"  # where every component comes from unless `sources` says otherwise
+    components: list[str] = field(default_factory=lambda: list(COMPONENT_NAMES))  # the rewards computed
+    sources: dict[str, str] = field(default_factory=dict)  # per component: judge | detector | a suite | module:factory
+    combine: str = "product"  # product | mean_product | v2 | sum (rewards/combine.py)
+    weights: dict[str, float] = field(default_factory=dict)  # per component, for combine: sum
+    max_missing_fraction: float = 0.5  # a batch with more missing totals stops training
+    judge: JudgeSettings = field(default_factory=JudgeSettings)  # the VLM judge, for judged components
 
     def __post_init__(self) -> None:
         check_choice("combine", self.combine, COMBINERS)

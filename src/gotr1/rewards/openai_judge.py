@@ -37,8 +37,8 @@ STRUCTURED_OUTPUT = ("json_schema", "json_object", "none")
 
 @dataclass
 class OpenAIJudgeConfig:
-    base_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    base_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:8000/v1"])  # round-robin, failover
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"  # the name the server serves
     api_key_env: str = "GOTR1_JUDGE_API_KEY"  # unset: "EMPTY", which vLLM accepts
     max_concurrency: int = 32  # requests in flight over all servers
     timeout_s: float = 120.0  # per request

@@ -70,35 +70,35 @@ LANGUAGE_MODEL_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj
 
 @dataclass
 class GRPOConfig:
-    steps: int = 100
+    steps: int = 100  # optimizer steps of the run
     prompts_per_step: int = 8  # B
     num_generations: int = 8  # G, samples per prompt
-    learning_rate: float = 1e-5
+    learning_rate: float = 1e-5  # peak rate (AdamW)
     lr_schedule: str = "cosine"  # cosine | constant (train/schedule.py)
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 16
-    beta: float = 0.0
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    loss_type: str = "grpo"
-    num_iterations: int = 1
+    warmup_steps: int = 0  # linear warm-up to learning_rate
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    max_grad_norm: float = 1.0  # gradients clipped to this global norm
+    micro_batch_size: int = 16  # sequences per forward/backward (memory, not the math)
+    beta: float = 0.0  # KL penalty to the reference policy (k3 estimator); 0: no reference pass
+    epsilon: float = 0.2  # ratio clip: 1 - epsilon .. 1 + epsilon (or epsilon_high)
+    epsilon_high: float | None = None  # upper clip (DAPO's clip-higher); None: epsilon
+    loss_type: str = "grpo"  # normalisation: grpo | dr_grpo | dapo (train/grpo_loss.py)
+    num_iterations: int = 1  # update passes over each batch of samples (> 1 keeps old log-probs)
     scale_rewards: bool = True  # False for dr_grpo-style advantages
-    train_text: bool = True
-    train_image: bool = True
+    train_text: bool = True  # the loss covers the reasoning tokens
+    train_image: bool = True  # the loss covers the image tokens
     image_logprob: str = "conditional"  # conditional | cfg
-    cfg_weight: float = 5.0
-    text_temperature: float = 1.0
-    image_temperature: float = 1.0
-    max_reasoning_tokens: int = 600
+    cfg_weight: float = 5.0  # classifier-free guidance when sampling (<= 1: off)
+    text_temperature: float = 1.0  # sampling temperature of the reasoning chain
+    image_temperature: float = 1.0  # sampling temperature of the image tokens
+    max_reasoning_tokens: int = 600  # cap on a chain; <begin_of_image> is appended when reached
     lora_r: int | None = 32  # None: full fine-tuning (VQ and vision tower stay frozen)
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: str = LANGUAGE_MODEL_LORA_TARGETS
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    log_every: int = 1
+    lora_alpha: int = 32  # LoRA scaling numerator (alpha / r)
+    lora_dropout: float = 0.0  # dropout on the LoRA path
+    lora_target_modules: str = LANGUAGE_MODEL_LORA_TARGETS  # regex of the modules LoRA adapts
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
+    seed: int = 0  # prompts, samples and LoRA init derive from it
+    log_every: int = 1  # a log line every N steps (0: never)
 
     def __post_init__(self):
         """Every value checked against the range that has a meaning, when the recipe is read (before a model

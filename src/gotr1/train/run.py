@@ -37,20 +37,22 @@ log = logging.getLogger(__name__)
 @dataclass
 class GRPORun:
     model: str | None = None  # None: the built-in shapes model
-    output_dir: str = "outputs/grpo"
+    output_dir: str = "outputs/grpo"  # metrics, checkpoints, final/ (new or empty; --resume / --overwrite)
     prompts: str = "shapes:train"  # shapes:<split>, shapes:heldout-pairs, or a text file with one prompt per line
-    reward: RewardSettings = field(default_factory=lambda: RewardSettings(source="shapes"))
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    reward: RewardSettings = field(
+        default_factory=lambda: RewardSettings(source="shapes")
+    )  # the reward (rewards/config.py)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)  # the trainer's settings (train/grpo.py)
     eval_every: int = 0  # shapes world: held-out accuracy every N steps (0: only at start and end)
-    eval_prompts: int = 100
-    max_minutes: float | None = None
+    eval_prompts: int = 100  # held-out prompts per evaluation (worlds with a training evaluation)
+    max_minutes: float | None = None  # stop (after the step in flight) when this much time has passed
     save_every: int = 0  # checkpoint every N steps (atomic; keep_last kept) under output_dir/checkpoints
     sample_grid_every: int = 0  # write samples/step_N.png (plans over images, rewards) every N steps
-    keep_last: int = 2
+    keep_last: int = 2  # checkpoints kept (0: all)
     # accelerate trackers for the step metrics, e.g. [tensorboard] (pip install "gotr1[logging]") or [wandb];
     # they write under output_dir/<project_name>/ (tensorboard) or to the tracker's own service.
-    log_with: list[str] = field(default_factory=list)
-    project_name: str = "gotr1-grpo"
+    log_with: list[str] = field(default_factory=list)  # accelerate trackers, e.g. [tensorboard]
+    project_name: str = "gotr1-grpo"  # the trackers' project (and tensorboard's folder name)
 
     def __post_init__(self) -> None:
         for name in ("eval_every", "save_every", "sample_grid_every", "keep_last"):
@@ -65,8 +67,8 @@ class GRPORun:
 class SFTRun:
     data: str  # jsonl of {"prompt", "chain", "image" | "image_tokens"}
     model: str | None = None  # None: the built-in shapes model
-    output_dir: str = "outputs/sft"
-    sft: SFTConfig = field(default_factory=SFTConfig)
+    output_dir: str = "outputs/sft"  # final/ and sft.json (must be new or empty, or --overwrite)
+    sft: SFTConfig = field(default_factory=SFTConfig)  # the trainer's settings
 
     def __post_init__(self) -> None:
         if not self.output_dir.strip():

@@ -25,17 +25,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SFTConfig:
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    text_loss_weight: float = 1.0
-    image_loss_weight: float = 1.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    log_every: int = 50
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # records per step
+    learning_rate: float = 1e-3  # peak rate (AdamW), after warm-up
+    min_lr_ratio: float = 0.1  # the cosine ends at learning_rate * min_lr_ratio
+    warmup_steps: int = 100  # linear warm-up to learning_rate
+    weight_decay: float = 0.01  # AdamW's decoupled weight decay (matrices only)
+    text_loss_weight: float = 1.0  # weight of the chain tokens' cross-entropy
+    image_loss_weight: float = 1.0  # weight of the image tokens' cross-entropy
+    max_grad_norm: float = 1.0  # gradients clipped to this global norm
+    seed: int = 0  # batch order and CFG dropout derive from it
+    log_every: int = 50  # a log line every N steps
     max_minutes: float | None = None  # stop early (and say so) when a time budget is spent
     # Share of rows trained as the unconditional branch of classifier-free guidance: prompt and chain
     # replaced by pad (all but the first token and <begin_of_image>), image loss only.

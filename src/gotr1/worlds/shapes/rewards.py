@@ -23,8 +23,7 @@ from statistics import fmean
 from typing import Protocol, TypeVar
 
 from ...chain import GRID, Box, parse_chain
-from ...rewards.base import Reward as BaseReward
-from ...rewards.base import RewardResult
+from ...rewards.base import Reward, RewardResult
 from ...rewards.combine import combine, mean_product_reward, product_reward
 from ...rewards.grounding import BoxLocator, boxes_by_name, located_iou
 from ...rewards.scoring import RewardPipeline
@@ -39,7 +38,7 @@ __all__ = [
     "RRI",
     "RSem",
     "RSpa",
-    "Reward",
+    "ExactReward",
     "ShapesPromptLike",
     "all_constraints_hold",
     "mean_product_reward",
@@ -64,7 +63,7 @@ class ObjectDetector(Protocol):
     def ground(self, image: ImageLike) -> list[GroundedObject]: ...
 
 
-class Reward(BaseReward):
+class ExactReward(Reward):
     """A batch reward function; subclasses score one (prompt, chain, image) triple."""
 
     name: str
@@ -193,7 +192,7 @@ def _boxed_objects(chain: str) -> list[tuple[str, Box]]:
 # --- the four rewards ------------------------------------------------------------------------------
 
 
-class RSem(Reward):
+class RSem(ExactReward):
     """Prompt -> chain: does the chain plan the objects the prompt asks for, and nothing else?
 
     Object names are read by word (size, colour, shape). Each group scores the share of its count
@@ -220,7 +219,7 @@ class RSem(Reward):
         return coverage * required / (required + _surplus(meaning, members, rest))
 
 
-class RSpa(Reward):
+class RSpa(ExactReward):
     """Prompt -> planned layout: do the planned boxes satisfy the prompt's counts and relations?
 
     Only objects with a box count; they join groups by colour and shape, and an object's size is
@@ -242,7 +241,7 @@ class RSpa(Reward):
         return tally.score
 
 
-class RRI(Reward):
+class RRI(ExactReward):
     """Chain -> image: is each planned object drawn where the chain put it?
 
     Each planned object with a box is looked up by name with ``locator.locate`` (one call per
@@ -277,7 +276,7 @@ def _lookup_name(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-class RPI(Reward):
+class RPI(ExactReward):
     """Prompt -> image: does the image show what the prompt asks for?
 
     The image's objects are grounded and scored like a layout (see ``_check_layout``): each group
@@ -320,7 +319,7 @@ def all_constraints_hold(
 # --- combining -------------------------------------------------------------------------------------
 
 
-class ProductReward(Reward):
+class ProductReward(ExactReward):
     """The combined reward as one reward function; ``mean=True`` gives :func:`mean_product_reward`."""
 
     def __init__(
