@@ -40,7 +40,6 @@ def _run_eval(model: str | None, images: int, batch_size: int, out: Path) -> flo
 
 def _run_generate(model: str | None, images: int, out: Path) -> float:
     from gotr1.cli import write_generation
-    from gotr1.eval.sampling import checkpoint_cfg_weight
     from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
     from gotr1.models import load_model
     from gotr1.worlds.shapes.grammar import ShapesGrammar
@@ -48,7 +47,7 @@ def _run_generate(model: str | None, images: int, out: Path) -> float:
     bundle = load_model(model)
     prompts = [p.text for p in ShapesGrammar().prompts("heldout", images)]
     sampler = TwoPhaseSampler(bundle)
-    config = SamplingConfig(cfg_weight=checkpoint_cfg_weight(bundle), max_reasoning_tokens=200)
+    config = SamplingConfig(cfg_weight=bundle.preferred_cfg_weight(), max_reasoning_tokens=200)
     start = time.perf_counter()
     for i, prompt in enumerate(prompts):  # what `gotr1 generate --batch-size 1` does per prompt
         for gen in sampler.generate([prompt], config, seeds=[i]):

@@ -138,9 +138,7 @@ def cmd_generate(args) -> int:
     out_root = Path(args.out) if args.out else new_run_folder("outputs/generate")
     prepare_output(out_root, owned=GENERATE_OWNS, what="gotr1 generate", overwrite=args.overwrite)
     bundle = load_model(args.model, args.dtype, device)
-    cfg_weight = args.cfg
-    if cfg_weight is None:  # the checkpoint's preferred weight, else the release's 5
-        cfg_weight = getattr(bundle.model.generation_config, "guidance_scale", None) or 5.0
+    cfg_weight = args.cfg if args.cfg is not None else bundle.preferred_cfg_weight()
     config = SamplingConfig(
         num_generations=args.num_chains,
         images_per_chain=args.num_images,
@@ -291,7 +289,7 @@ def cmd_eval_sample(args) -> int:
     from accelerate import PartialState
 
     from .eval.benchmark import ScorerOptions
-    from .eval.sampling import EvalSampling, checkpoint_cfg_weight, prepare_run_folder, sample_run, sampling_identity
+    from .eval.sampling import EvalSampling, prepare_run_folder, sample_run, sampling_identity
     from .eval.scoring import benchmark_of, score_run, summary_table
 
     benchmark = benchmark_of(args.benchmark)
@@ -316,7 +314,7 @@ def cmd_eval_sample(args) -> int:
     state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
     out = Path(args.out)
     bundle = load_model(args.model, args.dtype, device or (str(state.device) if state.num_processes > 1 else None))
-    cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else checkpoint_cfg_weight(bundle)
+    cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else bundle.preferred_cfg_weight()
     identity = sampling_identity(
         benchmark, args.model or "built-in", bundle.source, sampling, cfg_weight, images_per_prompt, options
     )

@@ -12,6 +12,7 @@ r, r + n, r + 2n, ... of the run.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import shutil
 import time
@@ -50,11 +51,6 @@ class EvalSampling:
             raise BenchmarkError("cfg weight must be a number, got nan")
 
 
-def checkpoint_cfg_weight(bundle) -> float:
-    """The checkpoint's preferred CFG weight, else the release's 5."""
-    return float(getattr(bundle.model.generation_config, "guidance_scale", None) or 5.0)
-
-
 def _png(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -74,8 +70,6 @@ def prepare_run_folder(out: Path, identity: dict[str, Any], categories: Sequence
     existing = None
     if run_file.is_file():
         try:
-            import json
-
             existing = json.loads(run_file.read_text())
         except ValueError as exc:
             raise BenchmarkError(f"{run_file}: unreadable ({exc}); choose another --out") from None
@@ -123,7 +117,7 @@ def sample_run(
     config = SamplingConfig(
         num_generations=1,
         images_per_chain=1,
-        cfg_weight=sampling.cfg_weight if sampling.cfg_weight is not None else checkpoint_cfg_weight(bundle),
+        cfg_weight=sampling.cfg_weight if sampling.cfg_weight is not None else bundle.preferred_cfg_weight(),
         text_temperature=sampling.text_temperature,
         image_temperature=sampling.image_temperature,
         text_top_k=sampling.text_top_k,

@@ -57,6 +57,10 @@ class JanusBundle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def preferred_cfg_weight(self) -> float:
+        """The checkpoint's own CFG weight (its generation_config.guidance_scale), else the release's 5."""
+        return float(getattr(self.model.generation_config, "guidance_scale", None) or 5.0)
+
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the transformers layout (safetensors) that `load_janus` reads directly."""
         out = Path(directory)

@@ -18,7 +18,7 @@ from typing import Any
 from ...eval.benchmark import Benchmark, BenchmarkError, ScorerOptions, read_record
 from ...eval.records import EvalImage, ImageJob, ImageScore, Scorer
 from .grammar import Prompt, ShapesGrammar
-from .rewards import RSem, RSpa, all_constraints_hold, score_all
+from .rewards import all_constraints_hold, score_all
 from .rl import EVAL_RESERVE
 from .vocabulary import Meaning
 
@@ -131,10 +131,9 @@ class ExactScorer:
         chains = [image.chain or "" for image in images]
         pixels = [image.image() for image in images]
         rewards = score_all(prompts, chains, pixels)
-        sem, spa = RSem(), RSpa()
         scores = []
-        for image, prompt, chain, picture, reward in zip(images, prompts, chains, pixels, rewards):
-            plan_right = sem.score(prompt, chain, None) == 1.0 and spa.score(prompt, chain, None) == 1.0
+        for image, prompt, picture, reward in zip(images, prompts, pixels, rewards):
+            plan_right = reward["r_sem"] == 1.0 and reward["r_spa"] == 1.0  # the chain alone decides both
             scores.append(
                 ImageScore(
                     path=image.job.path,
