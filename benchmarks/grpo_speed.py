@@ -21,7 +21,7 @@ import time
 import torch
 
 from gotr1.model.loading import load_janus
-from gotr1.models import DEFAULT_MODEL
+from gotr1.models import builtin_model
 from gotr1.train.distributed import make_accelerator
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
 from gotr1.worlds.shapes.grammar import ShapesGrammar
@@ -104,7 +104,7 @@ def precision_gap(device: str, args) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--model", default=str(builtin_model("shapes-sft")))
     parser.add_argument("--settings", default="cpu:no,cpu:bf16", help="device:precision, comma-separated")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)

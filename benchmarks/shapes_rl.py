@@ -75,7 +75,7 @@ def recipe_with_overrides(args) -> GRPORun:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "configs" / "shapes_grpo.yaml"))
-    parser.add_argument("--model", default=None, help="default: the recipe's (the shipped shapes model)")
+    parser.add_argument("--model", default=None, help="default: the recipe's (shapes-sft)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="GRPO's time budget (default: the recipe's)")
     parser.add_argument("--prompts-per-step", type=int, default=None)

@@ -1,24 +1,54 @@
-"""The shipped shapes-world model: loads offline, writes valid plans that name what the prompt asks."""
+"""The shipped shapes-world models (shapes-grpo, the default, and shapes-sft): load offline by name, write
+valid plans that name what the prompt asks, and the default is the one after GRPO."""
+
+import json
 
 import pytest
 
+from gotr1.cli import main
 from gotr1.model.loading import load_janus
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
-from gotr1.models import DEFAULT_MODEL
+from gotr1.models import DEFAULT_MODEL_NAME, builtin_model, load_model, model_suite
 from gotr1.worlds.shapes.grammar import ShapesGrammar
 from gotr1.worlds.shapes.rewards import RSem, RSpa
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
+SHIPPED = ("shapes-grpo", "shapes-sft")
+pytestmark = pytest.mark.skipif(any(builtin_model(n) is None for n in SHIPPED), reason="no shipped model")
 
 
-@pytest.fixture(scope="module")
-def bundle():
-    return load_janus(DEFAULT_MODEL, device="cpu")
+@pytest.fixture(scope="module", params=SHIPPED)
+def bundle(request):
+    return load_janus(builtin_model(request.param), device="cpu")
 
 
-def test_shipped_model_is_small_safetensors():
-    weights = DEFAULT_MODEL / "model.safetensors"
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_are_small_safetensors_with_provenance(name):
+    weights = builtin_model(name) / "model.safetensors"
     assert weights.is_file() and weights.stat().st_size < 30 * 2**20
+    recipe = json.loads((builtin_model(name) / "recipe.json").read_text())
+    assert recipe["note"]
+
+
+def test_the_default_is_the_model_after_grpo_and_sft_loads_by_name():
+    assert DEFAULT_MODEL_NAME == "shapes-grpo" and model_suite(None) == "shapes"
+    assert load_model(None).source == str(builtin_model("shapes-grpo"))
+    assert load_model("shapes-sft").source == str(builtin_model("shapes-sft"))
+    recipe = json.loads((builtin_model("shapes-grpo") / "recipe.json").read_text())
+    assert recipe["grpo"]["recipe"] == "configs/shapes_grpo_shipped.yaml" and recipe["grpo"]["steps"] >= 100
+
+
+def test_default_model_plans_the_readme_prompt_right(tmp_path):
+    """The README's first command plans the circle left of the square for at least 7 of seeds 1..8."""
+    right = 0
+    for seed in range(1, 9):
+        out = tmp_path / str(seed)
+        prompt = "a red circle to the left of a blue square"
+        assert main(["generate", "--prompt", prompt, "--seed", str(seed), "--out", str(out)]) == 0
+        record = json.loads(next(out.glob("*/sample_00/chain.json")).read_text())
+        boxes = {o["name"].split()[-1]: o["box"] for o in record["objects"] if o["box"]}
+        if "circle" in boxes and "square" in boxes:
+            right += boxes["circle"][0] + boxes["circle"][2] < boxes["square"][0] + boxes["square"][2]
+    assert right >= 7
 
 
 def test_samples_are_64px_images_with_parseable_plans(bundle):

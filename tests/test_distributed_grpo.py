@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gotr1.models import DEFAULT_MODEL
+from gotr1.models import builtin_model
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer, check_world_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +190,7 @@ def test_prompts_per_step_must_divide_among_processes(tiny_bundle):
         )
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
+@pytest.mark.skipif(builtin_model() is None, reason="no shipped model")
 def test_cli_under_accelerate_launch_writes_once_and_logs_to_tensorboard(tmp_path):
     pytest.importorskip("tensorboard")
     config = tmp_path / "run.yaml"

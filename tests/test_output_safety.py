@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gotr1.cli import main
-from gotr1.models import DEFAULT_MODEL
+from gotr1.models import builtin_model
 
-needs_model = pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
+needs_model = pytest.mark.skipif(builtin_model() is None, reason="no shipped model")
 
 RECIPE = """
 output_dir: {out}

@@ -7,7 +7,7 @@ import pytest
 
 from gotr1.cli import main
 from gotr1.config import load_config
-from gotr1.models import DEFAULT_MODEL
+from gotr1.models import builtin_model
 from gotr1.train.run import GRPORun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ def test_shipped_shapes_recipe_parses():
     assert run.prompts == "shapes:heldout-pairs"
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
+@pytest.mark.skipif(builtin_model() is None, reason="no shipped model")
 def test_minimal_grpo_run_writes_metrics_eval_and_weights(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"""
@@ -76,7 +76,7 @@ def test_bad_shapes_prompt_settings_are_one_line_errors(tmp_path, capsys, body, 
     assert len(err) == 1 and message in err[0]
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(), reason="no shipped model")
+@pytest.mark.skipif(builtin_model() is None, reason="no shipped model")
 def test_grpo_with_judge_rewards_over_http_and_a_judge_outage(tmp_path, capsys):
     from .judge_servers import fake_judge_server
 

@@ -435,12 +435,7 @@ def cmd_reward(args) -> int:
 
 def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> None:
     parser.set_defaults(func=cmd_eval_sample, benchmark=benchmark)
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="checkpoint directory or hub id (default: the shipped "
-        f"shapes model); '{BUILTIN_TINY_RANDOM}' for a tiny random one",
-    )
+    add_model_argument(parser)
     parser.add_argument("--out", default=f"outputs/eval/{benchmark}", help="run folder (re-running resumes it)")
     parser.add_argument("--categories", default=None, help="comma-separated (default: the benchmark's usual set)")
     parser.add_argument(
@@ -469,18 +464,25 @@ def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> 
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    from .models import DEFAULT_MODEL_NAME
+
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"a built-in model ({DEFAULT_MODEL_NAME}, the default: the shapes world's GoT-R1 after GRPO; "
+        "shapes-sft: before GRPO), a checkpoint directory (transformers or original GoT-R1 layout), "
+        f"a hub id, or '{BUILTIN_TINY_RANDOM}' for a tiny random model",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gotr1", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="prompt -> reasoning chain with boxes -> image(s)")
-    gen.add_argument(
-        "--model",
-        default=None,
-        help="checkpoint directory or hub id (transformers or original GoT-R1 layout); "
-        f"'{BUILTIN_TINY_RANDOM}' for a tiny random model",
-    )
+    add_model_argument(gen)
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     gen.add_argument("--prompts-file", help="text file, one prompt per line")
     gen.add_argument("--num-chains", type=at_least(1), default=1, help="reasoning chains per prompt")

@@ -1,26 +1,71 @@
-"""Which model a command means: a checkpoint path or hub id, the shipped shapes model, or a tiny random one."""
+"""Which model a command means: a built-in model by name, a checkpoint path or hub id, or a tiny random one.
+
+Built-in models are checkpoints a suite ships in the package (`Suite.models`): the shapes world ships its
+SFT model (`shapes-sft`) and the GoT-R1 model GRPO made from it (`shapes-grpo`), the default of every
+command, so that a newcomer meets the model after RL, which is what GoT-R1 is about.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from . import registry
+
 log = logging.getLogger(__name__)
 
 BUILTIN_TINY_RANDOM = "tiny-random"
-# The shapes-world model made by `gotr1 shapes build-tokenizer` + `pretrain`, shipped in the package.
-DEFAULT_MODEL = Path(__file__).parent / "worlds" / "shapes" / "default_model"
+DEFAULT_MODEL_NAME = "shapes-grpo"
+
+
+def builtin_models() -> dict[str, tuple[str, Path]]:
+    """Every built-in model: name -> (the suite that ships it, its checkpoint folder)."""
+    found: dict[str, tuple[str, Path]] = {}
+    for suite_name in registry.names():
+        for name, path in registry.get(suite_name).models.items():
+            found[name] = (suite_name, Path(path))
+    return found
+
+
+def builtin_model(name: str = DEFAULT_MODEL_NAME) -> Path | None:
+    """The folder of a built-in model that is installed (has its config), else None."""
+    entry = builtin_models().get(name)
+    return entry[1] if entry and (entry[1] / "config.json").is_file() else None
+
+
+def model_suite(spec: str | None) -> str | None:
+    """The suite whose built-in model `spec` names (None, the default, included), else None."""
+    entry = builtin_models().get(spec or DEFAULT_MODEL_NAME)
+    return entry[0] if entry else None
+
+
+def model_name(spec: str | None) -> str:
+    """A short name for a model spec, as a server reports it: built-in names as they are, paths by folder."""
+    if spec is None:
+        return DEFAULT_MODEL_NAME
+    if spec in builtin_models() or spec == BUILTIN_TINY_RANDOM:
+        return spec
+    path = Path(spec)
+    return path.name if path.exists() else spec
 
 
 def load_model(spec: str | None, dtype=None, device=None):
-    """spec None -> the shipped shapes model; 'tiny-random' -> a random tiny Janus; else a checkpoint."""
+    """spec None -> the default built-in model; a built-in name (shapes-grpo, shapes-sft) -> that model;
+    'tiny-random' -> a random tiny Janus; else a checkpoint folder (either layout) or hub id.
+
+    An existing folder wins over a built-in name it happens to share."""
     from .model.loading import JanusBundle, load_janus
     from .model.tiny import build_tiny_janus
     from .model.tokens import SpecialTokenIds
 
-    if spec is None and (DEFAULT_MODEL / "config.json").is_file():
-        log.info("no model given: using the built-in shapes-world model (%s)", DEFAULT_MODEL)
-        return load_janus(DEFAULT_MODEL, dtype=dtype, device=device)
+    name = DEFAULT_MODEL_NAME if spec is None else spec
+    if name in builtin_models() and not Path(name).is_dir():
+        path = builtin_model(name)
+        if path is not None:
+            log.info("using the built-in model %s (%s)", name, path)
+            return load_janus(path, dtype=dtype, device=device)
+        if spec is not None:
+            raise FileNotFoundError(f"--model {spec}: this installation does not include the built-in model {spec}")
     if spec in (None, BUILTIN_TINY_RANDOM):
         if spec is None:
             log.warning(

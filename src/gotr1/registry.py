@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class Suite:
     # evaluation of the policy during training: (bundle, num_prompts, cfg_weight, max_reasoning_tokens) -> summary.
     check_training: Callable[[str, int], None] | None = None
     training_evaluation: Callable[..., dict[str, Any]] | None = None
+    # A typed prompt as the suite's rewards want it; None when the text is not in the suite's language.
+    read_prompt: Callable[[str], Any | None] | None = None
+    # Checkpoints shipped in the package, by the name `--model` takes (gotr1.models).
+    models: Mapping[str, Path] = field(default_factory=dict)
 
 
 _SUITES: dict[str, Suite] = {}

@@ -170,6 +170,7 @@ class TwoPhaseSampler:
         *,
         seeds: Sequence[int] | None = None,
         chains: Sequence[Sequence[str]] | None = None,
+        sample_indices: Sequence[int] | None = None,
     ) -> list[Generation]:
         """Sample `config.num_generations` chains (each with `images_per_chain` images) per prompt.
 
@@ -177,6 +178,9 @@ class TwoPhaseSampler:
             prompt, its seed and its index within the group.
         chains: optional fixed reasoning chains, `chains[i][g]` for prompt i, sample g; the text phase
             is then teacher-forced (edit a plan and re-render it) and only images are sampled.
+        sample_indices: with one generation per prompt, the index each row has in its own group: rows of
+            different requests (a server's batch) then share one call and still draw exactly what they
+            would draw sampled alone as sample k of seed s.
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
         sampling = config or SamplingConfig()
@@ -190,7 +194,12 @@ class TwoPhaseSampler:
         prompt_ids = [encode_prompt(tok, p, self.ids.bos) for p in prompts]
         G = sampling.num_generations
         row_seed = torch.tensor(seeds, dtype=torch.int64).repeat_interleave(G)
-        row_sample = torch.arange(G, dtype=torch.int64).repeat(len(prompts))
+        if sample_indices is None:
+            row_sample = torch.arange(G, dtype=torch.int64).repeat(len(prompts))
+        elif G != 1 or len(sample_indices) != len(prompts):
+            raise ValueError("sample_indices needs num_generations 1 and one index per prompt")
+        else:
+            row_sample = torch.tensor(list(sample_indices), dtype=torch.int64)
         with attention_backends(self.bundle.device):
             if chains is None:
                 rows = self._sample_chains(prompt_ids, sampling, row_seed, row_sample)
@@ -209,7 +218,7 @@ class TwoPhaseSampler:
                 Generation(
                     prompt=prompts[b],
                     prompt_index=b,
-                    sample_index=g,
+                    sample_index=int(row_sample[r]),
                     seed=int(seeds[b]),
                     prompt_ids=torch.tensor(prompt_ids[b]),
                     text_ids=text_ids,

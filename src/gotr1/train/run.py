@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GRPORun:
-    model: str | None = None  # None: the built-in shapes model
+    model: str | None = None  # a built-in name (shapes-sft, shapes-grpo), a checkpoint or hub id; None: the default
     output_dir: str = "outputs/grpo"  # metrics, checkpoints, final/ (new or empty; --resume / --overwrite)
     prompts: str = "shapes:train"  # shapes:<split>, shapes:heldout-pairs, or a text file with one prompt per line
     reward: RewardSettings = field(
@@ -66,7 +66,7 @@ class GRPORun:
 @dataclass
 class SFTRun:
     data: str  # jsonl of {"prompt", "chain", "image" | "image_tokens"}
-    model: str | None = None  # None: the built-in shapes model
+    model: str | None = None  # a built-in name (shapes-sft, shapes-grpo), a checkpoint or hub id; None: the default
     output_dir: str = "outputs/sft"  # final/ and sft.json (must be new or empty, or --overwrite)
     sft: SFTConfig = field(default_factory=SFTConfig)  # the trainer's settings
 

@@ -1,0 +1,179 @@
+"""One loaded model behind the demo and the HTTP server.
+
+Several people use a served model at once; what they share is this engine: the sampler (one model, so
+one call at a time, under a lock), the sampling settings and, when configured, the rewards that score
+each sample. A request becomes `Job`s, one per image: sample a chain for the prompt, or teacher-force a
+given chain and sample only the image. Jobs of different requests share one sampler call and still draw
+exactly what they would draw alone (a sample depends only on its prompt, seed and index).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from PIL import Image
+
+from ..model.loading import JanusBundle
+from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
+from ..model.tokens import encode_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make: a chain sampled for `prompt` (or `chain` teacher-forced), then its image."""
+
+    prompt: str
+    seed: int = 0
+    sample_index: int = 0
+    chain: str | None = None
+
+
+@dataclass
+class Scores:
+    """The rewards of one sample: each component (None where it could not be scored) and the total."""
+
+    total: float | None
+    components: dict[str, float | None]
+    reasons: dict[str, str] = field(default_factory=dict)  # why a component is missing
+
+
+@dataclass
+class Sample:
+    job: Job
+    generation: Generation
+    image: Image.Image
+    scores: Scores | None = None
+    score_note: str = ""  # why there are no scores, when rewards are configured but could not run
+
+    @property
+    def chain(self) -> str:
+        return self.generation.chain
+
+    def record(self) -> dict[str, Any]:
+        """The sample as JSON: prompt, seed, chain, objects on the 0..1000 grid, problems, rewards."""
+        record = self.generation.record()
+        if self.scores is not None:
+            record["rewards"] = {"total": self.scores.total, **self.scores.components}
+        return record
+
+
+class PromptTooLong(ValueError):
+    """A prompt that leaves no room for the chain and the image in the model's context."""
+
+
+class Engine:
+    """A model, its sampler and (optionally) rewards, safe to call from several threads."""
+
+    def __init__(
+        self,
+        bundle: JanusBundle,
+        *,
+        name: str,
+        sampling: SamplingConfig | None = None,
+        rewards: Any | None = None,
+        read_prompt: Callable[[str], Any | None] | None = None,
+        rewards_name: str = "",
+    ) -> None:
+        """rewards: a RewardPipeline (or anything with `evaluate(prompts, chains, images)`); read_prompt turns a
+        typed prompt into what the rewards take (None: not in their language, so the sample is not scored)."""
+        self.bundle = bundle
+        self.name = name
+        self.sampling = sampling or SamplingConfig(cfg_weight=bundle.preferred_cfg_weight())
+        self.rewards = rewards
+        self.rewards_name = rewards_name
+        self.read_prompt = read_prompt
+        self.sampler = TwoPhaseSampler(bundle)
+        self._lock = threading.Lock()
+
+    @property
+    def image_size(self) -> int:
+        return self.bundle.image_size
+
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.bundle.model.config.text_config, "max_position_embeddings", None)
+
+    def prompt_budget(self, max_reasoning_tokens: int | None = None) -> int | None:
+        """Prompt tokens (with the chat template) that fit beside the reasoning cap and the image."""
+        if not self.context_length:
+            return None
+        cap = self.sampling.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
+        return self.context_length - cap - 1 - self.bundle.num_image_tokens
+
+    def check_prompt(self, prompt: str, max_reasoning_tokens: int | None = None) -> None:
+        """PromptTooLong with a one-line message when `prompt` does not fit in the model's context."""
+        budget = self.prompt_budget(max_reasoning_tokens)
+        if budget is None:
+            return
+        length = len(encode_prompt(self.bundle.tokenizer, prompt, self.bundle.ids.bos))
+        if length > budget:
+            raise PromptTooLong(
+                f"the prompt is {length} tokens with the chat template; this model's context of "
+                f"{self.context_length} tokens leaves {max(budget, 0)} beside the reasoning and the image"
+            )
+
+    def run(self, jobs: Sequence[Job], sampling: SamplingConfig | None = None) -> list[Sample]:
+        """Make every job's image in (at most) two sampler calls: sampled chains, then given chains.
+
+        `sampling` overrides the engine's settings for this call (its group and image counts are
+        ignored: a job is one chain and one image). Samples come back in the order of `jobs`.
+        """
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        settings = replace(sampling or self.sampling, num_generations=1, images_per_chain=1, show_progress=False)
+        samples: list[Sample | None] = [None] * len(jobs)
+        sampled = [i for i, job in enumerate(jobs) if job.chain is None]
+        forced = [i for i, job in enumerate(jobs) if job.chain is not None]
+        with self._lock:
+            for indices in (sampled, forced):
+                if not indices:
+                    continue
+                part = [jobs[i] for i in indices]
+                generations = self.sampler.generate(
+                    [job.prompt for job in part],
+                    settings,
+                    seeds=[job.seed for job in part],
+                    sample_indices=[job.sample_index for job in part],
+                    chains=None if part[0].chain is None else [[job.chain] for job in part],
+                )
+                for i, generation in zip(indices, generations):
+                    samples[i] = Sample(jobs[i], generation, generation.images[0])
+            done = [s for s in samples if s is not None]
+            self._score(done)
+        return done
+
+    def _score(self, samples: list[Sample]) -> None:
+        """Each sample's rewards, when rewards are configured and its prompt is in their language."""
+        if self.rewards is None:
+            return
+        readable = []
+        for sample in samples:
+            prompt = self.read_prompt(sample.job.prompt) if self.read_prompt else sample.job.prompt
+            if prompt is None:
+                sample.score_note = f"not scored: the prompt is not in the {self.rewards_name or 'rewards'}' language"
+            else:
+                readable.append((sample, prompt))
+        if not readable:
+            return
+        try:
+            scored = self.rewards.evaluate(
+                [prompt for _, prompt in readable], [s.chain for s, _ in readable], [s.image for s, _ in readable]
+            )
+        except Exception as exc:  # a judge that is down: say so on each sample, never a zero
+            log.warning("rewards failed: %s", exc)
+            for sample, _ in readable:
+                sample.score_note = f"rewards unavailable: {str(exc).splitlines()[0][:200]}"
+            return
+        for (sample, _), result in zip(readable, scored):
+            sample.scores = Scores(
+                result.total,
+                {name: r.value for name, r in result.results.items()},
+                {name: r.reason for name, r in result.results.items() if r.missing and r.reason},
+            )
