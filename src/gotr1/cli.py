@@ -176,6 +176,118 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def build_engine(args):
+    """The model, sampling settings and rewards that `gotr1 serve` and `gotr1 demo` share."""
+    from .model.sampler import SamplingConfig
+    from .models import model_name, model_suite
+    from .serving.engine import Engine
+
+    rewards, read_prompt, rewards_name = _serving_rewards(args.rewards, model_suite(args.model))
+    bundle = load_model(args.model, args.dtype, resolve_device(args.device))
+    sampling = SamplingConfig(
+        cfg_weight=args.cfg if args.cfg is not None else bundle.preferred_cfg_weight(),
+        text_temperature=args.text_temperature,
+        image_temperature=args.image_temperature,
+        max_reasoning_tokens=args.max_reasoning_tokens,
+    )
+    name = args.served_name or model_name(args.model)
+    return Engine(
+        bundle, name=name, sampling=sampling, rewards=rewards, read_prompt=read_prompt, rewards_name=rewards_name
+    )
+
+
+def _serving_rewards(choice: str | None, model_suite: str | None):
+    """--rewards: 'none', a suite's exact rewards by name, or a reward YAML (the judge); by default the
+    exact rewards of the suite that ships the model, else none. Returns (pipeline, read_prompt, name)."""
+    from . import registry
+    from .config import load_config
+    from .rewards.config import RewardSettings, build_reward
+
+    choice = choice or model_suite or "none"
+    if choice == "none":
+        return None, None, ""
+    if choice in registry.names():
+        suite = registry.get(choice)
+        if not suite.reward_components:
+            raise CliError(f"--rewards {choice}: that suite has no reward components")
+        settings = RewardSettings(source=choice, components=list(suite.reward_components))
+        return build_reward(settings), suite.read_prompt, choice
+    path = Path(choice)
+    if not path.is_file():
+        raise CliError(f"--rewards {choice}: neither 'none', a suite ({', '.join(registry.names())}) nor a YAML file")
+    settings = load_config(path, RewardSettings)
+    try:
+        pipeline = build_reward(settings, path.parent)
+    except ValueError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    suites = settings.suites()
+    read_prompt = registry.get(suites[0]).read_prompt if len(suites) == 1 else None
+    return pipeline, read_prompt, path.name
+
+
+def _require(module: str, extra: str) -> None:
+    """A one-line error naming the extra to install when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise CliError(f"this command needs {module}: pip install 'gotr1[{extra}]'")
+
+
+def cmd_serve(args) -> int:
+    _require("fastapi", "serve")
+    _require("uvicorn", "serve")
+    from .serving.server import ServerSettings, serve
+
+    try:
+        settings = ServerSettings(
+            host=args.host,
+            port=args.port,
+            max_batch=args.max_batch,
+            batch_wait_ms=args.batch_wait_ms,
+            max_queue=args.max_queue,
+            max_n=args.max_n,
+            api_key_env=args.api_key_env,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    serve(build_engine(args), settings)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    _require("gradio", "demo")
+    from .serving.demo import launch_demo
+
+    launch_demo(
+        build_engine(args),
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        max_queue=args.max_queue,
+        concurrency=args.concurrency,
+    )
+    return 0
+
+
+def _add_serving_args(parser: argparse.ArgumentParser, port: int) -> None:
+    add_model_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=at_least(0), default=port)
+    parser.add_argument(
+        "--rewards",
+        default=None,
+        help="score every sample: 'none', a suite's exact rewards (shapes) or a reward YAML with the judge "
+        "(configs/judge_vllm.yaml); default: the built-in model's world, else none",
+    )
+    parser.add_argument("--cfg", type=at_least(0.0, float), default=None, help="default: the checkpoint's, else 5")
+    parser.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
+    parser.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
+    parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    parser.add_argument("--served-name", default=None, help="the model's name in the API (default: --model's)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES)
+    parser.add_argument("--device", default=None)
+
+
 def check_prompt_lengths(bundle, prompts: list[str], max_reasoning_tokens: int) -> None:
     """A prompt whose tokens, with the reasoning cap and the image, exceed the model's context is an error
     naming the limit (the model would otherwise continue past its trained positions and draw noise)."""
@@ -513,6 +625,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--overwrite", action="store_true", help="replace an earlier gotr1 generate output in --out")
     gen.set_defaults(func=cmd_generate)
+
+    srv = sub.add_parser("serve", help="HTTP API: OpenAI Images-compatible /v1/images/generations with chains")
+    _add_serving_args(srv, 8000)
+    srv.add_argument("--max-batch", type=at_least(1), default=16, help="images sampled together")
+    srv.add_argument("--batch-wait-ms", type=at_least(0.0, float), default=20.0, help="wait to fill a batch")
+    srv.add_argument("--max-queue", type=at_least(1), default=64, help="images waiting; beyond: 503 + Retry-After")
+    srv.add_argument("--max-n", type=at_least(1), default=8, help="images per request")
+    srv.add_argument(
+        "--api-key-env",
+        default="GOTR1_API_KEY",
+        help="environment variable holding the API key; when set, requests need 'Authorization: Bearer KEY'",
+    )
+    srv.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="web app (Gradio): sample, see and edit the plan, re-render")
+    _add_serving_args(demo, 7860)
+    demo.add_argument("--share", action="store_true", help="also a public gradio.live link (off by default)")
+    demo.add_argument("--max-queue", type=at_least(1), default=16, help="requests waiting before refusals")
+    demo.add_argument("--concurrency", type=at_least(1), default=1, help="requests handled at once")
+    demo.set_defaults(func=cmd_demo)
 
     conv = sub.add_parser("convert", help="write a checkpoint (e.g. original GoT-R1 layout) in the transformers layout")
     conv.add_argument("src", help="source checkpoint directory or hub id")

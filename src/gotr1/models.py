@@ -15,6 +15,7 @@ from . import registry
 log = logging.getLogger(__name__)
 
 BUILTIN_TINY_RANDOM = "tiny-random"
+RANDOM_PREFIX = "random:"  # random:<size>: a published Janus-Pro configuration with random weights
 DEFAULT_MODEL_NAME = "shapes-grpo"
 
 
@@ -51,7 +52,9 @@ def model_name(spec: str | None) -> str:
 
 def load_model(spec: str | None, dtype=None, device=None):
     """spec None -> the default built-in model; a built-in name (shapes-grpo, shapes-sft) -> that model;
-    'tiny-random' -> a random tiny Janus; else a checkpoint folder (either layout) or hub id.
+    'tiny-random' -> a random tiny Janus; 'random:<size>' (random:janus-pro-1b, random:janus-pro-7b) -> that
+    published configuration with random weights, for benchmarks and memory checks; else a checkpoint folder
+    (either layout) or hub id.
 
     An existing folder wins over a built-in name it happens to share."""
     from .model.loading import JanusBundle, load_janus
@@ -59,6 +62,8 @@ def load_model(spec: str | None, dtype=None, device=None):
     from .model.tokens import SpecialTokenIds
 
     name = DEFAULT_MODEL_NAME if spec is None else spec
+    if name.startswith(RANDOM_PREFIX) and not Path(name).is_dir():
+        return _random_model(name, dtype, device)
     if name in builtin_models() and not Path(name).is_dir():
         path = builtin_model(name)
         if path is not None:
@@ -77,3 +82,15 @@ def load_model(spec: str | None, dtype=None, device=None):
             model = model.to(device)
         return JanusBundle(model, tokenizer, SpecialTokenIds.from_tokenizer(tokenizer), source=BUILTIN_TINY_RANDOM)
     return load_janus(spec, dtype=dtype, device=device)
+
+
+def _random_model(spec: str, dtype, device):
+    """'random:<size>' -> `model.real_size.build_random_janus(size)`; an unknown size is a one-line error."""
+    from .model.real_size import build_random_janus, sizes
+
+    size = spec.removeprefix(RANDOM_PREFIX)
+    if size.lower() not in sizes():
+        accepted = ", ".join(RANDOM_PREFIX + s for s in sizes())
+        raise ValueError(f"--model {spec}: unknown random model size {size!r}; use one of: {accepted}")
+    log.warning("--model %s: the published %s configuration with RANDOM weights (for benchmarks only)", spec, size)
+    return build_random_janus(size, dtype=dtype, device=device)

@@ -4,12 +4,15 @@
 GRPO trainer takes; ``pipeline.evaluate`` keeps every component's reason and raw judge answers for
 ``gotr1 reward``. Missing values are counted per component. When more than
 ``max_missing_fraction`` of a batch's totals are missing the pipeline raises
-:class:`RewardsUnavailable` instead of letting a dead judge train on almost nothing.
+:class:`RewardsUnavailable` instead of letting a dead judge train on almost nothing. A caller that
+scores one batch in several calls (GRPO scoring each sampled chunk) makes them one batch with
+``with pipeline.one_batch():``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +81,7 @@ class RewardPipeline:
         self.combine, self.weights = combine, dict(weights or {})
         self.max_missing_fraction = max_missing_fraction
         self.counts = _Counts(missing=dict.fromkeys(self.components, 0))
+        self._batch: list[ScoredSample] | None = None  # inside one_batch: what the check will see
 
     def __repr__(self) -> str:
         return f"RewardPipeline({self.components!r}, combine={self.combine!r})"
@@ -103,14 +107,37 @@ class RewardPipeline:
         self._count(samples)
         return samples
 
+    @contextmanager
+    def one_batch(self) -> Iterator[None]:
+        """Calls inside count as one batch for ``max_missing_fraction``, checked on leaving: scored in
+        chunks, a step stops exactly when it would scored at once (not on a chunk that happens to hold
+        most of the misses). Calls may come from another thread, one at a time; an error inside skips
+        the check."""
+        if self._batch is not None:
+            raise RuntimeError("RewardPipeline.one_batch does not nest")
+        self._batch = []
+        try:
+            yield
+            batch = self._batch
+        finally:
+            self._batch = None
+        self._check(batch)
+
     def _count(self, samples: list[ScoredSample]) -> None:
         counts = self.counts
         counts.samples += len(samples)
-        missing = sum(s.total is None for s in samples)
-        counts.missing_total += missing
+        counts.missing_total += sum(s.total is None for s in samples)
         for sample in samples:
             for name, result in sample.results.items():
                 counts.missing[name] += result.missing
+        if self._batch is not None:
+            self._batch.extend(samples)
+        else:
+            self._check(samples)
+
+    def _check(self, samples: list[ScoredSample]) -> None:
+        """RewardsUnavailable when more than max_missing_fraction of a batch's totals are missing."""
+        missing = sum(s.total is None for s in samples)
         if samples and missing / len(samples) > self.max_missing_fraction:
             reasons: dict[str, int] = {}
             for sample in samples:

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..chain import BEGIN_OF_IMAGE
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 from ..model.tokens import encode_prompt
@@ -106,16 +107,22 @@ class Engine:
         cap = self.sampling.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
         return self.context_length - cap - 1 - self.bundle.num_image_tokens
 
-    def check_prompt(self, prompt: str, max_reasoning_tokens: int | None = None) -> None:
-        """PromptTooLong with a one-line message when `prompt` does not fit in the model's context."""
-        budget = self.prompt_budget(max_reasoning_tokens)
+    def check_prompt(self, prompt: str, *, chain: str | None = None, max_reasoning_tokens: int | None = None) -> None:
+        """PromptTooLong (one line) when `prompt` with the reasoning cap, or with a given `chain` (which
+        replaces the cap: it is teacher-forced as it is), and the image does not fit in the model's context."""
+        reasoning = max_reasoning_tokens
+        if chain is not None:
+            body = chain.removesuffix(BEGIN_OF_IMAGE)
+            reasoning = len(self.bundle.tokenizer.encode(body, add_special_tokens=False))
+        budget = self.prompt_budget(reasoning)
         if budget is None:
             return
         length = len(encode_prompt(self.bundle.tokenizer, prompt, self.bundle.ids.bos))
         if length > budget:
+            beside = f"the chain's {reasoning} tokens" if chain is not None else "the reasoning"
             raise PromptTooLong(
                 f"the prompt is {length} tokens with the chat template; this model's context of "
-                f"{self.context_length} tokens leaves {max(budget, 0)} beside the reasoning and the image"
+                f"{self.context_length} tokens leaves {max(budget, 0)} beside {beside} and the image"
             )
 
     def run(self, jobs: Sequence[Job], sampling: SamplingConfig | None = None) -> list[Sample]:

@@ -9,6 +9,14 @@ generation head alone, as T2I-R1 does; "cfg" scores them under the CFG-combined 
 actually sampled them, which is exact but needs the unconditional forward too (twice the cost). The
 ratio only needs old and new policy scored the same way, so the cheaper one is the default.
 
+Rewards overlapped with sampling (`sample_chunk_prompts` + `overlap_rewards`): the step samples a few whole
+prompts at a time and scores each chunk on one background thread while the next samples, so a latency-bound
+judge waits behind sampling instead of after it. Samples are batch-independent and the rewards are gathered
+in order, so rewards, advantages and updates equal the sequential step's (tests/test_grpo_overlap.py) for any
+reward that scores each sample on its own. Off by default: smaller sampler calls give up batching (a large
+model's decode step on a GPU is bound by reading its weights, so 16 rows cost about what 64 do), and the
+reward thread's own CPU work competes with sampling; only a slow judge repays that (benchmarks/grpo_overlap.py).
+
 Reference policy for the KL term: under LoRA the same model with its adapter disabled (no second
 copy in memory); under full fine-tuning a frozen copy taken at the start.
 
@@ -37,6 +45,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +101,12 @@ class GRPOConfig:
     text_temperature: float = 1.0  # sampling temperature of the reasoning chain
     image_temperature: float = 1.0  # sampling temperature of the image tokens
     max_reasoning_tokens: int = 600  # cap on a chain; <begin_of_image> is appended when reached
+    # Prompts (each with all its G samples) per sampler call; None: all of a process's prompts in one call.
+    # A sample's draws depend only on its prompt's seed and its index, so chunks change no sample.
+    sample_chunk_prompts: int | None = None
+    # Score each chunk on a background thread while the next one samples (needs sample_chunk_prompts): a
+    # latency-bound judge then waits behind sampling, not after it. Same samples, rewards and updates.
+    overlap_rewards: bool = False
     lora_r: int | None = 32  # None: full fine-tuning (VQ and vision tower stay frozen)
     lora_alpha: int = 32  # LoRA scaling numerator (alpha / r)
     lora_dropout: float = 0.0  # dropout on the LoRA path
@@ -122,6 +137,9 @@ class GRPOConfig:
         check_range("epsilon_high", self.epsilon_high, low=0)
         check_range("cfg_weight", self.cfg_weight, low=0)
         check_range("lora_r", self.lora_r, low=1)
+        check_range("sample_chunk_prompts", self.sample_chunk_prompts, low=1)
+        if self.overlap_rewards and self.sample_chunk_prompts is None:
+            raise FieldError("overlap_rewards", "needs sample_chunk_prompts: rewards overlap the next chunk's sampling")
         check_range("lora_dropout", self.lora_dropout, low=0, high=1, high_open=True)
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
@@ -131,7 +149,9 @@ class GRPOConfig:
 
 
 # reward_fn(prompts, chains, images[, generations=...]) -> (totals, {component name: values}); a total
-# of None marks a sample that could not be scored (it is dropped from its group, never zeroed).
+# of None marks a sample that could not be scored (it is dropped from its group, never zeroed). A step
+# sampled in chunks calls it once per chunk, in order; a reward_fn with a `one_batch()` context manager
+# (RewardPipeline) is called inside it, so checks over a batch (max_missing_fraction) see the whole step.
 RewardFn = Callable[..., tuple[list[float | None], dict[str, list]]]
 
 
@@ -168,8 +188,9 @@ class Rollout:
     total_sequences: int  # trained sequences over all processes (loss normaliser)
     total_tokens: float  # their tokens (loss normaliser)
     started: float  # wall time the step began
-    sample_seconds: float
-    reward_seconds: float
+    sample_seconds: float  # in the sampler
+    reward_seconds: float  # waiting for rewards (with overlap_rewards: after the last chunk sampled)
+    reward_busy_seconds: float  # in reward_fn (with overlap_rewards: on the background thread)
     old_logprobs: dict[int, torch.Tensor] = field(default_factory=dict)  # by a micro-batch's first sample
     ref_logprobs: dict[int, torch.Tensor] = field(default_factory=dict)
 
@@ -327,8 +348,13 @@ class GRPOTrainer:
     def sample(self, prompts: list, indices: Sequence[int] | None = None) -> list[Generation]:
         """G samples for each prompts[i], i in indices (default: all), seeded by i and the step; their
         `prompt_index` is i."""
-        c = self.config
         indices = list(range(len(prompts))) if indices is None else list(indices)
+        self.sampling_bundle().model.eval()
+        return self._draw(prompts, indices)
+
+    def _draw(self, prompts: list, indices: list[int]) -> list[Generation]:
+        """`sample` with the sampling bundle already refreshed (once per step, however many chunks)."""
+        c = self.config
         sampling = SamplingConfig(
             num_generations=c.num_generations,
             cfg_weight=c.cfg_weight,
@@ -337,7 +363,6 @@ class GRPOTrainer:
             max_reasoning_tokens=c.max_reasoning_tokens,
         )
         seeds = [c.seed * 1_000_003 + self.step_index * 10_007 + i for i in indices]
-        self.sampling_bundle().model.eval()
         with self.accelerator.autocast():
             gens = self.sampler.generate([_text(prompts[i]) for i in indices], sampling, seeds=seeds)
         for g in gens:
@@ -460,20 +485,14 @@ class GRPOTrainer:
         start = time.time()
         prompts = self.prompt_source(self.step_index, self.rng)
         mine = self.process_prompts(len(prompts))
-        failure, gens, rewards, components, t_sample = None, [], [], {}, 0.0
+        failure, gens, rewards, components = None, [], [], {}
+        times = {"sample": 0.0, "reward": 0.0, "busy": 0.0}
         try:
-            gens = self.sample(prompts, mine)
-            t_sample = time.time() - start
-            per_gen_prompts = [prompts[g.prompt_index] for g in gens]
-            extra = {"generations": gens} if self._reward_takes_samples else {}
-            rewards, components = self.reward_fn(
-                per_gen_prompts, [g.chain for g in gens], [g.images[0] for g in gens], **extra
-            )
+            gens, rewards, components = self._sample_and_score(prompts, mine, times)
         except Exception as exc:  # noqa: BLE001 - handed to every process below, then raised
             if W == 1:
                 raise
             failure = exc
-        t_reward = time.time() - start - t_sample
         everything = self._gather_step(gens, rewards, components, failure)
         # Advantages over the global batch (groups are independent, so this equals per-process ones).
         all_rewards = everything.column("reward")
@@ -499,11 +518,77 @@ class GRPOTrainer:
             total_sequences=int(all_usable.sum()),
             total_tokens=float(sum(everything.column("tokens")[s] for s in usable_rows)),
             started=start,
-            sample_seconds=t_sample,
-            reward_seconds=t_reward,
+            sample_seconds=times["sample"],
+            reward_seconds=times["reward"],
+            reward_busy_seconds=times["busy"],
         )
         self._behaviour_logprobs(rollout)
         return rollout
+
+    def _sample_and_score(self, prompts: list, indices: list[int], times: dict) -> tuple[list, list, dict]:
+        """This process's samples with their rewards and components, in `indices` order.
+
+        Sampled `sample_chunk_prompts` whole prompts at a time (a group never straddles two calls). With
+        `overlap_rewards` each chunk's rewards run on one background thread while the next chunk samples;
+        one worker keeps the calls in submission order, so a stateful reward (counts, caches) sees what it
+        would see called chunk by chunk in this thread. A reward failure stops sampling at the next chunk
+        boundary and is raised here; nothing of the step's rewards outlives this call.
+        """
+        c = self.config
+        size = c.sample_chunk_prompts or max(len(indices), 1)
+        chunks = [indices[i : i + size] for i in range(0, len(indices), size)] or [[]]
+        scope = getattr(self.reward_fn, "one_batch", None)
+        gens: list[Generation] = []
+        parts: list = []
+        with scope() if callable(scope) and len(chunks) > 1 else contextlib.nullcontext():
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-rewards") if c.overlap_rewards else None
+            try:
+                tick = time.perf_counter()
+                self.sampling_bundle().model.eval()
+                for chunk in chunks:
+                    drawn = self._draw(prompts, chunk)
+                    gens.extend(drawn)
+                    times["sample"] += time.perf_counter() - tick
+                    if pool is None:
+                        parts.append(self._score_chunk(prompts, drawn))
+                        times["reward"] += parts[-1][2]
+                    else:
+                        parts.append(pool.submit(self._score_chunk, prompts, drawn))
+                        for done in (f for f in parts if f.done()):
+                            done.result()  # a chunk that failed stops the sampling now
+                    tick = time.perf_counter()
+                if pool is not None:
+                    parts = [f.result() for f in parts]
+                    times["reward"] += time.perf_counter() - tick
+            finally:
+                if pool is not None:  # on a failure: drop queued chunks, wait for the running one
+                    pool.shutdown(wait=True, cancel_futures=True)
+        times["busy"] += sum(p[2] for p in parts)
+        if len(parts) == 1:
+            return gens, parts[0][0], parts[0][1]
+        rewards: list = []
+        components = {name: [] for name in parts[0][1]}
+        for totals, comps, _ in parts:
+            if set(comps) != set(components):
+                raise ValueError(
+                    f"reward_fn gave components {sorted(comps)} for one chunk, {sorted(components)} for another"
+                )
+            rewards.extend(totals)
+            for name, values in comps.items():
+                components[name].extend(values)
+        return gens, rewards, components
+
+    def _score_chunk(self, prompts: list, gens: list[Generation]) -> tuple[list, dict, float]:
+        """reward_fn on some samples: (totals, components, seconds), one value per sample checked."""
+        start = time.perf_counter()
+        extra = {"generations": gens} if self._reward_takes_samples else {}
+        totals, components = self.reward_fn(
+            [prompts[g.prompt_index] for g in gens], [g.chain for g in gens], [g.images[0] for g in gens], **extra
+        )
+        for name, values in (("totals", totals), *((f"component {k!r}", v) for k, v in components.items())):
+            if len(values) != len(gens):
+                raise ValueError(f"reward_fn returned {len(values)} {name} for {len(gens)} samples")
+        return totals, components, time.perf_counter() - start
 
     def _behaviour_logprobs(self, rollout: Rollout) -> None:
         """The old (num_iterations > 1) and reference (beta > 0) log-probs of each micro-batch, keyed by its
@@ -603,6 +688,7 @@ class GRPOTrainer:
             "chain_tokens": _mean(everything.column("chain_tokens")),
             "sample_seconds": rollout.sample_seconds,
             "reward_seconds": rollout.reward_seconds,
+            "reward_busy_seconds": rollout.reward_busy_seconds,
             "step_seconds": step_seconds,
             "loss": stats.loss,
             "kl": stats.kl_sum / tok if tok else 0.0,

@@ -1,0 +1,526 @@
+"""An OpenAI Images-compatible HTTP API over one engine: `POST /v1/images/generations`.
+
+Any OpenAI client (``OpenAI(base_url="http://127.0.0.1:8000/v1")``) can ask for images; each image also
+carries what GoT-R1 adds, its reasoning chain, the planned objects with boxes on the 0..1000 grid, the
+chain's format problems, its seed and (when the engine scores) its rewards. Image i of a request with seed s
+is `Job(prompt, s, i, chain)`, so a seed reproduces a request exactly, whoever else is being served at the
+same time (requests are batched together, see `batcher`).
+
+Request fields:
+
+- ``prompt`` (required, non-empty, at most `max_prompt_chars` characters and fitting the model's context),
+  ``n`` (1..`max_n`, default 1), ``size`` (the model's native ``"SxS"`` or ``"auto"``), ``model`` (must be the
+  served model's name when given), ``response_format`` (``"b64_json"``, the default; ``"url"`` is refused:
+  nothing is stored to link to).
+- GoT-R1's own: ``seed`` (an integer in 0..2**63-1; a random one when absent, echoed back) and ``chain`` (a
+  plan to render, teacher-forced; its validator problems come back in the response, never as an error).
+  With the official client they go in ``extra_body``.
+- Accepted and ignored, because they tune a hosted model or identify the caller and mean nothing for one
+  local model: ``quality``, ``style``, ``moderation`` (no moderation is performed), ``complexity``, ``user``
+  and ``safety_identifier`` (neither is logged). Their values must still be ones OpenAI defines.
+- Accepted only at their default (null, or the one value this server gives), refused otherwise because
+  they ask for an output it does not make: ``output_format`` (``"png"``), ``background`` (``"auto"`` or
+  ``"opaque"``; there is no transparency), ``output_compression`` (PNG is lossless), ``stream`` (``false``),
+  ``partial_images`` (``0``), ``frame_count``, ``frame_duration_ms`` and ``svg`` (no animation, no SVG).
+- Anything else is refused (400 naming the field), so a typo is never silently ignored.
+
+Every error is JSON in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
+request, 401 for a missing or wrong API key (when the `api_key_env` variable is set at start; ``/health``
+stays open), 413 for a body over `max_body_bytes`, 503 with ``Retry-After`` when the queue is full, 504 when
+a request waited longer than `request_timeout_s`, 500 when the model failed (the server keeps serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import io
+import logging
+import os
+import secrets
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import FieldError, check_range
+from .batcher import Batcher, QueueFull, ShuttingDown
+from .engine import Engine, Job, PromptTooLong
+
+log = logging.getLogger("gotr1.serving")
+
+MAX_SEED = 2**63 - 1  # seeds are int64 in the sampler
+
+
+@dataclass
+class ServerSettings:
+    """How the server listens and how much work it takes on. The API key itself is never held here: only
+    the name of the environment variable it is read from, so printing settings cannot leak it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 16  # images per sampler call
+    batch_wait_ms: float = 20.0  # after a request arrives, how long to wait for others to share its batch
+    max_queue: int = 64  # images waiting (not counting the batch being made); beyond it requests get 503
+    max_n: int = 8  # images per request
+    max_prompt_chars: int = 1000
+    max_body_bytes: int = 1 << 20
+    api_key_env: str | None = "GOTR1_API_KEY"  # None or "": never ask for a key
+    request_timeout_s: float = 600.0  # how long a request may wait for its images before a 504
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise FieldError("host", f"must be a host name or address, got {self.host!r}")
+        for name in ("port", "max_batch", "max_queue", "max_n", "max_prompt_chars", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise FieldError(name, f"expected an integer, got {value!r}")
+        check_range("port", self.port, low=0, high=65535)
+        check_range("max_batch", self.max_batch, low=1)
+        check_range("batch_wait_ms", self.batch_wait_ms, low=0, high=60_000)
+        check_range("max_queue", self.max_queue, low=1)
+        check_range("max_n", self.max_n, low=1)
+        check_range("max_prompt_chars", self.max_prompt_chars, low=1)
+        check_range("max_body_bytes", self.max_body_bytes, low=1024)
+        check_range("request_timeout_s", self.request_timeout_s, low=0, low_open=True)
+        if self.max_n > self.max_queue:
+            raise FieldError(
+                "max_n", f"must be <= max_queue ({self.max_queue}), got {self.max_n}: such a request never fits"
+            )
+        if self.api_key_env is not None and not isinstance(self.api_key_env, str):
+            raise FieldError("api_key_env", f"must be an environment variable name, got {self.api_key_env!r}")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's JSON shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
+        self.headers = headers
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    lines = str(text).strip().splitlines()
+    return (lines[0] if lines else "")[:limit]
+
+
+def error_response(
+    status: int,
+    message: str,
+    param: str | None = None,
+    *,
+    kind: str = "invalid_request_error",
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": _one_line(message, 1000), "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_message(error: dict[str, Any]) -> tuple[str, str | None]:
+    """One pydantic/FastAPI error as a sentence naming the field, and the field."""
+    kind, loc = error.get("type", ""), tuple(error.get("loc", ()))
+    path = [str(part) for part in loc[1:]] if loc[:1] == ("body",) else [str(part) for part in loc]
+    param = ".".join(path) or None
+    if kind == "json_invalid":
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f"the body is not valid JSON: {error.get('ctx', {}).get('error', 'decode error')}{where}", None
+    if kind == "extra_forbidden":
+        allowed = ", ".join(ImageRequest.model_fields)
+        return f"unknown field '{param}'; this server takes: {allowed}", param
+    if param is None:
+        if isinstance(error.get("input"), (bytes, str)):
+            return "the body must be a JSON object (send Content-Type: application/json)", None
+        return "the body must be a JSON object with at least a 'prompt'", None
+    if kind == "missing":
+        return f"'{param}' is required", param
+    got = repr(error.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{param}: {error.get('msg', 'invalid value')}, got {got}", param
+
+
+# -- the request ----------------------------------------------------------------------------------
+
+
+class ImageRequest(BaseModel):
+    """The body of `POST /v1/images/generations` (see the module docstring for what each field does)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: StrictStr
+    model: StrictStr | None = None
+    n: StrictInt | None = None
+    size: StrictStr | None = None
+    response_format: StrictStr | None = None
+    seed: StrictInt | None = None
+    chain: StrictStr | None = None
+    # accepted and ignored
+    quality: Literal["auto", "standard", "hd", "low", "medium", "high", "xhigh", "max"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    moderation: Literal["auto", "low"] | None = None
+    complexity: Literal["low", "medium", "high"] | None = None
+    user: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    # only at their default
+    output_format: StrictStr | None = None
+    background: StrictStr | None = None
+    output_compression: StrictInt | None = None
+    stream: StrictBool | None = None
+    partial_images: StrictInt | None = None
+    frame_count: StrictInt | None = None
+    frame_duration_ms: StrictInt | None = None
+    svg: dict[str, Any] | None = None
+
+
+def _check_request(body: ImageRequest, engine: Engine, settings: ServerSettings) -> tuple[int, int]:
+    """APIError (400) for anything this server will not do; returns (n, seed)."""
+    if body.model is not None and body.model != engine.name:
+        raise APIError(400, f"model '{body.model}' is not served here; this server serves '{engine.name}'", "model")
+    if not body.prompt.strip():
+        raise APIError(400, "prompt must not be empty", "prompt")
+    if len(body.prompt) > settings.max_prompt_chars:
+        raise APIError(
+            400, f"prompt is {len(body.prompt)} characters; the limit is {settings.max_prompt_chars}", "prompt"
+        )
+    n = 1 if body.n is None else body.n
+    if not 1 <= n <= settings.max_n:
+        raise APIError(400, f"n must be between 1 and {settings.max_n}, got {n}", "n")
+    native = f"{engine.image_size}x{engine.image_size}"
+    if body.size not in (None, "auto", native):
+        raise APIError(400, f"size '{body.size}' is not available; this model makes {native} images only", "size")
+    if body.response_format not in (None, "b64_json"):
+        raise APIError(
+            400,
+            f"response_format '{body.response_format}' is not served: images come back inline as "
+            "response_format 'b64_json' (nothing is stored to link to)",
+            "response_format",
+        )
+    refusals = {
+        "output_format": (body.output_format not in (None, "png"), "only 'png' is served"),
+        "background": (body.background not in (None, "auto", "opaque"), "only 'auto' or 'opaque' (no transparency)"),
+        "output_compression": (body.output_compression is not None, "not applicable: PNG is lossless"),
+        "stream": (bool(body.stream), "streaming is not supported; send stream false or leave it out"),
+        "partial_images": (body.partial_images not in (None, 0), "partial images are not streamed; send 0"),
+        "frame_count": (body.frame_count is not None, "animation is not supported"),
+        "frame_duration_ms": (body.frame_duration_ms is not None, "animation is not supported"),
+        "svg": (body.svg is not None, "SVG output is not supported"),
+    }
+    for name, (refused, why) in refusals.items():
+        if refused:
+            raise APIError(400, f"{name} {getattr(body, name)!r} is not supported: {why}", name)
+    if body.seed is not None and not 0 <= body.seed <= MAX_SEED:
+        raise APIError(400, f"seed must be between 0 and 2**63-1, got {body.seed}", "seed")
+    try:
+        engine.check_prompt(body.prompt, chain=body.chain)
+    except PromptTooLong as exc:
+        field = "prompt" if body.chain is None else "chain"
+        raise APIError(400, f"{field} too long for this model: {exc}", field) from None
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    return n, seed
+
+
+def _png_base64(image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _image_entry(sample, seed: int) -> dict[str, Any]:
+    record = sample.record()
+    entry: dict[str, Any] = {
+        "b64_json": _png_base64(sample.image),
+        "revised_prompt": None,
+        "chain": record["chain"],
+        "objects": record["objects"],
+        "problems": record["problems"],
+        "seed": seed,
+        "sample_index": sample.job.sample_index,
+    }
+    if "rewards" in record:
+        entry["rewards"] = record["rewards"]
+    if getattr(sample, "score_note", ""):
+        entry["rewards_note"] = sample.score_note
+    return entry
+
+
+# -- the gate: API key and body size, before anything parses the body ------------------------------
+
+
+class _Gate:
+    """ASGI middleware: refuse unauthorised /v1 calls and oversized bodies before the app reads them."""
+
+    def __init__(self, app, *, api_key: str | None, max_body_bytes: int) -> None:
+        self.app = app
+        self._key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        if self._key is not None and scope["path"].startswith("/v1") and not self._authorised(headers):
+            given = "authorization" in headers
+            message = "invalid API key" if given else "missing API key: send the header 'Authorization: Bearer <key>'"
+            response = error_response(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        too_big = error_response(
+            413, f"the request body is over the limit of {self.max_body_bytes} bytes", code="request_too_large"
+        )
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await error_response(400, "Content-Length is not a number")(scope, receive, send)
+                return
+            if declared > self.max_body_bytes:
+                await too_big(scope, receive, send)
+                return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await too_big(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _authorised(self, headers: dict[str, bytes]) -> bool:
+        scheme, _, token = headers.get("authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+
+def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
+    """The HTTP API over `engine`. The API key (if any) is read from the environment here, once."""
+    settings = settings or ServerSettings()
+    api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+    batcher = Batcher(
+        lambda jobs: engine.run(jobs),  # late-bound, so a wrapped or patched engine.run is what runs
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+        batch_wait_s=settings.batch_wait_ms / 1000,
+    )
+    started = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(batcher.stop)
+
+    app = FastAPI(title="gotr1", summary="GoT-R1 reasoning-chain image generation", lifespan=lifespan)
+    app.state.engine, app.state.settings, app.state.batcher = engine, settings, batcher
+    app.add_middleware(_Gate, api_key=api_key or None, max_body_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        # The body must be an object before its fields mean anything; then report the first field.
+        first = next((e for e in errors if e.get("type") == "json_invalid"), errors[0] if errors else {})
+        message, param = _validation_message(first)
+        return error_response(400, message, param)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param, kind=exc.kind, code=exc.code, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(500, f"internal error: {type(exc).__name__}", kind="server_error")
+
+    def model_card() -> dict[str, Any]:
+        return {"id": engine.name, "object": "model", "created": started, "owned_by": "gotr1"}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        stats = batcher.stats()
+        return {
+            "status": "ok" if batcher.alive else "starting",
+            "model": engine.name,
+            "image_size": engine.image_size,
+            "queue": {
+                "images": stats.pop("queued_images"),
+                "requests": stats.pop("queued_requests"),
+                "running_images": stats.pop("running_images"),
+                "capacity": stats.pop("max_queue"),
+                "max_batch": stats.pop("max_batch"),
+            },
+            "counters": stats,
+        }
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id != engine.name:
+            raise APIError(404, f"model '{model_id}' is not served here; this server serves '{engine.name}'", "model")
+        return model_card()
+
+    @app.post("/v1/images/generations")
+    async def generate(body: ImageRequest) -> JSONResponse:
+        n, seed = _check_request(body, engine, settings)
+        jobs = [Job(body.prompt, seed, i, body.chain) for i in range(n)]
+        try:
+            future = batcher.submit(jobs)
+        except QueueFull as exc:
+            raise APIError(
+                503,
+                f"the server is busy ({exc}); retry after {exc.retry_after_s} s",
+                kind="server_error",
+                code="queue_full",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            ) from None
+        except ShuttingDown:
+            raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
+        try:
+            samples = await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            batcher.cancel(future)
+            raise APIError(
+                504,
+                f"no images after {settings.request_timeout_s:g} s; try again later",
+                kind="server_error",
+                code="timeout",
+            ) from None
+        except asyncio.CancelledError:  # the client went away: free its place in the queue
+            batcher.cancel(future)
+            raise
+        except ShuttingDown:
+            raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
+        except Exception as exc:
+            raise APIError(
+                500,
+                f"image generation failed: {_one_line(f'{type(exc).__name__}: {exc}')}",
+                kind="server_error",
+            ) from None
+        data = await run_in_threadpool(lambda: [_image_entry(sample, seed) for sample in samples])
+        size = f"{engine.image_size}x{engine.image_size}"
+        return JSONResponse(
+            {"created": int(time.time()), "data": data, "model": engine.name, "size": size, "output_format": "png"}
+        )
+
+    return app
+
+
+# -- running it -----------------------------------------------------------------------------------
+
+
+def _uvicorn_config(app: FastAPI, host: str, port: int, **overrides):
+    import uvicorn
+
+    options = {"ws": "none", "lifespan": "on", "timeout_graceful_shutdown": 10, **overrides}
+    return uvicorn.Config(app, host=host, port=port, **options)
+
+
+def serve(engine: Engine, settings: ServerSettings | None = None) -> None:
+    """Serve `engine` on settings.host:port until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    settings = settings or ServerSettings()
+    app = create_app(engine, settings)
+    keyed = bool(settings.api_key_env and os.environ.get(settings.api_key_env))
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    log.info(
+        "serving %s at http://%s:%d/v1 (POST /v1/images/generations, GET /v1/models, GET /health); %s",
+        engine.name,
+        host,
+        settings.port,
+        f"API key required (from ${settings.api_key_env})" if keyed else "no API key",
+    )
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not keyed:
+        log.warning(
+            "listening on %s without an API key: anyone who can reach this machine can use the model "
+            "(set %s to require one)",
+            settings.host,
+            settings.api_key_env or "api_key_env",
+        )
+    uvicorn.Server(_uvicorn_config(app, settings.host, settings.port, log_level="info")).run()
+
+
+class BackgroundServer:
+    """An app served by uvicorn in a daemon thread on a loopback port: for tests, benchmarks and demos.
+
+    ``with BackgroundServer(app) as server: httpx.get(server.url + "/health")``; port 0 picks a free port.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 30.0) -> None:
+        import uvicorn
+
+        self.app, self.host = app, host
+        self.server = uvicorn.Server(_uvicorn_config(app, host, port, log_config=None, access_log=False))
+        self.start_timeout_s = start_timeout_s
+        self.thread = threading.Thread(target=self.server.run, name="gotr1-server", daemon=True)
+        self.port = port
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.server.should_exit = True
+                raise RuntimeError(f"the server did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
