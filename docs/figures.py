@@ -1,4 +1,5 @@
-"""The README's first picture, drawn from the shipped models: `python docs/figures.py`.
+"""The README's first picture, drawn from the shipped models: `python docs/figures.py`; with `--run DIR` (a
+`gotr1 train grpo` output folder) also the training curve of docs/training.md.
 
 The README's own prompt and `gotr1 generate`'s defaults (CFG from the checkpoint, temperature 1), seeds
 1..8, once with the model before GRPO (shapes-sft) and once with the default model (shapes-grpo): each
@@ -8,6 +9,7 @@ image with the plan its chain made drawn over it, so right and wrong plans are v
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -15,6 +17,7 @@ from PIL import Image, ImageDraw
 from gotr1.layout import sample_grid
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
 from gotr1.models import load_model
+from gotr1.plot import line_chart
 
 PROMPT = "a red circle to the left of a blue square"
 
@@ -28,10 +31,37 @@ def model_row(name: str, seeds: range) -> Image.Image:
     return sample_grid([g.images[0] for g in gens], [g.objects for g in gens], captions, columns=len(gens), tile=160)
 
 
+def training_curve(run: Path, window: int = 10) -> Image.Image:
+    """Each reward component and the total as `window`-step means, with the run's held-out accuracy."""
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evaluations = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines() if line.strip()]
+    series = {}
+    for key, label in (
+        ("reward_mean", "reward (R_PI x (R_sem + R_spa) x R_RI)"),
+        *((f"{c}_mean", c) for c in ("r_sem", "r_spa", "r_ri", "r_pi")),
+    ):
+        points = [(m["step"], m.get(key)) for m in metrics]
+        means = []
+        for start in range(0, len(points), window):
+            values = [y for _, y in points[start : start + window] if y is not None]
+            if values:
+                means.append((points[start][0] + window / 2, sum(values) / len(values)))
+        series[label] = means
+    series["held-out accuracy (400 prompts)"] = [(e["step"], e["accuracy"]) for e in evaluations]
+    return line_chart(
+        series, title="GRPO in the shapes world (shapes-grpo)", x_label="step", y_label="value", size=(760, 420)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "default_model_samples.png"))
+    parser.add_argument("--run", default=None, help="a gotr1 train grpo output folder: also draw its curve")
     args = parser.parse_args()
+    if args.run:
+        curve = Path(__file__).parent / "shapes_grpo_curve.png"
+        training_curve(Path(args.run)).save(curve)
+        print(f"wrote {curve}")
     rows = [model_row(name, range(1, 9)) for name in ("shapes-sft", "shapes-grpo")]
     title = 24
     sheet = Image.new("RGB", (rows[0].width, title + sum(r.height for r in rows)), "white")
