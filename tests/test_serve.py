@@ -92,7 +92,7 @@ class FakeEngine:
         self.calls: list[list[Job]] = []
         self.fail_next = False
 
-    def check_prompt(self, prompt: str, max_reasoning_tokens: int | None = None) -> None:
+    def check_prompt(self, prompt: str, *, chain: str | None = None, max_reasoning_tokens: int | None = None) -> None:
         pass
 
     def run(self, jobs):
