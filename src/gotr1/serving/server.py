@@ -120,23 +120,26 @@ class APIError(Exception):
         self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
         self.headers = headers
 
+    def response(self) -> JSONResponse:
+        body = {
+            "error": {
+                "message": _one_line(self.message, 1000),
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
 
 def _one_line(text: object, limit: int = 300) -> str:
     lines = str(text).strip().splitlines()
     return (lines[0] if lines else "")[:limit]
 
 
-def error_response(
-    status: int,
-    message: str,
-    param: str | None = None,
-    *,
-    kind: str = "invalid_request_error",
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = {"error": {"message": _one_line(message, 1000), "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def error_response(*args, **kwargs) -> JSONResponse:
+    """The JSON answer for an error; takes APIError's arguments (status, message, param, kind, code, headers)."""
+    return APIError(*args, **kwargs).response()
 
 
 def _validation_message(error: dict[str, Any]) -> tuple[str, str | None]:
@@ -369,7 +372,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.param, kind=exc.kind, code=exc.code, headers=exc.headers)
+        return exc.response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
