@@ -1,0 +1,824 @@
+"""The browser demo: sample GoT-R1 chains and images, look at each plan, edit it and re-render.
+
+One page over a shared :class:`~gotr1.serving.engine.Engine`. A person types a prompt and gets N samples
+(same seed, sample indices 0..N-1, so each is reproducible on its own); the selected sample shows its image,
+its plan over the image and on a blank canvas, its chain with the objects highlighted and, when the engine
+has rewards, every reward component (a missing one says why, never 0).
+
+Editing: the selected sample's plan is a table (name, x1, y1, x2, y2) beside the full chain text. The two
+stay in step through `.input` events only (user edits, never programmatic updates, so no loops): a text edit
+re-reads the table from the text; a table edit is written into the chain the table was last read from
+(`plan_rows` / `apply_rows`), so row i always means that chain's object i. "Re-render" teacher-forces the
+edited chain with the sample's prompt, seed, sample index and sampling settings, so only the plan differs,
+and adds the result as a new sample; the original stays.
+
+Bad edits are data, not errors: a word for a number, a box off the grid, x2 < x1 or an empty name are
+written into the chain as typed, the validator's problems are shown (and warned about on re-render), and
+the chain is still rendered — the model sees the malformed chain as it would see its own mistakes. Only a
+chain that cannot be rendered at all (too long for the model's context) is refused.
+
+Everything a person types is escaped before it reaches HTML (problem messages quote chain text).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import weakref
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from ..chain import BEGIN_OF_IMAGE, GRID, PlannedObject, parse_chain, validate_chain
+from ..layout import draw_plan, object_color, plan_overlay
+from ..model.sampler import SamplingConfig
+from .engine import Engine, Job, PromptTooLong, Sample, Scores
+from .plan_edit import PLAN_COLUMNS, apply_rows, plan_rows
+
+__all__ = ["DemoApp", "DemoSession", "build_demo", "launch_demo"]
+
+log = logging.getLogger(__name__)
+
+DISPLAY_SIDE = 384  # small images are enlarged (nearest) to at least this for display
+MAX_CHAINS = 8
+MAX_ENTRIES = 48  # samples kept per session; the oldest edits go first
+MAX_PROMPT_CHARS = 4000  # checked before tokenising, so a pasted book cannot stall the server
+MAX_CHAIN_CHARS = 20000
+MAX_SEED = 2**31 - 1
+
+# Component names in the order the detail view fills them (see DemoApp.view).
+VIEW_FIELDS = (
+    "gallery",
+    "heading",
+    "image",
+    "overlay",
+    "plan",
+    "rewards",
+    "chain_view",
+    "table",
+    "chain_text",
+    "base_chain",
+    "problems",
+    "download",
+)
+
+
+@dataclass
+class Entry:
+    """One sample as the session keeps it: what to show and to download, without the sampler's tensors."""
+
+    uid: int
+    label: str
+    prompt: str
+    seed: int
+    sample_index: int
+    chain: str
+    image: Image.Image
+    record: dict[str, Any]
+    sampling: SamplingConfig
+    scores: Scores | None = None
+    score_note: str = ""
+    root: int = 0  # uid of the generated sample this one was edited from (its own uid if generated)
+    edited_from: str | None = None  # label of the sample whose chain was edited
+
+
+@dataclass
+class DemoSession:
+    """One browser tab's samples, which one is selected, and its download folder."""
+
+    entries: list[Entry] = field(default_factory=list)
+    selected: int = 0
+    folder: Path | None = None
+    next_uid: int = 0
+    edits: dict[int, int] = field(default_factory=dict)  # generated sample's uid -> edits made from it
+
+    @property
+    def current(self) -> Entry | None:
+        return self.entries[self.selected] if 0 <= self.selected < len(self.entries) else None
+
+
+def _remove_folder(session: DemoSession | None) -> None:
+    """State delete callback: a closed tab's download folder goes with it."""
+    if session is not None and session.folder is not None:
+        shutil.rmtree(session.folder, ignore_errors=True)
+
+
+def _escape(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def _md_escape(text: object) -> str:
+    """Text for a Markdown component: HTML-escaped and every Markdown marker backslashed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _escape(text))
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _enlarged(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """`image` scaled up by a whole factor with nearest neighbour, so 64-px pixels stay crisp squares."""
+    scale = max(1, -(-side // max(1, image.width)))
+    rgb = image.convert("RGB")
+    return rgb.resize((rgb.width * scale, rgb.height * scale), Image.NEAREST) if scale > 1 else rgb
+
+
+class Refused(gr.Error):
+    """A request the demo turns down, and the input that is to blame (shown next to it on the page)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _number(value: Any, name: str, field: str, *, minimum: float, maximum: float | None = None) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise Refused(field, f"{name} must be a number") from None
+    if number != number or number < minimum or (maximum is not None and number > maximum):
+        bound = f"from {minimum:g} to {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+        raise Refused(field, f"{name} must be {bound}")
+    return number
+
+
+def _table_rows(value: Any) -> list[list[str]]:
+    """A Dataframe's value (list of rows, pandas frame or {'data': ...}) as rows of text cells."""
+    if value is None:
+        return []
+    if hasattr(value, "values") and hasattr(value, "columns"):  # pandas, if a caller passes one
+        value = value.values.tolist()
+    elif isinstance(value, dict):
+        value = value.get("data") or []
+    return [list(row) for row in value if isinstance(row, (list, tuple))]
+
+
+class DemoApp:
+    """The demo's callbacks, free of Gradio components so tests can call them directly.
+
+    Each event handler takes the session (None before the first generation) and returns it with a `view`:
+    a dict of VIEW_FIELDS -> plain values (PIL images, rows, strings) that `build_demo` maps to components.
+    Refusals raise `gr.Error` (the page shows it, nothing changes); problems in an edit only warn.
+    """
+
+    def __init__(self, engine: Engine, root: Path | None = None) -> None:
+        self.engine = engine
+        if root is None:  # our own folder, removed with the app (and at exit)
+            self.root = Path(tempfile.mkdtemp(prefix="gotr1-demo-"))
+            weakref.finalize(self, shutil.rmtree, str(self.root), True)
+        else:
+            self.root = Path(root)
+
+    # -- events ----------------------------------------------------------------------------------
+    def generate(
+        self,
+        session: DemoSession | None,
+        prompt: str,
+        num_chains: float = 4,
+        seed: float = 0,
+        cfg_weight: float | None = None,
+        text_temperature: float | None = None,
+        image_temperature: float | None = None,
+    ) -> tuple[DemoSession, dict[str, Any]]:
+        """N chains for `prompt` (seed `seed`, sample indices 0..N-1), replacing the session's samples."""
+        prompt, count, seed_value, sampling = self._generate_request(
+            prompt, num_chains, seed, cfg_weight, text_temperature, image_temperature
+        )
+        samples = self._run([Job(prompt, seed_value, index) for index in range(count)], sampling)
+        session = session or DemoSession()
+        self._clear_downloads(session)
+        session.entries, session.edits = [], {}
+        for sample in samples:
+            uid = session.next_uid
+            session.next_uid += 1
+            session.entries.append(self._entry(sample, sampling, uid, f"#{sample.job.sample_index + 1}", root=uid))
+        session.selected = 0
+        return session, self.view(session)
+
+    def check_generate(self, prompt, num_chains, seed, cfg_weight, text_temperature, image_temperature):
+        """(input, message) for the first input that would make `generate` refuse, else None."""
+        try:
+            self._generate_request(prompt, num_chains, seed, cfg_weight, text_temperature, image_temperature)
+        except Refused as exc:
+            return exc.field, exc.message
+        return None
+
+    def select(self, session: DemoSession | None, index: int) -> tuple[DemoSession | None, dict[str, Any]]:
+        """Show sample `index` (a gallery click) and load its plan into the editor."""
+        if session is not None and 0 <= index < len(session.entries):
+            session.selected = index
+        return session, self.view(session)
+
+    def table_edited(self, rows: Any, base_chain: str) -> tuple[str, str]:
+        """A table edit written into the chain the table was read from -> (new chain text, problems HTML)."""
+        chain = apply_rows(base_chain or "", _table_rows(rows))
+        return chain, self.problems_html(chain)
+
+    def text_edited(self, chain: str) -> tuple[list[list[str]], str, str]:
+        """A chain text edit -> (its table rows, the new base chain for table edits, problems HTML)."""
+        chain = chain or ""
+        return plan_rows(chain), chain, self.problems_html(chain)
+
+    def rerender(self, session: DemoSession | None, chain: str) -> tuple[DemoSession, dict[str, Any]]:
+        """A new image from the edited chain with the selected sample's prompt, seed, index and settings.
+
+        The chain is rendered even when the validator finds problems (they are warned about and shown);
+        only a chain that does not fit in the model's context is refused.
+        """
+        entry, chain = self._rerender_request(session, chain)
+        problems = validate_chain(chain)
+        if problems:
+            gr.Warning(
+                f"The edited chain has {len(problems)} problem(s), listed under the editor; it is rendered as "
+                "written, so the model sees the malformed plan."
+            )
+        job = Job(entry.prompt, entry.seed, entry.sample_index, chain=chain)
+        sample = self._run([job], entry.sampling)[0]
+        root_label = entry.label.split(" edit ")[0]
+        session.edits[entry.root] = edits = session.edits.get(entry.root, 0) + 1
+        uid = session.next_uid
+        session.next_uid += 1
+        edited = self._entry(
+            sample, entry.sampling, uid, f"{root_label} edit {edits}", root=entry.root, edited_from=entry.label
+        )
+        session.entries.append(edited)
+        self._trim(session)
+        session.selected = len(session.entries) - 1
+        return session, self.view(session)
+
+    def check_rerender(self, session: DemoSession | None, chain: str):
+        """(input, message) when `rerender` would refuse, else None."""
+        try:
+            self._rerender_request(session, chain)
+        except Refused as exc:
+            return exc.field, exc.message
+        return None
+
+    # -- what the page shows ---------------------------------------------------------------------
+    def view(self, session: DemoSession | None) -> dict[str, Any]:
+        """Every VIEW_FIELDS value for the session's selected sample (blank when there is none)."""
+        entry = session.current if session is not None else None
+        gallery = [(self._thumbnail(e), self._caption(e)) for e in session.entries] if session is not None else []
+        if session is None or entry is None:
+            return {
+                "gallery": gallery,
+                "heading": "",
+                "image": None,
+                "overlay": None,
+                "plan": None,
+                "rewards": "",
+                "chain_view": [],
+                "table": [],
+                "chain_text": "",
+                "base_chain": "",
+                "problems": "",
+                "download": None,
+            }
+        objects = parse_chain(entry.chain).objects
+        overlay = plan_overlay(entry.image.convert("RGB"), objects, min_side=DISPLAY_SIDE)
+        return {
+            "gallery": gallery,
+            "heading": self._heading(entry, session),
+            "image": _enlarged(entry.image),
+            "overlay": overlay,
+            "plan": draw_plan(objects, overlay.size),
+            "rewards": self.rewards_html(entry),
+            "chain_view": highlighted_chain(entry.chain),
+            "table": plan_rows(entry.chain),
+            "chain_text": entry.chain,
+            "base_chain": entry.chain,
+            "problems": self.problems_html(entry.chain),
+            "download": str(self.download(session)),
+        }
+
+    def rewards_html(self, entry: Entry) -> str:
+        """Each reward component and the total; a missing one says why, never shows 0."""
+        if self.engine.rewards is None:
+            return '<div class="gotr1-note">No rewards are configured for this model.</div>'
+        if entry.scores is None:
+            note = entry.score_note or "not scored"
+            return f'<div class="gotr1-note">Rewards: {_escape(note)}</div>'
+        rows = []
+        for name, value in entry.scores.components.items():
+            if value is None:
+                reason = entry.scores.reasons.get(name, "")
+                shown = f'<span class="gotr1-missing">missing{": " + _escape(reason) if reason else ""}</span>'
+            else:
+                shown = f"{value:.3f}"
+            rows.append(f"<tr><td>{_escape(name)}</td><td>{shown}</td></tr>")
+        total = entry.scores.total
+        total_shown = (
+            f"{total:.3f}"
+            if total is not None
+            else '<span class="gotr1-missing">missing: a component is missing</span>'
+        )
+        rows.append(f'<tr class="gotr1-total"><td>total</td><td>{total_shown}</td></tr>')
+        title = f"Rewards ({_escape(self.engine.rewards_name)})" if self.engine.rewards_name else "Rewards"
+        return f'<table class="gotr1-rewards"><caption>{title}</caption>{"".join(rows)}</table>'
+
+    @staticmethod
+    def problems_html(chain: str) -> str:
+        """The validator's verdict on `chain` as a visible message."""
+        if not chain.strip():
+            empty = "The chain is empty: the image is drawn from the prompt alone."
+            return f'<div class="gotr1-problems gotr1-bad">{empty}</div>'
+        problems = validate_chain(chain)
+        if not problems:
+            count = len(parse_chain(chain).objects)
+            if not count:
+                return '<div class="gotr1-problems gotr1-bad">No format problems, but the chain plans no objects.</div>'
+            return f'<div class="gotr1-problems gotr1-ok">Plan OK: {count} object(s), no format problems.</div>'
+        items = "".join(f"<li><code>{_escape(p.kind)}</code> {_escape(p.message)}</li>" for p in problems)
+        return (
+            f'<div class="gotr1-problems gotr1-bad"><b>{len(problems)} problem(s)</b> — re-render draws the chain as '
+            f"written (boxes off the grid are clamped, swapped corners reordered, unreadable boxes dropped):"
+            f"<ul>{items}</ul></div>"
+        )
+
+    def download(self, session: DemoSession) -> Path:
+        """A zip of the selected sample: chain.json (its record), image.png, plan.png (the plan over it)."""
+        entry = session.current
+        assert entry is not None
+        if session.folder is None or not session.folder.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            session.folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.root))
+        path = session.folder / f"gotr1-sample-{entry.uid}.zip"
+        if path.is_file():
+            return path
+        overlay = plan_overlay(entry.image.convert("RGB"), parse_chain(entry.chain).objects, min_side=DISPLAY_SIDE)
+        handle, name = tempfile.mkstemp(suffix=".part", dir=session.folder)  # one per writer, then renamed
+        os.close(handle)
+        partial = Path(name)
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("chain.json", json.dumps(entry.record, indent=2, ensure_ascii=False))
+            archive.writestr("image.png", _png(entry.image))
+            archive.writestr("plan.png", _png(overlay))
+        partial.replace(path)
+        return path
+
+    def chain_overflow(self, prompt: str, chain: str) -> str | None:
+        """Why `chain` cannot be teacher-forced after `prompt` (it leaves no room for the image), else None."""
+        try:
+            self.engine.check_prompt(prompt, chain=chain)
+        except PromptTooLong as exc:
+            return f"The edited chain does not fit: {exc}."
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _generate_request(self, prompt, num_chains, seed, cfg_weight, text_temperature, image_temperature):
+        """The checked inputs of a generation: (prompt, chain count, seed, sampling settings); Refused if not."""
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise Refused("prompt", "Type a prompt first.")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise Refused("prompt", f"The prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are taken.")
+        try:
+            self.engine.check_prompt(prompt)
+        except PromptTooLong as exc:
+            raise Refused("prompt", f"Prompt too long: {_escape(exc)}") from None
+        count = _number(num_chains, "Number of chains", "num_chains", minimum=1, maximum=MAX_CHAINS)
+        seed_value = _number(0 if seed is None else seed, "Seed", "seed", minimum=0, maximum=MAX_SEED)
+        if not count.is_integer() or not seed_value.is_integer():
+            raise Refused("seed" if count.is_integer() else "num_chains", "Must be a whole number")
+        base = self.engine.sampling
+
+        def setting(value, default, name, field):
+            return default if value is None else _number(value, name, field, minimum=0)
+
+        sampling = replace(
+            base,
+            cfg_weight=setting(cfg_weight, base.cfg_weight, "CFG weight", "cfg_weight"),
+            text_temperature=setting(text_temperature, base.text_temperature, "Text temperature", "text_temperature"),
+            image_temperature=setting(
+                image_temperature, base.image_temperature, "Image temperature", "image_temperature"
+            ),
+        )
+        return prompt, int(count), int(seed_value), sampling
+
+    def _rerender_request(self, session: DemoSession | None, chain: str) -> tuple[Entry, str]:
+        """The sample to re-render and the chain to force; Refused when there is none or it cannot fit."""
+        entry = session.current if session is not None else None
+        if entry is None:
+            raise Refused("chain", "Generate a sample first, then edit its plan.")
+        chain = (chain or "").removesuffix(BEGIN_OF_IMAGE)
+        if len(chain) > MAX_CHAIN_CHARS:
+            raise Refused("chain", f"The chain is {len(chain)} characters; at most {MAX_CHAIN_CHARS} are taken.")
+        too_long = self.chain_overflow(entry.prompt, chain)
+        if too_long:
+            raise Refused("chain", too_long)
+        return entry, chain
+
+    def _run(self, jobs: Sequence[Job], sampling: SamplingConfig) -> list[Sample]:
+        try:
+            return self.engine.run(jobs, sampling)
+        except PromptTooLong as exc:
+            raise gr.Error(_escape(exc)) from None
+        except Exception as exc:  # the page says what failed and stays usable
+            log.exception("demo: sampling failed")
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise gr.Error(f"Sampling failed: {_escape(first)}") from None
+
+    def _entry(
+        self,
+        sample: Sample,
+        sampling: SamplingConfig,
+        uid: int,
+        label: str,
+        *,
+        root: int,
+        edited_from: str | None = None,
+    ) -> Entry:
+        record = sample.record()
+        record["model"] = self.engine.name
+        record["sampling"] = {
+            key: value
+            for key, value in asdict(sampling).items()
+            if key
+            in (
+                "cfg_weight",
+                "text_temperature",
+                "image_temperature",
+                "text_top_k",
+                "text_top_p",
+                "image_top_k",
+                "image_top_p",
+                "max_reasoning_tokens",
+            )
+        }
+        record["teacher_forced"] = sample.job.chain is not None
+        if edited_from is not None:
+            record["edited_from"] = edited_from
+        if sample.scores is None and sample.score_note:
+            record["rewards_note"] = sample.score_note
+        return Entry(
+            uid=uid,
+            label=label,
+            prompt=sample.job.prompt,
+            seed=sample.job.seed,
+            sample_index=sample.job.sample_index,
+            chain=sample.chain,
+            image=sample.image,
+            record=record,
+            sampling=sampling,
+            scores=sample.scores,
+            score_note=sample.score_note,
+            root=root,
+            edited_from=edited_from,
+        )
+
+    def _trim(self, session: DemoSession) -> None:
+        """Keep at most MAX_ENTRIES samples, dropping the oldest edits (generated samples stay)."""
+        while len(session.entries) > MAX_ENTRIES:
+            index = next((i for i, e in enumerate(session.entries) if e.uid != e.root), 0)
+            session.entries.pop(index)
+
+    @staticmethod
+    def _clear_downloads(session: DemoSession) -> None:
+        if session.folder is not None and session.folder.is_dir():
+            for path in session.folder.glob("*.zip"):
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _thumbnail(entry: Entry) -> Image.Image:
+        return plan_overlay(entry.image.convert("RGB"), parse_chain(entry.chain).objects, min_side=192)
+
+    def _caption(self, entry: Entry) -> str:
+        if self.engine.rewards is None:
+            return entry.label
+        if entry.scores is None:
+            return f"{entry.label} · not scored"
+        total = entry.scores.total
+        return f"{entry.label} · {'missing' if total is None else f'{total:.2f}'}"
+
+    def _heading(self, entry: Entry, session: DemoSession) -> str:
+        settings = entry.sampling
+        origin = f" — its plan edited from {entry.edited_from}" if entry.edited_from else ""
+        text = (
+            f"### Sample {entry.label}{origin}\n"
+            f"Prompt: {_md_escape(entry.prompt)} · seed {entry.seed} · sample index {entry.sample_index} · "
+            f"CFG {settings.cfg_weight:g} · text T {settings.text_temperature:g} · "
+            f"image T {settings.image_temperature:g}"
+        )
+        if entry.record.get("hit_token_cap"):
+            text += " · the chain reached the reasoning-token cap"
+        return text
+
+
+def highlighted_chain(chain: str) -> list[tuple[str, str | None]]:
+    """The chain as (text, category) spans: free text plain, each object as 'name (x1,y1)-(x2,y2)' labelled
+    with its number (its table row)."""
+    spans: list[tuple[str, str | None]] = []
+    number = 0
+    for segment in parse_chain(chain).segments:
+        if isinstance(segment, PlannedObject):
+            number += 1
+            box = segment.box
+            where = "no box" if box is None else f"({box.x1},{box.y1})-({box.x2},{box.y2})"
+            spans.append((f"{segment.name} {where}", str(number)))
+        else:
+            spans.append((segment, None))
+    return spans
+
+
+def chain_colors(chain: str) -> dict[str, str]:
+    """Each object number's colour: its name's colour in the plan drawings."""
+    objects = parse_chain(chain).objects
+    return {str(i + 1): _hex(object_color(obj.name)) for i, obj in enumerate(objects)}
+
+
+def _png(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_CSS = """
+.gotr1-problems { padding: 8px 12px; border-radius: 6px; font-size: 14px; }
+.gotr1-problems ul { margin: 4px 0 0 18px; }
+.gotr1-ok { background: #e9f7ef; border: 1px solid #57b77c; color: #14532d; }
+.gotr1-bad { background: #fff4e5; border: 1px solid #f0a030; color: #6b3a00; }
+.gotr1-rewards { border-collapse: collapse; font-size: 15px; min-width: 220px; }
+.gotr1-rewards caption { text-align: left; font-weight: 600; padding-bottom: 4px; }
+.gotr1-rewards td { padding: 3px 10px; border-bottom: 1px solid #ddd; }
+.gotr1-rewards td:last-child { text-align: right; font-variant-numeric: tabular-nums; }
+.gotr1-total td { font-weight: 700; border-top: 2px solid #888; }
+.gotr1-missing { color: #a15c00; font-style: italic; }
+.gotr1-note { color: #555; font-style: italic; }
+#result-image img, #plain-image img, #plan-canvas img { image-rendering: pixelated; }
+/* the gallery is as tall as its thumbnails (Gradio fixes it at 450 px), scrolling beyond two rows */
+#samples .grid-wrap { min-height: 0; height: auto; max-height: 460px; }
+"""
+
+
+def _theme() -> gr.themes.Base:
+    """System fonts only: the page loads nothing from the internet (the default theme fetches Google fonts)."""
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def build_demo(engine: Engine, *, app: DemoApp | None = None) -> gr.Blocks:
+    """The demo page over `engine` (not launched; `launch_demo` adds the queue, theme and CSS)."""
+    app = app or DemoApp(engine)
+    sampling = engine.sampling
+    side = DISPLAY_SIDE
+    gallery_label = "**Samples** — click one to inspect and edit it"
+    if engine.rewards is not None:
+        gallery_label += " (captions: sample · total reward)"
+    with gr.Blocks(
+        title=f"GoT-R1 demo — {engine.name}",
+        analytics_enabled=False,
+        delete_cache=(3600, 6 * 3600),  # hourly, drop shown images older than six hours
+    ) as demo:
+        gr.Markdown(
+            f"## GoT-R1 demo — `{_escape(engine.name)}`\n"
+            "The model writes a reasoning chain that plans the image (objects and their boxes on a "
+            f"0..{GRID} grid), then draws it. Generate samples, pick one, edit its plan and re-render it."
+        )
+        session = gr.State(None, delete_callback=_remove_folder)
+        base_chain = gr.State("")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                prompt = gr.Textbox(
+                    label="Prompt",
+                    placeholder="a red circle to the left of a blue square",
+                    lines=2,
+                    max_length=MAX_PROMPT_CHARS,
+                    elem_id="prompt",
+                )
+                num_chains = gr.Slider(1, MAX_CHAINS, value=4, step=1, label="Number of chains", elem_id="num-chains")
+                with gr.Row():
+                    seed = gr.Number(
+                        value=sampling.seed,
+                        precision=0,
+                        minimum=0,
+                        maximum=MAX_SEED,
+                        label="Seed",
+                        min_width=100,
+                        elem_id="seed",
+                    )
+                    cfg = gr.Number(
+                        value=sampling.cfg_weight, minimum=0, step=0.5, label="CFG weight", min_width=100, elem_id="cfg"
+                    )
+                with gr.Row():
+                    text_t = gr.Number(
+                        value=sampling.text_temperature,
+                        minimum=0,
+                        step=0.1,
+                        label="Text temperature",
+                        min_width=100,
+                        elem_id="text-temp",
+                    )
+                    image_t = gr.Number(
+                        value=sampling.image_temperature,
+                        minimum=0,
+                        step=0.1,
+                        label="Image temperature",
+                        min_width=100,
+                        elem_id="image-temp",
+                    )
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column(scale=5):
+                gr.Markdown(gallery_label)  # above, not Gradio's floating label, which covers the thumbnails
+                gallery = gr.Gallery(
+                    label="Samples",
+                    show_label=False,
+                    columns=6,
+                    allow_preview=False,
+                    object_fit="contain",
+                    format="png",
+                    elem_id="samples",
+                )
+        heading = gr.Markdown(elem_id="sample-heading")
+        with gr.Row(equal_height=False):
+            image = gr.Image(
+                label="Image", type="pil", format="png", interactive=False, height=side, elem_id="plain-image"
+            )
+            overlay = gr.Image(
+                label="Plan over the image",
+                type="pil",
+                format="png",
+                interactive=False,
+                height=side,
+                elem_id="result-image",
+            )
+            plan = gr.Image(
+                label="Plan", type="pil", format="png", interactive=False, height=side, elem_id="plan-canvas"
+            )
+            with gr.Column(min_width=240):
+                rewards = gr.HTML(elem_id="rewards")
+                download = gr.File(label="Download this sample (zip)", interactive=False, elem_id="download")
+        chain_view = gr.HighlightedText(
+            label="Reasoning chain (objects numbered as in the table)",
+            show_legend=False,
+            combine_adjacent=False,
+            elem_id="chain-view",
+        )
+        gr.Markdown(
+            "### Edit the plan\nChange a cell or the text (they stay in step), then re-render: same seed, new plan."
+        )
+        with gr.Row(equal_height=False):
+            table = gr.Dataframe(
+                headers=list(PLAN_COLUMNS),
+                datatype="str",
+                type="array",
+                column_count=len(PLAN_COLUMNS),
+                interactive=True,
+                show_row_numbers=True,
+                label=f"Objects (boxes on the 0..{GRID} grid)",
+                scale=2,
+                elem_id="plan-table",
+            )
+            with gr.Column(scale=3):
+                chain_text = gr.Textbox(
+                    label="Chain (free text and tags)",
+                    lines=5,
+                    max_lines=14,
+                    max_length=MAX_CHAIN_CHARS,
+                    elem_id="chain-text",
+                )
+                rerender = gr.Button("Re-render with this plan", variant="primary", elem_id="rerender")
+        problems = gr.HTML(elem_id="problems")
+
+        components = {
+            "gallery": gallery,
+            "heading": heading,
+            "image": image,
+            "overlay": overlay,
+            "plan": plan,
+            "rewards": rewards,
+            "chain_view": chain_view,
+            "table": table,
+            "chain_text": chain_text,
+            "base_chain": base_chain,
+            "problems": problems,
+            "download": download,
+        }
+        assert tuple(components) == VIEW_FIELDS
+        view_outputs = [session, *components.values()]
+
+        def show(state: DemoSession | None, view: dict[str, Any]) -> list[Any]:
+            values = dict(view)
+            selected = state.selected if state is not None and state.entries else None
+            values["gallery"] = gr.Gallery(value=view["gallery"], selected_index=selected)
+            values["chain_view"] = gr.HighlightedText(
+                value=view["chain_view"], color_map=chain_colors(view["chain_text"])
+            )
+            return [state, *(values[name] for name in VIEW_FIELDS)]
+
+        def softly(handler):
+            """Run `handler`; a failure becomes a message and leaves the page as it was. (A raised error
+            would mark every output component as failed and cover them, the editor included.)"""
+
+            @functools.wraps(handler)  # keeps the signature Gradio reads (gr.SelectData)
+            def run(*args):
+                try:
+                    return handler(*args)
+                except gr.Error as exc:
+                    gr.Warning(str(exc.message), title="Not done")
+                except Exception as exc:  # noqa: BLE001 - the page must stay usable whatever happened
+                    log.exception("demo: %s failed", handler.__name__)
+                    gr.Warning(
+                        _escape(str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__), title="Error"
+                    )
+                return [gr.skip()] * len(view_outputs)
+
+            return run
+
+        def verdicts(refusal, fields):
+            """One gr.validate per input: the refused one carries the message, shown beside it."""
+            return [
+                gr.validate(
+                    refusal is None or refusal[0] != field, refusal[1] if refusal and refusal[0] == field else ""
+                )
+                for field in fields
+            ]
+
+        def on_generate(state, text, count, seed_value, cfg_weight, text_temperature, image_temperature):
+            return show(*app.generate(state, text, count, seed_value, cfg_weight, text_temperature, image_temperature))
+
+        def check_generate(state, *values):
+            fields = ("session", "prompt", "num_chains", "seed", "cfg_weight", "text_temperature", "image_temperature")
+            return verdicts(app.check_generate(*values), fields)
+
+        def on_select(state, event: gr.SelectData):
+            return show(*app.select(state, event.index))
+
+        def on_rerender(state, chain):
+            return show(*app.rerender(state, chain))
+
+        def check_rerender(state, chain):
+            return verdicts(app.check_rerender(state, chain), ("session", "chain"))
+
+        generate_inputs = [session, prompt, num_chains, seed, cfg, text_t, image_t]
+        private = {"api_visibility": "private"}  # the HTTP server is the API; these are the page's own
+        for trigger in (generate.click, prompt.submit):
+            trigger(
+                softly(on_generate),
+                generate_inputs,
+                view_outputs,
+                validator=check_generate,
+                concurrency_id="engine",
+                **private,
+            )
+        gallery.select(softly(on_select), [session], view_outputs, **private)
+        # Cheap and unqueued; "always_last" so the final keystroke is never dropped while one is in flight.
+        editing = {"queue": False, "trigger_mode": "always_last", "show_progress": "hidden", **private}
+        table.input(app.table_edited, [table, base_chain], [chain_text, problems], **editing)
+        chain_text.input(app.text_edited, [chain_text], [table, base_chain, problems], **editing)
+        rerender.click(
+            softly(on_rerender),
+            [session, chain_text],
+            view_outputs,
+            validator=check_rerender,
+            concurrency_id="engine",
+            **private,
+        )
+    demo.gotr1_app = app  # the callbacks, for tests and scripts
+    return demo
+
+
+def launch_demo(
+    engine: Engine,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    max_queue: int = 16,
+    concurrency: int = 1,
+    prevent_thread_lock: bool = False,
+) -> gr.Blocks:
+    """Serve the demo on host:port (blocking unless `prevent_thread_lock`); returns the launched Blocks.
+
+    max_queue: requests waiting beyond this are turned away with a message; concurrency: events that run
+    at once (sampling is serialised by the engine's lock anyway).
+    """
+    demo = build_demo(engine)
+    demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=prevent_thread_lock,
+        show_error=True,
+        quiet=prevent_thread_lock,
+        ssr_mode=False,
+        theme=_theme(),
+        css=_CSS,
+        footer_links=[],
+    )
+    return demo

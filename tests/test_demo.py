@@ -1,0 +1,288 @@
+"""The demo's callbacks called directly (no browser): generate, the table/text editor, re-render, download."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+import torch
+
+from gotr1.chain import parse_chain
+from gotr1.models import load_model
+from gotr1.rewards.base import RewardResult
+from gotr1.serving.demo import DemoApp, build_demo, highlighted_chain
+from gotr1.serving.engine import Engine
+from gotr1.serving.plan_edit import plan_rows
+from gotr1.worlds.shapes.parse import read_prompt
+from gotr1.worlds.shapes.rl import reward_function
+
+PROMPT = "a red circle to the left of a blue square"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the model is tiny; on a busy 2-core machine more threads only contend
+    yield load_model(None)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def engine(bundle):
+    return Engine(bundle, name="shapes", rewards=reward_function(), read_prompt=read_prompt, rewards_name="shapes")
+
+
+@pytest.fixture
+def app(engine, tmp_path):
+    return DemoApp(engine, root=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def generated(engine, tmp_path_factory):
+    """Three samples of PROMPT, shared by the tests that only read them."""
+    app = DemoApp(engine, root=tmp_path_factory.mktemp("demo"))
+    session, view = app.generate(None, PROMPT, 3, 0)
+    return app, session, view
+
+
+def _with_objects(session):
+    """The first sample whose chain plans at least one boxed object (the shapes model nearly always does)."""
+    for index, entry in enumerate(session.entries):
+        if any(obj.box is not None for obj in parse_chain(entry.chain).objects):
+            return index
+    pytest.fail("no generated chain planned a boxed object")
+
+
+def test_generate_returns_n_samples_with_chains_images_and_rewards(generated, engine):
+    app, session, view = generated
+    assert len(session.entries) == 3 and len(view["gallery"]) == 3
+    assert [(e.seed, e.sample_index) for e in session.entries] == [(0, 0), (0, 1), (0, 2)]
+    entry = session.entries[0]
+    assert entry.image.size == (engine.image_size, engine.image_size)
+    assert view["chain_text"] == view["base_chain"] == entry.chain
+    assert view["table"] == plan_rows(entry.chain)
+    for name in ("image", "overlay", "plan"):  # 64-px images are shown enlarged
+        assert min(view[name].size) >= 384
+    # nearest-neighbour enlargement: every 6x6 block of the shown image is one source pixel
+    assert view["image"].resize(entry.image.size, 0).tobytes() == entry.image.convert("RGB").tobytes()
+    assert "total" in view["rewards"] and "missing" not in view["rewards"]
+    for component in ("r_sem", "r_spa", "r_ri", "r_pi"):
+        assert component in view["rewards"]
+    assert view["gallery"][0][1] == f"#1 · {session.entries[0].scores.total:.2f}"
+
+
+def test_same_seed_gives_the_same_samples(generated, engine, tmp_path):
+    _, session, _ = generated
+    again, _ = DemoApp(engine, root=tmp_path).generate(None, PROMPT, 2, 0)
+    assert [e.chain for e in again.entries] == [e.chain for e in session.entries[:2]]
+
+
+def test_chain_view_highlights_each_object_with_its_row_number(generated):
+    _, session, _ = generated
+    chain = session.entries[_with_objects(session)].chain
+    spans = highlighted_chain(chain)
+    objects = parse_chain(chain).objects
+    labelled = [(text, label) for text, label in spans if label is not None]
+    assert [label for _, label in labelled] == [str(i + 1) for i in range(len(objects))]
+    assert all(text.startswith(obj.name) for (text, _), obj in zip(labelled, objects))
+
+
+def test_table_edit_rewrites_the_chain_and_text_edit_rewrites_the_table(generated):
+    app, session, _ = generated
+    chain = session.entries[_with_objects(session)].chain
+    rows = plan_rows(chain)
+    x1, x2 = int(rows[0][1]), int(rows[0][3])
+    rows[0][1] = str((x1 + x2) // 2)
+    edited, problems = app.table_edited(rows, chain)
+    assert parse_chain(edited).objects[0].box.x1 == (x1 + x2) // 2
+    assert "Plan OK" in problems
+    # free text is kept; only the box changed
+    assert parse_chain(edited).text == parse_chain(chain).text
+
+    typed = edited.replace(f"({(x1 + x2) // 2},", "(7,", 1)
+    table, base, problems = app.text_edited(typed)
+    assert table[0][1] == "7" and base == typed
+    assert table == plan_rows(typed)
+
+
+def test_table_edits_apply_to_the_chain_the_table_was_read_from(generated):
+    """An empty name drops its object when parsed; row i must still mean object i of the base chain."""
+    app, session, _ = generated
+    chain = session.entries[_with_objects(session)].chain
+    rows = plan_rows(chain)
+    rows[0][0] = ""
+    blanked, problems = app.table_edited(rows, chain)
+    assert "empty_object_name" in problems
+    rows[0][0] = "green triangle"
+    renamed, _ = app.table_edited(rows, chain)  # the base, not the blanked text
+    assert [o.name for o in parse_chain(renamed).objects][0] == "green triangle"
+    assert len(parse_chain(renamed).objects) == len(parse_chain(chain).objects)
+
+
+def test_rerender_adds_a_sample_from_the_edited_chain(generated, engine, tmp_path):
+    app = DemoApp(engine, root=tmp_path)
+    session, view = app.generate(None, PROMPT, 2, 0)
+    session.selected = _with_objects(session)
+    original = session.current
+    rows = plan_rows(original.chain)
+    rows[0][1:] = ["100", "500", "400", "900"]
+    chain, _ = app.table_edited(rows, original.chain)
+    session, view = app.rerender(session, chain)
+    assert len(session.entries) == 3
+    edited = session.current
+    assert edited is session.entries[-1] and original in session.entries
+    assert (edited.prompt, edited.seed, edited.sample_index) == (original.prompt, original.seed, original.sample_index)
+    assert "(100,500),(400,900)" in edited.chain and "(100,500),(400,900)" in view["chain_text"]
+    assert parse_chain(edited.chain).objects[0].box.x1 == 100
+    assert view["table"][0][1:] == ["100", "500", "400", "900"]
+    assert edited.record["teacher_forced"] and edited.record["edited_from"] == original.label
+    assert "edit 1" in edited.label and "edit 1" in view["heading"]
+    assert edited.image.size == original.image.size
+    # editing the edit numbers on from the same generated sample
+    session, _ = app.rerender(session, chain)
+    assert "edit 2" in session.current.label
+
+
+def test_bad_edits_show_problems_and_still_render(app):
+    session, _ = app.generate(None, PROMPT, 1, 3)
+    chain = session.current.chain
+    rows = [
+        ["red circle", "abc", "10", "200", "200"],  # a word where a number goes
+        ["blue square", "100", "100", "1500", "300"],  # off the grid
+        ["green square", "600", "600", "500", "700"],  # x2 < x1
+        ["", "10", "10", "50", "50"],  # empty name
+    ]
+    edited, problems = app.table_edited(rows, chain)
+    for kind in ("malformed_box", "out_of_range", "swapped_corners", "empty_object_name"):
+        assert kind in problems
+    with pytest.warns(UserWarning, match="rendered as written"):
+        session, view = app.rerender(session, edited)
+    assert session.current.record["problems"]
+    assert "problem(s)" in view["problems"]
+    assert session.current.image is not None
+
+
+def test_problems_quote_chain_text_escaped(app):
+    html = app.problems_html("<|obj_start|>x<|obj_end|> <|box_start|><script>alert(1)</script><|box_end|>")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_download_zip_holds_record_image_and_plan(generated, engine):
+    app, session, view = generated
+    with zipfile.ZipFile(view["download"]) as archive:
+        assert sorted(archive.namelist()) == ["chain.json", "image.png", "plan.png"]
+        record = json.loads(archive.read("chain.json"))
+    entry = session.entries[0]
+    assert record["chain"] == entry.chain and record["seed"] == 0 and record["sample_index"] == 0
+    assert set(record["rewards"]) == {"total", "r_sem", "r_spa", "r_ri", "r_pi"}
+    assert record["sampling"]["cfg_weight"] == engine.sampling.cfg_weight
+    assert view["download"].startswith(str(app.root))
+
+
+def test_refusals_raise_gradio_errors_and_the_app_keeps_working(app):
+    with pytest.raises(gr.Error, match="Type a prompt"):
+        app.generate(None, "   ", 2, 0)
+    with pytest.raises(gr.Error, match="too long"):
+        app.generate(None, "word " * 600, 2, 0)
+    with pytest.raises(gr.Error, match="Seed"):
+        app.generate(None, PROMPT, 2, -1)
+    with pytest.raises(gr.Error, match="chains"):
+        app.generate(None, PROMPT, 9, 0)
+    with pytest.raises(gr.Error, match="temperature"):
+        app.generate(None, PROMPT, 1, 0, image_temperature=-1)
+    with pytest.raises(gr.Error, match="Generate a sample first"):
+        app.rerender(None, "anything")
+    session, _ = app.generate(None, PROMPT, 1, 0)
+    with pytest.raises(gr.Error, match="context"):
+        app.rerender(session, "a red circle " * 400)
+    session, view = app.rerender(session, session.current.chain)  # still works after refusals
+    assert len(session.entries) == 2
+
+
+def test_checks_name_the_input_to_blame_without_sampling(app, engine):
+    """The page's validators: each refusal points at one input, and nothing is sampled to find out."""
+    assert app.check_generate(PROMPT, 4, 0, 3.0, 1.0, 1.0) is None
+    assert app.check_generate("", 4, 0, 3.0, 1.0, 1.0) == ("prompt", "Type a prompt first.")
+    assert app.check_generate("word " * 600, 4, 0, 3.0, 1.0, 1.0)[0] == "prompt"
+    assert app.check_generate(PROMPT, 0, 0, 3.0, 1.0, 1.0)[0] == "num_chains"
+    assert app.check_generate(PROMPT, 4, 1.5, 3.0, 1.0, 1.0) == ("seed", "Must be a whole number")
+    assert app.check_generate(PROMPT, 4, 0, "lots", 1.0, 1.0) == ("cfg_weight", "CFG weight must be a number")
+    assert app.check_generate(PROMPT, 4, 0, 3.0, -0.5, 1.0) == (
+        "text_temperature",
+        "Text temperature must be at least 0",
+    )
+    assert app.check_rerender(None, "x")[0] == "chain"
+    session, _ = app.generate(None, PROMPT, 1, 0)
+    assert app.check_rerender(session, session.current.chain) is None
+    field, message = app.check_rerender(session, "a red circle " * 400)
+    assert field == "chain" and f"context of {engine.context_length} tokens" in message
+
+
+def test_prompt_outside_the_rewards_language_says_not_scored(app):
+    session, view = app.generate(None, "hello world", 1, 0)
+    assert "not scored" in view["rewards"] and "0.000" not in view["rewards"]
+    assert "not scored" in view["gallery"][0][1]
+
+
+class _HalfMissing:
+    """Rewards where one component could not be scored."""
+
+    def evaluate(self, prompts, chains, images):
+        results = {"r_sem": RewardResult(0.5), "r_judge": RewardResult(None, reason="judge timed out")}
+        return [SimpleNamespace(total=None, results=results) for _ in chains]
+
+
+class _Down:
+    def evaluate(self, prompts, chains, images):
+        raise ConnectionError("judge at 127.0.0.1:9 refused the connection")
+
+
+def test_missing_rewards_are_never_shown_as_zero(bundle, tmp_path):
+    engine = Engine(bundle, name="shapes", rewards=_HalfMissing())
+    _, view = DemoApp(engine, root=tmp_path).generate(None, PROMPT, 1, 0)
+    assert "0.500" in view["rewards"] and "judge timed out" in view["rewards"]
+    assert "missing" in view["rewards"] and "0.000" not in view["rewards"]
+
+    engine = Engine(bundle, name="shapes", rewards=_Down())
+    _, view = DemoApp(engine, root=tmp_path).generate(None, PROMPT, 1, 0)
+    assert "rewards unavailable" in view["rewards"] and "0.000" not in view["rewards"]
+
+    _, view = DemoApp(Engine(bundle, name="shapes"), root=tmp_path).generate(None, PROMPT, 1, 0)
+    assert "No rewards" in view["rewards"]
+
+
+def test_select_shows_another_sample(generated):
+    app, session, _ = generated
+    _, view = app.select(session, 2)
+    assert view["chain_text"] == session.entries[2].chain and "#3" in view["heading"]
+    app.select(session, 99)  # out of range: nothing changes
+    assert session.selected == 2
+    session.selected = 0
+
+
+def test_build_demo_has_the_stable_element_ids(engine):
+    demo = build_demo(engine)
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    for elem_id in (
+        "prompt",
+        "generate",
+        "num-chains",
+        "seed",
+        "cfg",
+        "text-temp",
+        "image-temp",
+        "samples",
+        "result-image",
+        "plan-canvas",
+        "chain-view",
+        "plan-table",
+        "chain-text",
+        "rerender",
+        "problems",
+        "rewards",
+        "download",
+    ):
+        assert elem_id in ids
