@@ -6,17 +6,26 @@ Not a test: it prints samples/s and ratios measured in one run on one model.
     python benchmarks/sampler.py --size tiny     # CPU, per-step overhead dominates
     python benchmarks/sampler.py --size small    # CPU, arithmetic dominates
     python benchmarks/sampler.py --device cuda --dtype bfloat16 --size medium
+    # Janus-Pro-1B's published architecture with random weights (gotr1.model.real_size), one prompt x G=16;
+    # a whole per-sample run is too long on a CPU, so every method runs the same fixed number of decode steps
+    python benchmarks/sampler.py --size janus-pro-1b --dtype bfloat16 --prompts 1 --group 16 \
+        --max-reasoning-tokens 16 --image-steps 16 --repeats 1
+
+With random weights a chain rarely closes itself, so it runs to --max-reasoning-tokens: every method then
+decodes exactly that many reasoning steps and --image-steps image steps, and samples/s compares like with like.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
 import torch
 
 from gotr1.model.loading import JanusBundle
+from gotr1.model.real_size import build_random_janus, sizes
 from gotr1.model.reference import ReferenceParts, reference_generate
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
 from gotr1.model.tiny import TinyJanusSpec, build_tiny_janus
@@ -56,8 +65,9 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats):
-    fn()  # warm-up
+def timed(fn, device, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -68,9 +78,23 @@ def timed(fn, device, repeats):
     return statistics.median(times)
 
 
+def _peak(device) -> int:
+    """Peak memory in bytes since the last call: the device's allocator on a GPU, the process's RSS on a CPU."""
+    if torch.device(device).type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        return peak
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--size", choices=sorted(SIZES) + list(sizes()), default="tiny")
+    parser.add_argument("--prompts", type=int, default=len(PROMPTS), choices=range(1, len(PROMPTS) + 1))
+    parser.add_argument(
+        "--image-steps", type=int, default=None, help="decode only this many image tokens (default: all of them)"
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     parser.add_argument("--group", type=int, default=8, help="G, chains per prompt")
     parser.add_argument("--max-reasoning-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
@@ -79,21 +103,33 @@ def main():
     args = parser.parse_args()
 
     dtype = getattr(torch, args.dtype)
-    model, tokenizer = build_tiny_janus(spec=SIZES[args.size], seed=0)
-    model = model.to(device=args.device, dtype=dtype).eval()
-    bundle = JanusBundle(model, tokenizer, SpecialTokenIds.from_tokenizer(tokenizer))
+    prompts = PROMPTS[: args.prompts]
+    if args.size in SIZES:
+        model, tokenizer = build_tiny_janus(spec=SIZES[args.size], seed=0)
+        model = model.to(device=args.device, dtype=dtype).eval()
+        bundle = JanusBundle(model, tokenizer, SpecialTokenIds.from_tokenizer(tokenizer))
+    else:
+        bundle = build_random_janus(args.size, dtype=dtype, device=args.device)
+        model, tokenizer = bundle.model.eval(), bundle.tokenizer
+    if args.image_steps is not None:  # every method reads the image length from these two settings
+        side = int(args.image_steps**0.5)
+        if side * side != args.image_steps:
+            parser.error("--image-steps must be a square number (the image grid is square)")
+        model.config.vq_config.num_patches = side
+        model.model.vision_model.config.num_image_tokens = args.image_steps
     sampler = TwoPhaseSampler(bundle)
-    G, n_samples = args.group, len(PROMPTS) * args.group
+    G, n_samples = args.group, len(prompts) * args.group
     config = SamplingConfig(num_generations=G, max_reasoning_tokens=args.max_reasoning_tokens, decode_images=False)
     lm_params = sum(p.numel() for p in model.model.language_model.parameters()) / 1e6
     print(
         f"model: {args.size} (language model {lm_params:.1f}M params), {bundle.num_image_tokens} image tokens, "
-        f"device {args.device}, {args.dtype}, {len(PROMPTS)} prompts x G={G}, "
-        f"<= {args.max_reasoning_tokens} reasoning tokens, CFG 5"
+        f"device {args.device}, {args.dtype}, {len(prompts)} prompt(s) x G={G}, "
+        f"<= {args.max_reasoning_tokens} reasoning tokens, CFG 5, torch threads {torch.get_num_threads()}"
     )
 
     # Ours, both phases.
-    t_ours = timed(lambda: sampler.generate(PROMPTS, config), args.device, args.repeats)
+    t_ours = timed(lambda: sampler.generate(prompts, config), args.device, args.repeats, args.warmup)
+    peaks = {"ours": _peak(args.device)}
 
     # (a) The published algorithm, one sample at a time, no prefix sharing.
     parts = ReferenceParts.from_janus(model)
@@ -101,7 +137,7 @@ def main():
 
     def per_sample():
         with torch.inference_mode():
-            for prompt in PROMPTS:
+            for prompt in prompts:
                 ids = encode_prompt(tokenizer, prompt, bundle.ids.bos)
                 for _ in range(G):
                     reference_generate(
@@ -112,14 +148,17 @@ def main():
                         num_image_tokens=bundle.num_image_tokens,
                         max_text_tokens=args.max_reasoning_tokens,
                         generator=gen,
+                        decode=False,
                     )
 
-    t_ref = timed(per_sample, args.device, max(1, args.repeats - 2))
+    t_ref = timed(per_sample, args.device, max(1, args.repeats - 2), min(args.warmup, 1) if args.size in SIZES else 0)
+    peaks["(a)"] = _peak(args.device)
 
     # (b) Image phase only, on fixed chains: ours (teacher-forced prefill) vs transformers' generate.
-    samples = sampler.generate(PROMPTS, config)
-    chains = [[s.chain for s in samples[i * G : (i + 1) * G]] for i in range(len(PROMPTS))]
-    t_ours_img = timed(lambda: sampler.generate(PROMPTS, config, chains=chains), args.device, args.repeats)
+    samples = sampler.generate(prompts, config)
+    chains = [[s.chain for s in samples[i * G : (i + 1) * G]] for i in range(len(prompts))]
+    t_ours_img = timed(lambda: sampler.generate(prompts, config, chains=chains), args.device, args.repeats, args.warmup)
+    peaks["ours, images"] = _peak(args.device)
     sequences = [torch.cat([s.prompt_ids, s.text_ids]) for s in samples]
     width = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), width), bundle.ids.pad, dtype=torch.long)
@@ -135,7 +174,8 @@ def main():
                 input_ids, attention_mask=attention, generation_mode="image", do_sample=True, guidance_scale=5.0
             )
 
-    t_hf = timed(hf_generate, args.device, args.repeats)
+    t_hf = timed(hf_generate, args.device, args.repeats, args.warmup)
+    peaks["(b)"] = _peak(args.device)
 
     rows = [
         ("ours: chains + images", t_ours),
@@ -148,6 +188,10 @@ def main():
         print(f"{name:40s} {t:9.3f} {n_samples / t:10.2f}")
     print(f"speed-up over (a) per-sample published algorithm: {t_ref / t_ours:.2f}x")
     print(f"speed-up over (b) transformers image generate:    {t_hf / t_ours_img:.2f}x")
+    if args.device == "cpu":
+        print(f"peak resident memory of the process: {max(peaks.values()) / 2**30:.2f} GiB (all methods together)")
+    else:
+        print("peak device memory per method (GiB): " + ", ".join(f"{k} {v / 2**30:.2f}" for k, v in peaks.items()))
 
 
 if __name__ == "__main__":

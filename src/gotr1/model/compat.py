@@ -23,6 +23,13 @@ def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
     return {"cache" if _takes_cache(forward) else "past_key_values": cache}
 
 
+def returned_cache(output: Any) -> Any:
+    """The KV cache a decoder returned: ``output.cache`` (newer transformers 5.x; reading the old name warns
+    there) or ``output.past_key_values``."""
+    fields = getattr(output, "__dataclass_fields__", {})
+    return output.cache if "cache" in fields else output.past_key_values
+
+
 def enable_activation_checkpointing(module: Any) -> None:
     """Activation (gradient) checkpointing under whichever name this transformers release uses."""
     enable = getattr(module, "activation_checkpointing_enable", None) or module.gradient_checkpointing_enable

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .compat import cache_kwargs
+from .compat import cache_kwargs, returned_cache
 
 
 @dataclass
@@ -64,10 +64,11 @@ def reference_generate(
     max_text_tokens: int = 600,
     generator: torch.Generator | None = None,
     record_logits: bool = False,
+    decode: bool = True,
 ) -> dict:
     """Chain then `parallel_size` images for one prompt. Temperature 0 means greedy.
 
-    Returns text_ids (ending with <begin_of_image>), image_ids [P, N], pixels uint8 [P, H, W, C], and,
+    Returns text_ids (ending with <begin_of_image>), image_ids [P, N], pixels uint8 [P, H, W, C] (when `decode`), and,
     with record_logits, text_logits [Lt, V] and image_logits [P, N, K] (CFG-combined).
     """
     device = next(iter(parts.lm_head.parameters())).device if hasattr(parts.lm_head, "parameters") else "cpu"
@@ -84,7 +85,7 @@ def reference_generate(
         token = int(nxt)
         generated.append(token)
         embeds = parts.embed_tokens(nxt)
-        past = out.past_key_values
+        past = returned_cache(out)
     if not generated or generated[-1] != begin_of_image:
         generated.append(begin_of_image)
 
@@ -110,13 +111,11 @@ def reference_generate(
         if use_cfg:
             nxt = torch.cat([nxt, nxt], dim=1).view(-1, 1)
         embeds = parts.gen_embed(nxt)
-        past = out.past_key_values
-    pixels = parts.decode(image_ids).permute(0, 2, 3, 1).float().cpu().numpy()
-    result = {
-        "text_ids": torch.tensor(generated),
-        "image_ids": image_ids.cpu(),
-        "pixels": np.clip((pixels + 1) / 2 * 255, 0, 255).astype(np.uint8),
-    }
+        past = returned_cache(out)
+    result = {"text_ids": torch.tensor(generated), "image_ids": image_ids.cpu()}
+    if decode:  # False: tokens only (benchmarks that decode fewer image tokens than the VQ takes)
+        pixels = parts.decode(image_ids).permute(0, 2, 3, 1).float().cpu().numpy()
+        result["pixels"] = np.clip((pixels + 1) / 2 * 255, 0, 255).astype(np.uint8)
     if record_logits:
         result["text_logits"] = torch.stack(text_logits).cpu() if text_logits else torch.empty(0)
         result["image_logits"] = torch.stack(image_logits, 1).cpu()
