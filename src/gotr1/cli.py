@@ -293,10 +293,9 @@ def check_prompt_lengths(bundle, prompts: list[str], max_reasoning_tokens: int) 
     naming the limit (the model would otherwise continue past its trained positions and draw noise)."""
     from .model.tokens import encode_prompt
 
-    context = getattr(bundle.model.config.text_config, "max_position_embeddings", None)
-    if not context:
+    context, budget = bundle.context_length, bundle.prompt_budget(max_reasoning_tokens)
+    if budget is None:
         return
-    budget = context - max_reasoning_tokens - 1 - bundle.num_image_tokens
     if budget <= 0:
         raise CliError(
             f"--max-reasoning-tokens {max_reasoning_tokens}: with {bundle.num_image_tokens} image tokens "

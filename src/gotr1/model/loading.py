@@ -57,6 +57,18 @@ class JanusBundle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the language model was built for (None when its config does not say)."""
+        return getattr(self.model.config.text_config, "max_position_embeddings", None) or None
+
+    def prompt_budget(self, reasoning_tokens: int) -> int | None:
+        """Prompt tokens (chat template included) that fit in the context beside `reasoning_tokens` of chain,
+        `<begin_of_image>` and the image; None when the context is not known."""
+        if self.context_length is None:
+            return None
+        return self.context_length - reasoning_tokens - 1 - self.num_image_tokens
+
     def preferred_cfg_weight(self) -> float:
         """The checkpoint's own CFG weight (its generation_config.guidance_scale), else the release's 5."""
         return float(getattr(self.model.generation_config, "guidance_scale", None) or 5.0)

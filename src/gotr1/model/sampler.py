@@ -179,8 +179,8 @@ class TwoPhaseSampler:
         chains: optional fixed reasoning chains, `chains[i][g]` for prompt i, sample g; the text phase
             is then teacher-forced (edit a plan and re-render it) and only images are sampled.
         sample_indices: with one generation per prompt, the index each row has in its own group: rows of
-            different requests (a server's batch) then share one call and still draw exactly what they
-            would draw sampled alone as sample k of seed s.
+            different requests (a server's batch) then share one call and keep the random draws of
+            sample k of seed s (float rounding, which batch shape can change, may rarely flip a token).
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
         sampling = config or SamplingConfig()

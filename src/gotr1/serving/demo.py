@@ -462,8 +462,6 @@ class DemoApp:
         record["teacher_forced"] = sample.job.chain is not None
         if edited_from is not None:
             record["edited_from"] = edited_from
-        if sample.scores is None and sample.score_note:
-            record["rewards_note"] = sample.score_note
         return Entry(
             uid=uid,
             label=label,

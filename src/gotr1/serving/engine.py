@@ -3,8 +3,9 @@
 Several people use a served model at once; what they share is this engine: the sampler (one model, so
 one call at a time, under a lock), the sampling settings and, when configured, the rewards that score
 each sample. A request becomes `Job`s, one per image: sample a chain for the prompt, or teacher-force a
-given chain and sample only the image. Jobs of different requests share one sampler call and still draw
-exactly what they would draw alone (a sample depends only on its prompt, seed and index).
+given chain and sample only the image. Jobs of different requests share one sampler call and keep their own
+random draws (keyed by prompt seed and index, never by the batch); only float rounding, which the batch's
+shape can change, may rarely flip a token that sat on a sampling boundary.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ class Sample:
         return self.generation.chain
 
     def record(self) -> dict[str, Any]:
-        """The sample as JSON: prompt, seed, chain, objects on the 0..1000 grid, problems, rewards."""
+        """The sample as JSON: prompt, seed, chain, objects on the 0..1000 grid, problems, rewards (or why not)."""
         record = self.generation.record()
         if self.scores is not None:
             record["rewards"] = {"total": self.scores.total, **self.scores.components}
+        elif self.score_note:
+            record["rewards_note"] = self.score_note
         return record
 
 
@@ -98,23 +101,16 @@ class Engine:
 
     @property
     def context_length(self) -> int | None:
-        return getattr(self.bundle.model.config.text_config, "max_position_embeddings", None)
-
-    def prompt_budget(self, max_reasoning_tokens: int | None = None) -> int | None:
-        """Prompt tokens (with the chat template) that fit beside the reasoning cap and the image."""
-        if not self.context_length:
-            return None
-        cap = self.sampling.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
-        return self.context_length - cap - 1 - self.bundle.num_image_tokens
+        return self.bundle.context_length
 
     def check_prompt(self, prompt: str, *, chain: str | None = None, max_reasoning_tokens: int | None = None) -> None:
         """PromptTooLong (one line) when `prompt` with the reasoning cap, or with a given `chain` (which
         replaces the cap: it is teacher-forced as it is), and the image does not fit in the model's context."""
-        reasoning = max_reasoning_tokens
+        reasoning = self.sampling.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
         if chain is not None:
             body = chain.removesuffix(BEGIN_OF_IMAGE)
             reasoning = len(self.bundle.tokenizer.encode(body, add_special_tokens=False))
-        budget = self.prompt_budget(reasoning)
+        budget = self.bundle.prompt_budget(reasoning)
         if budget is None:
             return
         length = len(encode_prompt(self.bundle.tokenizer, prompt, self.bundle.ids.bos))

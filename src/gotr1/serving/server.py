@@ -261,10 +261,9 @@ def _image_entry(sample, seed: int) -> dict[str, Any]:
         "seed": seed,
         "sample_index": sample.job.sample_index,
     }
-    if "rewards" in record:
-        entry["rewards"] = record["rewards"]
-    if getattr(sample, "score_note", ""):
-        entry["rewards_note"] = sample.score_note
+    for key in ("rewards", "rewards_note"):
+        if key in record:
+            entry[key] = record[key]
     return entry
 
 
