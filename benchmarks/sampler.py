@@ -7,12 +7,15 @@ Not a test: it prints samples/s and ratios measured in one run on one model.
     python benchmarks/sampler.py --size small    # CPU, arithmetic dominates
     python benchmarks/sampler.py --device cuda --dtype bfloat16 --size medium
     # Janus-Pro-1B's published architecture with random weights (gotr1.model.real_size), one prompt x G=16;
-    # a whole per-sample run is too long on a CPU, so every method runs the same fixed number of decode steps
+    # whole images take too long on a CPU, so every method decodes the same fixed number of steps, and the
+    # per-sample loop (a) runs 4 of the 16 samples (its samples are independent: time x 16/4)
     python benchmarks/sampler.py --size janus-pro-1b --dtype bfloat16 --prompts 1 --group 16 \
-        --max-reasoning-tokens 16 --image-steps 16 --repeats 1
+        --max-reasoning-tokens 128 --image-steps 144 --repeats 1 --reference-samples 4 --compile none,default
 
 With random weights a chain rarely closes itself, so it runs to --max-reasoning-tokens: every method then
 decodes exactly that many reasoning steps and --image-steps image steps, and samples/s compares like with like.
+The image-phase comparison (b) teacher-forces one fixed chain of about --max-reasoning-tokens tokens, the same
+token ids for ours and for transformers.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import argparse
 import resource
 import statistics
 import time
+from functools import partial
 
 import torch
 
+from gotr1.chain import BOX_END, BOX_START, OBJ_END, OBJ_START
 from gotr1.model.loading import JanusBundle
 from gotr1.model.real_size import build_random_janus, sizes
 from gotr1.model.reference import ReferenceParts, reference_generate
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
+from gotr1.model.static_decode import COMPILE_MODES
 from gotr1.model.tiny import TinyJanusSpec, build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds, encode_prompt
 
@@ -87,6 +93,17 @@ def _peak(device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def fixed_chain(tokenizer, length: int) -> str:
+    """A well-formed GoT chain (scene text, objects with boxes) of about `length` tokens."""
+    pieces = ["The picture shows a few simple shapes on a plain background."]
+    k = 0
+    while len(tokenizer.encode(" ".join(pieces), add_special_tokens=False)) < length:
+        x = 60 * (k % 12)
+        pieces.append(f"{OBJ_START}a red circle{OBJ_END}{BOX_START}({x},{x}),({x + 200},{x + 250}){BOX_END}")
+        k += 1
+    return " ".join(pieces)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES) + list(sizes()), default="tiny")
@@ -98,9 +115,21 @@ def main():
     parser.add_argument("--group", type=int, default=8, help="G, chains per prompt")
     parser.add_argument("--max-reasoning-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--reference-samples",
+        type=int,
+        default=None,
+        help="time the per-sample loop (a) on this many samples and scale to all (default: all)",
+    )
+    parser.add_argument(
+        "--compile", default="none", help=f"comma-separated decode paths of ours to time: {', '.join(COMPILE_MODES)}"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
+    modes = args.compile.split(",")
+    if any(m not in COMPILE_MODES for m in modes):
+        parser.error(f"--compile takes {', '.join(COMPILE_MODES)}")
 
     dtype = getattr(torch, args.dtype)
     prompts = PROMPTS[: args.prompts]
@@ -119,27 +148,43 @@ def main():
         model.model.vision_model.config.num_image_tokens = args.image_steps
     sampler = TwoPhaseSampler(bundle)
     G, n_samples = args.group, len(prompts) * args.group
-    config = SamplingConfig(num_generations=G, max_reasoning_tokens=args.max_reasoning_tokens, decode_images=False)
     lm_params = sum(p.numel() for p in model.model.language_model.parameters()) / 1e6
     print(
         f"model: {args.size} (language model {lm_params:.1f}M params), {bundle.num_image_tokens} image tokens, "
         f"device {args.device}, {args.dtype}, {len(prompts)} prompt(s) x G={G}, "
-        f"<= {args.max_reasoning_tokens} reasoning tokens, CFG 5, torch threads {torch.get_num_threads()}"
+        f"<= {args.max_reasoning_tokens} reasoning tokens, CFG 5, torch threads {torch.get_num_threads()}",
+        flush=True,
     )
+    rows, peaks = [], {}
 
-    # Ours, both phases.
-    t_ours = timed(lambda: sampler.generate(prompts, config), args.device, args.repeats, args.warmup)
-    peaks = {"ours": _peak(args.device)}
+    def config(mode):
+        return SamplingConfig(
+            num_generations=G, max_reasoning_tokens=args.max_reasoning_tokens, decode_images=False, compile=mode
+        )
+
+    # Ours, both phases, on each decode path; the first call of a compiled path includes its compilation.
+    ours = {}
+    for mode in modes:
+        start = time.perf_counter()
+        samples = sampler.generate(prompts, config(mode))
+        first = time.perf_counter() - start
+        ours[mode] = timed(partial(sampler.generate, prompts, config(mode)), args.device, args.repeats, 0)
+        rows.append((f"ours [{mode}]: chains + images", ours[mode]))
+        peaks[f"ours [{mode}]"] = _peak(args.device)
+        print(f"ours [{mode}]: first call {first:.1f} s, then {ours[mode]:.1f} s", flush=True)
+    text_tokens = sum(len(s.text_ids) for s in samples) / len(samples)
 
     # (a) The published algorithm, one sample at a time, no prefix sharing.
     parts = ReferenceParts.from_janus(model)
     gen = torch.Generator(device=args.device).manual_seed(0)
+    per_prompt = G if args.reference_samples is None else max(1, -(-args.reference_samples // len(prompts)))
+    per_prompt = min(per_prompt, G)
 
     def per_sample():
         with torch.inference_mode():
             for prompt in prompts:
                 ids = encode_prompt(tokenizer, prompt, bundle.ids.bos)
-                for _ in range(G):
+                for _ in range(per_prompt):
                     reference_generate(
                         parts,
                         ids,
@@ -151,22 +196,25 @@ def main():
                         decode=False,
                     )
 
-    t_ref = timed(per_sample, args.device, max(1, args.repeats - 2), min(args.warmup, 1) if args.size in SIZES else 0)
+    warm = min(args.warmup, 1) if args.size in SIZES else 0
+    t_ref = timed(per_sample, args.device, max(1, args.repeats - 2), warm) * G / per_prompt
     peaks["(a)"] = _peak(args.device)
+    scaled = "" if per_prompt == G else f" (timed on {per_prompt} of {G} samples per prompt, scaled)"
+    rows.append(("(a) published algorithm, per sample" + scaled, t_ref))
 
-    # (b) Image phase only, on fixed chains: ours (teacher-forced prefill) vs transformers' generate.
-    samples = sampler.generate(prompts, config)
-    chains = [[s.chain for s in samples[i * G : (i + 1) * G]] for i in range(len(prompts))]
-    t_ours_img = timed(lambda: sampler.generate(prompts, config, chains=chains), args.device, args.repeats, args.warmup)
-    peaks["ours, images"] = _peak(args.device)
-    sequences = [torch.cat([s.prompt_ids, s.text_ids]) for s in samples]
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), bundle.ids.pad, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for i, s in enumerate(sequences):
-        input_ids[i, width - len(s) :] = s
-        attention[i, width - len(s) :] = 1
-    input_ids, attention = input_ids.to(args.device), attention.to(args.device)
+    # (b) Image phase only, on one fixed chain: ours (teacher-forced prefill) vs transformers' generate.
+    chain = fixed_chain(tokenizer, args.max_reasoning_tokens)
+    chains = [[chain] * G for _ in prompts]
+    forced = {}
+    for mode in modes:
+        run = partial(sampler.generate, prompts, config(mode), chains=chains)
+        forced[mode] = timed(run, args.device, args.repeats, args.warmup)
+        rows.append((f"ours [{mode}]: images for a fixed chain", forced[mode]))
+        peaks[f"ours [{mode}], images"] = _peak(args.device)
+    body = tokenizer.encode(chain, add_special_tokens=False)
+    sequences = [[*encode_prompt(tokenizer, p, bundle.ids.bos), *body, bundle.ids.begin_of_image] for p in prompts]
+    sequences = [s for s in sequences for _ in range(G)]
+    input_ids, attention = _left_padded(sequences, bundle.ids.pad, args.device)
 
     def hf_generate():
         with torch.inference_mode():
@@ -176,22 +224,40 @@ def main():
 
     t_hf = timed(hf_generate, args.device, args.repeats, args.warmup)
     peaks["(b)"] = _peak(args.device)
+    rows.append(("(b) transformers generate(image)", t_hf))
 
-    rows = [
-        ("ours: chains + images", t_ours),
-        ("(a) published algorithm, per sample", t_ref),
-        ("ours: images for fixed chains", t_ours_img),
-        ("(b) transformers generate(image)", t_hf),
-    ]
-    print(f"{'':40s} {'seconds':>9s} {'samples/s':>10s}")
+    print(
+        f"{n_samples} samples, {text_tokens:.0f} reasoning tokens each (fixed chain: {len(body) + 1}), "
+        f"{bundle.num_image_tokens} image tokens"
+    )
+    print(f"{'':62s} {'seconds':>9s} {'s/sample':>9s} {'samples/s':>10s}")
     for name, t in rows:
-        print(f"{name:40s} {t:9.3f} {n_samples / t:10.2f}")
-    print(f"speed-up over (a) per-sample published algorithm: {t_ref / t_ours:.2f}x")
-    print(f"speed-up over (b) transformers image generate:    {t_hf / t_ours_img:.2f}x")
+        print(f"{name:62s} {t:9.2f} {t / n_samples:9.3f} {n_samples / t:10.3f}")
+    for mode in modes:
+        print(
+            f"[{mode}] speed-up over (a) per-sample published algorithm: {t_ref / ours[mode]:.2f}x; "
+            f"over (b) transformers image generate: {t_hf / forced[mode]:.2f}x"
+        )
+    if len(modes) > 1:
+        best = min(modes, key=lambda m: ours[m])
+        print(f"fastest decode path here: {best} ({', '.join(f'{m} {ours[m]:.1f} s' for m in modes)})")
     if args.device == "cpu":
-        print(f"peak resident memory of the process: {max(peaks.values()) / 2**30:.2f} GiB (all methods together)")
+        print(
+            f"peak resident memory of the process: {peaks[f'ours [{modes[0]}]'] / 2**30:.2f} GiB after ours, "
+            f"{max(peaks.values()) / 2**30:.2f} GiB after all methods"
+        )
     else:
         print("peak device memory per method (GiB): " + ", ".join(f"{k} {v / 2**30:.2f}" for k, v in peaks.items()))
+
+
+def _left_padded(sequences, pad: int, device):
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for i, s in enumerate(sequences):
+        input_ids[i, width - len(s) :] = torch.tensor(s)
+        attention[i, width - len(s) :] = 1
+    return input_ids.to(device), attention.to(device)
 
 
 if __name__ == "__main__":

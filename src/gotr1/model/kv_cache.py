@@ -48,7 +48,8 @@ class PreallocatedLayer(DynamicLayer):
         end = self.length + key_states.shape[-2]
         if end > self.capacity:  # the caller under-estimated; grow rather than fail
             self.capacity = max(end, self.capacity + self.capacity // 2)
-            self._keys, self._values = _padded(self._keys, self.capacity), _padded(self._values, self.capacity)
+            self._keys = with_capacity(self._keys, self.capacity)
+            self._values = with_capacity(self._values, self.capacity)
         self._keys[:, :, self.length : end] = key_states
         self._values[:, :, self.length : end] = value_states
         self.length = end
@@ -77,6 +78,14 @@ class PreallocatedCache(Cache):
         super().__init__(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
 
     @classmethod
+    def adopting(cls, keys: list[torch.Tensor], values: list[torch.Tensor], length: int) -> PreallocatedCache:
+        """A cache over existing per-layer buffers whose first `length` columns are filled (no copy)."""
+        cache = cls(len(keys), keys[0].shape[2])
+        for layer, k, v in zip(cache.layers, keys, values):
+            layer.adopt(k, v, length)
+        return cache
+
+    @classmethod
     def join_batches(cls, first: PreallocatedCache, second: PreallocatedCache) -> PreallocatedCache:
         """Rows of `first` then rows of `second`; both must hold the same number of positions."""
         capacity = max(first.layers[0].capacity, second.layers[0].capacity)
@@ -85,14 +94,15 @@ class PreallocatedCache(Cache):
             if a.length != b.length:
                 raise ValueError(f"cannot join caches of {a.length} and {b.length} positions")
             out.adopt(
-                torch.cat([_padded(a._keys, capacity), _padded(b._keys, capacity)]),
-                torch.cat([_padded(a._values, capacity), _padded(b._values, capacity)]),
+                torch.cat([with_capacity(a._keys, capacity), with_capacity(b._keys, capacity)]),
+                torch.cat([with_capacity(a._values, capacity), with_capacity(b._values, capacity)]),
                 a.length,
             )
         return joined
 
 
-def _padded(buffer: torch.Tensor, capacity: int) -> torch.Tensor:
+def with_capacity(buffer: torch.Tensor, capacity: int) -> torch.Tensor:
+    """[B, H, L, D] -> [B, H, capacity, D] with zeros after the L filled columns (itself if already that long)."""
     missing = capacity - buffer.shape[2]
     if missing <= 0:
         return buffer

@@ -25,15 +25,18 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
-from .attention import attention_backends
+from .attention import decoding_attention
 from .compat import cache_kwargs
-from .kv_cache import PreallocatedCache
+from .kv_cache import PreallocatedCache, with_capacity
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
+from .static_decode import COMPILE_MODES, StaticDecoder, TokenRule, bucketed
 from .teacher_forcing import unconditional_ids
 from .tokens import encode_prompt
 
 _TEXT_STREAM, _IMAGE_STREAM = 1, 2
+# The compiled text phase asks whether any chain is still open every this many steps (a host sync).
+_CHECK_EVERY = 16
 
 
 @dataclass
@@ -55,8 +58,15 @@ class SamplingConfig:
     decode_batch_size: int = 8
     show_progress: bool = False
     record_logits: bool = False  # keep every step's logits (parity checks; memory heavy)
+    # Decode path: "none" = transformers' forward over a growing cache (eager); "default" /
+    # "reduce-overhead" = static-shape steps under torch.compile (see `static_decode`).
+    compile: str = "none"
 
     def __post_init__(self):
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if self.compile != "none" and self.record_logits:
+            raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
         if self.num_generations < 1 or self.images_per_chain < 1:
             raise ValueError("num_generations and images_per_chain must be >= 1")
         if self.text_temperature < 0 or self.image_temperature < 0:
@@ -160,6 +170,13 @@ class TwoPhaseSampler:
         # With SDPA a ready [rows, 1, 1, keys] boolean mask skips transformers' per-step mask building
         # (a single query attends to every unmasked key, so no causal part is needed).
         self._ready_decode_masks = self.lm.config._attn_implementation == "sdpa"
+        self._static: StaticDecoder | None = None
+
+    def static_decoder(self, mode: str) -> StaticDecoder:
+        """The compiled decode path for `mode`, kept (with its compilations and workspaces) between calls."""
+        if self._static is None or self._static.mode != mode:
+            self._static = StaticDecoder(self.model, mode)
+        return self._static
 
     # -- public -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -200,12 +217,19 @@ class TwoPhaseSampler:
             raise ValueError("sample_indices needs num_generations 1 and one index per prompt")
         else:
             row_sample = torch.tensor(list(sample_indices), dtype=torch.int64)
-        with attention_backends(self.bundle.device):
-            if chains is None:
+        static = None if sampling.compile == "none" else self.static_decoder(sampling.compile)
+        with decoding_attention(self.lm, self.bundle.device):
+            if chains is not None:
+                rows = self._force_chains(prompt_ids, chains, sampling)
+            elif static is None:
                 rows = self._sample_chains(prompt_ids, sampling, row_seed, row_sample)
             else:
-                rows = self._force_chains(prompt_ids, chains, sampling)
-            image_ids, image_lps, image_logits = self._sample_images(rows, sampling, row_seed, row_sample)
+                rows = self._sample_chains_static(prompt_ids, sampling, row_seed, row_sample, static)
+            if static is None:
+                image_ids, image_lps, image_logits = self._sample_images(rows, sampling, row_seed, row_sample)
+            else:
+                image_ids, image_lps = self._sample_images_static(rows, sampling, row_seed, row_sample, static)
+                image_logits = None
         images = self._decode(image_ids, sampling) if sampling.decode_images else []
         P = sampling.images_per_chain
         out = []
@@ -313,6 +337,14 @@ class TwoPhaseSampler:
                 logits = self.model.lm_head(hidden[pending])
             step += 1
         mask = mask[:, : width + step]
+        return self._chain_rows(
+            prompt_ids, sampling, (written, tokens, logprobs, logit_steps), cache, mask, next_pos, boi_hidden
+        )
+
+    def _chain_rows(self, prompt_ids, sampling: SamplingConfig, steps, cache, mask, next_pos, boi_hidden) -> _Rows:
+        """Per-step records (which rows wrote, tokens, log-probs, logits) -> each row's chain."""
+        written, tokens, logprobs, logit_steps = steps
+        n = len(written[0])
         written_t = torch.stack(written, 1).cpu()
         tokens_t = torch.stack(tokens, 1).cpu()
         lps_t = torch.stack(logprobs, 1).cpu()
@@ -322,9 +354,46 @@ class TwoPhaseSampler:
         if sampling.record_logits:
             stacked = torch.stack(logit_steps, 1).cpu()
             text_logits = [stacked[r][written_t[r]] for r in range(n)]
-        firsts = torch.tensor([p[0] for p in prompt_ids], device=device).repeat_interleave(G)
+        G = sampling.num_generations
+        firsts = torch.tensor([p[0] for p in prompt_ids], device=self.bundle.device).repeat_interleave(G)
         hit_cap = [len(t) > sampling.max_reasoning_tokens for t in text_ids]
         return _Rows(cache, mask, next_pos, boi_hidden, firsts, text_ids, text_lps, text_logits, hit_cap)
+
+    def _sample_chains_static(self, prompt_ids, sampling: SamplingConfig, row_seed, row_sample, decoder) -> _Rows:
+        """`_sample_chains` as fixed-shape steps of `decoder` (see `static_decode`): every row steps every
+        time, and the loop asks whether a chain is still open only every `_CHECK_EVERY` steps."""
+        device, G = self.bundle.device, sampling.num_generations
+        steps = sampling.max_reasoning_tokens + 1
+        cache, mask, hidden = self._prefill(prompt_ids, 0)
+        width, n = mask.shape[1], len(prompt_ids) * G
+        space = decoder.workspace("text", n, bucketed(width + steps), hidden.dtype, device)
+        space.load(cache.layers, mask, repeats=G)
+        del cache
+        hidden = hidden.repeat_interleave(G, 0)
+        next_pos = torch.tensor([len(p) for p in prompt_ids], device=device).repeat_interleave(G)
+        keys = row_keys(row_seed, row_sample, _TEXT_STREAM).to(device)
+        pending = torch.ones(n, dtype=torch.bool, device=device)
+        boi_hidden = torch.zeros_like(hidden)
+        rule = TokenRule(
+            sampling.text_temperature, sampling.text_top_k, sampling.text_top_p, cap=sampling.max_reasoning_tokens
+        )
+        step_ids = torch.arange(steps, device=device)
+        written, tokens, logprobs = [], [], []
+        for step in range(steps):
+            if step and step % _CHECK_EVERY == 0 and not bool(pending.any()):
+                break
+            written.append(pending)
+            picked, lp, hidden, pending, next_pos, boi_hidden = decoder.call(
+                "text", decoder.text_step, space, hidden, pending, next_pos, boi_hidden, keys,
+                step_ids[step], space.column(width + step), rule, self.ids,
+            )  # fmt: skip
+            tokens.append(picked)
+            logprobs.append(lp)
+        filled = width + len(tokens)
+        cache = PreallocatedCache.adopting(space.keys, space.values, filled)
+        mask = space.mask[:, 0, 0, :filled].long()
+        records = (written, tokens, logprobs, [])
+        return self._chain_rows(prompt_ids, sampling, records, cache, mask, next_pos, boi_hidden)
 
     def _force_chains(self, prompt_ids, chains, sampling: SamplingConfig) -> _Rows:
         """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample.
@@ -371,10 +440,7 @@ class TwoPhaseSampler:
             mask = torch.cat([mask, umask])
             hidden = torch.cat([hidden, uhidden])
             positions = torch.cat([positions, positions])
-        image_index = torch.arange(P, dtype=torch.int64).repeat(len(row_seed))
-        keys = row_keys(row_seed.repeat_interleave(P), row_sample.repeat_interleave(P), image_index, _IMAGE_STREAM).to(
-            device
-        )
+        keys = self._image_keys(row_seed, row_sample, P)
         n_tokens = self.bundle.num_image_tokens
         image_ids = torch.zeros((m, n_tokens), dtype=torch.long, device=device)
         image_lps = torch.zeros((m, n_tokens), dtype=torch.float32, device=device)
@@ -411,17 +477,77 @@ class TwoPhaseSampler:
         logits_out = torch.stack(image_logits, 1) if image_logits is not None else None
         return image_ids.cpu(), image_lps.cpu(), logits_out
 
-    def _unconditional_prefix(self, rows: _Rows, P: int):
-        """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional one's width."""
+    def _image_keys(self, row_seed, row_sample, P: int) -> torch.Tensor:
+        image_index = torch.arange(P, dtype=torch.int64).repeat(len(row_seed))
+        keys = row_keys(row_seed.repeat_interleave(P), row_sample.repeat_interleave(P), image_index, _IMAGE_STREAM)
+        return keys.to(self.bundle.device)
+
+    def _sample_images_static(self, rows: _Rows, sampling: SamplingConfig, row_seed, row_sample, decoder):
+        """`_sample_images` as fixed-shape steps of `decoder`: conditional rows, then unconditional ones."""
         device = self.bundle.device
-        width = rows.mask.shape[1]
-        seqs = [
-            unconditional_ids(first, length, self.ids.pad, self.ids.begin_of_image)
-            for first, length in zip(rows.first_token.tolist(), rows.next_pos.tolist())
-        ]
-        ids, mask = _left_pad(seqs, self.ids.pad, device, width=width)
-        cache = PreallocatedCache(self.model.config.text_config.num_hidden_layers, width + self.bundle.num_image_tokens)
-        hidden = self._forward(self.embed(ids), mask, _positions(mask), cache)
+        P, use_cfg = sampling.images_per_chain, sampling.cfg_weight > 1
+        cache, mask = rows.cache, rows.mask.repeat_interleave(P, 0)
+        if P > 1:
+            cache.batch_repeat_interleave(P)
+        hidden = rows.boi_hidden.repeat_interleave(P, 0)
+        positions = rows.next_pos.repeat_interleave(P, 0)
+        m, width, n_tokens = hidden.shape[0], mask.shape[1], self.bundle.num_image_tokens
+        capacity = bucketed(width + n_tokens)
+        space = decoder.workspace("image", 2 * m if use_cfg else m, capacity, hidden.dtype, device)
+        space.load(cache.layers, mask)
+        if use_cfg:
+            ucache, umask, uhidden = self._unconditional_prefix(rows, P)
+            space.load(ucache.layers, umask, row_offset=m)
+            hidden = torch.cat([hidden, uhidden])
+            positions = torch.cat([positions, positions])
+        keys = self._image_keys(row_seed, row_sample, P)
+        rule = TokenRule(sampling.image_temperature, sampling.image_top_k, sampling.image_top_p)
+        step_ids = torch.arange(n_tokens, device=device)
+        codes, logprobs = [], []
+        for k in tqdm(range(n_tokens), desc="image tokens", disable=not sampling.show_progress, leave=False):
+            picked, lp, hidden = decoder.call(
+                "image", decoder.image_step, space, hidden, positions, keys, step_ids[k], space.column(width + k),
+                rule, sampling.cfg_weight,
+            )  # fmt: skip
+            codes.append(picked)
+            logprobs.append(lp)
+        return torch.stack(codes, 1).cpu(), torch.stack(logprobs, 1).cpu()
+
+    def _unconditional_prefix(self, rows: _Rows, P: int):
+        """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional row's width.
+
+        The rows differ only in length (and, across prompts, maybe in first token), and attention is
+        causal: a row's first token and pads are a prefix of the longest such row. So one prefill of
+        [first, pad, ...] per distinct first token serves every row, and one batched step adds each row's
+        closing <begin_of_image> at its own position. (Prefilling every row whole cost as much as
+        a prompt-and-chain prefill per sample.)
+        """
+        device, width = self.bundle.device, rows.mask.shape[1]
+        lengths = rows.next_pos  # [R] tokens in each row's unconditional sequence, <begin_of_image> included
+        columns = torch.arange(width - 1, device=device)
+        source = columns[None] - (width - lengths)[:, None]  # [R, width - 1] prefix position held by each column
+        held = (source >= 0)[:, None, :, None]
+        layers = self.model.config.text_config.num_hidden_layers
+        keys: list[torch.Tensor | None] = [None] * layers
+        values: list[torch.Tensor | None] = [None] * layers
+        for first in rows.first_token.unique().tolist():
+            members = (rows.first_token == first).nonzero().squeeze(1)
+            longest = int(lengths[members].max())
+            row = unconditional_ids(first, longest, self.ids.pad, self.ids.begin_of_image)
+            prefix, _, _ = self._prefill([row[:-1]], 0)  # all but the closing <begin_of_image>
+            where = source[members].clamp(min=0)
+            for i, layer in enumerate(prefix.layers):
+                for store, buffer in ((keys, layer._keys), (values, layer._values)):
+                    if store[i] is None:
+                        store[i] = buffer.new_zeros((len(lengths), buffer.shape[1], width - 1, buffer.shape[3]))
+                    store[i][members] = buffer[0][:, where].transpose(0, 1) * held[members]
+        capacity = width + self.bundle.num_image_tokens
+        cache = PreallocatedCache.adopting(
+            [with_capacity(k, capacity) for k in keys], [with_capacity(v, capacity) for v in values], width - 1
+        )
+        mask = (torch.arange(width, device=device)[None] >= (width - lengths)[:, None]).long()
+        boi = torch.full((len(lengths), 1), self.ids.begin_of_image, dtype=torch.long, device=device)
+        hidden = self._forward(self.embed(boi), mask, (lengths - 1)[:, None], cache)
         if P > 1:
             cache.batch_repeat_interleave(P)
         return cache, mask.repeat_interleave(P, 0), hidden.repeat_interleave(P, 0)

@@ -45,9 +45,15 @@ def row_keys(seeds: torch.Tensor, *streams: int | torch.Tensor) -> torch.Tensor:
     return key
 
 
-def uniforms_at(keys: torch.Tensor, step: int) -> torch.Tensor:
-    """The `step`-th draw of each row's SplitMix64 stream: one float64 uniform in [0, 1) per row."""
-    offset = _signed((step * _GOLDEN) % _U64)
+def uniforms_at(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """The `step`-th draw of each row's SplitMix64 stream: one float64 uniform in [0, 1) per row.
+
+    `step` may be an int64 tensor (the compiled decode path: no new constant per step); int64
+    multiplication wraps modulo 2**64, so both give the same offset."""
+    if isinstance(step, torch.Tensor):
+        offset = step.to(torch.int64) * _GOLDEN
+    else:
+        offset = _signed((step * _GOLDEN) % _U64)
     return _shift_right(splitmix64(keys + offset), 11).to(torch.float64) * (1.0 / (1 << 53))
 
 
@@ -71,7 +77,7 @@ def select_tokens(
     *,
     temperature: float,
     keys: torch.Tensor | None,
-    step: int = 0,
+    step: int | torch.Tensor = 0,
     top_k: int | None = None,
     top_p: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
