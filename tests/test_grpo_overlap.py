@@ -154,3 +154,17 @@ def test_config_checks():
     with pytest.raises(FieldError, match="sample_chunk_prompts"):
         GRPOConfig(sample_chunk_prompts=0)
     assert GRPOConfig(sample_chunk_prompts=2, overlap_rewards=True).overlap_rewards
+
+
+def test_a_step_on_the_compiled_decode_path_equals_the_eager_step(tiny_tokenizer):
+    """compile: static (the fixed-shape steps; `default` compiles the same functions) samples the same tokens,
+    so the step gives the same rewards and updates; its workspaces are freed before the training passes."""
+    eager = _trainer(tiny_tokenizer, _pipeline(), beta=0.05)
+    static = _trainer(tiny_tokenizer, _pipeline(), beta=0.05, compile="static")
+    a, b = eager.step(), static.step()
+    for x, y in zip(a.generations, b.generations):
+        assert torch.equal(x.text_ids, y.text_ids) and torch.equal(x.image_ids, y.image_ids)
+    assert a.rewards == b.rewards and a.advantages == b.advantages
+    assert static.sampler.static_decoder("static")._workspaces == {}
+    for (name, p), q in zip(eager.model.named_parameters(), static.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)

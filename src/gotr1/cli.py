@@ -150,6 +150,7 @@ def cmd_generate(args) -> int:
         max_reasoning_tokens=args.max_reasoning_tokens,
         seed=args.seed,
         show_progress=True,
+        compile=args.compile,
     )
     check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
     manifest = {
@@ -189,6 +190,7 @@ def build_engine(args):
         text_temperature=args.text_temperature,
         image_temperature=args.image_temperature,
         max_reasoning_tokens=args.max_reasoning_tokens,
+        compile=args.compile,
     )
     name = args.served_name or model_name(args.model)
     return Engine(
@@ -283,6 +285,7 @@ def _add_serving_args(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
     parser.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
     parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    add_compile_argument(parser)
     parser.add_argument("--served-name", default=None, help="the model's name in the API (default: --model's)")
     parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--device", default=None)
@@ -418,6 +421,7 @@ def cmd_eval_sample(args) -> int:
         text_top_p=args.top_p,
         max_reasoning_tokens=args.max_reasoning_tokens,
         batch_size=args.batch_size,
+        compile=args.compile,
     )
     from .train.distributed import launched_without_gpu
 
@@ -567,12 +571,24 @@ def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> 
     parser.add_argument("--top-k", type=at_least(1), default=None)
     parser.add_argument("--top-p", type=probability, default=None)
     parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    add_compile_argument(parser)
     parser.add_argument("--batch-size", type=at_least(1), default=16, help="images sampled together")
     parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--device", default=None)
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+COMPILE_CHOICES = ("none", "static", "default", "reduce-overhead")  # model/static_decode.py's COMPILE_MODES
+
+
+def add_compile_argument(parser) -> None:
+    parser.add_argument(
+        "--compile",
+        default="none",
+        choices=COMPILE_CHOICES,
+        help="decode path: none (eager), static (fixed shapes), default / reduce-overhead (torch.compile, "
+        "CUDA graphs with reduce-overhead); see docs/benchmarks.md for which is faster where",
+    )
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -610,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
     gen.add_argument("--top-p", type=probability, default=None, help="nucleus for reasoning tokens")
     gen.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    add_compile_argument(gen)
     gen.add_argument("--seed", type=at_least(0), default=0)
     gen.add_argument("--batch-size", type=at_least(1), default=4, help="prompts sampled together")
     gen.add_argument(

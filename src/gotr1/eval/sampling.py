@@ -43,6 +43,7 @@ class EvalSampling:
     text_top_p: float | None = None
     max_reasoning_tokens: int = 600
     batch_size: int = 16  # images sampled together (each with its own chain)
+    compile: str = "none"  # the sampler's decode path (model/static_decode.py)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -123,6 +124,7 @@ def sample_run(
         text_top_k=sampling.text_top_k,
         text_top_p=sampling.text_top_p,
         max_reasoning_tokens=sampling.max_reasoning_tokens,
+        compile=sampling.compile,
     )
     sampler = TwoPhaseSampler(bundle)
     start = time.perf_counter()
@@ -175,6 +177,7 @@ def sampling_identity(
     """What makes two runs the same run (resuming may add categories or prompts, never change these)."""
     settings = asdict(sampling) | {"cfg_weight": cfg_weight}
     settings.pop("batch_size")  # batching never changes a sample
+    settings.pop("compile")  # nor does the decode path (the same tokens, up to float rounding)
     return {
         "benchmark": benchmark.name,
         "model": model,

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
 from .attention import decoding_attention
 from .compat import cache_kwargs
-from .kv_cache import PreallocatedCache, with_capacity
+from .kv_cache import PreallocatedCache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
 from .static_decode import COMPILE_MODES, StaticDecoder, TokenRule, bucketed
@@ -58,8 +58,8 @@ class SamplingConfig:
     decode_batch_size: int = 8
     show_progress: bool = False
     record_logits: bool = False  # keep every step's logits (parity checks; memory heavy)
-    # Decode path: "none" = transformers' forward over a growing cache (eager); "default" /
-    # "reduce-overhead" = static-shape steps under torch.compile (see `static_decode`).
+    # Decode path: "none" = transformers' forward over a growing cache (eager); "static" = fixed-shape
+    # steps, not compiled; "default" / "reduce-overhead" = those steps under torch.compile (`static_decode`).
     compile: str = "none"
 
     def __post_init__(self):
@@ -171,6 +171,11 @@ class TwoPhaseSampler:
         # (a single query attends to every unmasked key, so no causal part is needed).
         self._ready_decode_masks = self.lm.config._attn_implementation == "sdpa"
         self._static: StaticDecoder | None = None
+
+    def release_workspaces(self) -> None:
+        """Free the compiled path's KV-cache workspaces (kept between calls otherwise), e.g. before training."""
+        if self._static is not None:
+            self._static.release()
 
     def static_decoder(self, mode: str) -> StaticDecoder:
         """The compiled decode path for `mode`, kept (with its compilations and workspaces) between calls."""
@@ -366,7 +371,8 @@ class TwoPhaseSampler:
         steps = sampling.max_reasoning_tokens + 1
         cache, mask, hidden = self._prefill(prompt_ids, 0)
         width, n = mask.shape[1], len(prompt_ids) * G
-        space = decoder.workspace("text", n, bucketed(width + steps), hidden.dtype, device)
+        kv_dtype = cache.layers[0]._keys.dtype  # under autocast: the projections' dtype, not the hidden state's
+        space = decoder.workspace("text", n, bucketed(width + steps), kv_dtype, device)
         space.load(cache.layers, mask, repeats=G)
         del cache
         hidden = hidden.repeat_interleave(G, 0)
@@ -410,7 +416,9 @@ class TwoPhaseSampler:
                 body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
                 text_ids.append(torch.tensor([*body, boi]))
                 seqs.append([*p, *body, boi])
-        cache, mask, hidden = self._prefill(seqs, self.bundle.num_image_tokens, all_positions=True)
+        # The compiled path copies the cache into its own workspace: no room for image tokens needed here.
+        room = self.bundle.num_image_tokens if sampling.compile == "none" else 0
+        cache, mask, hidden = self._prefill(seqs, room, all_positions=True)
         device, width = self.bundle.device, mask.shape[1]
         temperature = sampling.text_temperature if sampling.text_temperature > 0 else 1.0
         text_lps = []
@@ -435,7 +443,7 @@ class TwoPhaseSampler:
         positions = rows.next_pos.repeat_interleave(P, 0)
         m = hidden.shape[0]
         if use_cfg:
-            ucache, umask, uhidden = self._unconditional_prefix(rows, P)
+            ucache, umask, uhidden = self._unconditional_prefix(rows, P, self.bundle.num_image_tokens)
             cache = PreallocatedCache.join_batches(cache, ucache)
             mask = torch.cat([mask, umask])
             hidden = torch.cat([hidden, uhidden])
@@ -493,10 +501,11 @@ class TwoPhaseSampler:
         positions = rows.next_pos.repeat_interleave(P, 0)
         m, width, n_tokens = hidden.shape[0], mask.shape[1], self.bundle.num_image_tokens
         capacity = bucketed(width + n_tokens)
-        space = decoder.workspace("image", 2 * m if use_cfg else m, capacity, hidden.dtype, device)
+        kv_dtype = cache.layers[0]._keys.dtype
+        space = decoder.workspace("image", 2 * m if use_cfg else m, capacity, kv_dtype, device)
         space.load(cache.layers, mask)
         if use_cfg:
-            ucache, umask, uhidden = self._unconditional_prefix(rows, P)
+            ucache, umask, uhidden = self._unconditional_prefix(rows, P, 0)
             space.load(ucache.layers, umask, row_offset=m)
             hidden = torch.cat([hidden, uhidden])
             positions = torch.cat([positions, positions])
@@ -513,38 +522,36 @@ class TwoPhaseSampler:
             logprobs.append(lp)
         return torch.stack(codes, 1).cpu(), torch.stack(logprobs, 1).cpu()
 
-    def _unconditional_prefix(self, rows: _Rows, P: int):
+    def _unconditional_prefix(self, rows: _Rows, P: int, room: int):
         """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional row's width.
 
         The rows differ only in length (and, across prompts, maybe in first token), and attention is
         causal: a row's first token and pads are a prefix of the longest such row. So one prefill of
         [first, pad, ...] per distinct first token serves every row, and one batched step adds each row's
         closing <begin_of_image> at its own position. (Prefilling every row whole cost as much as
-        a prompt-and-chain prefill per sample.)
+        a prompt-and-chain prefill per sample.) `room`: cache columns to leave free after them.
         """
         device, width = self.bundle.device, rows.mask.shape[1]
         lengths = rows.next_pos  # [R] tokens in each row's unconditional sequence, <begin_of_image> included
-        columns = torch.arange(width - 1, device=device)
-        source = columns[None] - (width - lengths)[:, None]  # [R, width - 1] prefix position held by each column
-        held = (source >= 0)[:, None, :, None]
+        # Column c of row r holds prefix position c - (width - length_r); columns left of a row's start get
+        # position 0's keys and values, finite and masked out.
+        source = (torch.arange(width - 1, device=device)[None] - (width - lengths)[:, None]).clamp(min=0)
+        capacity = width + room
         layers = self.model.config.text_config.num_hidden_layers
-        keys: list[torch.Tensor | None] = [None] * layers
-        values: list[torch.Tensor | None] = [None] * layers
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
         for first in rows.first_token.unique().tolist():
             members = (rows.first_token == first).nonzero().squeeze(1)
             longest = int(lengths[members].max())
             row = unconditional_ids(first, longest, self.ids.pad, self.ids.begin_of_image)
             prefix, _, _ = self._prefill([row[:-1]], 0)  # all but the closing <begin_of_image>
-            where = source[members].clamp(min=0)
+            where = source[members]
             for i, layer in enumerate(prefix.layers):
                 for store, buffer in ((keys, layer._keys), (values, layer._values)):
-                    if store[i] is None:
-                        store[i] = buffer.new_zeros((len(lengths), buffer.shape[1], width - 1, buffer.shape[3]))
-                    store[i][members] = buffer[0][:, where].transpose(0, 1) * held[members]
-        capacity = width + self.bundle.num_image_tokens
-        cache = PreallocatedCache.adopting(
-            [with_capacity(k, capacity) for k in keys], [with_capacity(v, capacity) for v in values], width - 1
-        )
+                    if len(store) < layers:
+                        store.append(buffer.new_zeros((len(lengths), buffer.shape[1], capacity, buffer.shape[3])))
+                    store[i][members, :, : width - 1] = buffer[0][:, where].transpose(0, 1)
+        cache = PreallocatedCache.adopting(keys, values, width - 1)
         mask = (torch.arange(width, device=device)[None] >= (width - lengths)[:, None]).long()
         boi = torch.full((len(lengths), 1), self.ids.begin_of_image, dtype=torch.long, device=device)
         hidden = self._forward(self.embed(boi), mask, (lengths - 1)[:, None], cache)

@@ -10,7 +10,7 @@ rules out compilation and CUDA graphs. Here the shapes never change within a pha
 - every row steps every time (closed chains write a masked pad, as in the eager path);
 - token selection (`sampling.select_tokens`, with the step as a tensor) runs inside the function,
   so a step is launched without waiting for the previous one; the text phase asks whether any chain
-  is still open only every `check_every` steps;
+  is still open only every 16 steps;
 - the image step calls the generation head only, never the 100k-row `lm_head`.
 
 The transformer layers are transformers' own modules, called with the workspace as their cache, so
@@ -30,7 +30,10 @@ from .attention import DECODING_ATTENTION
 from .compat import cache_kwargs
 from .sampling import select_tokens
 
-COMPILE_MODES = ("none", "default", "reduce-overhead")
+# "none": transformers' own forward over a growing cache (the eager path, not this module);
+# "static": this module's fixed-shape steps run without compiling (debugging, parity checks);
+# "default" / "reduce-overhead": those steps under torch.compile (the latter with CUDA graphs on a GPU).
+COMPILE_MODES = ("none", "static", "default", "reduce-overhead")
 CAPACITY_BUCKET = 256
 
 
@@ -58,8 +61,9 @@ class _ColumnCache:
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        keys.index_copy_(2, self.column, key_states)
-        values.index_copy_(2, self.column, value_states)
+        # Cast as the eager cache's slice assignment does (under autocast a step's dtype can differ from the prefill's).
+        keys.index_copy_(2, self.column, key_states.to(keys.dtype))
+        values.index_copy_(2, self.column, value_states.to(values.dtype))
         return keys, values
 
 
@@ -98,13 +102,13 @@ class Workspace:
 class StaticDecoder:
     """Decode steps of a Janus model's language model over a `Workspace`, optionally compiled.
 
-    mode: "none" runs the same static-shape functions eagerly (what the parity tests compare against
-    transformers' own path); "default" / "reduce-overhead" are `torch.compile` modes.
+    mode: "static" runs the static-shape functions without compiling; "default" / "reduce-overhead" are
+    `torch.compile` modes.
     """
 
     def __init__(self, model, mode: str = "default"):
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+        if mode not in COMPILE_MODES[1:]:
+            raise ValueError(f"a static decoder's mode is one of {', '.join(COMPILE_MODES[1:])}, got {mode!r}")
         self.model = model
         self.lm = model.model.language_model
         if self.lm.config._attn_implementation not in ("sdpa", DECODING_ATTENTION):
@@ -137,8 +141,8 @@ class StaticDecoder:
         self._workspaces.clear()
 
     def compiled(self, name: str, fn: Callable) -> Callable:
-        """`fn` compiled once per name in this decoder's mode (or `fn` itself for mode "none")."""
-        if self.mode == "none":
+        """`fn` compiled once per name in this decoder's mode (or `fn` itself for mode "static")."""
+        if self.mode == "static":
             return fn
         if name not in self._compiled:
             self._compiled[name] = torch.compile(fn, mode=self.mode, fullgraph=True, dynamic=False)

@@ -55,6 +55,7 @@ from ..config import FieldError, check_choice, check_range
 from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
+from ..model.static_decode import COMPILE_MODES
 from ..model.teacher_forcing import SFTRecord, forward_packed, pack, unconditional
 from . import checkpoint
 from .checkpoint import latest_checkpoint  # noqa: F401 (the trainer's public API before checkpoint.py)
@@ -101,6 +102,7 @@ class GRPOConfig:
     text_temperature: float = 1.0  # sampling temperature of the reasoning chain
     image_temperature: float = 1.0  # sampling temperature of the image tokens
     max_reasoning_tokens: int = 600  # cap on a chain; <begin_of_image> is appended when reached
+    compile: str = "none"  # the sampler's decode path: none | static | default | reduce-overhead (static_decode)
     # Prompts (each with all its G samples) per sampler call; None: all of a process's prompts in one call.
     # A sample's draws depend only on its prompt's seed and its index, so chunks change no sample.
     sample_chunk_prompts: int | None = None
@@ -144,6 +146,7 @@ class GRPOConfig:
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_choice("image_logprob", self.image_logprob, ("conditional", "cfg"))
+        check_choice("compile", self.compile, COMPILE_MODES)
         if not (self.train_text or self.train_image):
             raise FieldError("train_image", "train_text and train_image cannot both be off")
 
@@ -361,6 +364,7 @@ class GRPOTrainer:
             text_temperature=c.text_temperature,
             image_temperature=c.image_temperature,
             max_reasoning_tokens=c.max_reasoning_tokens,
+            compile=c.compile,
         )
         seeds = [c.seed * 1_000_003 + self.step_index * 10_007 + i for i in indices]
         with self.accelerator.autocast():
@@ -557,6 +561,8 @@ class GRPOTrainer:
                         for done in (f for f in parts if f.done()):
                             done.result()  # a chunk that failed stops the sampling now
                     tick = time.perf_counter()
+                # The compiled decode path's workspaces are KV-cache sized: free them for the passes that follow.
+                self.sampler.release_workspaces()
                 if pool is not None:
                     parts = [f.result() for f in parts]
                     times["reward"] += time.perf_counter() - tick
