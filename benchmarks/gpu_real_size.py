@@ -103,7 +103,8 @@ class DecodeBench:
             def run():
                 self.sampler.generate([PROMPT], config, chains=[[self.chain] * batch])
 
-        run()  # warm-up (and compilation)
+        for _ in range(1 if method in ("none", "transformers") else 2):
+            run()  # warm-up (compiled: compilation and CUDA-graph recording, given a second chance to settle)
         sync(self.device)
         start = time.perf_counter()
         run()

@@ -154,6 +154,7 @@ def main() -> None:
     bundle = build_random_janus(args.size, dtype=torch.bfloat16, device=args.device, **shrink)
     if args.smoke:
         bundle.model.config.vq_config.num_patches = 4
+        bundle.model.model.vqmodel.quantize.quant_state_dims = [4, 4]  # the VQ decoder checks its own copy
         bundle.model.model.vision_model.config.num_image_tokens = 16
     built = time.perf_counter() - start
     config = GRPOConfig(
