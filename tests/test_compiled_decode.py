@@ -180,3 +180,19 @@ def test_decoding_attention_is_set_for_the_cpu_and_always_restored(tiny_bundle):
     assert lm.config._attn_implementation == "sdpa"
     with decoding_attention(lm, torch.device("cuda", 0)):
         assert lm.config._attn_implementation == "sdpa"
+
+
+def test_cpu_decoding_takes_the_matmul_route_only_over_a_contiguous_cache(monkeypatch):
+    """A cache view shorter than its buffer (the eager path's) stays with SDPA: CPU bmm would copy it per call."""
+    import gotr1.model.attention as attention
+
+    calls = []
+    monkeypatch.setattr(attention, "single_query_attention", lambda *a, **k: calls.append("matmul") or (None, None))
+    monkeypatch.setattr(attention, "sdpa_attention_forward", lambda *a, **k: calls.append("sdpa") or (None, None))
+    module = type("Attention", (), {"num_key_value_groups": 1})()
+    query = torch.randn(2, 4, 1, 8)
+    buffer = torch.randn(2, 4, 10, 8)
+    attention._decoding_attention(module, query, buffer, buffer, None)
+    attention._decoding_attention(module, query, buffer[:, :, :6], buffer[:, :, :6], None)
+    attention._decoding_attention(module, torch.randn(2, 4, 3, 8), buffer, buffer, None)  # a prefill
+    assert calls == ["matmul", "sdpa", "sdpa"]
