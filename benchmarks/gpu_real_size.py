@@ -32,6 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sampler import fixed_chain  # noqa: E402 - benchmarks/sampler.py, beside this script
+
+from gotr1.model.image_tokens import set_image_grid  # noqa: E402
 from gotr1.model.real_size import build_random_janus  # noqa: E402
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler  # noqa: E402
 from gotr1.model.tokens import encode_prompt  # noqa: E402
@@ -61,12 +64,6 @@ def bandwidth(device, gib: float) -> float:
     return 2 * n / best
 
 
-def set_image_tokens(model, n: int) -> None:
-    side = int(n**0.5)
-    model.config.vq_config.num_patches = side
-    model.model.vision_model.config.num_image_tokens = n
-
-
 class DecodeBench:
     """Image-phase time for a batch, by method, after a fixed teacher-forced chain."""
 
@@ -75,16 +72,12 @@ class DecodeBench:
         self.model = bundle.model
         self.sampler = TwoPhaseSampler(bundle)
         tok = bundle.tokenizer
-        words = "a small red circle to the left of a blue square, "
-        chain = ""
-        while len(tok.encode(chain, add_special_tokens=False)) < chain_tokens:
-            chain += words
-        self.chain = chain
+        self.chain = chain = fixed_chain(tok, chain_tokens)
         prompt = encode_prompt(tok, PROMPT, bundle.ids.bos)
         self.sequence = [*prompt, *tok.encode(chain, add_special_tokens=False), bundle.ids.begin_of_image]
 
     def _run(self, method: str, batch: int, n_tokens: int) -> float:
-        set_image_tokens(self.model, n_tokens)
+        set_image_grid(self.model, n_tokens)
         if method == "transformers":
             ids = torch.tensor([self.sequence] * batch, device=self.device)
 

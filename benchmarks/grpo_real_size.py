@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gotr1.model.image_tokens import set_image_grid  # noqa: E402
 from gotr1.model.real_size import build_random_janus, real_size_config  # noqa: E402
 from gotr1.model.static_decode import COMPILE_MODES, bucketed  # noqa: E402
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
@@ -153,9 +154,7 @@ def main() -> None:
     shrink = dict(layers=2, shrink=8) if args.smoke else {}
     bundle = build_random_janus(args.size, dtype=torch.bfloat16, device=args.device, **shrink)
     if args.smoke:
-        bundle.model.config.vq_config.num_patches = 4
-        bundle.model.model.vqmodel.quantize.quant_state_dims = [4, 4]  # the VQ decoder checks its own copy
-        bundle.model.model.vision_model.config.num_image_tokens = 16
+        set_image_grid(bundle.model, 16)
     built = time.perf_counter() - start
     config = GRPOConfig(
         steps=2,

@@ -29,6 +29,7 @@ from functools import partial
 import torch
 
 from gotr1.chain import BOX_END, BOX_START, OBJ_END, OBJ_START
+from gotr1.model.image_tokens import set_image_grid
 from gotr1.model.loading import JanusBundle
 from gotr1.model.real_size import build_random_janus, sizes
 from gotr1.model.reference import ReferenceParts, reference_generate
@@ -140,12 +141,11 @@ def main():
     else:
         bundle = build_random_janus(args.size, dtype=dtype, device=args.device)
         model, tokenizer = bundle.model.eval(), bundle.tokenizer
-    if args.image_steps is not None:  # every method reads the image length from these two settings
-        side = int(args.image_steps**0.5)
-        if side * side != args.image_steps:
-            parser.error("--image-steps must be a square number (the image grid is square)")
-        model.config.vq_config.num_patches = side
-        model.model.vision_model.config.num_image_tokens = args.image_steps
+    if args.image_steps is not None:
+        try:
+            set_image_grid(model, args.image_steps)
+        except ValueError as error:
+            parser.error(f"--image-steps: {error}")
     sampler = TwoPhaseSampler(bundle)
     G, n_samples = args.group, len(prompts) * args.group
     lm_params = sum(p.numel() for p in model.model.language_model.parameters()) / 1e6

@@ -189,3 +189,24 @@ def test_shrunk_bfloat16_model_samples(tokenizer):
     )
     (gen,) = TwoPhaseSampler(bundle).generate(["a cat"], SamplingConfig(max_reasoning_tokens=4, decode_images=False))
     assert gen.image_ids.shape == (1, 576)
+
+
+def test_a_smaller_image_grid_is_sampled_and_decoded(tiny_tokenizer):
+    """Benchmarks time fewer image steps than a whole image: the sampler, transformers and the VQ decoder
+    all follow `set_image_grid`."""
+    from gotr1.model.image_tokens import set_image_grid
+    from gotr1.model.loading import JanusBundle
+    from gotr1.model.tiny import build_tiny_janus
+
+    model, tok = build_tiny_janus(tiny_tokenizer, seed=0)
+    bundle = JanusBundle(model, tok, SpecialTokenIds.from_tokenizer(tok))
+    side = model.config.vq_config.num_patches
+    with torch.inference_mode():
+        full = model.decode_image_tokens(torch.zeros((1, side * side), dtype=torch.long))
+    pixels_per_token = full.shape[1] // side
+    set_image_grid(model, 4)
+    (gen,) = TwoPhaseSampler(bundle).generate(["a red circle"], SamplingConfig(max_reasoning_tokens=3))
+    assert bundle.num_image_tokens == 4 and gen.image_ids.shape == (1, 4)
+    assert gen.images[0].size == (2 * pixels_per_token, 2 * pixels_per_token)
+    with pytest.raises(ValueError, match="square"):
+        set_image_grid(model, 8)

@@ -494,20 +494,17 @@ class TwoPhaseSampler:
         """`_sample_images` as fixed-shape steps of `decoder`: conditional rows, then unconditional ones."""
         device = self.bundle.device
         P, use_cfg = sampling.images_per_chain, sampling.cfg_weight > 1
-        cache, mask = rows.cache, rows.mask.repeat_interleave(P, 0)
-        if P > 1:
-            cache.batch_repeat_interleave(P)
         hidden = rows.boi_hidden.repeat_interleave(P, 0)
         positions = rows.next_pos.repeat_interleave(P, 0)
-        m, width, n_tokens = hidden.shape[0], mask.shape[1], self.bundle.num_image_tokens
-        capacity = bucketed(width + n_tokens)
-        kv_dtype = cache.layers[0]._keys.dtype
-        space = decoder.workspace("image", 2 * m if use_cfg else m, capacity, kv_dtype, device)
-        space.load(cache.layers, mask)
+        m, width, n_tokens = hidden.shape[0], rows.mask.shape[1], self.bundle.num_image_tokens
+        kv_dtype = rows.cache.layers[0]._keys.dtype
+        space = decoder.workspace("image", 2 * m if use_cfg else m, bucketed(width + n_tokens), kv_dtype, device)
+        # A chain's P images: its rows are copied P times straight into the workspace.
+        space.load(rows.cache.layers, rows.mask, repeats=P)
         if use_cfg:
-            ucache, umask, uhidden = self._unconditional_prefix(rows, P, 0)
-            space.load(ucache.layers, umask, row_offset=m)
-            hidden = torch.cat([hidden, uhidden])
+            ucache, umask, uhidden = self._unconditional_prefix(rows, 1, 0)
+            space.load(ucache.layers, umask, row_offset=m, repeats=P)
+            hidden = torch.cat([hidden, uhidden.repeat_interleave(P, 0)])
             positions = torch.cat([positions, positions])
         keys = self._image_keys(row_seed, row_sample, P)
         rule = TokenRule(sampling.image_temperature, sampling.image_top_k, sampling.image_top_p)
