@@ -7,11 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gotr1.model.attention import DECODING_ATTENTION, decoding_attention, single_query_attention
+from gotr1.model.attention import DECODING_ATTENTION, decoding_attention, segmented_attention
 from gotr1.model.kv_cache import PreallocatedCache
+from gotr1.model.loading import JanusBundle
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler, _left_pad, _positions
-from gotr1.model.static_decode import CAPACITY_BUCKET, StaticDecoder, bucketed
+from gotr1.model.static_decode import CAPACITY_BUCKET, Segment, SegmentShape, StaticDecoder, bucketed
 from gotr1.model.teacher_forcing import unconditional_ids
+from gotr1.model.tiny import build_tiny_janus
+from gotr1.model.tokens import SpecialTokenIds
 
 # Prompts of different lengths, so rows are left-padded and chains close at different steps.
 PROMPTS = ["a red circle", "two small blue squares above a large yellow star, and a green heart"]
@@ -64,14 +67,32 @@ def test_compiled_steps_give_the_eager_paths_tokens(tiny_bundle):
         compiled = sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"))
         _assert_same_samples(eager, compiled)
         # A second call reuses the compilation and the workspaces (their buffers stay where they were).
-        buffers = [t.data_ptr() for t in sampler.static_decoder("default")._workspaces["image"].keys]
+        buffers = [t.data_ptr() for t in sampler.static_decoder("default")._workspaces["image"].step.keys]
         again = sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"))
         _assert_same_samples(eager, again)
-        assert [t.data_ptr() for t in sampler.static_decoder("default")._workspaces["image"].keys] == buffers
+        assert [t.data_ptr() for t in sampler.static_decoder("default")._workspaces["image"].step.keys] == buffers
     # Freed workspaces (GRPO frees them before training) are made anew, with the same results.
     sampler.release_workspaces()
     assert sampler.static_decoder("default")._workspaces == {}
     _assert_same_samples(eager, sampler.generate(PROMPTS, dataclasses.replace(config, compile="default")))
+
+
+def test_frozen_weights_give_the_eager_paths_tokens_and_follow_a_weight_change(tiny_tokenizer):
+    """Inductor's freezing bakes the weights in: the decoder refuses trainable weights and compiles
+    anew when a weight changes in place."""
+    model, tokenizer = build_tiny_janus(tiny_tokenizer, seed=0)
+    bundle = JanusBundle(model.requires_grad_(False), tokenizer, SpecialTokenIds.from_tokenizer(tokenizer))
+    sampler = TwoPhaseSampler(bundle)
+    config = SamplingConfig(num_generations=2, max_reasoning_tokens=16, decode_images=False, **SETTINGS["greedy"])
+    frozen = dataclasses.replace(config, compile="frozen")
+    _assert_same_samples(sampler.generate(PROMPTS, config), sampler.generate(PROMPTS, frozen))
+    with torch.no_grad():
+        model.model.generation_head.vision_head.weight.mul_(-1.0)
+    changed = sampler.generate(PROMPTS, config)
+    _assert_same_samples(changed, sampler.generate(PROMPTS, frozen))
+    model.model.generation_head.vision_head.weight.requires_grad_(True)
+    with pytest.raises(ValueError, match="frozen.*can train"):
+        sampler.generate(PROMPTS, frozen)
 
 
 def test_static_path_closes_chains_at_the_cap_and_stops_checking_after_all_close(tiny_bundle):
@@ -152,47 +173,57 @@ def test_shared_unconditional_prefill_equals_prefilling_every_row(tiny_bundle):
         torch.testing.assert_close(got.values * held, want.values * held, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("groups", [1, 4])
-def test_single_query_attention_equals_sdpa(groups):
+@pytest.mark.parametrize("per_kv", [1, 4])
+def test_segmented_attention_equals_sdpa_over_each_rows_whole_cache(per_kv):
+    """Rows reading a prefix shared by their group, a segment of their own and a per-row step segment get
+    what SDPA gives over each row's keys laid end to end (with grouped-query heads)."""
     torch.manual_seed(0)
-    module = type("Attention", (), {"num_key_value_groups": groups})()
-    query = torch.randn(3, 8, 1, 16)
-    key, value = torch.randn(3, 8 // groups, 10, 16), torch.randn(3, 8 // groups, 10, 16)
-    mask = torch.rand(3, 1, 1, 10) > 0.3
-    mask[..., -1] = True
-    got, _ = single_query_attention(module, query, key, value, mask, scaling=0.25)
-    repeat = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
-    want = F.scaled_dot_product_attention(query, *repeat, attn_mask=mask, scale=0.25).transpose(1, 2)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    additive = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
-    torch.testing.assert_close(single_query_attention(module, query, key, value, additive, scaling=0.25)[0], want)
+    kv_heads, dim, rows = 2, 16, 6
+    module = type("Attention", (), {"layer_idx": 0})()
+    shapes = [SegmentShape(2, 3, 0, 5), SegmentShape(3, 1, 0, 4), SegmentShape(rows, 1, 0, 7)]
+    segments = [Segment(s, kv_heads, dim, 1, torch.float32, "cpu") for s in shapes]
+    for seg in segments:
+        seg.keys[0].normal_(), seg.values[0].normal_()
+        seg.mask.copy_(torch.rand(seg.mask.shape) > 0.3)
+    segments[-1].mask[:, :, 0] = True  # every row sees at least its own token
+    query = torch.randn(rows, kv_heads * per_kv, 1, dim)
+    got = segmented_attention(module, query, segments, scaling=0.25)
+    for r in range(rows):
+        keys, values, seen = [], [], []
+        for seg in segments:
+            group, member = divmod(r - seg.first_row, seg.group_size)
+            if 0 <= r - seg.first_row < seg.mask.shape[0] * seg.group_size:
+                keys.append(seg.keys[0][group]), values.append(seg.values[0][group])
+                seen.append(seg.mask[group, member])
+        key = torch.cat(keys, 1).repeat_interleave(per_kv, 0)
+        value = torch.cat(values, 1).repeat_interleave(per_kv, 0)
+        want = F.scaled_dot_product_attention(query[r], key, value, attn_mask=torch.cat(seen)[None], scale=0.25)
+        torch.testing.assert_close(got[r, 0], want[:, 0], rtol=1e-5, atol=1e-5)
 
 
-def test_decoding_attention_is_set_for_the_cpu_and_always_restored(tiny_bundle):
+def test_decoding_attention_is_set_while_sampling_and_always_restored(tiny_bundle):
     lm = tiny_bundle.model.model.language_model
     assert lm.config._attn_implementation == "sdpa"
-    with decoding_attention(lm, "cpu"):
-        assert lm.config._attn_implementation == DECODING_ATTENTION
-    assert lm.config._attn_implementation == "sdpa"
+    for device in ("cpu", torch.device("cuda", 0)):
+        with decoding_attention(lm, device):
+            assert lm.config._attn_implementation == DECODING_ATTENTION
+        assert lm.config._attn_implementation == "sdpa"
     with pytest.raises(RuntimeError, match="boom"):
         with decoding_attention(lm, "cpu"):
             raise RuntimeError("boom")
     assert lm.config._attn_implementation == "sdpa"
-    with decoding_attention(lm, torch.device("cuda", 0)):
-        assert lm.config._attn_implementation == "sdpa"
 
 
-def test_cpu_decoding_takes_the_matmul_route_only_over_a_contiguous_cache(monkeypatch):
-    """A cache view shorter than its buffer (the eager path's) stays with SDPA: CPU bmm would copy it per call."""
+def test_decoding_attention_reads_segments_only_when_a_step_passes_them(monkeypatch):
+    """Prefills and the eager path's cache views stay with transformers' SDPA."""
     import gotr1.model.attention as attention
 
     calls = []
-    monkeypatch.setattr(attention, "single_query_attention", lambda *a, **k: calls.append("matmul") or (None, None))
+    monkeypatch.setattr(attention, "segmented_attention", lambda *a, **k: calls.append("segments"))
     monkeypatch.setattr(attention, "sdpa_attention_forward", lambda *a, **k: calls.append("sdpa") or (None, None))
-    module = type("Attention", (), {"num_key_value_groups": 1})()
-    query = torch.randn(2, 4, 1, 8)
-    buffer = torch.randn(2, 4, 10, 8)
-    attention._decoding_attention(module, query, buffer, buffer, None)
+    module = type("Attention", (), {"layer_idx": 0})()
+    query, buffer = torch.randn(2, 4, 1, 8), torch.randn(2, 4, 10, 8)
+    attention._decoding_attention(module, query, buffer, buffer, None, segments=[object()], scaling=0.3)
     attention._decoding_attention(module, query, buffer[:, :, :6], buffer[:, :, :6], None)
     attention._decoding_attention(module, torch.randn(2, 4, 3, 8), buffer, buffer, None)  # a prefill
-    assert calls == ["matmul", "sdpa", "sdpa"]
+    assert calls == ["segments", "sdpa", "sdpa"]

@@ -578,7 +578,8 @@ def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> 
 
 
 DTYPES = ("float32", "bfloat16", "float16")
-COMPILE_CHOICES = ("none", "static", "default", "reduce-overhead")  # model/static_decode.py's COMPILE_MODES
+# model/static_decode.py's COMPILE_MODES
+COMPILE_CHOICES = ("none", "static", "default", "reduce-overhead", "frozen")
 
 
 def add_compile_argument(parser) -> None:
@@ -587,7 +588,8 @@ def add_compile_argument(parser) -> None:
         default="none",
         choices=COMPILE_CHOICES,
         help="decode path: none (eager), static (fixed shapes), default / reduce-overhead (torch.compile, "
-        "CUDA graphs with reduce-overhead); see docs/benchmarks.md for which is faster where",
+        "CUDA graphs with reduce-overhead), frozen (torch.compile with the weights as constants: prepacked "
+        "on the CPU, a second copy of them in memory); see docs/benchmarks.md for which is faster where",
     )
 
 

@@ -6,12 +6,12 @@ have a new padded width at every micro-batch, so each call paid ~11 ms of CPU fo
 ~100 ms) on an H100 — a GRPO step of the shapes model went from 1.3 s (float32) to 7.6 s (bf16).
 Flash / memory-efficient attention have no such per-shape cost, so cuDNN's kernel is left out there.
 
-On the CPU, PyTorch's SDPA kernel (flash, blocked for long queries) is slow for decoding's single query:
-for Janus-Pro-1B's 16 heads x 128 dims in bf16, 32 rows over 1024 cached keys took 66 ms a layer
-against 26 ms for two batched matmuls and a float32 softmax (torch 2.13, 2-core EPYC). While the sampler
-decodes, a CPU model's attention therefore runs `single_query_attention` for one-token queries (the
-arithmetic of transformers' own "eager" attention) when the cache is one contiguous buffer, as the compiled
-path's workspace is; everything else stays with SDPA.
+The compiled decode path keeps its KV cache in segments, some shared by groups of rows (a prompt's
+prefill read by its G chains, the unconditional prefix read by every CFG row); while the sampler
+decodes, an SDPA model's attention is therefore `gotr1_decoding`: `segmented_attention` when a call
+passes segments, transformers' SDPA otherwise. (A single query over one contiguous cache as two
+matmuls also beat the CPU's SDPA kernel, 26 against 66 ms for Janus-Pro-1B's 32 rows x 1024 keys in
+bf16; the segmented form keeps that arithmetic.)
 """
 
 from __future__ import annotations
@@ -21,34 +21,59 @@ import contextlib
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 _WITHOUT_CUDNN = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 DECODING_ATTENTION = "gotr1_decoding"
 
 
-def single_query_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """Attention as two batched matmuls with a float32 softmax; `attention_mask` boolean (True = attend),
-    additive, or None."""
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+def segmented_attention(module, query: torch.Tensor, segments, scaling: float) -> torch.Tensor:
+    """One query per row over keys held in segments (see `static_decode.Segment`): a segment read by
+    groups of rows holds each group's keys once, and its scores for all the group's queries come from
+    one matmul, so a prefix shared by G rows is read once, not G times.
+
+    The softmax runs over all of a row's segments together (float32), as if they were one cache; the
+    outputs of the segments are summed. Returns [rows, 1, heads, head_dim], as attention functions do.
+    """
+    rows, heads, _, dim = query.shape
+    layer = module.layer_idx
+    kv_heads = segments[0].keys[layer].shape[1]
+    per_kv = heads // kv_heads  # query heads per key/value head (grouped-query attention)
+    query = query.reshape(rows, kv_heads, per_kv, dim)
+    scores, row_max = [], query.new_full((rows, kv_heads, per_kv), float("-inf"), dtype=torch.float32)
+    for seg in segments:
+        groups, size = seg.mask.shape[:2]
+        end = seg.first_row + groups * size
+        # [groups, kv_heads, size * per_kv, dim] @ [groups, kv_heads, dim, length]
+        q = query[seg.first_row : end].view(groups, size, kv_heads, per_kv, dim).transpose(1, 2)
+        s = torch.matmul(q.reshape(groups, kv_heads, size * per_kv, dim), seg.keys[layer].transpose(2, 3))
+        s = (s.float() * scaling).view(groups, kv_heads, size, per_kv, -1).transpose(1, 2)
+        s = s.masked_fill(~seg.mask[:, :, None, None, :], float("-inf")).reshape(groups * size, kv_heads, per_kv, -1)
+        row_max[seg.first_row : end] = torch.maximum(row_max[seg.first_row : end], s.amax(-1))
+        scores.append(s)
+    total = torch.zeros_like(row_max)
+    for seg, s in zip(segments, scores):
+        rows_in = slice(seg.first_row, seg.first_row + s.shape[0])
+        s.sub_(row_max[rows_in, ..., None]).exp_()
+        total[rows_in] += s.sum(-1)
+    out = torch.zeros((rows, kv_heads, per_kv, dim), dtype=torch.float32, device=query.device)
+    for seg, p in zip(segments, scores):
+        groups, size = seg.mask.shape[:2]
+        rows_in = slice(seg.first_row, seg.first_row + groups * size)
+        p = (p / total[rows_in, ..., None]).to(query.dtype)
+        p = p.view(groups, size, kv_heads, per_kv, -1).transpose(1, 2).reshape(groups, kv_heads, size * per_kv, -1)
+        o = torch.matmul(p, seg.values[layer]).view(groups, kv_heads, size, per_kv, dim).transpose(1, 2)
+        out[rows_in] += o.reshape(groups * size, kv_heads, per_kv, dim).float()
+    return out.to(query.dtype).view(rows, 1, heads, dim)
+
+
+def _decoding_attention(module, query, key, value, attention_mask, *args, segments=None, **kwargs):
+    if segments is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, *args, **kwargs)
+    scaling = kwargs.get("scaling")
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        mask = attention_mask[:, :, :, : key.shape[-2]]
-        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
-
-
-def _decoding_attention(module, query, key, *args, **kwargs):
-    # Only over a contiguous cache (the compiled path's whole workspace): CPU bf16 `bmm` copies a cache view
-    # shorter than its buffer at every call (32 rows x 700 keys: 87 ms against SDPA's 41 ms on the view), and
-    # the ever larger copies fragment the heap.
-    if query.shape[2] == 1 and query.device.type == "cpu" and key.is_contiguous():
-        return single_query_attention(module, query, key, *args, **kwargs)
-    return sdpa_attention_forward(module, query, key, *args, **kwargs)
+    return segmented_attention(module, query, segments, scaling), None
 
 
 AttentionInterface.register(DECODING_ATTENTION, _decoding_attention)
@@ -58,9 +83,9 @@ AttentionMaskInterface.register(DECODING_ATTENTION, sdpa_mask)
 @contextlib.contextmanager
 def decoding_attention(model, device: torch.device | str):
     """Context for sampling with `model` (a language model) on `device`: on CUDA, every SDPA backend but
-    cuDNN's; on the CPU, an SDPA model decodes single queries over a contiguous cache with `single_query_attention`."""
+    cuDNN's; an SDPA model's attention is `gotr1_decoding` (segments when a step passes them, else SDPA)."""
     config = model.config
-    swap = torch.device(device).type == "cpu" and config._attn_implementation == "sdpa"
+    swap = config._attn_implementation == "sdpa"
     if swap:
         config._attn_implementation = DECODING_ATTENTION
     try:

@@ -30,7 +30,7 @@ from .compat import cache_kwargs
 from .kv_cache import PreallocatedCache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
-from .static_decode import COMPILE_MODES, StaticDecoder, TokenRule, bucketed
+from .static_decode import COMPILE_MODES, SegmentShape, StaticDecoder, TokenRule, bucketed
 from .teacher_forcing import unconditional_ids
 from .tokens import encode_prompt
 
@@ -59,7 +59,8 @@ class SamplingConfig:
     show_progress: bool = False
     record_logits: bool = False  # keep every step's logits (parity checks; memory heavy)
     # Decode path: "none" = transformers' forward over a growing cache (eager); "static" = fixed-shape
-    # steps, not compiled; "default" / "reduce-overhead" = those steps under torch.compile (`static_decode`).
+    # steps, not compiled; "default" / "reduce-overhead" = those steps under torch.compile (`static_decode`);
+    # "frozen" = torch.compile with the weights as constants (inference only).
     compile: str = "none"
 
     def __post_init__(self):
@@ -123,9 +124,13 @@ class Generation:
 
 @dataclass
 class _Rows:
-    """State of the conditional rows once their chains are complete."""
+    """State of the conditional rows once their chains are complete.
 
-    cache: PreallocatedCache
+    The cache either holds each row whole, or (`shared` set) each row's own part while `shared` holds
+    what every `group_size` consecutive rows have in common (their prompt, or a whole fixed chain) once.
+    """
+
+    cache: PreallocatedCache | None
     mask: torch.Tensor  # [N, T] 1 where a real token sits in the cache
     next_pos: torch.Tensor  # [N] position of the first image token
     boi_hidden: torch.Tensor  # [N, D] hidden state at <begin_of_image>
@@ -134,6 +139,9 @@ class _Rows:
     text_logprobs: list[torch.Tensor]
     text_logits: list[torch.Tensor] | None
     hit_cap: list[bool]
+    shared: PreallocatedCache | None = None  # [N / group_size, heads, S, head_dim]
+    shared_mask: torch.Tensor | None = None  # [N / group_size, S]
+    group_size: int = 1
 
 
 def _left_pad(
@@ -346,7 +354,9 @@ class TwoPhaseSampler:
             prompt_ids, sampling, (written, tokens, logprobs, logit_steps), cache, mask, next_pos, boi_hidden
         )
 
-    def _chain_rows(self, prompt_ids, sampling: SamplingConfig, steps, cache, mask, next_pos, boi_hidden) -> _Rows:
+    def _chain_rows(
+        self, prompt_ids, sampling: SamplingConfig, steps, cache, mask, next_pos, boi_hidden, shared=(None, None)
+    ) -> _Rows:
         """Per-step records (which rows wrote, tokens, log-probs, logits) -> each row's chain."""
         written, tokens, logprobs, logit_steps = steps
         n = len(written[0])
@@ -362,19 +372,24 @@ class TwoPhaseSampler:
         G = sampling.num_generations
         firsts = torch.tensor([p[0] for p in prompt_ids], device=self.bundle.device).repeat_interleave(G)
         hit_cap = [len(t) > sampling.max_reasoning_tokens for t in text_ids]
-        return _Rows(cache, mask, next_pos, boi_hidden, firsts, text_ids, text_lps, text_logits, hit_cap)
+        rows = _Rows(cache, mask, next_pos, boi_hidden, firsts, text_ids, text_lps, text_logits, hit_cap)
+        if shared[0] is not None:
+            rows.shared, rows.shared_mask, rows.group_size = shared[0], shared[1], G
+        return rows
 
     def _sample_chains_static(self, prompt_ids, sampling: SamplingConfig, row_seed, row_sample, decoder) -> _Rows:
         """`_sample_chains` as fixed-shape steps of `decoder` (see `static_decode`): every row steps every
         time, and the loop asks whether a chain is still open only every `_CHECK_EVERY` steps."""
         device, G = self.bundle.device, sampling.num_generations
         steps = sampling.max_reasoning_tokens + 1
-        cache, mask, hidden = self._prefill(prompt_ids, 0)
-        width, n = mask.shape[1], len(prompt_ids) * G
-        kv_dtype = cache.layers[0]._keys.dtype  # under autocast: the projections' dtype, not the hidden state's
-        space = decoder.workspace("text", n, bucketed(width + steps), kv_dtype, device)
-        space.load(cache.layers, mask, repeats=G)
-        del cache
+        prompts, prompt_mask, hidden = self._prefill(prompt_ids, 0)
+        n = len(prompt_ids) * G
+        kv_dtype = prompts.layers[0]._keys.dtype  # under autocast: the projections' dtype, not the hidden state's
+        # Each prompt's prefill is held once and read once per step by its G rows; the chains fill the step segment.
+        shared = (SegmentShape(len(prompt_ids), G, 0, bucketed(prompt_mask.shape[1])),)
+        space = decoder.workspace("text", n, shared, bucketed(steps), kv_dtype, device)
+        space.segments[0].load(prompts.layers, prompt_mask)
+        space.step.mask.zero_()
         hidden = hidden.repeat_interleave(G, 0)
         next_pos = torch.tensor([len(p) for p in prompt_ids], device=device).repeat_interleave(G)
         keys = row_keys(row_seed, row_sample, _TEXT_STREAM).to(device)
@@ -391,28 +406,32 @@ class TwoPhaseSampler:
             written.append(pending)
             picked, lp, hidden, pending, next_pos, boi_hidden = decoder.call(
                 "text", decoder.text_step, space, hidden, pending, next_pos, boi_hidden, keys,
-                step_ids[step], space.column(width + step), rule, self.ids,
+                step_ids[step], space.column(step), rule, self.ids,
             )  # fmt: skip
             tokens.append(picked)
             logprobs.append(lp)
-        filled = width + len(tokens)
-        cache = PreallocatedCache.adopting(space.keys, space.values, filled)
-        mask = space.mask[:, 0, 0, :filled].long()
+        filled = len(tokens)
+        chains = PreallocatedCache.adopting(space.step.keys, space.step.values, filled)
+        mask = space.step.mask[:, 0, :filled].long()
         records = (written, tokens, logprobs, [])
-        return self._chain_rows(prompt_ids, sampling, records, cache, mask, next_pos, boi_hidden)
+        return self._chain_rows(
+            prompt_ids, sampling, records, chains, mask, next_pos, boi_hidden, shared=(prompts, prompt_mask)
+        )
 
     def _force_chains(self, prompt_ids, chains, sampling: SamplingConfig) -> _Rows:
-        """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample.
+        """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample, or per
+        prompt when its G chains are all the same (one edited plan drawn G times).
 
         Their text log-probs are the model's (at the text temperature) for the given tokens.
         """
         G = sampling.num_generations
         if len(chains) != len(prompt_ids) or any(len(c) != G for c in chains):
             raise ValueError(f"chains must hold {G} chain(s) for each of the {len(prompt_ids)} prompts")
+        same = G > 1 and all(len(set(group)) == 1 for group in chains)
         tok, boi = self.bundle.tokenizer, self.ids.begin_of_image
         seqs, text_ids = [], []
         for p, group in zip(prompt_ids, chains):
-            for chain in group:
+            for chain in group[:1] if same else group:
                 body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
                 text_ids.append(torch.tensor([*body, boi]))
                 seqs.append([*p, *body, boi])
@@ -429,7 +448,20 @@ class TwoPhaseSampler:
             text_lps.append(logprobs.gather(-1, ids.to(device)[:, None]).squeeze(-1).cpu())
         next_pos = torch.tensor([len(s) for s in seqs], device=device)
         firsts = torch.tensor([s[0] for s in seqs], device=device)
-        return _Rows(cache, mask, next_pos, hidden[:, -1], firsts, text_ids, text_lps, None, [False] * len(seqs))
+        if not same:
+            return _Rows(cache, mask, next_pos, hidden[:, -1], firsts, text_ids, text_lps, None, [False] * len(seqs))
+        n, repeat = len(seqs) * G, lambda items: [x for x in items for _ in range(G)]
+        rows = _Rows(
+            cache, mask, next_pos.repeat_interleave(G), hidden[:, -1].repeat_interleave(G, 0),
+            firsts.repeat_interleave(G), repeat(text_ids), repeat(text_lps), None, [False] * n,
+        )  # fmt: skip
+        if sampling.compile == "none":  # the eager path reads whole rows
+            cache.batch_repeat_interleave(G)
+            rows.mask = mask.repeat_interleave(G, 0)
+        else:  # the compiled path reads each prompt's sequence once for its G rows
+            rows.cache, rows.mask = None, mask.new_zeros((n, 0))
+            rows.shared, rows.shared_mask, rows.group_size = cache, mask, G
+        return rows
 
     # -- phase 2 --------------------------------------------------------------------------------
     def _sample_images(self, rows: _Rows, sampling: SamplingConfig, row_seed, row_sample):
@@ -491,19 +523,36 @@ class TwoPhaseSampler:
         return keys.to(self.bundle.device)
 
     def _sample_images_static(self, rows: _Rows, sampling: SamplingConfig, row_seed, row_sample, decoder):
-        """`_sample_images` as fixed-shape steps of `decoder`: conditional rows, then unconditional ones."""
+        """`_sample_images` as fixed-shape steps of `decoder`: conditional rows, then unconditional ones.
+
+        Segments: what each group of conditional rows shares (`rows.shared`), each conditional row's own
+        columns, the unconditional prefix [first, pad, ...] once per prompt, and the step segment (column 0:
+        the unconditional rows' <begin_of_image>; then one column per image token)."""
         device = self.bundle.device
         P, use_cfg = sampling.images_per_chain, sampling.cfg_weight > 1
         hidden = rows.boi_hidden.repeat_interleave(P, 0)
         positions = rows.next_pos.repeat_interleave(P, 0)
-        m, width, n_tokens = hidden.shape[0], rows.mask.shape[1], self.bundle.num_image_tokens
-        kv_dtype = rows.cache.layers[0]._keys.dtype
-        space = decoder.workspace("image", 2 * m if use_cfg else m, bucketed(width + n_tokens), kv_dtype, device)
-        # A chain's P images: its rows are copied P times straight into the workspace.
-        space.load(rows.cache.layers, rows.mask, repeats=P)
+        m, n_tokens, own = hidden.shape[0], self.bundle.num_image_tokens, rows.mask.shape[1]
+        groups, size = m // (rows.group_size * P), rows.group_size * P
+        kv_dtype = (rows.shared or rows.cache).layers[0]._keys.dtype
+        shapes, sources = [], []
+        if rows.shared is not None:
+            shapes.append(SegmentShape(groups, size, 0, bucketed(rows.shared_mask.shape[1])))
+            sources.append((rows.shared.layers, rows.shared_mask, 1))
+        if own:  # a chain's P images: its rows are copied P times
+            shapes.append(SegmentShape(m, 1, 0, bucketed(own)))
+            sources.append((rows.cache.layers, rows.mask, P))
         if use_cfg:
-            ucache, umask, uhidden = self._unconditional_prefix(rows, 1, 0)
-            space.load(ucache.layers, umask, row_offset=m, repeats=P)
+            width = int(rows.next_pos.max())
+            ucache, _, uhidden = self._unconditional_prefix(rows, 1, 0, width=width)
+            shapes.append(SegmentShape(groups, size, m, bucketed(width - 1)))
+        steps = bucketed(n_tokens + use_cfg)
+        space = decoder.workspace("image", 2 * m if use_cfg else m, tuple(shapes), steps, kv_dtype, device)
+        for segment, (layers, mask, repeats) in zip(space.segments, sources):
+            segment.load(layers, mask, repeats=repeats)
+        space.step.mask.zero_()
+        if use_cfg:
+            self._load_unconditional(space.segments[len(sources)], space.step, ucache, rows, width, P)
             hidden = torch.cat([hidden, uhidden.repeat_interleave(P, 0)])
             positions = torch.cat([positions, positions])
         keys = self._image_keys(row_seed, row_sample, P)
@@ -512,23 +561,46 @@ class TwoPhaseSampler:
         codes, logprobs = [], []
         for k in tqdm(range(n_tokens), desc="image tokens", disable=not sampling.show_progress, leave=False):
             picked, lp, hidden = decoder.call(
-                "image", decoder.image_step, space, hidden, positions, keys, step_ids[k], space.column(width + k),
+                "image", decoder.image_step, space, hidden, positions, keys, step_ids[k], space.column(k + use_cfg),
                 rule, sampling.cfg_weight,
             )  # fmt: skip
             codes.append(picked)
             logprobs.append(lp)
         return torch.stack(codes, 1).cpu(), torch.stack(logprobs, 1).cpu()
 
-    def _unconditional_prefix(self, rows: _Rows, P: int, room: int):
+    @staticmethod
+    def _load_unconditional(prefix, step, ucache: PreallocatedCache, rows: _Rows, width: int, P: int) -> None:
+        """Put `_unconditional_prefix`'s rows (left-padded to `width`, <begin_of_image> last) into segments:
+        [first, pad, ...] once per group of rows (its longest row holds every position the group reads)
+        in `prefix`, each row's <begin_of_image> in column 0 of the `step` segment."""
+        lengths, size = rows.next_pos, rows.group_size
+        for group in range(len(lengths) // size):
+            longest = group * size + int(lengths[group * size : (group + 1) * size].argmax())
+            n = int(lengths[longest]) - 1  # positions 0 .. n-1 sit in columns width-1-n .. width-2
+            for layer, keys, values in zip(ucache.layers, prefix.keys, prefix.values):
+                keys[group, :, :n] = layer._keys[longest, :, width - 1 - n : width - 1]
+                values[group, :, :n] = layer._values[longest, :, width - 1 - n : width - 1]
+        columns = torch.arange(prefix.mask.shape[-1], device=lengths.device)
+        reads = (columns[None] < (lengths - 1)[:, None]).repeat_interleave(P, 0)
+        prefix.mask.copy_(reads.view(prefix.mask.shape))
+        m = len(lengths) * P
+        for layer, keys, values in zip(ucache.layers, step.keys, step.values):
+            keys[m:, :, 0] = layer._keys[:, :, width - 1].repeat_interleave(P, 0)
+            values[m:, :, 0] = layer._values[:, :, width - 1].repeat_interleave(P, 0)
+        step.mask[m:, :, 0] = True
+
+    def _unconditional_prefix(self, rows: _Rows, P: int, room: int, width: int | None = None):
         """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional row's width.
 
         The rows differ only in length (and, across prompts, maybe in first token), and attention is
         causal: a row's first token and pads are a prefix of the longest such row. So one prefill of
         [first, pad, ...] per distinct first token serves every row, and one batched step adds each row's
         closing <begin_of_image> at its own position. (Prefilling every row whole cost as much as
-        a prompt-and-chain prefill per sample.) `room`: cache columns to leave free after them.
+        a prompt-and-chain prefill per sample.) `room`: cache columns to leave free after them; `width`:
+        the conditional rows' (default: their cache's).
         """
-        device, width = self.bundle.device, rows.mask.shape[1]
+        device = self.bundle.device
+        width = rows.mask.shape[1] if width is None else width
         lengths = rows.next_pos  # [R] tokens in each row's unconditional sequence, <begin_of_image> included
         # Column c of row r holds prefix position c - (width - length_r); columns left of a row's start get
         # position 0's keys and values, finite and masked out.

@@ -4,19 +4,22 @@ The eager sampler hands transformers a cache view and a mask one column longer a
 reads back which rows are still writing; every step therefore has new shapes and a host sync, which
 rules out compilation and CUDA graphs. Here the shapes never change within a phase:
 
-- the KV cache is a fixed [rows, heads, capacity, head_dim] workspace per layer, written at one
-  column that is a tensor (`index_copy_`), and attention reads the whole workspace under a boolean
-  [rows, 1, 1, capacity] mask whose unwritten columns are False;
+- the KV cache is a `Workspace` of fixed buffers. Keys and values that several rows share (a prompt's
+  prefill, read by its G chains; the unconditional prefix, read by every CFG row) are held once per
+  group of rows and read once per step for the whole group (`attention.segmented_attention`); each
+  row's own tokens sit in per-row segments, and the step segment is written at one column that is a
+  tensor (`index_copy_`). Unwritten columns are masked;
 - every row steps every time (closed chains write a masked pad, as in the eager path);
 - token selection (`sampling.select_tokens`, with the step as a tensor) runs inside the function,
   so a step is launched without waiting for the previous one; the text phase asks whether any chain
   is still open only every 16 steps;
 - the image step calls the generation head only, never the 100k-row `lm_head`.
 
-The transformer layers are transformers' own modules, called with the workspace as their cache, so
-the arithmetic is the eager path's. Capacities are rounded up to `CAPACITY_BUCKET` so a new prompt
-length rarely means a new compilation; the workspace is kept between calls at a fixed address, which
-CUDA graphs (`reduce-overhead`) need.
+The transformer layers are transformers' own modules, called with the workspace as their cache and
+the segments as an attention argument, so the projections and MLPs are the eager path's. Segment
+lengths are rounded up to `CAPACITY_BUCKET`; the workspace is kept between calls at fixed addresses,
+which CUDA graphs (`reduce-overhead`) need. Mode `frozen` compiles with inductor's freezing: weights
+become constants (on the CPU, prepacked for oneDNN), which only inference may do.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import DECODING_ATTENTION
+from .attention import DECODING_ATTENTION, decoding_attention
 from .compat import cache_kwargs
 from .sampling import select_tokens
 
 # "none": transformers' own forward over a growing cache (the eager path, not this module);
 # "static": this module's fixed-shape steps run without compiling (debugging, parity checks);
-# "default" / "reduce-overhead": those steps under torch.compile (the latter with CUDA graphs on a GPU).
-COMPILE_MODES = ("none", "static", "default", "reduce-overhead")
-CAPACITY_BUCKET = 256
+# "default" / "reduce-overhead": those steps under torch.compile (the latter with CUDA graphs on a GPU);
+# "frozen": torch.compile with the weights as constants (inference only: refused while a weight trains).
+COMPILE_MODES = ("none", "static", "default", "reduce-overhead", "frozen")
+CAPACITY_BUCKET = 16
 
 
 @dataclass(frozen=True)
@@ -48,15 +52,55 @@ class TokenRule:
 
 
 def bucketed(capacity: int) -> int:
-    """Round a cache capacity up to the bucket size (fewer distinct shapes, fewer compilations)."""
-    return -(-capacity // CAPACITY_BUCKET) * CAPACITY_BUCKET
+    """Round a segment length up to the bucket size (fewer distinct shapes, fewer compilations)."""
+    return max(1, -(-capacity // CAPACITY_BUCKET)) * CAPACITY_BUCKET
+
+
+@dataclass(frozen=True)
+class SegmentShape:
+    """Rows `first_row` .. `first_row + groups * group_size` read the segment, `group_size` consecutive
+    rows per group; each group holds `length` columns of keys and values."""
+
+    groups: int
+    group_size: int
+    first_row: int
+    length: int
+
+
+class Segment:
+    """Keys and values ([groups, kv_heads, length, head_dim] per layer) with a [groups, group_size, length]
+    boolean mask of the columns each reading row sees."""
+
+    def __init__(self, shape: SegmentShape, kv_heads: int, head_dim: int, layers: int, dtype, device):
+        size = (shape.groups, kv_heads, shape.length, head_dim)
+        self.shape = shape
+        self.first_row, self.group_size = shape.first_row, shape.group_size
+        self.keys = [torch.zeros(size, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(size, dtype=dtype, device=device) for _ in range(layers)]
+        self.mask = torch.zeros((shape.groups, shape.group_size, shape.length), dtype=torch.bool, device=device)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.keys, *self.values, self.mask]
+
+    def load(self, layers, mask: torch.Tensor, repeats: int = 1, first: int = 0) -> None:
+        """Copy a prefilled `PreallocatedCache`'s layers into groups `first`.. (each source row `repeats`
+        times) and set their mask: [rows, n] (every reader of a group sees the same columns) or
+        [rows, group_size, n]. Columns past `n` are masked."""
+        mask = mask.repeat_interleave(repeats, 0)
+        end, n = first + mask.shape[0], mask.shape[-1]
+        self.mask[first:end].zero_()
+        self.mask[first:end, :, :n] = (mask[:, None] if mask.dim() == 2 else mask).bool()
+        for layer, keys, values in zip(layers, self.keys, self.values):
+            length = min(layer.length, n)
+            keys[first:end, :, :length] = layer._keys[:, :, :length].repeat_interleave(repeats, 0)
+            values[first:end, :, :length] = layer._values[:, :, :length].repeat_interleave(repeats, 0)
 
 
 class _ColumnCache:
-    """The cache each attention layer sees during a static step: fixed buffers written at `column`."""
+    """The cache each attention layer sees during a static step: the step segment, written at `column`."""
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
-        self.keys, self.values = keys, values
+    def __init__(self, segment: Segment):
+        self.keys, self.values = segment.keys, segment.values
         self.column: torch.Tensor | None = None
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
@@ -68,42 +112,42 @@ class _ColumnCache:
 
 
 class Workspace:
-    """A phase's fixed-shape state: per-layer KV buffers, the attention mask and the column indices."""
+    """A phase's fixed-shape state: shared and per-row segments, then the step segment (one column per
+    row and step) and its column indices."""
 
-    def __init__(self, rows: int, capacity: int, heads: int, head_dim: int, layers: int, dtype, device):
-        shape = (rows, heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.mask = torch.zeros((rows, 1, 1, capacity), dtype=torch.bool, device=device)
-        self.columns = torch.arange(capacity, device=device)
-        for t in (*self.keys, *self.values, self.mask):
-            torch._dynamo.mark_static_address(t)
-        self.cache = _ColumnCache(self.keys, self.values)
-        self.signature = (rows, capacity, heads, head_dim, layers, dtype, torch.device(device))
-
-    def load(self, layers, mask: torch.Tensor, row_offset: int = 0, repeats: int = 1) -> None:
-        """Copy a prefilled `PreallocatedCache`'s layers and its [rows, width] mask into the workspace's rows
-        from `row_offset`, each source row `repeats` times (a prompt's prefill shared by its G chains)."""
-        mask = mask.repeat_interleave(repeats, 0)
-        rows, width = mask.shape
-        end = row_offset + rows
-        self.mask[row_offset:end].zero_()
-        self.mask[row_offset:end, 0, 0, :width] = mask.bool()
-        for layer, keys, values in zip(layers, self.keys, self.values):
-            n = layer.length
-            keys[row_offset:end, :, :n] = layer._keys[:, :, :n].repeat_interleave(repeats, 0)
-            values[row_offset:end, :, :n] = layer._values[:, :, :n].repeat_interleave(repeats, 0)
+    def __init__(self, rows: int, shared: tuple[SegmentShape, ...], steps: int, dims: tuple, dtype, device):
+        kv_heads, head_dim, layers = dims
+        shapes = (*shared, SegmentShape(rows, 1, 0, steps))
+        self.segments = [Segment(s, kv_heads, head_dim, layers, dtype, device) for s in shapes]
+        self.step = self.segments[-1]
+        self.columns = torch.arange(steps, device=device)
+        for segment in self.segments:
+            for t in segment.tensors():
+                torch._dynamo.mark_static_address(t)
+        self.cache = _ColumnCache(self.step)
+        self.signature = (rows, shared, steps, dims, dtype, torch.device(device))
 
     def column(self, index: int) -> torch.Tensor:
-        """Column `index` as a one-element tensor view (no host-to-device copy, same shape every step)."""
+        """Step column `index` as a one-element tensor view (no host-to-device copy, same shape every step)."""
         return self.columns[index : index + 1]
+
+
+def _with_freezing(compiled: Callable) -> Callable:
+    """`compiled`, compiling (lazily, at a call) with inductor's freezing on. (As `torch.compile`'s
+    `options` it did not take effect in torch 2.13: the weights stayed graph inputs.)"""
+
+    def run(*args):
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args)
+
+    return run
 
 
 class StaticDecoder:
     """Decode steps of a Janus model's language model over a `Workspace`, optionally compiled.
 
     mode: "static" runs the static-shape functions without compiling; "default" / "reduce-overhead" are
-    `torch.compile` modes.
+    `torch.compile` modes; "frozen" is "default" with inductor's freezing (weights as constants).
     """
 
     def __init__(self, model, mode: str = "default"):
@@ -119,20 +163,22 @@ class StaticDecoder:
         self.mode = mode
         config = self.lm.config
         self.layers = config.num_hidden_layers
-        self.kv_heads = config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.dims = (config.num_key_value_heads, head_dim, self.layers)
         # The keyword the layers take their cache by, looked up once outside compiled code.
         (self._cache_keyword,) = cache_kwargs(self.lm.layers[0], None)
         self._workspaces: dict[str, Workspace] = {}
         self._compiled: dict[str, Callable] = {}
+        self._weights_seen = None
 
-    def workspace(self, phase: str, rows: int, capacity: int, dtype, device) -> Workspace:
+    def workspace(self, phase: str, rows: int, shared: tuple[SegmentShape, ...], steps: int, dtype, device):
         """The phase's workspace, reused (same buffers, same addresses) while its shape stays the same."""
-        signature = (rows, capacity, self.kv_heads, self.head_dim, self.layers, dtype, torch.device(device))
+        self._check_frozen_weights()
+        signature = (rows, tuple(shared), steps, self.dims, dtype, torch.device(device))
         current = self._workspaces.get(phase)
         if current is None or current.signature != signature:
             self._workspaces.pop(phase, None)  # free the old buffers before allocating new ones
-            current = Workspace(rows, capacity, self.kv_heads, self.head_dim, self.layers, dtype, device)
+            current = Workspace(rows, tuple(shared), steps, self.dims, dtype, device)
             self._workspaces[phase] = current
         return current
 
@@ -140,26 +186,51 @@ class StaticDecoder:
         """Free the workspaces (e.g. before a training step needs the memory)."""
         self._workspaces.clear()
 
+    def _weights(self):
+        """Which weights the frozen compilation holds: each parameter's identity and in-place version."""
+        return tuple((id(p), p._version) for p in self.model.parameters())
+
+    def _check_frozen_weights(self) -> None:
+        if self.mode != "frozen":
+            return
+        training = [name for name, p in self.model.named_parameters() if p.requires_grad]
+        if training:
+            raise ValueError(
+                f"compile 'frozen' makes the weights constants; {training[0]} (and {len(training) - 1} more) "
+                f"can train: use compile 'default' while a model trains"
+            )
+        seen = self._weights()
+        if self._weights_seen is not None and seen != self._weights_seen and self._compiled:
+            torch.compiler.reset()  # a weight changed in place since compiling: the constants are stale
+            self._compiled.clear()
+        self._weights_seen = seen
+
     def compiled(self, name: str, fn: Callable) -> Callable:
         """`fn` compiled once per name in this decoder's mode (or `fn` itself for mode "static")."""
         if self.mode == "static":
             return fn
         if name not in self._compiled:
-            self._compiled[name] = torch.compile(fn, mode=self.mode, fullgraph=True, dynamic=False)
+            if self.mode != "frozen":
+                self._compiled[name] = torch.compile(fn, mode=self.mode, fullgraph=True, dynamic=False)
+            else:
+                self._compiled[name] = _with_freezing(torch.compile(fn, fullgraph=True, dynamic=False))
         return self._compiled[name]
 
     def call(self, name: str, fn: Callable, *args):
         """Run one step of `fn` (compiled under `name`). Under CUDA graphs (`reduce-overhead`) a step's
         outputs live in memory the next replay overwrites, so they are copied out."""
         compiled = self.compiled(name, fn)
+        if self.lm.config._attn_implementation != DECODING_ATTENTION:  # the segments need it (the sampler sets it)
+            with decoding_attention(self.lm, args[0].columns.device):
+                return self.call(name, fn, *args)
         if self.mode != "reduce-overhead":
             return compiled(*args)
         torch.compiler.cudagraph_mark_step_begin()
         return tuple(t.clone() for t in compiled(*args))
 
     def forward(self, space: Workspace, embeds: torch.Tensor, positions: torch.Tensor, column: torch.Tensor):
-        """One token per row through the language model: writes its keys/values at `column`, returns the
-        final hidden state [rows, D]. The caller has already set the mask at `column`."""
+        """One token per row through the language model: writes its keys/values at `column` of the step
+        segment, returns the final hidden state [rows, D]. The caller has already set the mask there."""
         space.cache.column = column
         position_ids = positions[:, None]
         hidden = embeds
@@ -167,9 +238,10 @@ class StaticDecoder:
         for layer in self.lm.layers[: self.layers]:
             hidden = layer(
                 hidden,
-                attention_mask=space.mask,
+                attention_mask=None,
                 position_ids=position_ids,
                 position_embeddings=position_embeddings,
+                segments=space.segments,
                 **{self._cache_keyword: space.cache},
             )
         return self.lm.norm(hidden)[:, -1]
@@ -189,7 +261,7 @@ class StaticDecoder:
         logprobs = torch.where(below_cap, logprobs, closing_logprobs)
         tokens = torch.where(pending, picked, ids.pad)
         logprobs = torch.where(pending, logprobs, 0.0)
-        space.mask.index_copy_(3, column, pending.view(-1, 1, 1, 1))
+        space.step.mask.index_copy_(2, column, pending.view(-1, 1, 1))
         hidden = self.forward(space, self.lm.get_input_embeddings()(tokens[:, None]), next_pos, column)
         closed = pending & (tokens == ids.begin_of_image)
         boi_hidden = torch.where(closed[:, None], hidden, boi_hidden)
@@ -208,6 +280,6 @@ class StaticDecoder:
         embeds = self.model.prepare_embeddings_for_image_generation(picked[:, None])
         if cfg_weight > 1:
             embeds = torch.cat([embeds, embeds])
-        space.mask.index_fill_(3, column, True)
+        space.step.mask.index_fill_(2, column, True)
         hidden = self.forward(space, embeds, positions + step, column)
         return picked, logprobs, hidden

@@ -147,6 +147,8 @@ class GRPOConfig:
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_choice("image_logprob", self.image_logprob, ("conditional", "cfg"))
         check_choice("compile", self.compile, COMPILE_MODES)
+        if self.compile == "frozen":
+            raise FieldError("compile", "'frozen' makes the weights constants, and GRPO trains them: use 'default'")
         if not (self.train_text or self.train_image):
             raise FieldError("train_image", "train_text and train_image cannot both be off")
 
