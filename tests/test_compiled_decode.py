@@ -15,6 +15,7 @@ from gotr1.model.static_decode import CAPACITY_BUCKET, Segment, SegmentShape, St
 from gotr1.model.teacher_forcing import unconditional_ids
 from gotr1.model.tiny import build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds
+from gotr1.train.grpo import GRPOConfig
 
 # Prompts of different lengths, so rows are left-padded and chains close at different steps.
 PROMPTS = ["a red circle", "two small blue squares above a large yellow star, and a green heart"]
@@ -58,6 +59,19 @@ def test_static_steps_give_the_eager_paths_images_for_fixed_chains(tiny_bundle):
     _assert_same_samples(eager, static)
 
 
+@pytest.mark.parametrize("path", ["none", "static"])
+def test_a_chain_shared_by_a_group_is_prefilled_once_with_the_same_samples(tiny_bundle, path):
+    """G copies of one fixed chain (one plan drawn G times) take one prefill per prompt; each sample is still
+    the one it would be beside a different chain (same prompt, seed and index)."""
+    config = SamplingConfig(num_generations=2, max_reasoning_tokens=20, decode_images=False, compile=path)
+    sampler = TwoPhaseSampler(tiny_bundle)
+    chain, other = (g.chain for g in sampler.generate(PROMPTS[:1], config))
+    shared = sampler.generate(PROMPTS, config, chains=[[chain, chain], [other, other]])
+    mixed = sampler.generate(PROMPTS, config, chains=[[chain, other], [chain, other]])
+    _assert_same_samples([shared[0], shared[3]], [mixed[0], mixed[3]])
+    assert not torch.equal(shared[0].image_ids, shared[1].image_ids)  # the two samples still differ
+
+
 def test_compiled_steps_give_the_eager_paths_tokens(tiny_bundle):
     """torch.compile (inductor on the CPU): greedy and sampled with the same keys, float32."""
     sampler = TwoPhaseSampler(tiny_bundle)
@@ -78,8 +92,8 @@ def test_compiled_steps_give_the_eager_paths_tokens(tiny_bundle):
 
 
 def test_frozen_weights_give_the_eager_paths_tokens_and_follow_a_weight_change(tiny_tokenizer):
-    """Inductor's freezing bakes the weights in: the decoder refuses trainable weights and compiles
-    anew when a weight changes in place."""
+    """Inductor's freezing bakes the weights in: the decoder compiles anew when a weight changes in place,
+    and GRPO, which changes them every step, refuses it."""
     model, tokenizer = build_tiny_janus(tiny_tokenizer, seed=0)
     bundle = JanusBundle(model.requires_grad_(False), tokenizer, SpecialTokenIds.from_tokenizer(tokenizer))
     sampler = TwoPhaseSampler(bundle)
@@ -90,9 +104,8 @@ def test_frozen_weights_give_the_eager_paths_tokens_and_follow_a_weight_change(t
         model.model.generation_head.vision_head.weight.mul_(-1.0)
     changed = sampler.generate(PROMPTS, config)
     _assert_same_samples(changed, sampler.generate(PROMPTS, frozen))
-    model.model.generation_head.vision_head.weight.requires_grad_(True)
-    with pytest.raises(ValueError, match="frozen.*can train"):
-        sampler.generate(PROMPTS, frozen)
+    with pytest.raises(ValueError, match="frozen.*GRPO trains"):
+        GRPOConfig(compile="frozen")
 
 
 def test_static_path_closes_chains_at_the_cap_and_stops_checking_after_all_close(tiny_bundle):

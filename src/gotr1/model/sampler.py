@@ -534,7 +534,7 @@ class TwoPhaseSampler:
         positions = rows.next_pos.repeat_interleave(P, 0)
         m, n_tokens, own = hidden.shape[0], self.bundle.num_image_tokens, rows.mask.shape[1]
         groups, size = m // (rows.group_size * P), rows.group_size * P
-        kv_dtype = (rows.shared or rows.cache).layers[0]._keys.dtype
+        kv_dtype = (rows.shared if rows.shared is not None else rows.cache).layers[0]._keys.dtype
         shapes, sources = [], []
         if rows.shared is not None:
             shapes.append(SegmentShape(groups, size, 0, bucketed(rows.shared_mask.shape[1])))

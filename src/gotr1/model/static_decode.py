@@ -187,21 +187,20 @@ class StaticDecoder:
         self._workspaces.clear()
 
     def _weights(self):
-        """Which weights the frozen compilation holds: each parameter's identity and in-place version."""
-        return tuple((id(p), p._version) for p in self.model.parameters())
+        """Which weights a frozen compilation holds: each parameter's identity and in-place version."""
+        try:
+            return tuple((id(p), p._version) for p in self.model.parameters())
+        except RuntimeError:  # inference tensors keep no version counter
+            return tuple(id(p) for p in self.model.parameters())
 
     def _check_frozen_weights(self) -> None:
+        """Under `frozen`, drop the compilations once a weight was replaced or changed in place (an
+        optimizer step, a loaded adapter): their constants are stale."""
         if self.mode != "frozen":
             return
-        training = [name for name, p in self.model.named_parameters() if p.requires_grad]
-        if training:
-            raise ValueError(
-                f"compile 'frozen' makes the weights constants; {training[0]} (and {len(training) - 1} more) "
-                f"can train: use compile 'default' while a model trains"
-            )
         seen = self._weights()
         if self._weights_seen is not None and seen != self._weights_seen and self._compiled:
-            torch.compiler.reset()  # a weight changed in place since compiling: the constants are stale
+            torch.compiler.reset()
             self._compiled.clear()
         self._weights_seen = seen
 
