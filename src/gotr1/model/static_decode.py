@@ -133,8 +133,9 @@ class Workspace:
 
 
 def _with_freezing(compiled: Callable) -> Callable:
-    """`compiled`, compiling (lazily, at a call) with inductor's freezing on. (As `torch.compile`'s
-    `options` it did not take effect in torch 2.13: the weights stayed graph inputs.)"""
+    """`compiled`, compiling (lazily, at a call) with inductor's freezing on. In torch 2.13 `options`
+    alone left the weights graph inputs; it still matters: without it, dynamo reused a `default`
+    compilation of the same step function (same backend, guards passing) instead of freezing one."""
 
     def run(*args):
         with torch._inductor.config.patch(freezing=True):
@@ -212,7 +213,8 @@ class StaticDecoder:
             if self.mode != "frozen":
                 self._compiled[name] = torch.compile(fn, mode=self.mode, fullgraph=True, dynamic=False)
             else:
-                self._compiled[name] = _with_freezing(torch.compile(fn, fullgraph=True, dynamic=False))
+                compiled = torch.compile(fn, options={"freezing": True}, fullgraph=True, dynamic=False)
+                self._compiled[name] = _with_freezing(compiled)
         return self._compiled[name]
 
     def call(self, name: str, fn: Callable, *args):
