@@ -448,8 +448,10 @@ class TwoPhaseSampler:
             text_lps.append(logprobs.gather(-1, ids.to(device)[:, None]).squeeze(-1).cpu())
         next_pos = torch.tensor([len(s) for s in seqs], device=device)
         firsts = torch.tensor([s[0] for s in seqs], device=device)
-        if not same:
-            return _Rows(cache, mask, next_pos, hidden[:, -1], firsts, text_ids, text_lps, None, [False] * len(seqs))
+        if not same:  # whole rows; a prompt's G rows still share one unconditional prefix (group_size)
+            rows = _Rows(cache, mask, next_pos, hidden[:, -1], firsts, text_ids, text_lps, None, [False] * len(seqs))
+            rows.group_size = G
+            return rows
         n, repeat = len(seqs) * G, lambda items: [x for x in items for _ in range(G)]
         rows = _Rows(
             cache, mask, next_pos.repeat_interleave(G), hidden[:, -1].repeat_interleave(G, 0),
