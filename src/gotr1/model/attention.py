@@ -41,30 +41,30 @@ def segmented_attention(module, query: torch.Tensor, segments, scaling: float) -
     kv_heads = segments[0].keys[layer].shape[1]
     per_kv = heads // kv_heads  # query heads per key/value head (grouped-query attention)
     query = query.reshape(rows, kv_heads, per_kv, dim)
+    # Each segment's readers: `groups` groups of `size` consecutive rows from its first row.
+    shapes = [
+        (*seg.mask.shape[:2], slice(seg.first_row, seg.first_row + seg.mask.shape[0] * seg.mask.shape[1]))
+        for seg in segments
+    ]
     scores, row_max = [], query.new_full((rows, kv_heads, per_kv), float("-inf"), dtype=torch.float32)
-    for seg in segments:
-        groups, size = seg.mask.shape[:2]
-        end = seg.first_row + groups * size
+    for seg, (groups, size, readers) in zip(segments, shapes):
         # [groups, kv_heads, size * per_kv, dim] @ [groups, kv_heads, dim, length]
-        q = query[seg.first_row : end].view(groups, size, kv_heads, per_kv, dim).transpose(1, 2)
+        q = query[readers].view(groups, size, kv_heads, per_kv, dim).transpose(1, 2)
         s = torch.matmul(q.reshape(groups, kv_heads, size * per_kv, dim), seg.keys[layer].transpose(2, 3))
         s = (s.float() * scaling).view(groups, kv_heads, size, per_kv, -1).transpose(1, 2)
         s = s.masked_fill(~seg.mask[:, :, None, None, :], float("-inf")).reshape(groups * size, kv_heads, per_kv, -1)
-        row_max[seg.first_row : end] = torch.maximum(row_max[seg.first_row : end], s.amax(-1))
+        row_max[readers] = torch.maximum(row_max[readers], s.amax(-1))
         scores.append(s)
     total = torch.zeros_like(row_max)
-    for seg, s in zip(segments, scores):
-        rows_in = slice(seg.first_row, seg.first_row + s.shape[0])
-        s.sub_(row_max[rows_in, ..., None]).exp_()
-        total[rows_in] += s.sum(-1)
+    for (_, _, readers), s in zip(shapes, scores):
+        s.sub_(row_max[readers, ..., None]).exp_()
+        total[readers] += s.sum(-1)
     out = torch.zeros((rows, kv_heads, per_kv, dim), dtype=torch.float32, device=query.device)
-    for seg, p in zip(segments, scores):
-        groups, size = seg.mask.shape[:2]
-        rows_in = slice(seg.first_row, seg.first_row + groups * size)
-        p = (p / total[rows_in, ..., None]).to(query.dtype)
+    for seg, (groups, size, readers), p in zip(segments, shapes, scores):
+        p = (p / total[readers, ..., None]).to(query.dtype)
         p = p.view(groups, size, kv_heads, per_kv, -1).transpose(1, 2).reshape(groups, kv_heads, size * per_kv, -1)
         o = torch.matmul(p, seg.values[layer]).view(groups, kv_heads, size, per_kv, dim).transpose(1, 2)
-        out[rows_in] += o.reshape(groups * size, kv_heads, per_kv, dim).float()
+        out[readers] += o.reshape(groups * size, kv_heads, per_kv, dim).float()
     return out.to(query.dtype).view(rows, 1, heads, dim)
 
 

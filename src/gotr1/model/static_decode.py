@@ -73,7 +73,6 @@ class Segment:
 
     def __init__(self, shape: SegmentShape, kv_heads: int, head_dim: int, layers: int, dtype, device):
         size = (shape.groups, kv_heads, shape.length, head_dim)
-        self.shape = shape
         self.first_row, self.group_size = shape.first_row, shape.group_size
         self.keys = [torch.zeros(size, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(size, dtype=dtype, device=device) for _ in range(layers)]
@@ -82,18 +81,17 @@ class Segment:
     def tensors(self) -> list[torch.Tensor]:
         return [*self.keys, *self.values, self.mask]
 
-    def load(self, layers, mask: torch.Tensor, repeats: int = 1, first: int = 0) -> None:
-        """Copy a prefilled `PreallocatedCache`'s layers into groups `first`.. (each source row `repeats`
-        times) and set their mask: [rows, n] (every reader of a group sees the same columns) or
-        [rows, group_size, n]. Columns past `n` are masked."""
+    def load(self, layers, mask: torch.Tensor, repeats: int = 1) -> None:
+        """Copy a prefilled `PreallocatedCache`'s layers into the groups (each source row `repeats` times)
+        and set their [groups, n] mask, the same for every reader of a group. Columns past `n` are masked."""
         mask = mask.repeat_interleave(repeats, 0)
-        end, n = first + mask.shape[0], mask.shape[-1]
-        self.mask[first:end].zero_()
-        self.mask[first:end, :, :n] = (mask[:, None] if mask.dim() == 2 else mask).bool()
+        n = mask.shape[-1]
+        self.mask.zero_()
+        self.mask[:, :, :n] = mask[:, None].bool()
         for layer, keys, values in zip(layers, self.keys, self.values):
             length = min(layer.length, n)
-            keys[first:end, :, :length] = layer._keys[:, :, :length].repeat_interleave(repeats, 0)
-            values[first:end, :, :length] = layer._values[:, :, :length].repeat_interleave(repeats, 0)
+            keys[:, :, :length] = layer._keys[:, :, :length].repeat_interleave(repeats, 0)
+            values[:, :, :length] = layer._values[:, :, :length].repeat_interleave(repeats, 0)
 
 
 class _ColumnCache:
