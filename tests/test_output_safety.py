@@ -49,8 +49,11 @@ def test_resume_after_a_crash_and_past_a_damaged_checkpoint_repeats_no_step(tmp_
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     config.write_text(RECIPE.format(out=out, steps=5))
-    assert main(["train", "grpo", "--config", str(config), "--resume"]) == 0
+    # one more step changes the cosine schedule, so the resume must say so (and it is recorded)
+    assert main(["train", "grpo", "--config", str(config), "--resume", "--allow-change", "grpo.steps"]) == 0
     assert "checkpoint-000004 is unreadable" in caplog.text and "resuming from" in caplog.text
+    changes = json.loads((out / "config.json").read_text())["changes"]
+    assert changes == [{"key": "grpo.steps", "from": 4, "to": 5, "step": 2}]
     assert _steps(out / "metrics.jsonl") == [1, 2, 3, 4, 5]  # steps 3 and 4 done again, logged once
     summary = json.loads((out / "summary.json").read_text())
     assert [e["step"] for e in summary["evaluations"]] == [0, 5]  # step 0's evaluation survives the resume

@@ -69,6 +69,32 @@ class JanusBundle:
             return None
         return self.context_length - reasoning_tokens - 1 - self.num_image_tokens
 
+    def fingerprint(self) -> str:
+        """What the weights are, cheaply: a hash over every tensor's name, shape, dtype and 4096 of its values
+        taken at a fixed stride, plus the vocabulary size. Any training step, another checkpoint, another
+        dtype or a random model of another seed gives another fingerprint; the same weights anywhere the same.
+        """
+        import hashlib
+
+        digest = hashlib.sha256(f"vocab={len(self.tokenizer)}".encode())
+        with torch.no_grad():
+            for name, tensor in sorted(self.model.state_dict().items()):
+                flat = tensor.detach().reshape(-1)
+                stride = max(1, flat.numel() // 4096)
+                sample = flat[::stride][:4096].to("cpu", copy=True).contiguous()
+                digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+                digest.update(sample.view(torch.uint8).numpy().tobytes() if sample.numel() else b"")
+        return digest.hexdigest()[:16]
+
+    def provenance(self) -> dict[str, str]:
+        """What made a run's outputs besides its settings: the weights, their dtype and the device class."""
+        parameter = next(self.model.parameters())
+        return {
+            "model_fingerprint": self.fingerprint(),
+            "dtype": str(parameter.dtype).removeprefix("torch."),
+            "device": parameter.device.type,
+        }
+
     def preferred_cfg_weight(self) -> float:
         """The checkpoint's own CFG weight (its generation_config.guidance_scale), else the release's 5."""
         return float(getattr(self.model.generation_config, "guidance_scale", None) or 5.0)

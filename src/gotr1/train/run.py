@@ -16,13 +16,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, FieldError, check_range, load_config
-from ..outputs import prepare_output
+from ..outputs import prepare_output, staging_folder
+from ..provenance import describe, differences
 from ..registry import split_prompt_spec
 from ..rewards.config import RewardSettings
 from ..rewards.scoring import RewardsUnavailable
@@ -90,15 +92,21 @@ def run_sft(config_path: str | Path, *, model_override: str | None = None, overw
     data = Path(run.data)
     if not data.is_absolute():
         data = Path(config_path).parent / data
-    out = prepare_output(run.output_dir, owned=("final", "sft.json"), what="SFT run", overwrite=overwrite)
-    bundle = load_model(model_override or run.model)
-    try:
-        records = load_sft_records(data, bundle)
-    except DataError as exc:
-        raise ConfigError(str(exc)) from None
-    summary = train_sft(bundle.model, records, run.sft, pad=bundle.ids.pad)
-    bundle.save(out / "final")
-    (out / "sft.json").write_text(json.dumps({"records": len(records), **summary}, indent=2))
+    model_spec = model_override or run.model
+    output = prepare_output(
+        run.output_dir, owned=("final", "sft.json"), what="SFT run", overwrite=overwrite, inputs=[data, model_spec]
+    )
+    with output:
+        bundle = load_model(model_spec)
+        try:
+            records = load_sft_records(data, bundle)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
+        provenance = bundle.provenance()
+        summary = train_sft(bundle.model, records, run.sft, pad=bundle.ids.pad)
+        bundle.save(output.work / "final")
+        record = {"records": len(records), **summary, "recipe": asdict(run), "provenance": provenance}
+        (output.work / "sft.json").write_text(json.dumps(record | {"model": model_spec}, indent=2))
     return {"records": len(records), "steps": summary["steps_done"], "seconds": summary["seconds"]}
 
 
@@ -170,12 +178,15 @@ def run_grpo(
     model_override: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    allow_change: Sequence[str] = (),
     accelerator=None,
 ) -> dict:
     """Run a GRPO recipe; under `accelerate launch` call it on every process (the CLI does).
 
     A fresh run needs an empty (or new) output_dir, or ``overwrite`` to replace an earlier run there;
-    ``resume`` continues the newest good checkpoint of the run in output_dir."""
+    ``resume`` continues the newest good checkpoint of the run in output_dir, with the recipe it recorded:
+    a setting that changes the run's trajectory may differ only when ``allow_change`` names it (each change
+    is recorded in config.json with the step it took effect)."""
     from ..models import load_model
     from ..plot import line_chart
 
@@ -205,133 +216,233 @@ def run_grpo(
             raise ConfigError(f"eval_prompts: {exc}") from None
     prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)
     reward_fn = _reward(run.reward, Path(config_path).parent)
-    checkpoints = out / "checkpoints"
     model_spec = model_override or run.model
-    if resume:
-        try:
-            candidates = resumable_checkpoints(out, run.grpo, model_spec)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    else:  # a fresh run never lands in an earlier one's folder (every process checks; the main one clears)
-        prepare_output(
-            out,
-            owned=(*GRPO_RUN_FILES, run.project_name),
-            what="GRPO run",
-            resume_flag="--resume",
-            overwrite=overwrite,
-            remove=main,
-        )
-    acc.wait_for_everyone()
-    with loading_whole_model(acc):
-        bundle = load_model(model_spec, dtype, str(acc.device))
-    try:
-        trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
-    except TrainerSetupError as exc:  # the run's set-up, said in one line; any other error is a bug
-        raise ConfigError(str(exc)) from None
-    if resume:
-        try:
-            loaded = load_first_good(trainer, candidates)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if main:
-            log.info("resumed from %s (step %d)", loaded, trainer.step_index)
-            _truncate_jsonl(out / "metrics.jsonl", trainer.step_index)
-            _truncate_jsonl(out / "evaluations.jsonl", trainer.step_index)
-    if main:
-        (out / "config.json").write_text(json.dumps(asdict(run) | {"model": model_spec}, indent=2))
-    if run.log_with:
-        acc.init_trackers(run.project_name, config=_tracker_config(run))
-    # Evaluations of the run so far (a resumed run keeps those up to its checkpoint, step 0's included).
-    acc.wait_for_everyone()  # the logs are truncated to the checkpoint before anyone reads them
-    evaluations = _read_jsonl(out / "evaluations.jsonl")
-    last_evaluated = [evaluations[-1]["step"] if evaluations else None]  # the same on every process
-
-    def evaluate_now():
-        if suite is None or suite.training_evaluation is None:
-            return
-        last_evaluated[0] = trainer.step_index
-        sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
-        if main:
-            summary = suite.training_evaluation(
-                sampling,
-                num_prompts=run.eval_prompts,
-                cfg_weight=run.grpo.cfg_weight,
-                max_reasoning_tokens=run.grpo.max_reasoning_tokens,
-            )
-            evaluation = {
-                "step": trainer.step_index,
-                "accuracy": summary["accuracy"],
-                "reward_means": summary["reward_means"],
-            }
-            evaluations.append(evaluation)
-            with open(out / "evaluations.jsonl", "a") as f:
-                f.write(json.dumps(evaluation) + "\n")
-            log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
-            if run.log_with:
-                acc.log({"heldout_accuracy": summary["accuracy"]}, step=trainer.step_index)
+    recipe = json.loads(json.dumps(asdict(run) | {"model": model_spec}))
+    output, candidates, changes = _grpo_output(out, run, recipe, acc, resume, overwrite, allow_change)
+    with output:  # committed (a replacement swapped in) only when the run ends well
+        work = output.work
+        checkpoints = work / "checkpoints"
         acc.wait_for_everyone()
-
-    if trainer.step_index == 0 and last_evaluated[0] is None:
-        evaluate_now()
-    start = time.time()
-    # A bar on the main process's terminal; log lines otherwise.
-    progress = tqdm(
-        total=run.grpo.steps,
-        initial=trainer.step_index,
-        desc="grpo",
-        unit="step",
-        disable=None if main else True,
-        dynamic_ncols=True,
-    )
-    with progress, open(out / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
-        while trainer.step_index < run.grpo.steps:
-            if run.max_minutes is not None and _any_process(acc, time.time() - start > run.max_minutes * 60):
-                if main:
-                    log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
-                break
+        with loading_whole_model(acc):
+            bundle = load_model(model_spec, dtype, str(acc.device))
+        try:
+            trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
+        except TrainerSetupError as exc:  # the run's set-up, said in one line; any other error is a bug
+            raise ConfigError(str(exc)) from None
+        if resume:
             try:
-                result = trainer.step()
-            except RewardsUnavailable:
-                # Keep what was learned so far; the run resumes with --resume once the judge is back.
-                # (Every process gets here: the trainer hands one process's failure to all.)
-                trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
-                raise
+                loaded = load_first_good(trainer, candidates)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
             if main:
-                metrics.write(json.dumps(result.metrics) + "\n")
-                metrics.flush()
-            progress.update(1)
-            progress.set_postfix(
-                reward=f"{result.metrics['reward_mean'] or 0:.3f}", kl=f"{result.metrics['kl']:.4f}", refresh=False
+                log.info("resumed from %s (step %d)", loaded, trainer.step_index)
+                _truncate_jsonl(work / "metrics.jsonl", trainer.step_index)
+                _truncate_jsonl(work / "evaluations.jsonl", trainer.step_index)
+        provenance = bundle.provenance() | {"mixed_precision": str(acc.mixed_precision)}
+        if resume:  # every process: all stop together on a difference
+            _check_provenance(_read_json(work / "config.json"), provenance)
+        if main:
+            _record_run(work, recipe | {"provenance": provenance}, changes, trainer.step_index)
+        if run.log_with:
+            acc.init_trackers(run.project_name, config=_tracker_config(run))
+        # Evaluations of the run so far (a resumed run keeps those up to its checkpoint, step 0's included).
+        acc.wait_for_everyone()  # the logs are truncated to the checkpoint before anyone reads them
+        evaluations = _read_jsonl(work / "evaluations.jsonl")
+        last_evaluated = [evaluations[-1]["step"] if evaluations else None]  # the same on every process
+
+        def evaluate_now():
+            if suite is None or suite.training_evaluation is None:
+                return
+            last_evaluated[0] = trainer.step_index
+            sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
+            if main:
+                summary = suite.training_evaluation(
+                    sampling,
+                    num_prompts=run.eval_prompts,
+                    cfg_weight=run.grpo.cfg_weight,
+                    max_reasoning_tokens=run.grpo.max_reasoning_tokens,
+                )
+                evaluation = {
+                    "step": trainer.step_index,
+                    "accuracy": summary["accuracy"],
+                    "reward_means": summary["reward_means"],
+                }
+                evaluations.append(evaluation)
+                with open(work / "evaluations.jsonl", "a") as f:
+                    f.write(json.dumps(evaluation) + "\n")
+                log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
+                if run.log_with:
+                    acc.log({"heldout_accuracy": summary["accuracy"]}, step=trainer.step_index)
+            acc.wait_for_everyone()
+
+        if trainer.step_index == 0 and last_evaluated[0] is None:
+            evaluate_now()
+        start = time.time()
+        # A bar on the main process's terminal; log lines otherwise.
+        progress = tqdm(
+            total=run.grpo.steps,
+            initial=trainer.step_index,
+            desc="grpo",
+            unit="step",
+            disable=None if main else True,
+            dynamic_ncols=True,
+        )
+        with progress, open(work / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
+            while trainer.step_index < run.grpo.steps:
+                if run.max_minutes is not None and _any_process(acc, time.time() - start > run.max_minutes * 60):
+                    if main:
+                        log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
+                    break
+                try:
+                    result = trainer.step()
+                except RewardsUnavailable:
+                    # Keep what was learned so far; the run resumes with --resume once the judge is back.
+                    # (Every process gets here: the trainer hands one process's failure to all.)
+                    trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
+                    raise
+                if main:
+                    metrics.write(json.dumps(result.metrics) + "\n")
+                    metrics.flush()
+                progress.update(1)
+                progress.set_postfix(
+                    reward=f"{result.metrics['reward_mean'] or 0:.3f}", kl=f"{result.metrics['kl']:.4f}", refresh=False
+                )
+                if run.log_with:
+                    acc.log(_numbers(result.metrics), step=result.metrics["step"])
+                if run.eval_every and trainer.step_index % run.eval_every == 0:
+                    evaluate_now()
+                if main and run.sample_grid_every and trainer.step_index % run.sample_grid_every == 0:
+                    # This process's samples (all of them in a single process).
+                    _write_sample_grid(work / "samples" / f"step_{trainer.step_index:06d}.png", result)
+                if run.save_every and trainer.step_index % run.save_every == 0:
+                    trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
+        if last_evaluated[0] != trainer.step_index:
+            evaluate_now()
+        model = trainer.merged_model()  # every process (a gather under ZeRO-3 / FSDP)
+        summary = {
+            "steps": trainer.step_index,
+            "seconds": time.time() - start,
+            "evaluations": evaluations,
+            "rewards": reward_fn.report(),
+            "processes": acc.num_processes,
+        }
+        if main:
+            bundle.model = model
+            bundle.save(work / "final")
+            curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
+            line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(
+                work / "reward_curve.png"
             )
-            if run.log_with:
-                acc.log(_numbers(result.metrics), step=result.metrics["step"])
-            if run.eval_every and trainer.step_index % run.eval_every == 0:
-                evaluate_now()
-            if main and run.sample_grid_every and trainer.step_index % run.sample_grid_every == 0:
-                # This process's samples (all of them in a single process).
-                _write_sample_grid(out / "samples" / f"step_{trainer.step_index:06d}.png", result)
-            if run.save_every and trainer.step_index % run.save_every == 0:
-                trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
-    if last_evaluated[0] != trainer.step_index:
-        evaluate_now()
-    model = trainer.merged_model()  # every process (a gather under ZeRO-3 / FSDP)
-    summary = {
-        "steps": trainer.step_index,
-        "seconds": time.time() - start,
-        "evaluations": evaluations,
-        "rewards": reward_fn.report(),
-        "processes": acc.num_processes,
-    }
-    if main:
-        bundle.model = model
-        bundle.save(out / "final")
-        curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
-        line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(out / "reward_curve.png")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    acc.wait_for_everyone()
-    if accelerator is None:
-        acc.end_training()  # closes the trackers (and the process group of a multi-process launch)
+            (work / "summary.json").write_text(json.dumps(summary, indent=2))
+        acc.wait_for_everyone()
+        if accelerator is None:
+            acc.end_training()  # closes the trackers (and the process group of a multi-process launch)
     return summary
+
+
+# Recipe keys that change no sample, reward or update: a resumed run may take new values freely.
+BOOKKEEPING_KEYS = (
+    "output_dir",
+    "max_minutes",
+    "save_every",
+    "keep_last",
+    "sample_grid_every",
+    "log_with",
+    "project_name",
+    "grpo.log_every",
+)
+
+
+def recipe_changes(recorded: dict, recipe: dict, allow_change: Sequence[str]) -> list[dict]:
+    """The differences between the recipe a run recorded and the one it resumes with: bookkeeping keys pass,
+    ``grpo.steps`` passes under a constant schedule (a cosine schedule follows it), keys in ``allow_change``
+    are returned to be recorded; any other difference is a one-line ConfigError naming the key."""
+    recorded = {k: v for k, v in recorded.items() if k not in ("provenance", "changes")}
+    unknown = sorted(set(allow_change) - {key for key, _, _ in differences(recorded, recipe)})
+    if unknown:
+        raise ConfigError(f"--allow-change {unknown[0]}: that key does not differ from the run's recipe")
+    changes = []
+    for key, old, new in differences(recorded, recipe):
+        if key in BOOKKEEPING_KEYS or (key == "grpo.steps" and recipe["grpo"]["lr_schedule"] == "constant"):
+            continue
+        if key == "model":
+            raise ConfigError(
+                f"--resume: the run trained model {old!r}, this recipe names {new!r}; resume with the same model "
+                "or start a new run"
+            )
+        if key not in allow_change:
+            raise ConfigError(
+                f"--resume: the recipe differs from the run's ({describe(key, old, new)}), which changes its "
+                f"trajectory; restore it, or pass --allow-change {key} to continue with the new value"
+            )
+        changes.append({"key": key, "from": old, "to": new})
+    return changes
+
+
+def _check_provenance(recorded: dict, provenance: dict) -> None:
+    """Refuse to resume a run on other weights, another dtype or another device class than it started on."""
+    earlier = recorded.get("provenance")
+    if earlier is None:
+        return  # a run recorded before provenance was: nothing to compare
+    for key, old, new in differences(earlier, provenance):
+        raise ConfigError(
+            f"--resume: the run was trained with {describe(key, old, new)}; resume it with the same model, "
+            "dtype and device"
+        )
+
+
+def _record_run(work: Path, recipe: dict, changes: list[dict], step: int) -> None:
+    """config.json: the recipe in effect now, its provenance, and every change allowed on a resume with the
+    step it took effect (the changes before it kept)."""
+    earlier = _read_json(work / "config.json").get("changes", [])
+    record = recipe | {"changes": earlier + [change | {"step": step} for change in changes]}
+    tmp = work / ".config.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, work / "config.json")
+
+
+def _grpo_output(out: Path, run: GRPORun, recipe: dict, acc, resume: bool, overwrite: bool, allow_change):
+    """Where the run writes, decided by the main process first (the others then find its choice): a new
+    folder; the run in output_dir on --resume (or the unfinished replacement beside it, left by a killed
+    --overwrite run); or, with --overwrite, a staging folder swapped in when the run ends well. Returns
+    (output, the checkpoints to resume from, the recipe changes to record)."""
+    staging = staging_folder(out)
+    continuing = resume and (staging / "checkpoints").is_dir()
+    candidates, changes = [], []
+    if resume:
+        where = staging if continuing else out
+        try:
+            candidates = resumable_checkpoints(where, run.grpo, recipe["model"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        changes = recipe_changes(_read_json(where / "config.json") or recipe, recipe, allow_change)
+        if continuing:
+            log.info("resuming the unfinished replacement of %s in %s", out, staging)
+    output = None
+    for writer in (True, False):
+        if acc.is_main_process == writer:
+            output = prepare_output(
+                out,
+                owned=(*GRPO_RUN_FILES, run.project_name),
+                what="GRPO run",
+                resume_flag="--resume",
+                overwrite=overwrite or continuing,
+                resume=resume and not continuing,
+                writer=writer,
+                continue_staging=lambda folder: continuing,
+            )
+        acc.wait_for_everyone()
+    if output.replacing:  # the trackers write into the run's folder too
+        acc.project_configuration.project_dir = acc.project_configuration.logging_dir = str(output.work)
+    return output, candidates, changes
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 # What a GRPO run writes in its output_dir (besides its tracker folder, named by project_name).
