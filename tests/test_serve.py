@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,31 @@ def wait_for(predicate, what: str, limit_s: float = 60.0) -> None:
 
 def health(server) -> dict:
     return httpx.get(f"{server.url}/health", timeout=TIMEOUT).json()
+
+
+def assert_consistent(state: dict) -> None:
+    """Every accepted request has exactly one end, or is still open."""
+    counters = state["counters"]
+    ended = sum(counters[k] for k in ("served", "failed", "cancelled", "timed_out", "shut_down"))
+    assert counters["requests"] == ended + state["queue"]["open_requests"], state
+
+
+def raw_post(server, body: dict) -> socket.socket:
+    """A whole request sent on a socket of the test's own, so the test decides when the client hangs up."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection((server.host, server.port), timeout=30)
+    head = "POST /v1/images/generations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection (socket.timeout if it never does)."""
+    received = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
 
 
 class FakeSample:
@@ -128,7 +155,17 @@ class Gated:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("max_batch", 0), ("max_queue", 0), ("max_n", 0), ("port", 70000), ("batch_wait_ms", -1), ("max_n", 65)],
+    [
+        ("max_batch", 0),
+        ("max_queue", 0),
+        ("max_n", 0),
+        ("port", 70000),
+        ("batch_wait_ms", -1),
+        ("max_n", 65),
+        ("body_timeout_s", 0),
+        ("keep_alive_timeout_s", -1.0),
+        ("keep_alive_timeout_s", "5"),
+    ],
 )
 def test_settings_reject_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -344,6 +381,80 @@ def test_a_request_that_waits_too_long_is_a_504_and_leaves_the_queue():
         engine.gate.set()
         assert post(running, {"prompt": "c"}).status_code == 200
         assert len(engine.calls) == 2  # the request that timed out in the queue was never made
+        final = health(running)
+    counters = final["counters"]
+    assert counters["timed_out"] == 2 and counters["served"] == 1 and counters["cancelled"] == 0
+    assert counters["dropped_images"] == 1 and counters["discarded_images"] == 1  # "b" unsampled, "a" thrown away
+    assert_consistent(final)
+
+
+def test_requests_whose_clients_hung_up_are_cancelled_before_sampling():
+    """Three n=8 requests abandoned while queued cost no image and are counted cancelled, not served."""
+    engine = FakeEngine(gated=True)
+    settings = ServerSettings(port=0, max_batch=4, max_queue=32, max_n=8, batch_wait_ms=0, api_key_env=None)
+    with BackgroundServer(create_app(engine, settings)) as running, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(post, running, {"prompt": "held", "seed": 1})
+        assert engine.entered.wait(30)  # the worker is busy; what comes next waits in the queue
+        gone = [raw_post(running, {"prompt": "gone", "seed": seed, "n": 8}) for seed in (2, 3, 4)]
+        wait_for(lambda: health(running)["queue"]["images"] == 24, "the three requests to queue")
+        for sock in gone:
+            sock.close()
+        wait_for(lambda: health(running)["counters"]["cancelled"] == 3, "the hang-ups to be noticed", 30)
+        assert health(running)["queue"]["images"] == 0
+        engine.gate.set()
+        assert held.result(timeout=60).status_code == 200
+        assert post(running, {"prompt": "after", "seed": 5}).status_code == 200
+        final = health(running)
+    assert [job.prompt for call in engine.calls for job in call] == ["held", "after"]
+    counters = final["counters"]
+    assert counters["requests"] == 5 and counters["served"] == 2 and counters["cancelled"] == 3
+    assert counters["images"] == 2 and counters["dropped_images"] == 24 and counters["discarded_images"] == 0
+    assert_consistent(final)
+
+
+def test_a_hang_up_during_its_batch_throws_the_images_away_and_is_not_served():
+    engine = FakeEngine(gated=True)
+    settings = ServerSettings(port=0, max_batch=4, batch_wait_ms=0, api_key_env=None)
+    with BackgroundServer(create_app(engine, settings)) as running:
+        sock = raw_post(running, {"prompt": "gone", "seed": 1, "n": 3})
+        assert engine.entered.wait(30)  # its three images are being made
+        sock.close()
+        wait_for(lambda: health(running)["counters"]["cancelled"] == 1, "the hang-up to be noticed", 30)
+        engine.gate.set()
+        wait_for(lambda: health(running)["counters"]["batches"] == 1, "the batch to finish")
+        assert post(running, {"prompt": "next"}).status_code == 200
+        final = health(running)
+    counters = final["counters"]
+    assert counters["served"] == 1 and counters["cancelled"] == 1
+    assert counters["images"] == 4 and counters["discarded_images"] == 3 and counters["dropped_images"] == 0
+    assert_consistent(final)
+
+
+def test_half_sent_bodies_and_idle_connections_are_closed():
+    """Slow loris: connections that send headers and half a body, then stall, get a 408 and are closed."""
+    settings = ServerSettings(port=0, body_timeout_s=1, keep_alive_timeout_s=1, api_key_env=None)
+    with BackgroundServer(create_app(FakeEngine(), settings)) as running:
+        head = (
+            b"POST /v1/images/generations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
+        stalled = []
+        for _ in range(5):
+            sock = socket.create_connection((running.host, running.port), timeout=30)
+            sock.sendall(head + b'{"prompt": "a red')
+            stalled.append(sock)
+        for sock in stalled:
+            answer = read_until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+            error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+            assert error["code"] == "request_timeout" and "1 s" in error["message"]
+
+        idle = socket.create_connection((running.host, running.port), timeout=30)
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")  # keep-alive, then nothing more
+        assert read_until_closed(idle).startswith(b"HTTP/1.1 200")
+
+        assert post(running, {"prompt": "a"}).status_code == 200
+        assert_consistent(health(running))
 
 
 def test_load_every_request_is_answered(caplog):

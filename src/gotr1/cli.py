@@ -265,6 +265,8 @@ def cmd_demo(args) -> int:
         host=args.host,
         port=args.port,
         share=args.share,
+            body_timeout_s=args.body_timeout_s,
+            keep_alive_timeout_s=args.keep_alive_timeout_s,
         max_queue=args.max_queue,
         concurrency=args.concurrency,
     )
@@ -723,6 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=positive, default=1.5e-3)
     pre.add_argument(
         "--minutes",
+    srv.add_argument("--body-timeout-s", type=positive, default=30.0, help="for a request body; then 408 and close")
+    srv.add_argument("--keep-alive-timeout-s", type=positive, default=5.0, help="idle connections are closed after")
         type=at_least(0.0, float),
         default=24.0,
         help="stop SFT after this many minutes (the cosine decay follows this budget)",

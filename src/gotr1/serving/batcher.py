@@ -11,6 +11,12 @@ because a sample depends only on its prompt, seed and index.
 Each request gets a `concurrent.futures.Future` (asyncio code awaits it through `asyncio.wrap_future`, which
 resolves it on the event loop thread-safely). When the model call fails, every request of that batch gets
 the exception and the worker carries on with the next batch.
+
+A waiter that gives up (its client hung up, or it waited too long) calls `cancel`: the request's images not
+yet started leave the queue unsampled; images already in the batch being made are finished with it and
+thrown away. Every accepted request ends exactly once, under the lock, as served, failed, cancelled,
+timed_out or shut_down, so `requests == served + failed + cancelled + timed_out + shut_down + open`
+always holds in `stats()` (refused requests were never accepted).
 """
 
 from __future__ import annotations
@@ -78,20 +84,25 @@ class Batcher:
         self.max_batch, self.max_queue, self.batch_wait_s = max_batch, max_queue, batch_wait_s
         self._cond = threading.Condition()
         self._pending: deque[_Request] = deque()
+        self._open: dict[Future, _Request] = {}  # accepted and not yet ended (queued or in the batch being made)
         self._depth = 0  # images queued and not yet handed to the worker
         self._running = 0  # images in the batch being made
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._counters = {
-            "requests": 0,  # accepted
+            "requests": 0,  # accepted; each ends as exactly one of the five below
             "served": 0,
-            "refused": 0,
-            "failed": 0,
-            "cancelled": 0,
+            "failed": 0,  # the model call failed
+            "cancelled": 0,  # the client went away
+            "timed_out": 0,  # waited longer than the server allows
+            "shut_down": 0,  # still queued when the server stopped
+            "refused": 0,  # not accepted: the queue was full or the server was stopping
             "batches": 0,
             "failed_batches": 0,
-            "images": 0,
+            "images": 0,  # sampled
+            "dropped_images": 0,  # of cancelled or timed-out requests, taken off the queue unsampled
+            "discarded_images": 0,  # sampled for a request that had already been cancelled or timed out
         }
         self._sizes: dict[int, int] = {}
 
@@ -113,7 +124,7 @@ class Batcher:
         if thread is not None:
             thread.join(timeout)
         with self._cond:
-            left = list(self._pending)
+            left = [request for request in self._pending if self._end(request, "shut_down")]
             self._pending.clear()
             self._depth = 0
         for request in left:
@@ -132,29 +143,50 @@ class Batcher:
         future: Future = Future()
         with self._cond:
             if self._stopping:
+                self._counters["refused"] += 1
                 raise ShuttingDown("the server is shutting down")
             free = self.max_queue - self._depth
             if len(jobs) > free:
                 self._counters["refused"] += 1
                 raise QueueFull(len(jobs), max(free, 0), self._retry_after(len(jobs)))
-            self._pending.append(_Request(jobs, future, time.monotonic(), [None] * len(jobs)))
+            request = _Request(jobs, future, time.monotonic(), [None] * len(jobs))
+            self._pending.append(request)
+            self._open[future] = request
             self._depth += len(jobs)
             self._counters["requests"] += 1
             self._cond.notify_all()
         self.start()
         return future
 
-    def cancel(self, future: Future) -> None:
-        """Drop a request whose waiter gave up: its images not yet started leave the queue."""
-        future.cancel()
+    def cancel(self, future: Future, outcome: str = "cancelled") -> bool:
+        """End a request whose waiter gave up (`outcome` "cancelled" or "timed_out"): its images not yet started
+        leave the queue, those in the batch being made are thrown away when it ends. False when the request
+        had already ended (served, failed, ...): then its future holds that end and nothing changes."""
+        if outcome not in ("cancelled", "timed_out"):
+            raise ValueError(f"outcome must be 'cancelled' or 'timed_out', got {outcome!r}")
         with self._cond:
-            for request in self._pending:
-                if request.future is future:
-                    self._pending.remove(request)
-                    self._depth -= len(request.jobs) - request.taken
-                    self._counters["cancelled"] += 1
-                    self._cond.notify_all()
-                    break
+            request = self._open.get(future)
+            if request is None or not self._end(request, outcome):
+                return False
+            self._unqueue(request)
+            self._cond.notify_all()
+        future.cancel()
+        return True
+
+    def _end(self, request: _Request, outcome: str) -> bool:
+        """Count the request's one end (call under the lock); False when it had already ended."""
+        if self._open.pop(request.future, None) is None:
+            return False
+        self._counters[outcome] += 1
+        return True
+
+    def _unqueue(self, request: _Request) -> None:
+        """Take an abandoned request's untaken images off the queue (call under the lock)."""
+        if request in self._pending:
+            self._pending.remove(request)
+            untaken = len(request.jobs) - request.taken
+            self._depth -= untaken
+            self._counters["dropped_images"] += untaken
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -162,6 +194,7 @@ class Batcher:
                 "queued_images": self._depth,
                 "queued_requests": len(self._pending),
                 "running_images": self._running,
+                "open_requests": len(self._open),
                 "max_queue": self.max_queue,
                 "max_batch": self.max_batch,
                 **self._counters,
@@ -213,9 +246,10 @@ class Batcher:
             return parts
 
     def _drop_abandoned(self) -> None:
-        while self._pending and self._pending[0].future.done():
-            request = self._pending.popleft()
-            self._depth -= len(request.jobs) - request.taken
+        """Unqueue requests whose future was cancelled without `cancel` (a waiter's own cancellation)."""
+        for request in [request for request in self._pending if request.future.done()]:
+            self._end(request, "cancelled")
+            self._unqueue(request)
 
     def _make(self, parts: list[tuple[_Request, int, int]]) -> None:
         jobs = [job for request, start, end in parts for job in request.jobs[start:end]]
@@ -237,12 +271,12 @@ class Batcher:
             with self._cond:
                 self._running = 0
                 self._counters["failed_batches"] += 1
-                self._counters["failed"] += len(requests)
-                for request in requests:  # a request split over batches loses its queued rest too
+                failed = [request for request in requests if self._end(request, "failed")]
+                for request in failed:  # a request split over batches loses its queued rest too
                     if request in self._pending:
                         self._pending.remove(request)
                         self._depth -= len(request.jobs) - request.taken
-            for request in requests:
+            for request in failed:
                 _settle(request.future, error=exc)
             return
         elapsed = time.monotonic() - started
@@ -256,11 +290,16 @@ class Batcher:
             self._batch_seconds = elapsed if not self._batch_seconds else 0.7 * self._batch_seconds + 0.3 * elapsed
             offset = 0
             for request, start, end in parts:
-                request.results[start:end] = samples[offset : offset + end - start]
-                offset += end - start
+                chunk, offset = samples[offset : offset + end - start], offset + end - start
+                if request.future.done():  # cancelled by its waiter without `cancel`
+                    self._end(request, "cancelled")
+                    self._unqueue(request)
+                if request.future not in self._open:  # its waiter gave up while the batch was being made
+                    self._counters["discarded_images"] += end - start
+                    continue
+                request.results[start:end] = chunk
                 request.done += end - start
-                if request.done == len(request.jobs):
+                if request.done == len(request.jobs) and self._end(request, "served"):
                     finished.append(request)
-                    self._counters["served"] += not request.future.cancelled()
         for request in finished:
             _settle(request.future, list(request.results))

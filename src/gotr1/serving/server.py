@@ -26,8 +26,13 @@ Request fields:
 
 Every error is JSON in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
 request, 401 for a missing or wrong API key (when the `api_key_env` variable is set at start; ``/health``
-stays open), 413 for a body over `max_body_bytes`, 503 with ``Retry-After`` when the queue is full, 504 when
-a request waited longer than `request_timeout_s`, 500 when the model failed (the server keeps serving).
+stays open), 408 for a body that did not arrive within `body_timeout_s` (the connection is then closed), 413
+for a body over `max_body_bytes`, 503 with ``Retry-After`` when the queue is full, 504 when a request waited
+longer than `request_timeout_s`, 500 when the model failed (the server keeps serving).
+
+A request whose client hangs up before its images are made is cancelled: its images leave the queue unsampled
+(or, already in the batch being made, are thrown away) and ``/health`` counts it as cancelled, not served.
+Idle keep-alive connections are closed after `keep_alive_timeout_s` (uvicorn's ``timeout_keep_alive``).
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class ServerSettings:
     max_body_bytes: int = 1 << 20
     api_key_env: str | None = "GOTR1_API_KEY"  # None or "": never ask for a key
     request_timeout_s: float = 600.0  # how long a request may wait for its images before a 504
+    body_timeout_s: float = 30.0  # the whole body must arrive within this, or 408 and the connection is closed
+    keep_alive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -92,6 +99,8 @@ class ServerSettings:
         check_range("max_prompt_chars", self.max_prompt_chars, low=1)
         check_range("max_body_bytes", self.max_body_bytes, low=1024)
         check_range("request_timeout_s", self.request_timeout_s, low=0, low_open=True)
+        check_range("body_timeout_s", self.body_timeout_s, low=0, high=3600, low_open=True)
+        check_range("keep_alive_timeout_s", self.keep_alive_timeout_s, low=0, high=3600, low_open=True)
         if self.max_n > self.max_queue:
             raise FieldError(
                 "max_n", f"must be <= max_queue ({self.max_queue}), got {self.max_n}: such a request never fits"
@@ -271,12 +280,14 @@ def _image_entry(sample, seed: int) -> dict[str, Any]:
 
 
 class _Gate:
-    """ASGI middleware: refuse unauthorised /v1 calls and oversized bodies before the app reads them."""
+    """ASGI middleware: refuse unauthorised /v1 calls, oversized bodies and bodies that do not arrive in time
+    (uvicorn has no body timeout: a client that sends half a body would hold its connection forever)."""
 
-    def __init__(self, app, *, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app, *, api_key: str | None, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self._key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -306,8 +317,20 @@ class _Gate:
                 await too_big(scope, receive, send)
                 return
         chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
-            message = await receive()
+            try:  # one deadline for the whole body, so trickling a byte at a time does not extend it
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                log.info("closing a connection whose body did not arrive within %g s", self.body_timeout_s)
+                slow = error_response(
+                    408,
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    code="request_timeout",
+                    headers={"Connection": "close"},  # uvicorn closes the connection after this answer
+                )
+                await slow(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -359,7 +382,9 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
     app = FastAPI(title="gotr1", summary="GoT-R1 reasoning-chain image generation", lifespan=lifespan)
     app.state.engine, app.state.settings, app.state.batcher = engine, settings, batcher
-    app.add_middleware(_Gate, api_key=api_key or None, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        _Gate, api_key=api_key or None, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -387,6 +412,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        """Queue and counters; `requests` (accepted) always equals served + failed + cancelled + timed_out +
+        shut_down + queue.open_requests, and `refused` counts the requests never accepted."""
         stats = batcher.stats()
         return {
             "status": "ok" if batcher.alive else "starting",
@@ -396,6 +423,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
                 "images": stats.pop("queued_images"),
                 "requests": stats.pop("queued_requests"),
                 "running_images": stats.pop("running_images"),
+                "open_requests": stats.pop("open_requests"),
                 "capacity": stats.pop("max_queue"),
                 "max_batch": stats.pop("max_batch"),
             },
@@ -413,7 +441,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         return model_card()
 
     @app.post("/v1/images/generations")
-    async def generate(body: ImageRequest) -> JSONResponse:
+    async def generate(body: ImageRequest, request: Request) -> JSONResponse:
         n, seed = _check_request(body, engine, settings)
         jobs = [Job(body.prompt, seed, i, body.chain) for i in range(n)]
         try:
@@ -428,19 +456,31 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             ) from None
         except ShuttingDown:
             raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
+        waiter = asyncio.wrap_future(future)
+        watcher = asyncio.ensure_future(_until_disconnected(request.receive))
         try:
-            samples = await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            batcher.cancel(future)
-            raise APIError(
-                504,
-                f"no images after {settings.request_timeout_s:g} s; try again later",
-                kind="server_error",
-                code="timeout",
-            ) from None
-        except asyncio.CancelledError:  # the client went away: free its place in the queue
+            done, _ = await asyncio.wait(
+                {waiter, watcher}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:  # the server is stopping this task: free the request's place
             batcher.cancel(future)
             raise
+        finally:
+            watcher.cancel()
+        if waiter not in done:
+            gone = watcher in done
+            if batcher.cancel(future, "cancelled" if gone else "timed_out"):
+                if gone:  # nobody is left to read this answer; uvicorn drops it
+                    return error_response(499, "the client closed the connection", code="client_closed_request")
+                raise APIError(
+                    504,
+                    f"no images after {settings.request_timeout_s:g} s; try again later",
+                    kind="server_error",
+                    code="timeout",
+                )
+            # else the request ended at the same moment (served or failed): answer with that end
+        try:
+            samples = await waiter
         except ShuttingDown:
             raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
         except Exception as exc:
@@ -458,6 +498,22 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     return app
 
 
+async def _until_disconnected(receive) -> None:
+    """Return when the client hangs up.
+
+    Once the body is read, uvicorn's ``receive()`` blocks until the connection is lost and then answers
+    ``http.disconnect`` (the way Starlette's StreamingResponse listens for it), so a task awaiting it sees a
+    hang-up at once. Polling ``request.is_disconnected()`` would need a loop and an interval, and only notices
+    between polls. Anything but a disconnect here is unexpected after the body; the short sleep keeps an ASGI
+    server that answers at once from spinning. A connection whose ``receive()`` fails is as good as gone.
+    """
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            await asyncio.sleep(0.05)
+    except Exception as exc:
+        log.warning("treating the client as gone: receive() failed: %s", _one_line(f"{type(exc).__name__}: {exc}"))
+
+
 # -- running it -----------------------------------------------------------------------------------
 
 
@@ -465,6 +521,9 @@ def _uvicorn_config(app: FastAPI, host: str, port: int, **overrides):
     import uvicorn
 
     options = {"ws": "none", "lifespan": "on", "timeout_graceful_shutdown": 10, **overrides}
+    settings = getattr(app.state, "settings", None)
+    if isinstance(settings, ServerSettings):
+        options.setdefault("timeout_keep_alive", settings.keep_alive_timeout_s)
     return uvicorn.Config(app, host=host, port=port, **options)
 
 
