@@ -19,6 +19,19 @@ class BenchmarkError(ValueError):
     """Bad benchmark input (unknown category, foreign file in a samples folder...): one line naming it."""
 
 
+class IncompleteRun(BenchmarkError):
+    """A run scored with images missing or damaged: the scores and results are written (each category's mean
+    over the images there, marked incomplete with their names), and this says which, in one line.
+    ``results`` is what :func:`gotr1.eval.scoring.score_run` would have returned."""
+
+    def __init__(self, message: str, results: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+UNMADE = "unscored_image"  # ImageScore.details key: why an expected image was not scored ("missing", "damaged")
+
+
 @dataclass(frozen=True)
 class Reference:
     """A published result shown beside ours, labelled as such."""
@@ -94,7 +107,11 @@ class Benchmark(ABC):
             by_category.setdefault(s.category, []).append(s)
         categories = {name: summarize_category(items, self.pass_mark) for name, items in by_category.items()}
         means = [c["score"] for c in categories.values() if c["score"] is not None]
-        return {"categories": categories, "overall": fmean(means) if means else None}
+        return {
+            "categories": categories,
+            "overall": fmean(means) if means else None,
+            "incomplete": [name for name, c in categories.items() if c["incomplete"]],
+        }
 
 
 def summarize_category(scores: Sequence[ImageScore], pass_mark: float) -> dict[str, Any]:
@@ -103,8 +120,15 @@ def summarize_category(scores: Sequence[ImageScore], pass_mark: float) -> dict[s
     A failing image (score < pass_mark) whose plan fails the same check (plan_score < pass_mark) counts as
     "plan wrong": fix the reasoning. One whose plan passes counts as "image off a right plan": fix the
     drawing. Without a plan score it is "plan not judged".
+
+    An image the run asked for that is missing or damaged (``details["unscored_image"]``) is not scored: the mean is
+    over the images there, and the category is marked ``incomplete`` with their names.
     """
     scored = [s for s in scores if s.score is not None]
+    unmade = {
+        kind: [s.path for s in scores if s.score is None and s.details.get(UNMADE) == kind]
+        for kind in ("missing", "damaged")
+    }
     failed = [s for s in scored if s.score < pass_mark]
     plans = [s.plan_score for s in scored if s.plan_score is not None]
     return {
@@ -119,6 +143,9 @@ def summarize_category(scores: Sequence[ImageScore], pass_mark: float) -> dict[s
             "image_off_plan": sum(1 for s in failed if s.plan_score is not None and s.plan_score >= pass_mark),
             "plan_not_judged": sum(1 for s in failed if s.plan_score is None),
         },
+        "incomplete": bool(unmade["missing"] or unmade["damaged"]),
+        "missing_images": unmade["missing"],
+        "damaged_images": unmade["damaged"],
     }
 
 

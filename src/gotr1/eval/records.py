@@ -9,7 +9,9 @@ own record of the sample: its reasoning chain and planned objects. Scoring reads
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +23,23 @@ from PIL import Image
 
 from ..chain import Box, PlannedObject
 
-__all__ = ["EvalImage", "ImageJob", "ImageScore", "Scorer", "ScorerError", "write_json_atomic", "write_bytes_atomic"]
+log = logging.getLogger(__name__)
+
+JOBS_FILE = "jobs.json"  # in a run folder: every image the run has been asked for, per category
+
+__all__ = [
+    "EvalImage",
+    "ImageJob",
+    "ImageScore",
+    "Scorer",
+    "ScorerError",
+    "check_image",
+    "image_fingerprint",
+    "read_job_list",
+    "write_job_list",
+    "write_json_atomic",
+    "write_bytes_atomic",
+]
 
 
 class ScorerError(RuntimeError):
@@ -145,3 +163,77 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def image_fingerprint(data: bytes) -> dict[str, Any]:
+    """What a sample record says about its official image, so a later run can tell it is intact."""
+    return {"image_sha256": hashlib.sha256(data).hexdigest(), "image_bytes": len(data)}
+
+
+def check_image(path: Path, record: dict[str, Any] | None, size: int | None = None) -> str | None:
+    """Why the official image at ``path`` cannot be trusted, or None when it can.
+
+    With the fingerprint its record holds (:func:`image_fingerprint`): the file's size, then its sha256.
+    A record without one (runs made before records held it): a full decode, and the side ``size`` in
+    pixels when given. Never raises for a damaged file: the reason names what is wrong.
+    """
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    expected_hash = record.get("image_sha256") if isinstance(record, dict) else None
+    if isinstance(expected_hash, str):
+        expected_bytes = record.get("image_bytes")
+        if isinstance(expected_bytes, int) and actual != expected_bytes:
+            return f"damaged ({actual} bytes, its record says {expected_bytes})"
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or exc})"
+        if digest.hexdigest() != expected_hash:
+            return "damaged (its sha256 differs from the one its record holds)"
+        return None
+    try:
+        with Image.open(path) as im:
+            im.load()
+            found = im.size
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means the file is damaged
+        return f"damaged (does not decode: {exc})"
+    if size is not None and found != (size, size):
+        return f"damaged ({found[0]}x{found[1]} pixels, expected {size}x{size})"
+    return None
+
+
+def read_job_list(root: Path) -> dict[str, list[dict[str, Any]]] | None:
+    """The run's job list (category -> [{path, record, prompt}]) as sampling wrote it; None for runs made
+    before it was written, or when it is unreadable (logged)."""
+    path = root / JOBS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        categories = data["categories"]
+        if not isinstance(categories, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("path"), str) for v in categories.values() for e in v
+        ):
+            raise ValueError("no job list per category")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("%s: unreadable (%s); the run's expected images are read from its records instead", path, exc)
+        return None
+    return categories
+
+
+def write_job_list(root: Path, jobs: Sequence[ImageJob]) -> None:
+    """Add the jobs to the run's job list (a resume may add categories or prompts; none is ever dropped)."""
+    known = read_job_list(root) or {}
+    merged = {category: {e["path"]: e for e in entries} for category, entries in known.items()}
+    for job in jobs:
+        merged.setdefault(job.category, {})[job.path] = {"path": job.path, "record": job.record, "prompt": job.prompt}
+    data = {"categories": {category: list(entries.values()) for category, entries in merged.items()}}
+    if data["categories"] != known:
+        write_json_atomic(root / JOBS_FILE, data)
