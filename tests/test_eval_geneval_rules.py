@@ -364,3 +364,197 @@ def test_constants_match_the_official_lists():
     assert GenEvalOptions() == GenEvalOptions(
         threshold=0.3, counting_threshold=0.9, max_objects=16, max_overlap=1.0, position_threshold=0.1
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Arithmetic to the last bit: each rule against a restatement of the official arithmetic in numpy float32
+# (evaluate_images.py at af4902f; mmdetection's per-class results are float32 arrays of [x1, y1, x2, y2, score]).
+# Each randomized test also checks that its cases include ones where plain float64 arithmetic answers
+# differently, so it would catch a return to float64.
+
+_F32 = np.float32
+
+
+def _up32(value: float, steps: int = 1) -> float:
+    """``value`` moved ``steps`` float32 ulps (down for negative steps), as a Python float."""
+    out = _F32(value)
+    for _ in range(abs(steps)):
+        out = np.nextafter(out, _F32(np.inf if steps > 0 else -np.inf))
+    return float(out)
+
+
+def _official_kept(scores: list[float], threshold: float) -> list[bool]:
+    # The official test: a float32 array against the Python float threshold.
+    return (np.asarray(scores, dtype=np.float32) > threshold).tolist()
+
+
+def _threshold_cases(rng: np.random.Generator, threshold: float) -> list[float]:
+    at = float(_F32(threshold))
+    cases = [at, threshold, _up32(threshold, 1), _up32(threshold, -1), _up32(threshold, 2), _up32(threshold, -2)]
+    cases += [float(np.nextafter(threshold, 1.0)), float(np.nextafter(threshold, 0.0))]
+    # float64 values between float32 neighbours: they round to one of them
+    cases += [float(v) for v in rng.uniform(_up32(threshold, -2), _up32(threshold, 2), 12)]
+    cases += [float(_F32(v)) for v in rng.uniform(threshold - 1e-6, threshold + 1e-6, 6)]
+    return cases
+
+
+def test_confidence_threshold_is_a_float32_comparison_like_the_official_array():
+    rng = np.random.default_rng(20240613)
+    compared = disagree_with_float64 = 0
+    thresholds = [(0.3, "colors"), (0.9, "counting"), *((float(t), "two_object") for t in rng.uniform(0.05, 0.95, 8))]
+    for threshold, tag in thresholds:
+        options = GenEvalOptions(threshold=threshold) if tag != "counting" else GenEvalOptions()
+        for score in _threshold_cases(rng, threshold):
+            kept = bool(select_detections([det("cup", score, (0, 0, 5, 5))], tag, options))
+            assert kept == _official_kept([score], threshold)[0], (threshold, score)
+            compared += 1
+            disagree_with_float64 += kept != (score > threshold)
+    assert compared == 10 * 26
+    assert disagree_with_float64 > 0
+    # the case of the issue: exactly float32(0.3) does not count, as officially (float64 would count it)
+    assert float(_F32(0.3)) > 0.3
+    assert select_detections([det("cup", float(_F32(0.3)), (0, 0, 5, 5))], "colors") == {}
+    assert select_detections([det("cup", _up32(0.3), (0, 0, 5, 5))], "colors") != {}
+
+
+def test_ranking_sorts_float32_scores_later_first_on_float32_ties():
+    rng = np.random.default_rng(7)
+    changed = 0
+    for _ in range(200):
+        n = int(rng.integers(2, 17))  # at most 16: the pinned numpy's argsort is an insertion sort (stable) there
+        base = [float(_F32(v)) for v in rng.uniform(0.31, 1.0, 3)]
+        # float64 scores that collapse onto three float32 values, plus some exact float32 ones
+        scores = [
+            b + float(rng.uniform(-0.4, 0.4)) * (_up32(b) - b) if rng.random() < 0.7 else b for b in rng.choice(base, n)
+        ]
+        dets = [det("cup", s, (i, 0, i + 5, 5)) for i, s in enumerate(scores)]
+        order = np.argsort(np.asarray(scores, dtype=np.float32), kind="stable")[::-1]
+        order = [i for i in order if _official_kept([scores[i]], 0.3)[0]][:16]
+        assert select_detections(dets, "colors")["cup"] == [dets[i] for i in order]
+        float64_order = sorted(range(n), key=lambda i: (scores[i], i), reverse=True)
+        changed += float64_order != order
+    assert changed > 0
+
+
+def _official_relative_position(box_a, box_b, position_threshold: float = 0.1) -> tuple[str, ...]:
+    """The official relative position restated with float32 numpy arrays (checked to give the same answers
+    under numpy 1.23.5 and 2.4.6)."""
+    corners = np.array([box_a[:4], box_b[:4]], dtype=np.float32).reshape(2, 2, 2)  # box, corner, axis
+    centre = corners.mean(axis=1)
+    size = np.abs(corners[:, 1] - corners[:, 0])
+    offset = centre[0] - centre[1]
+    shrunk = np.maximum(np.abs(offset) - position_threshold * (size[0] + size[1]), 0) * np.sign(offset)
+    if np.all(np.abs(shrunk) < 1e-3):
+        return ()
+    dx, dy = shrunk / np.linalg.norm(offset)
+    found = {"left of": dx < -0.5, "right of": dx > 0.5, "above": dy < -0.5, "below": dy > 0.5}
+    return tuple(r for r in RELATIONS if found[r])
+
+
+def _float64_relative_position(box_a, box_b, position_threshold: float = 0.1) -> tuple[str, ...]:
+    """The same rule in float64 (the arithmetic before this fix), to show that the cases tell them apart."""
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = box_a[:4], box_b[:4]
+    offset = np.array([(ax1 + ax2) / 2 - (bx1 + bx2) / 2, (ay1 + ay2) / 2 - (by1 + by2) / 2])
+    size = np.array([abs(ax2 - ax1) + abs(bx2 - bx1), abs(ay2 - ay1) + abs(by2 - by1)])
+    shrunk = np.maximum(np.abs(offset) - position_threshold * size, 0) * np.sign(offset)
+    if np.all(np.abs(shrunk) < 1e-3):
+        return ()
+    dx, dy = shrunk / np.hypot(*offset)
+    found = {"left of": dx < -0.5, "right of": dx > 0.5, "above": dy < -0.5, "below": dy > 0.5}
+    return tuple(r for r in RELATIONS if found[r])
+
+
+def _boundary_boxes(rng: np.random.Generator, position_threshold: float, axis: int):
+    """Two float32 boxes whose shrunk offset on ``axis`` over the offset's length is 0.5, give or take a
+    rounding: |o_axis| - t * size_axis = 0.5 * |offset|, solved for the other axis's offset."""
+    size_a, size_b = rng.uniform(1, 200, 2), rng.uniform(1, 200, 2)
+    total = size_a[axis] + size_b[axis]
+    along = rng.uniform(2 * position_threshold * total + 1, 2 * position_threshold * total + 300)
+    across = np.sqrt(max(((along - position_threshold * total) / 0.5) ** 2 - along**2, 0.0))
+    offset = np.empty(2)
+    offset[axis], offset[1 - axis] = along * rng.choice([-1, 1]), across * rng.choice([-1, 1])
+    corner_a = rng.uniform(0, 300, 2)
+    centre_b = corner_a + size_a / 2 - offset
+    box_a = [*corner_a, *(corner_a + size_a)]
+    box_b = [*(centre_b - size_b / 2), *(centre_b + size_b / 2)]
+    box_a, box_b = [float(_F32(v)) for v in box_a], [float(_F32(v)) for v in box_b]
+    nudge = int(rng.integers(-2, 3))
+    if nudge:
+        box_b[axis] = _up32(box_b[axis], nudge)
+    return tuple(box_a), tuple(box_b)
+
+
+def _no_relation_boundary_boxes(rng: np.random.Generator, position_threshold: float):
+    """Boxes whose shrunk offsets sit at the 1e-3 "no relation" test on both axes."""
+    size_a, size_b = rng.uniform(1, 100, 2), rng.uniform(1, 100, 2)
+    offset = position_threshold * (size_a + size_b) + 1e-3 + rng.uniform(-2e-5, 2e-5, 2)
+    corner_a = rng.uniform(0, 200, 2)
+    centre_b = corner_a + size_a / 2 - offset
+    box_a = [*corner_a, *(corner_a + size_a)]
+    box_b = [*(centre_b - size_b / 2), *(centre_b + size_b / 2)]
+    return tuple(float(_F32(v)) for v in box_a), tuple(float(_F32(v)) for v in box_b)
+
+
+def test_relative_position_is_float32_arithmetic_at_the_boundaries():
+    rng = np.random.default_rng(11)
+    counts = {"0.5 boundary": 0, "1e-3 boundary": 0, "integer boxes": 0}
+    disagree_with_float64 = 0
+    for position_threshold in (0.1, 0.05, 0.2):
+        for _ in range(600):
+            a, b = _boundary_boxes(rng, position_threshold, axis=int(rng.integers(0, 2)))
+            assert relative_position(a, b, position_threshold) == _official_relative_position(a, b, position_threshold)
+            disagree_with_float64 += _float64_relative_position(a, b, position_threshold) != relative_position(
+                a, b, position_threshold
+            )
+            counts["0.5 boundary"] += 1
+        for _ in range(100):
+            a, b = _no_relation_boundary_boxes(rng, position_threshold)
+            assert relative_position(a, b, position_threshold) == _official_relative_position(a, b, position_threshold)
+            counts["1e-3 boundary"] += 1
+        for _ in range(200):  # mmdetection's boxes come from masks: whole pixels
+            xs, ys = np.sort(rng.integers(0, 512, (2, 2)), axis=1), np.sort(rng.integers(0, 512, (2, 2)), axis=1)
+            a, b = (xs[0, 0], ys[0, 0], xs[0, 1], ys[0, 1]), (xs[1, 0], ys[1, 0], xs[1, 1], ys[1, 1])
+            assert relative_position(a, b, position_threshold) == _official_relative_position(a, b, position_threshold)
+            counts["integer boxes"] += 1
+    assert counts == {"0.5 boundary": 1800, "1e-3 boundary": 300, "integer boxes": 600}
+    assert disagree_with_float64 > 100  # about a third of the 0.5-boundary cases
+
+
+def _official_iou_pinned_numpy(box_a, box_b) -> float:
+    """The official overlap IoU on float32 rows as numpy 1.23 (GenEval's pin) evaluates it: a float32 scalar
+    minus a float32 scalar stays float32; adding the Python int 1 promotes to float64 (checked under 1.23.5)."""
+    a, b = np.asarray(box_a[:4], dtype=np.float32), np.asarray(box_b[:4], dtype=np.float32)
+
+    def area(x1, y1, x2, y2):
+        return max(np.float64(x2 - x1) + 1, 0) * max(np.float64(y2 - y1) + 1, 0)
+
+    inter = area(max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    union = area(*a) + area(*b) - inter
+    return float(inter / union) if union else 0.0
+
+
+def test_overlap_suppression_iou_in_the_pinned_numpys_dtypes():
+    rng = np.random.default_rng(5)
+    disagree_with_float64 = 0
+    for _ in range(500):
+        x = np.sort(rng.uniform(0, 100, 2))
+        y = np.sort(rng.uniform(0, 100, 2))
+        a = (x[0], y[0], x[1], y[1])
+        b = tuple(v + rng.uniform(-3, 3) for v in a)
+        expected = _official_iou_pinned_numpy(a, b)
+        assert box_iou(a, b) == expected
+        disagree_with_float64 += expected != _float64_iou(a, b)
+        threshold = float(rng.uniform(0.5, 1.0))
+        first, second = det("cat", 0.9, a), det("cat", 0.8, b)
+        kept = select_detections([first, second], "colors", GenEvalOptions(max_overlap=threshold))["cat"]
+        assert kept == ([first, second] if expected < threshold else [first])
+    assert disagree_with_float64 > 100
+
+
+def _float64_iou(a, b) -> float:
+    def area(box):
+        return max(box[2] - box[0] + 1, 0) * max(box[3] - box[1] + 1, 0)
+
+    inter = area([max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])])
+    union = area(a) + area(b) - inter
+    return inter / union if union else 0.0

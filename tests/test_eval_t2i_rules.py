@@ -410,3 +410,318 @@ def test_complex_spatial_nouns_and_clip_text():
         == "The cat is on the left of the pillow ."
     )
     assert phrases.words("two cats, a dog.") == ["two", "cats", ",", "a", "dog", "."]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Arithmetic to the last bit: each rule against a restatement of the official script's arithmetic (commit
+# 1b70949). The scripts read UniDet's float32 box and score tensors with ``.item()`` (exact float32 values as
+# Python floats) and compute in Python floats; BLIP's tensors are float32. The cases put float64 inputs a
+# fraction of a float32 ulp off float32 values at each threshold, so the same arithmetic on the unrounded
+# inputs (``read=float``: the rules before the fix) answers differently; each test checks that such cases occur.
+
+_F32 = np.float32
+
+
+def _item(value: float) -> float:
+    """``tensor.item()`` of a float32 tensor holding ``value``."""
+    return float(_F32(value))
+
+
+def _off32(rng: np.random.Generator, value: float) -> float:
+    """A float64 within 0.45 float32 ulp of ``value`` (a float32): it rounds back to ``value`` in float32."""
+    return value + float(rng.uniform(-0.45, 0.45)) * float(np.spacing(_F32(value if value else 1e-30)))
+
+
+def _official_position_2d(locality, b1, b2, read=_item):
+    """2D_spatial_eval.py's determine_position (iou_threshold 0.1, distance_threshold 150), restated."""
+    x1a, y1a, x2a, y2a = (read(v) for v in b1)
+    x1b, y1b, x2b, y2b = (read(v) for v in b2)
+    x_distance = (x1b + x2b) / 2 - (x1a + x2a) / 2
+    y_distance = (y1b + y2b) / 2 - (y1a + y2a) / 2
+    intersection = max(0, min(x2a, x2b) - max(x1a, x1b)) * max(0, min(y2a, y2b) - max(y1a, y1b))
+    iou = intersection / ((x2a - x1a) * (y2a - y1a) + (x2b - x1b) * (y2b - y1b) - intersection)
+    if locality in ("next to", "on side of", "near"):
+        if abs(x_distance) < 150 or abs(y_distance) < 150:
+            return 1
+        return 150 / max(abs(x_distance), abs(y_distance))
+    sides = {
+        "on the right of": (x_distance < 0, x_distance, y_distance),
+        "on the left of": (x_distance > 0, x_distance, y_distance),
+        "on the bottom of": (y_distance < 0, y_distance, x_distance),
+        "on the top of": (y_distance > 0, y_distance, x_distance),
+    }
+    if locality not in sides:
+        return 0
+    right_side, along, across = sides[locality]
+    if right_side and abs(along) > abs(across):
+        return 1 if iou < 0.1 else 0.1 / iou
+    return 0
+
+
+def _official_image_score_2d(locality, found1, found2, read=_item):
+    """2D_spatial_eval.py's image score from (confidence, box) or None per object, with its 0.5 floor."""
+    if found1 is not None and found2 is not None:
+        score = 0.25 * read(found1[0]) + 0.25 * read(found2[0])
+        score += _official_position_2d(locality, found1[1], found2[1], read) / 2
+    elif found1 is not None or found2 is not None:
+        score = 0.25 * read((found1 or found2)[0])
+    else:
+        score = 0
+    return 0 if score < 0.5 else score
+
+
+def _spatial_case(rng: np.random.Generator):
+    """A relation and two (confidence, box) pairs on or near one of the rule's thresholds."""
+    relation = rng.choice([*rules.SPATIAL_2D_RELATIONS, "none"])
+    w1, h1, w2, h2 = (float(v) for v in rng.integers(10, 200, 4) / 2)
+    x1, y1 = (float(v) for v in rng.integers(0, 300, 2) / 2)
+    kind = int(rng.integers(0, 4))
+    if kind == 0:  # the 150 px rule: an offset of exactly 150 on one axis, 150 or more on the other
+        dx, dy = 150.0 * rng.choice([-1, 1]), float(rng.choice([150.0, 200.0, 300.5])) * rng.choice([-1, 1])
+    elif kind == 1:  # |dx| == |dy|: neither axis wins
+        dx = dy = float(rng.integers(1, 300) / 2) * rng.choice([-1, 1])
+    elif kind == 2:  # overlapping boxes: 0.1 / IoU
+        dx, dy = float(rng.integers(-40, 40) / 2), float(rng.integers(-40, 40) / 2)
+    else:
+        dx, dy = (float(v) for v in rng.integers(-600, 600, 2) / 2)
+    cx, cy = x1 + w1 / 2 + dx, y1 + h1 / 2 + dy
+    box1 = tuple(_off32(rng, v) for v in (x1, y1, x1 + w1, y1 + h1))
+    box2 = tuple(_off32(rng, v) for v in (cx - w2 / 2, cy - h2 / 2, cx + w2 / 2, cy + h2 / 2))
+    c1, c2 = (_off32(rng, float(c)) for c in rng.choice([1.0, 0.5, 0.75, float(_F32(rng.uniform(0.5, 1)))], 2))
+    return (None if relation == "none" else str(relation)), (c1, box1), (c2, box2)
+
+
+def test_2d_rule_and_image_score_read_float32_like_the_script():
+    rng = np.random.default_rng(2024)
+    disagree_with_float64 = 0
+    for _ in range(1500):
+        locality, (c1, b1), (c2, b2) = _spatial_case(rng)
+        position = rules.position_score_2d(locality, b1, b2)
+        assert position == _official_position_2d(locality, b1, b2), (locality, b1, b2)
+        found = [Detection("cat", c1, b1), Detection("dog", c2, b2)]
+        score = rules.spatial_2d_score(locality, "cat", "dog", found).score
+        assert score == _official_image_score_2d(locality, (c1, b1), (c2, b2))
+        alone = rules.spatial_2d_score(locality, "cat", "cow", found)  # one found: 0.25 x conf, then floored
+        assert (alone.unfloored, alone.score) == (0.25 * _item(c1), 0.0)
+        disagree_with_float64 += score != _official_image_score_2d(locality, (c1, b1), (c2, b2), read=float)
+        disagree_with_float64 += position != _official_position_2d(locality, b1, b2, read=float)
+    assert disagree_with_float64 > 300
+    # the floor: confidences 1 and just under 1 in float64 (1.0 in float32), position 0 -> exactly 0.5, kept
+    found = [Detection("hat", 1.0, A), Detection("rack", 1 - 2.0**-30, (0.0, 200.0, 100.0, 300.0))]
+    assert rules.spatial_2d_score("on top of", "hat", "rack", found).score == 0.5
+
+
+def _official_position_3d(locality, b1, b2, depth_map, read=_item):
+    """3D_spatial_eval.py's in front of / behind / hidden branches, restated (the region mean is numpy's here:
+    the script's is a float32 torch mean on the GPU, a summation order no CPU test reproduces)."""
+    x1a, y1a, x2a, y2a = (read(v) for v in b1)
+    x1b, y1b, x2b, y2b = (read(v) for v in b2)
+    intersection = max(0, min(x2a, x2b) - max(x1a, x1b)) * max(0, min(y2a, y2b) - max(y1a, y1b))
+    iou = intersection / ((x2a - x1a) * (y2a - y1a) + (x2b - x1b) * (y2b - y1b) - intersection)
+    depth_a = depth_map[int(x1a) : int(x2a), int(y1a) : int(y2a)].mean()
+    depth_b = depth_map[int(x1b) : int(x2b), int(y1b) : int(y2b)].mean()
+    nearer = depth_a - depth_b > 0 if locality == "in front of" else depth_a - depth_b < 0
+    if iou > 0.5:
+        return 1 if nearer else 0
+    if 0 < iou < 0.5:
+        return iou / 0.5 if nearer else 0
+    return 0
+
+
+def test_3d_rule_reads_float32_boxes_at_iou_half_zero_and_pixel_edges():
+    rng = np.random.default_rng(33)
+    depth_map = np.add.outer(np.arange(479.0), np.zeros(479)) / 479  # varies along x, the first index
+    disagree_with_float64 = 0
+    for _ in range(900):
+        locality = str(rng.choice(rules.SPATIAL_3D_RELATIONS))
+        x, y, w, h = (float(v) for v in (*rng.integers(0, 200, 2), *rng.integers(20, 200, 2)))
+        kind = int(rng.integers(0, 3))
+        box1 = (x, y, x + w, y + h)
+        if kind == 0:  # IoU exactly 0.5: box2 is the top half of box1
+            box2 = (x, y, x + w, y + h / 2)
+        elif kind == 1:  # IoU exactly 0: box2 touches box1's right edge
+            box2 = (x + w, y, x + 2 * w, y + h)
+        else:  # a partial overlap, corners near whole pixels (int() indexing)
+            box2 = (x + w / 3, y + h / 4, x + w + 7, y + h + 3)
+        if rng.random() < 0.5:
+            box1, box2 = box2, box1
+        box1, box2 = tuple(_off32(rng, v) for v in box1), tuple(_off32(rng, v) for v in box2)
+        score = rules.position_score_3d(locality, box1, box2, depth_map)
+        assert score == _official_position_3d(locality, box1, box2, depth_map), (locality, box1, box2)
+        disagree_with_float64 += score != _official_position_3d(locality, box1, box2, depth_map, read=float)
+    assert disagree_with_float64 > 50
+
+
+def _official_duplicate(b1, b2, read=_item) -> bool:
+    """numeracy_eval.py's calculate_iou test (+1 pixel areas), restated on ``.item()`` values."""
+    x1a, y1a, x2a, y2a = (read(v) for v in b1)
+    x1b, y1b, x2b, y2b = (read(v) for v in b2)
+    inter = max(0, min(x2a, x2b) - max(x1a, x1b) + 1) * max(0, min(y2a, y2b) - max(y1a, y1b) + 1)
+    area1, area2 = (x2a - x1a + 1) * (y2a - y1a + 1), (x2b - x1b + 1) * (y2b - y1b + 1)
+    return inter / float(area1 + area2 - inter) > 0.9 or inter / float(area1) > 0.9 or inter / float(area2) > 0.9
+
+
+def test_numeracy_duplicate_test_reads_float32_boxes_at_the_0_9_boundary():
+    rng = np.random.default_rng(9)
+    disagree_with_float64 = 0
+    for _ in range(800):
+        # Equal boxes of (+1) width W shifted by W / 10: each covers the other by exactly 0.9 (not > 0.9).
+        width = float(rng.integers(1, 40) * 10)
+        height = float(rng.integers(5, 300))
+        x, y = (float(v) for v in rng.integers(0, 200, 2))
+        shift = width / 10 + float(rng.choice([0.0, 0.0, 0.5, -0.5]))
+        box1 = (x, y, x + width - 1, y + height - 1)
+        box2 = (x + shift, y + float(rng.choice([0, 0, 1])), x + shift + width - 1, y + height - 1)
+        box1, box2 = tuple(_off32(rng, v) for v in box1), tuple(_off32(rng, v) for v in box2)
+        merged = rules.merge_duplicate_detections([Detection("cat", 0.9, box1), Detection("cat", 0.8, box2)])
+        assert (len(merged) == 1) == _official_duplicate(box1, box2), (box1, box2)
+        disagree_with_float64 += (len(merged) == 1) != _official_duplicate(box1, box2, read=float)
+    assert disagree_with_float64 > 50
+
+
+def _official_blip(probabilities, fmt=_item) -> tuple[list[str], str]:
+    """BLIP_vqa.py: each phrase's float32 P(yes) written with 4 decimals, read back into a float32 reward
+    matrix (8 phrases, 1 for a missing one), the columns multiplied in place, the product written again."""
+    answers = [f"{fmt(p):.4f}" for p in probabilities]
+    reward = np.ones((1, 8), dtype=np.float32)
+    for i, answer in enumerate(answers):
+        reward[0, i] = float(answer)
+    product = reward[:, 0].copy()
+    for i in range(1, 8):
+        product *= reward[:, i]
+    return answers, f"{product[0].item():.4f}"
+
+
+def test_blip_answers_and_product_are_float32_at_4_decimal_ties():
+    rng = np.random.default_rng(4)
+    disagree_with_float64 = cases = 0
+    for _ in range(400):
+        ties = (rng.integers(0, 10000, 8) + 0.5) / 10000  # x.xxxx5: halfway between two 4-decimal answers
+        probabilities = [float(t) + float(rng.integers(-40, 40)) * 1e-12 for t in ties[: rng.integers(0, 9)]]
+        answers, product = _official_blip(probabilities)
+        assert [rules.blip_answer(p) for p in probabilities] == answers
+        assert rules.blip_image_score(probabilities) == float(product)
+        assert rules.blip_answer(rules.blip_image_score(probabilities)) == product
+        cases += len(probabilities)
+        disagree_with_float64 += sum(a != b for a, b in zip(answers, _official_blip(probabilities, float)[0]))
+    assert cases > 1000 and disagree_with_float64 > 100
+
+
+def _official_summaries(answers) -> dict[str, str]:
+    """Each script's summary text from its answers in file order."""
+    out = {}
+    total = 0
+    for a in answers:
+        total += float(a)
+    out["blip"] = "BLIP-VQA score:" + str(total / len(answers))
+    out["spatial_2d"] = out["clip"] = "score avg:" + str(total / len(answers))
+    fold = 0  # 3_in_1.py's sum(total_score): a left fold on its Python 3.9
+    for a in answers:
+        fold = fold + float(a)
+    out["three_in_one"] = "score avg:" + str(fold / len(answers))
+    out["numeracy"] = f"total:{total} num:{len(answers)} avg:{str(total / len(answers))}"
+    out["spatial_3d"] = f"avg score is {np.mean([float(a) for a in answers])}"
+    return out
+
+
+def test_summary_text_adds_up_as_each_script_does():
+    rng = np.random.default_rng(12)
+    pairwise_differs = compensated_differs = 0
+    for _ in range(300):
+        n = int(rng.integers(1, 400))
+        values = [float(v) for v in rng.choice([rng.random(n), np.round(rng.random(n), 4), rng.random(n) / 3])]
+        expected = _official_summaries(values)
+        for metric, text in expected.items():
+            assert rules.summary_text(metric, values) == text, metric
+        left_to_right = float(expected["clip"].removeprefix("score avg:"))
+        pairwise_differs += f"avg score is {left_to_right}" != expected["spatial_3d"]
+        compensated_differs += math.fsum(values) / n != left_to_right
+    # the 3D mean is numpy's pairwise one, not the left-to-right one; Python 3.12's compensated sum() differs too
+    assert pairwise_differs > 50 and compensated_differs > 50
+    blip_answers = ["0.6900", "0.1234", "1.0000"]
+    assert rules.summary_text("blip", blip_answers) == _official_summaries(blip_answers)["blip"]
+    with pytest.raises(ValueError):
+        rules.summary_text("nonsense", [1.0])
+
+
+class _CannedDetector:
+    """Stands in for the scorer's detector: per image, detections named by the labels asked for."""
+
+    model_id, threshold, query_template = "canned", 0.5, "a photo of a {}"
+
+    def __init__(self, make):
+        self.make = make  # (image index, labels asked for) -> detections
+
+    def detect(self, images, labels):
+        return [self.make(i, wanted) for i, wanted in enumerate(labels)]
+
+
+class _FlatDepth:
+    model_id = "flat"
+
+    def depth_maps(self, images):
+        return [np.add.outer(np.arange(479.0), np.zeros(479)) / 479 for _ in images]
+
+
+def _eval_images(root, category, prompts):
+    import PIL.Image
+
+    from gotr1.eval.records import EvalImage, ImageJob
+
+    (root / "samples").mkdir(parents=True, exist_ok=True)
+    images = []
+    for index, prompt in enumerate(prompts):
+        path = f"samples/{prompt}_{index:06d}.png"
+        PIL.Image.new("RGB", (32, 32), (index, 0, 0)).save(root / path)
+        images.append(EvalImage(ImageJob(category, prompt, index, 0, 42, path, f"records/{index:06d}.json"), root))
+    return images
+
+
+def test_numeracy_without_countable_object_scores_zero_everywhere(tmp_path):
+    import json
+
+    from gotr1.eval.scorers.t2i_official import RESULT_FILES, T2IOfficialScorer
+
+    def make(i, wanted):
+        return [Detection(label, 0.9, (100.0 * k, 0.0, 100.0 * k + 50, 50.0)) for k, label in enumerate(wanted * 2)]
+
+    scorer = T2IOfficialScorer(detector=_CannedDetector(make))
+    # "photo" and "sky" are in no line of new_objects.txt: the official script divides by zero on this prompt
+    prompts = ["two cats", "a photo of the sky", "three dogs"]
+    scores = scorer.score("numeracy", _eval_images(tmp_path, "numeracy", prompts), tmp_path)
+    assert [s.score for s in scores] == [1.0, 0.0, 0.5]  # three dogs: present, but two boxes, not three
+    assert "official script fails" in scores[1].reason
+    rows = json.loads((tmp_path / RESULT_FILES["numeracy"]).read_text())
+    assert [r["answer"] for r in rows] == [s.score for s in scores]
+    summary = (tmp_path / RESULT_FILES["numeracy"]).parent.joinpath("score.txt").read_text()
+    assert summary == _official_summaries([1.0, 0.0, 0.5])["numeracy"] == "total:1.5 num:3 avg:0.5"
+    assert float(summary.rsplit("avg:", 1)[1]) == sum(s.score for s in scores) / len(scores)
+    assert any("numeracy, a prompt with no countable object" in note for note in scorer.notes)
+
+
+def test_3d_summary_file_is_numpys_mean_of_the_answers(tmp_path):
+    import json
+
+    from gotr1.eval.scorers.t2i_official import RESULT_FILES, T2IOfficialScorer
+
+    # float32 confidences and corners: the answers do not depend on the float32 rounding, only the mean does
+    rng = np.random.default_rng(1)
+    confidences, shifts = rng.random((24, 2)).astype(np.float32), rng.uniform(30, 90, 24)
+
+    def make(i, wanted):  # the first object in front of (larger x: nearer) the second, IoU below 0.5
+        s = float(shifts[i])
+        boxes = [(220.0, 10.0, 320.0, 110.0), (_item(220.0 - s), 20.0, _item(320.0 - s), 120.0)]
+        return [Detection(label, float(c), box) for label, c, box in zip(wanted, confidences[i], boxes)]
+
+    scorer = T2IOfficialScorer(detector=_CannedDetector(make), depth=_FlatDepth())
+    images = _eval_images(tmp_path, "3d_spatial", ["a cat in front of a dog"] * 24)
+    scores = scorer.score("3d_spatial", images, tmp_path)
+    rows = json.loads((tmp_path / RESULT_FILES["spatial_3d"]).read_text())
+    answers = [r["answer"] for r in rows]
+    assert answers == [s.score for s in scores] and len(set(answers)) == 24
+    text = (tmp_path / RESULT_FILES["spatial_3d"]).parent.joinpath("avg_result.txt").read_text()
+    assert text == f"avg score is {np.mean(answers)}"
+    left_to_right = 0.0
+    for a in answers:
+        left_to_right += a
+    assert text != f"avg score is {left_to_right / len(answers)}"  # these answers tell the two sums apart

@@ -14,6 +14,9 @@ What the official code does, and so what these functions do:
   clause it refers to; clauses are ANDed, and a failed clause is no target for a later relation;
 - an ``exclude`` clause fails the image when at least ``count`` objects of its class are detected (ORed);
 - ``reason`` is the failed checks' messages, one per line, "" for a correct image;
+- the arithmetic is the official code's, dtype for dtype (see "Dtypes" below the class list): mmdetection's
+  boxes and scores are float32 numpy arrays, so a score is compared with the threshold in float32, and a
+  relative position is worked out in float32 from float32 boxes;
 - a tag's score is the mean of ``correct`` over its images; the overall score is the plain mean of the tag
   means (not of the images).
 """
@@ -21,7 +24,6 @@ What the official code does, and so what these functions do:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,26 @@ COLOR_TEMPLATES: tuple[str, ...] = (
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 
 _CLASS_INDEX = {name: i for i, name in enumerate(GENEVAL_CLASSES)}
+
+# Dtypes: which dtype the official code computes in, and so which dtype these rules compute in. Worked out from
+# evaluate_images.py and checked under numpy 1.23.5 (GenEval's environment.yml pins 1.23.1) and 2.4.6:
+#
+# - mmdetection 2.x returns, per class, a float32 array of rows [x1, y1, x2, y2, score].
+# - The confidence test ``scores > threshold`` is a float32 *array* against a Python float. numpy 1.x's
+#   value-based casting lets the array's dtype win over a Python scalar of the same kind, and numpy 2's NEP 50
+#   treats a Python float as "weak": under both the threshold becomes float32(0.3) = 0.300000011920929, so a
+#   score of exactly float32(0.3) does not count (in float64, 0.300000011920929 > 0.3 would count it). For
+#   0.9 it happens to make no difference (float32(0.9) < 0.9), for other thresholds it can. The ranking sorts
+#   the same float32 scores, so two scores equal in float32 are a tie (the later detection first).
+# - The relative position is array arithmetic throughout (centres, sizes, the offset, its shrink by
+#   0.1 x the summed sizes, the 1e-3 "no relation" test, the Euclidean norm, the division), so every step
+#   rounds to float32, Python constants included, under numpy 1.x and 2 alike; only the final tests against
+#   +-0.5 compare a float32 scalar with a Python float, which is exact either way.
+# - The overlap suppression (``max_overlap`` < 1; off by default) works on float32 *scalars*. There numpy 1.x
+#   (the pinned version) promotes a float32 scalar combined with a Python int or float to float64, numpy 2
+#   keeps float32: the widths ``x2 - x1`` are float32 subtractions, and the +1, the areas, the ratio and the
+#   comparison with ``max_overlap`` are float64, as under the pinned numpy.
+_F32 = np.float32
 
 
 class MetadataError(BenchmarkError):
@@ -175,13 +197,17 @@ def colour_words(name: str, label: str | None = None) -> str | None:
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union with the official inclusive-pixel convention (+1 on each side)."""
+    """Intersection over union with the official inclusive-pixel convention (+1 on each side), in the
+    official dtypes (see "Dtypes" below the class list): corners as float32, each width and height a float32
+    subtraction, the rest in float64 (numpy 1.23's promotion of a float32 scalar with a Python number)."""
 
-    def area(box: Sequence[float]) -> float:
-        return max(box[2] - box[0] + 1, 0) * max(box[3] - box[1] + 1, 0)
+    def area(x1: np.float32, y1: np.float32, x2: np.float32, y2: np.float32) -> float:
+        return max(float(x2 - x1) + 1, 0) * max(float(y2 - y1) + 1, 0)
 
-    inter = area([max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])])
-    union = area(a) + area(b) - inter
+    ax1, ay1, ax2, ay2 = (_F32(v) for v in a[:4])
+    bx1, by1, bx2, by2 = (_F32(v) for v in b[:4])
+    inter = area(max(ax1, bx1), max(ay1, by1), min(ax2, bx2), min(ay2, by2))
+    union = area(ax1, ay1, ax2, ay2) + area(bx1, by1, bx2, by2) - inter
     return inter / union if union else 0.0
 
 
@@ -196,15 +222,17 @@ def select_detections(
         if det.label not in _CLASS_INDEX:
             raise ValueError(f"detection label {det.label!r} is not a GenEval class")
         by_class.setdefault(det.label, []).append(det)
-    threshold = options.confidence_threshold(tag)
+    # float32 scores against a float32 threshold, as the official float32 array against a Python float.
+    threshold = _F32(options.confidence_threshold(tag))
     selected: dict[str, list[Detection]] = {}
     for name in GENEVAL_CLASSES:
         candidates = by_class.get(name)
         if not candidates:
             continue
-        # Descending by score; among equal scores the later one first (numpy's argsort reversed).
-        order = sorted(range(len(candidates)), key=lambda i: (candidates[i].score, i), reverse=True)
-        ranked = [candidates[i] for i in order if candidates[i].score > threshold][: options.max_objects]
+        scores = [_F32(d.score) for d in candidates]
+        # Descending by float32 score; among equal ones the later one first (numpy's argsort reversed).
+        order = sorted(range(len(candidates)), key=lambda i: (scores[i], i), reverse=True)
+        ranked = [candidates[i] for i in order if scores[i] > threshold][: options.max_objects]
         kept: list[Detection] = []
         while ranked:
             best = ranked.pop(0)
@@ -224,15 +252,21 @@ def relative_position(
     The centre offset A - B is shrunk towards 0 on each axis by ``position_threshold`` x (A's size + B's
     size) on that axis, so boxes that overlap a lot are in no relation; what remains, divided by the length
     of the *unshrunk* offset, must pass 0.5 on an axis for a relation on it.
+
+    Every step rounds to float32, in the official order (see "Dtypes" below the class list): centre
+    ``(x1 + x2) / 2``, size ``|x2 - x1|``, offset ``centre_a - centre_b``, shrink
+    ``max(|offset| - float32(threshold) * (size_a + size_b), 0) * sign(offset)``, the test
+    ``|shrunk| < float32(1e-3)`` on both axes, norm ``sqrt(ox * ox + oy * oy)``, then ``shrunk / norm``.
     """
-    ax1, ay1, ax2, ay2 = (float(v) for v in box_a[:4])
-    bx1, by1, bx2, by2 = (float(v) for v in box_b[:4])
-    offset = ((ax1 + ax2) / 2 - (bx1 + bx2) / 2, (ay1 + ay2) / 2 - (by1 + by2) / 2)
+    ax1, ay1, ax2, ay2 = (_F32(v) for v in box_a[:4])
+    bx1, by1, bx2, by2 = (_F32(v) for v in box_b[:4])
+    two, zero, threshold = _F32(2), _F32(0), _F32(position_threshold)
+    offset = ((ax1 + ax2) / two - (bx1 + bx2) / two, (ay1 + ay2) / two - (by1 + by2) / two)
     sizes = (abs(ax2 - ax1) + abs(bx2 - bx1), abs(ay2 - ay1) + abs(by2 - by1))
-    shrunk = [math.copysign(max(abs(o) - position_threshold * s, 0.0), o) for o, s in zip(offset, sizes)]
-    if all(abs(v) < 1e-3 for v in shrunk):
+    shrunk = [max(abs(o) - threshold * s, zero) * np.sign(o) for o, s in zip(offset, sizes)]
+    if all(abs(v) < _F32(1e-3) for v in shrunk):
         return ()
-    norm = math.hypot(*offset)
+    norm = np.sqrt(offset[0] * offset[0] + offset[1] * offset[1])
     dx, dy = shrunk[0] / norm, shrunk[1] / norm
     found = {"left of": dx < -0.5, "right of": dx > 0.5, "above": dy < -0.5, "below": dy > 0.5}
     return tuple(rel for rel in RELATIONS if found[rel])

@@ -15,6 +15,23 @@ because the benchmark's published numbers include them; each is named in the doc
   1/n of the score per counted object, half for being present, half for the exact count.
 - 3-in-1: which two or three sub-scores are averaged depends on the prompt's list.
 - BLIP-VQA: per-phrase probabilities rounded to 4 decimals, multiplied in float32.
+
+Arithmetic, dtype for dtype, as the scripts at 1b70949 do it (their .pyc files are CPython 3.9's; numpy 1.25):
+
+- the detector's boxes and confidences are float32 tensors that the scripts read with ``.item()``: exact
+  float32 values, then Python (float64) arithmetic. The rules round every box corner and confidence they
+  read to float32 first (:func:`as_float32`), so a detector or plan handing in float64 numbers is scored as
+  the official script would score the float32 tensor, then compute in float64 in the scripts' order;
+- BLIP's per-phrase P(yes) is a float32 tensor formatted with 4 decimals; the product is a float32 tensor;
+- the summary files' means are left-to-right sums from 0 (BLIP, 2D, CLIP, numeracy, and 3-in-1's ``sum``,
+  which is a plain left-to-right sum before Python 3.12) divided by the count, except 3D's ``np.mean``, which
+  sums pairwise in float64 (:func:`summary_text`).
+
+Where the official scripts raise, the rules give a defined answer instead (each listed in the official
+scorer's notes): two boxes whose union is 0 (both spatial scripts divide by it): IoU 0; a numeracy prompt
+with no countable object (``1 / len(my_obj)``): no result (the scorer scores 0); a number word before a
+singular-only noun, a number word ending the prompt, a count missing for a found object: see
+:func:`numeracy_targets` and :func:`numeracy_score`.
 """
 
 from __future__ import annotations
@@ -43,6 +60,7 @@ __all__ = [
     "NumeracyTargets",
     "ObjectForms",
     "SpatialResult",
+    "as_float32",
     "blip_answer",
     "blip_image_score",
     "box_iou",
@@ -60,6 +78,7 @@ __all__ = [
     "region_mean_depth",
     "spatial_2d_score",
     "spatial_3d_score",
+    "summary_text",
     "three_in_one_parts",
     "three_in_one_score",
 ]
@@ -116,14 +135,24 @@ def detection_frame(
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+def as_float32(value: float) -> float:
+    """``value`` rounded to float32, as a Python float: what ``tensor.item()`` of a float32 tensor gives."""
+    return float(np.float32(value))
+
+
+def _box32(box: PixelBox) -> PixelBox:
+    return (as_float32(box[0]), as_float32(box[1]), as_float32(box[2]), as_float32(box[3]))
+
+
 def box_iou(box1: PixelBox, box2: PixelBox) -> float:
-    """IoU as the spatial scripts compute it (no +1). The official script divides by zero for two empty
-    boxes; here that is 0."""
+    """IoU as the spatial scripts compute it (no +1), in Python floats in their order. The official scripts
+    divide by a union of 0 (two empty boxes) and fail; here that IoU is 0. Any other union, even a negative
+    one from inverted boxes, is divided by, as officially."""
     x_overlap = max(0.0, min(box1[2], box2[2]) - max(box1[0], box2[0]))
     y_overlap = max(0.0, min(box1[3], box2[3]) - max(box1[1], box2[1]))
     intersection = x_overlap * y_overlap
     union = (box1[2] - box1[0]) * (box1[3] - box1[1]) + (box2[2] - box2[0]) * (box2[3] - box2[1]) - intersection
-    return intersection / union if union > 0 else 0.0
+    return intersection / union if union != 0 else 0.0
 
 
 def _center(box: PixelBox) -> tuple[float, float]:
@@ -146,7 +175,9 @@ def position_score_2d(
     |dy| > |dx|, ``on the bottom of`` dy < 0; then 1 if IoU < 0.1 else 0.1 / IoU. ``next to``, ``near``,
     ``on side of``: 1 if |dx| < 150 or |dy| < 150 (pixels of the 479 frame), else 150 / max(|dx|, |dy|).
     Quirk kept: ``on top of`` (without "the") and no relation at all match no branch and score 0.
+    Corners are rounded to float32 first (:func:`as_float32`), then everything is float64 in the script's order.
     """
+    box1, box2 = _box32(box1), _box32(box2)
     dx = _center(box2)[0] - _center(box1)[0]
     dy = _center(box2)[1] - _center(box1)[1]
     if relation in _NEAR_RELATIONS:
@@ -198,10 +229,14 @@ class SpatialResult:
 
 
 def _confidence_and_position(det1: Detection | None, det2: Detection | None, position: float | None) -> float:
-    """Both spatial scripts' image score: 0.25 x each found object's confidence, plus half the position score
-    when both were found."""
-    score = sum(0.25 * d.score for d in (det1, det2) if d is not None)
-    return score + position / 2 if position is not None else score
+    """Both spatial scripts' image score, in their order: both found, ``0.25 * conf1 + 0.25 * conf2`` and then
+    ``+= position / 2``; one found, ``0.25 * conf``; none, 0. Confidences are rounded to float32 first (the
+    scripts read a float32 tensor with ``.item()``)."""
+    if det1 is not None and det2 is not None:
+        score = 0.25 * as_float32(det1.score) + 0.25 * as_float32(det2.score)
+        return score + position / 2 if position is not None else score
+    found = det1 if det1 is not None else det2
+    return 0.25 * as_float32(found.score) if found is not None else 0.0
 
 
 def spatial_2d_score(
@@ -237,9 +272,10 @@ def position_score_3d(
     """3D_spatial_eval.py's relation score. ``depth_map`` is the normalised inverse depth (1 = nearest) in the
     detection frame. ``in front of``: IoU > 0.5 and mean depth of box1 > box2 -> 1; 0 < IoU < 0.5 and the same
     depth order -> IoU / 0.5; otherwise (no overlap, IoU exactly 0.5, wrong order) 0. ``behind`` and
-    ``hidden`` the same with the depth order reversed."""
+    ``hidden`` the same with the depth order reversed. Corners are rounded to float32 first, as in 2D."""
     if relation not in SPATIAL_3D_RELATIONS:
         return 0.0
+    box1, box2 = _box32(box1), _box32(box2)
     depth_diff = region_mean_depth(depth_map, box1) - region_mean_depth(depth_map, box2)
     in_order = depth_diff > 0 if relation == "in front of" else depth_diff < 0
     iou = box_iou(box1, box2)
@@ -352,7 +388,11 @@ def numeracy_targets(words: Sequence[str], forms: ObjectForms) -> NumeracyTarget
     """numeracy_eval.py's reading of the prompt's tokens (case-sensitive, so a capitalised ``Two`` is not a
     number). After a number word: a two-word object (``teddy bear``) first, then a one-word one. A plural after
     ``two``..``eight`` counts its singular that many times; a singular after ``a``/``an``/``one`` counts 1; a
-    two-word object in any other combination counts 1 under the words as written."""
+    two-word object in any other combination counts 1 under the words as written.
+
+    Where the official script raises, this reads on: a singular-only noun after ``two``..``eight`` (its
+    ``object_p.index`` fails) is skipped and named in ``problems``; a number word that ends the prompt (it
+    reads the token after it) is skipped."""
     targets = NumeracyTargets()
     n = len(words)
     for i, word in enumerate(words):
@@ -382,7 +422,10 @@ def numeracy_targets(words: Sequence[str], forms: ObjectForms) -> NumeracyTarget
 
 
 def _merge_overlap(box1: PixelBox, box2: PixelBox) -> bool:
-    """numeracy_eval.py's duplicate test, with its +1 pixel areas: IoU > 0.9 or either box covered > 0.9."""
+    """numeracy_eval.py's duplicate test, with its +1 pixel areas: IoU > 0.9 or either box covered > 0.9.
+    Corners rounded to float32 first; a ratio over a zero area (where the script divides by zero) is no
+    overlap."""
+    box1, box2 = _box32(box1), _box32(box2)
     inter = max(0.0, min(box1[2], box2[2]) - max(box1[0], box2[0]) + 1) * max(
         0.0, min(box1[3], box2[3]) - max(box1[1], box2[1]) + 1
     )
@@ -390,9 +433,9 @@ def _merge_overlap(box1: PixelBox, box2: PixelBox) -> bool:
     area2 = (box2[2] - box2[0] + 1) * (box2[3] - box2[1] + 1)
     union = area1 + area2 - inter
     return bool(
-        (union > 0 and inter / union > 0.9)
-        or (area1 > 0 and inter / area1 > 0.9)
-        or (area2 > 0 and inter / area2 > 0.9)
+        (union != 0 and inter / union > 0.9)
+        or (area1 != 0 and inter / area1 > 0.9)
+        or (area2 != 0 and inter / area2 > 0.9)
     )
 
 
@@ -420,7 +463,9 @@ def numeracy_score(targets: NumeracyTargets, detections: Sequence[Detection]) ->
     label is among the merged detections, the other half when the number of such detections equals the
     count. Labels containing the object name as a substring are renamed to it first (the script edits its
     label list in place). None when the prompt names no countable object (the official script divides by
-    zero there)."""
+    zero there). ``counts`` is indexed like ``names``, as the script indexes its two lists, so a count skipped
+    for ``a``/``an`` shifts the later ones; an object found whose index is past the last count (where the
+    script's ``num_obj[i]`` fails) gets the presence half only."""
     if not targets.names:
         return None
     labels = [d.label for d in merge_duplicate_detections(detections)]
@@ -488,8 +533,9 @@ def three_in_one_score(prompt: str, attribute: float, spatial: float, action: fl
 
 
 def blip_answer(probability: float) -> str:
-    """How BLIP_vqa.py writes a probability: 4 decimals, as a string."""
-    return f"{probability:.4f}"
+    """How BLIP_vqa.py writes a probability: the float32 value (its tensors are float32) with 4 decimals, as a
+    string. A float64 just below a 4-decimal tie can round up to it in float32 and so be written one unit up."""
+    return f"{as_float32(probability):.4f}"
 
 
 def blip_image_score(phrase_probabilities: Sequence[float]) -> float:
@@ -500,6 +546,35 @@ def blip_image_score(phrase_probabilities: Sequence[float]) -> float:
     for probability in phrase_probabilities:
         product = np.float32(product * np.float32(float(blip_answer(probability))))
     return float(blip_answer(float(product)))
+
+
+def summary_text(metric: str, answers: Sequence[float | str]) -> str:
+    """The summary file each official script writes beside its ``vqa_result.json``, from the answers in file
+    order (``metric`` as in the scorer's result files: ``blip``, ``spatial_2d``, ``clip``, ``three_in_one``,
+    ``numeracy``, ``spatial_3d``).
+
+    BLIP (``blip_vqa_score.txt``), 2D (``avg_score.txt``), CLIP (``score_avg.txt``), numeracy (``score.txt``)
+    and 3-in-1 (``vqa_score.txt``) add ``float(answer)`` left to right from 0 and divide by the count
+    (3-in-1 with Python's ``sum``, a plain left-to-right sum on the script's Python 3.9; from Python 3.12
+    ``sum`` compensates, so it is spelled out here); 3D (``avg_result.txt``) takes ``np.mean`` of the
+    answers, whose float64 pairwise summation can differ from the left-to-right one in the last bits. No
+    answers at all: the scripts divide by zero; here the mean is ``nan``.
+    """
+    values = [float(a) for a in answers]
+    if metric == "spatial_3d":
+        mean = float(np.mean(np.asarray(values, dtype=np.float64))) if values else math.nan
+        return f"avg score is {mean}"
+    total = 0.0
+    for value in values:
+        total += value
+    mean = total / len(values) if values else math.nan
+    if metric == "blip":
+        return f"BLIP-VQA score:{mean}"
+    if metric == "numeracy":
+        return f"total:{total} num:{len(values)} avg:{mean}"
+    if metric in ("spatial_2d", "clip", "three_in_one"):
+        return f"score avg:{mean}"
+    raise ValueError(f"no official summary for {metric!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -125,6 +125,14 @@ class GenEvalOfficialScorer:
             "CUDA as clip-benchmark's default, fp32 on CPU",
             "reason text: a failed relation lists the relations found in the order left of, right of, above, "
             "below (the official code prints a Python set, whose order varies between runs)",
+            "arithmetic in the official dtypes: scores compared with the threshold in float32 (a score of exactly "
+            "float32(0.3) does not count) and ranked as float32; relative positions computed in float32 from "
+            "float32 boxes in the official order; the optional overlap suppression as under GenEval's pinned "
+            "numpy 1.23 (float32 widths, float64 areas and comparison)",
+            "where the official code would fail, a defined answer: a position clause whose target is not an "
+            "earlier include clause is refused as bad metadata (the image is not scored); the detector's empty "
+            "masks give zero-area boxes with score 0, which never pass a threshold, so no zero-size crop reaches "
+            "the colour check (one from another detector would fail there, as it does officially)",
             "plan_score: GenEval's rules applied to the written plan (class from the object name, colour from "
             "a colour word in it, box from the plan, confidence 1.0); not part of GenEval",
         ]

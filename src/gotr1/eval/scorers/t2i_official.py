@@ -75,6 +75,7 @@ from ..rules.t2i_compbench import (
     plan_spatial,
     spatial_2d_score,
     spatial_3d_score,
+    summary_text,
     three_in_one_parts,
     three_in_one_score,
 )
@@ -281,6 +282,17 @@ class T2IOfficialScorer:
             "official ones",
             f"non-spatial and complex: CLIPScore with transformers {self.clip_model} (OpenAI's ViT-B/32 weights)",
             f"3D spatial: depth from transformers {self.depth_model} (the official DPT-Hybrid MiDaS)",
+            "arithmetic as the official scripts': box corners and confidences rounded to float32 (their "
+            "tensors' dtype), then float64 in the scripts' order; BLIP's P(yes) formatted from float32 and "
+            "multiplied in float32; summary means summed left to right (3D: numpy's pairwise mean)",
+            "where the official scripts raise, a defined answer: 2D/3D spatial, two boxes with a union of 0 "
+            "(the scripts divide by it): IoU 0; 2D/3D spatial, a prompt with no NOUN (the scripts index the "
+            "first noun): no object, score 0; 3D, an object name found only across two joined labels: not "
+            "found; numeracy, a prompt with no countable object (the script divides by zero): scored 0, "
+            "counted in the mean and written as 0 in vqa_result.json and score.txt alike; numeracy, a singular-"
+            "only noun after two..eight or a number word ending the prompt: that object skipped; numeracy, a "
+            "found object with no count of its own (its count list runs short): the presence half only; "
+            "numeracy, a zero box area in the duplicate test: no duplicate",
         ]
 
     # -- scoring -----------------------------------------------------------------------------------------
@@ -328,7 +340,7 @@ class T2IOfficialScorer:
                 reason = None
             else:
                 value = parts[metrics[0]][i].score
-                reason = None if value is not None else details[metrics[0]].get("reason")
+                reason = details[metrics[0]].get("reason")
             plan_score, plan_details = self._plan_score(category, image, sizes[i])
             if plan_details:
                 details["plan"] = plan_details
@@ -439,8 +451,13 @@ class T2IOfficialScorer:
             if target.problems:
                 details["problems"] = target.problems
             if result is None:
-                details["reason"] = "the prompt names no object from new_objects.txt after a number word"
-                out.append(_Part(None, details))
+                # The official script divides by zero here; the score is what an empty object list adds up
+                # to, 0, and it counts in the mean like any image (as it is written in the official files).
+                details["reason"] = (
+                    "the prompt names no object from new_objects.txt after a number word (the official script "
+                    "fails on it): scored 0"
+                )
+                out.append(_Part(0.0, details))
             else:
                 out.append(_Part(result.score, {**details, **result.details()}))
         return out
@@ -508,34 +525,33 @@ class T2IOfficialScorer:
                 {"question_id": _file_number(images[i], i) if by_name else i, "answer": values(i)} for i in readable
             ]
 
-        def mean(rows: list[dict[str, Any]]) -> float:
-            return sum(float(row["answer"]) for row in rows) / len(rows) if rows else float("nan")
+        def summary(metric: str, rows: list[dict[str, Any]]) -> str:
+            return summary_text(metric, [row["answer"] for row in rows])
 
         if "attribute" in parts:
             rows = entries(lambda i: blip_answer(parts["attribute"][i].score), by_name=False)
-            self._write(out_dir, RESULT_FILES["blip"], rows, "blip_vqa_score.txt", f"BLIP-VQA score:{mean(rows)}")
+            self._write(out_dir, RESULT_FILES["blip"], rows, "blip_vqa_score.txt", summary("blip", rows))
         if "spatial_2d" in parts:
             rows = entries(lambda i: parts["spatial_2d"][i].score, by_name=True)
-            self._write(out_dir, RESULT_FILES["spatial_2d"], rows, "avg_score.txt", f"score avg:{mean(rows)}")
+            self._write(out_dir, RESULT_FILES["spatial_2d"], rows, "avg_score.txt", summary("spatial_2d", rows))
             mapping = [
                 {"image": Path(images[i].job.path).name, "question_id": _file_number(images[i], i)} for i in readable
             ]
             write_json_atomic(out_dir / Path(RESULT_FILES["spatial_2d"]).parent / "mapping.json", mapping)
         if "clip" in parts:
             rows = entries(lambda i: parts["clip"][i].score, by_name=False)
-            self._write(out_dir, RESULT_FILES["clip"], rows, "score_avg.txt", f"score avg:{mean(rows)}")
+            self._write(out_dir, RESULT_FILES["clip"], rows, "score_avg.txt", summary("clip", rows))
         if category == "complex":
             rows = entries(lambda i: scores[i].score, by_name=False)
-            self._write(out_dir, RESULT_FILES["three_in_one"], rows, "vqa_score.txt", f"score avg:{mean(rows)}")
+            self._write(out_dir, RESULT_FILES["three_in_one"], rows, "vqa_score.txt", summary("three_in_one", rows))
         if "numeracy" in parts:
-            rows = entries(lambda i: parts["numeracy"][i].score or 0.0, by_name=True)
-            total = sum(float(row["answer"]) for row in rows)
-            self._write(
-                out_dir, RESULT_FILES["numeracy"], rows, "score.txt", f"total:{total} num:{len(rows)} avg:{mean(rows)}"
-            )
+            # The same number per image as the image's score (0 where nothing is countable), so the file,
+            # its summary and the run's own mean agree.
+            rows = entries(lambda i: parts["numeracy"][i].score, by_name=True)
+            self._write(out_dir, RESULT_FILES["numeracy"], rows, "score.txt", summary("numeracy", rows))
         if "spatial_3d" in parts:
             rows = entries(lambda i: parts["spatial_3d"][i].score, by_name=True)
-            self._write(out_dir, RESULT_FILES["spatial_3d"], rows, "avg_result.txt", f"avg score is {mean(rows)}")
+            self._write(out_dir, RESULT_FILES["spatial_3d"], rows, "avg_result.txt", summary("spatial_3d", rows))
 
     @staticmethod
     def _write(out_dir: Path, result_file: str, rows: list[dict[str, Any]], summary_name: str, summary: str) -> None:
