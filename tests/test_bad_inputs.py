@@ -52,6 +52,18 @@ def both(*setups):
     return setup
 
 
+def written_by(folder: str, command: str):
+    """setup: mark every file now under {d}/folder as written by `command` (gotr1's manifest of its files)."""
+
+    def setup(d: Path) -> None:
+        root = d / folder
+        written = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        manifest = {"written_by": command, "complete": True, "files": written}
+        (root / ".gotr1-output.json").write_text(json.dumps(manifest))
+
+    return setup
+
+
 def earlier_grpo_run(d: Path) -> None:
     run = d / "run"
     (run / "checkpoints" / "checkpoint-000004").mkdir(parents=True)
@@ -128,7 +140,10 @@ CASES = [
     (
         "generate-out-earlier-run",
         [*G, *P, "--out", "{d}/gen"],
-        files(**{"gen__generate.json": "{}", "gen__0000_a_red_circle__sample_00__chain.json": "{}"}),
+        both(
+            files(**{"gen__generate.json": "{}", "gen__0000_a_red_circle__sample_00__chain.json": "{}"}),
+            written_by("gen", "gotr1 generate"),
+        ),
         "gen: holds an earlier gotr1 generate; pass --overwrite",
     ),
     (
@@ -156,13 +171,13 @@ CASES = [
         "convert-dst-foreign",
         ["convert", "tiny-random", "{d}/dst"],
         files(dst__notes_txt="keep"),
-        "dst: holds files that are not checkpoint output",
+        "dst: holds files that are not gotr1 convert output",
     ),
     (
         "convert-dst-earlier-checkpoint",
         ["convert", "{d}/nope", "{d}/dst"],
-        files(**{"dst__config.json": "{}", "dst__model.safetensors": b"x"}),
-        "dst: holds an earlier checkpoint; pass --overwrite",
+        both(files(**{"dst__config.json": "{}", "dst__model.safetensors": b"x"}), written_by("dst", "gotr1 convert")),
+        "dst: holds an earlier gotr1 convert; pass --overwrite",
     ),
     ("convert-dtype-unknown", ["convert", "{d}/src", "{d}/dst", "--dtype", "int4"], None, "--dtype: invalid choice"),
     ("convert-src-missing", ["convert", "{d}/nope", "{d}/dst"], None, "nope: no such checkpoint directory"),
@@ -332,7 +347,7 @@ CASES = [
     (
         "grpo-output-earlier-run",
         ["train", "grpo", "--config", "{d}/recipe.yaml"],
-        both(recipe(), earlier_grpo_run),
+        both(recipe(), earlier_grpo_run, written_by("run", "GRPO run")),
         "run: holds an earlier GRPO run; pass --resume to continue it, pass --overwrite",
     ),
     (
@@ -415,7 +430,7 @@ CASES = [
     (
         "sft-output-earlier-run",
         ["train", "sft", "--config", "{d}/sft.yaml"],
-        both(files(**{"sft.yaml": SFT_RECIPE, "sft__sft.json": "{}"}), sft_records),
+        both(files(**{"sft.yaml": SFT_RECIPE, "sft__sft.json": "{}"}), sft_records, written_by("sft", "SFT run")),
         "sft: holds an earlier SFT run; pass --overwrite",
     ),
     # --- gotr1 shapes ----------------------------------------------------------------------------------
@@ -448,7 +463,7 @@ CASES = [
     (
         "shapes-build-tokenizer-out-earlier",
         ["shapes", "build-tokenizer", "--out", "{d}/t"],
-        files(**{"t__tokenizers.json": "{}"}),
+        both(files(**{"t__tokenizers.json": "{}"}), written_by("t", "tokenizer build")),
         "t: holds an earlier tokenizer build; pass --overwrite",
     ),
     # --- gotr1 eval (more in test_eval_sampling.py) ----------------------------------------------------

@@ -124,7 +124,6 @@ def read_prompts_file(path: Path) -> list[str]:
 
 
 def cmd_generate(args) -> int:
-    from .model.sampler import SamplingConfig, TwoPhaseSampler
     from .outputs import new_run_folder, prepare_output
 
     prompts = [p.strip() for p in args.prompt or []]
@@ -136,7 +135,23 @@ def cmd_generate(args) -> int:
         raise CliError("give at least one --prompt or a --prompts-file")
     device = resolve_device(args.device)
     out_root = Path(args.out) if args.out else new_run_folder("outputs/generate")
-    prepare_output(out_root, owned=GENERATE_OWNS, what="gotr1 generate", overwrite=args.overwrite)
+    output = prepare_output(
+        out_root,
+        owned=GENERATE_OWNS,
+        what="gotr1 generate",
+        overwrite=args.overwrite,
+        inputs=[args.model, args.prompts_file],
+    )
+    with output:
+        written = _generate_into(args, prompts, device, output.work)
+    print(f"wrote {written} sample(s) under {out_root}")
+    return 0
+
+
+def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
+    """Sample every prompt into ``out_root`` (the --out folder, or the staging folder of a replacement)."""
+    from .model.sampler import SamplingConfig, TwoPhaseSampler
+
     bundle = load_model(args.model, args.dtype, device)
     cfg_weight = args.cfg if args.cfg is not None else bundle.preferred_cfg_weight()
     config = SamplingConfig(
@@ -156,6 +171,8 @@ def cmd_generate(args) -> int:
     manifest = {
         "model": args.model or "built-in",
         "model_source": bundle.source,
+        **bundle.provenance(),
+        "seed_policy": "prompt i (from 0, in order) is sampled with seed + i; its chains and images draw from it",
         "prompts": prompts,
         "sampling": {k: v for k, v in vars(config).items() if k not in ("show_progress", "record_logits")},
     }
@@ -173,8 +190,7 @@ def cmd_generate(args) -> int:
             log.info(
                 "%s: %d object(s), %d problem(s) -> %s", gen.prompt, len(gen.objects), len(gen.parsed.problems), target
             )
-    print(f"wrote {written} sample(s) under {out_root}")
-    return 0
+    return written
 
 
 def build_engine(args):
@@ -249,6 +265,8 @@ def cmd_serve(args) -> int:
             max_queue=args.max_queue,
             max_n=args.max_n,
             api_key_env=args.api_key_env,
+            body_timeout_s=args.body_timeout_s,
+            keep_alive_timeout_s=args.keep_alive_timeout_s,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -265,8 +283,6 @@ def cmd_demo(args) -> int:
         host=args.host,
         port=args.port,
         share=args.share,
-            body_timeout_s=args.body_timeout_s,
-            keep_alive_timeout_s=args.keep_alive_timeout_s,
         max_queue=args.max_queue,
         concurrency=args.concurrency,
     )
@@ -321,11 +337,11 @@ def cmd_convert(args) -> int:
     from .outputs import prepare_output
 
     dst = Path(args.dst)
-    # An earlier checkpoint there may be replaced with --overwrite; any other folder's files never are.
-    owned = ("*",) if (dst / "config.json").is_file() else ()
-    prepare_output(dst, owned=owned, what="checkpoint", overwrite=args.overwrite)
-    out = convert_checkpoint(args.src, dst, dtype=args.dtype)
-    print(f"wrote transformers-layout checkpoint to {out}")
+    # An earlier converted checkpoint may be replaced with --overwrite; never the source, nor a user's files.
+    output = prepare_output(dst, owned=("*",), what="gotr1 convert", overwrite=args.overwrite, inputs=[args.src])
+    with output:
+        convert_checkpoint(args.src, output.work, dtype=args.dtype)
+    print(f"wrote transformers-layout checkpoint to {dst}")
     return 0
 
 
@@ -333,10 +349,11 @@ def cmd_shapes_build_tokenizer(args) -> int:
     from .outputs import prepare_output
     from .worlds.shapes.recipe import build_tokenizers
 
-    prepare_output(
+    output = prepare_output(
         args.out, owned=("tokenizer", "vq", "tokenizers.json"), what="tokenizer build", overwrite=args.overwrite
     )
-    report = build_tokenizers(args.out, seed=args.seed, vq_steps=args.vq_steps, vq_full_steps=args.vq_full_steps)
+    with output:
+        report = build_tokenizers(output.work, seed=args.seed, vq_steps=args.vq_steps, vq_full_steps=args.vq_full_steps)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -345,8 +362,10 @@ def cmd_shapes_export_sft(args) -> int:
     from .outputs import prepare_output
     from .worlds.shapes.recipe import export_sft_records
 
-    prepare_output(args.out, owned=("images", "records.jsonl"), what="SFT export", overwrite=args.overwrite)
-    path = export_sft_records(args.out, args.examples, seed=args.seed, split=args.split)
+    output = prepare_output(args.out, owned=("images", "records.jsonl"), what="SFT export", overwrite=args.overwrite)
+    with output:
+        export_sft_records(output.work, args.examples, seed=args.seed, split=args.split)
+    path = Path(args.out) / "records.jsonl"
     print(f"wrote {args.examples} records to {path}")
     return 0
 
@@ -358,8 +377,9 @@ def cmd_shapes_pretrain(args) -> int:
 
     device = resolve_device(args.device)
     # What pretrain writes: a checkpoint (config, weights, tokenizer files) and its reports.
-    owned = ("*",) if (Path(args.out) / "pretrain.json").is_file() else ()
-    prepare_output(args.out, owned=owned, what="shapes pretrain", overwrite=args.overwrite)
+    output = prepare_output(
+        args.out, owned=("*",), what="shapes pretrain", overwrite=args.overwrite, inputs=[args.tokenizers]
+    )
 
     mixed = args.mixed_precision
     if mixed == "auto":  # bf16 autocast only where the hardware does bf16 natively (else it is slower)
@@ -387,9 +407,16 @@ def cmd_shapes_pretrain(args) -> int:
     if args.hidden_size is not None:
         sizes["intermediate_size"] = 4 * args.hidden_size
     try:
-        report = pretrain(
-            args.tokenizers, args.out, examples=args.examples, seed=args.seed, sft=sft, model_sizes=sizes, device=device
-        )
+        with output:
+            report = pretrain(
+                args.tokenizers,
+                output.work,
+                examples=args.examples,
+                seed=args.seed,
+                sft=sft,
+                model_sizes=sizes,
+                device=device,
+            )
     except FileNotFoundError as exc:  # no tokenizers where --tokenizers points
         raise CliError(str(exc)) from None
     print(json.dumps({k: v for k, v in report.items() if k != "sft"} | {"sft_seconds": report["sft"]["seconds"]}))
@@ -404,9 +431,9 @@ def cmd_eval_sample(args) -> int:
     """Sample a benchmark into its official layout, then score it when a scorer is asked for (or is free)."""
     from accelerate import PartialState
 
-    from .eval.benchmark import ScorerOptions
-    from .eval.sampling import EvalSampling, prepare_run_folder, sample_run, sampling_identity
-    from .eval.scoring import benchmark_of, score_run, summary_table
+    from .eval.benchmark import IncompleteRun
+    from .eval.sampling import EvalSampling, check_run_folder, prepare_run_folder, run_owned, sampling_identity
+    from .eval.scoring import benchmark_of
 
     benchmark = benchmark_of(args.benchmark)
     categories = benchmark.check_categories(_csv(args.categories) or list(benchmark.default_categories))
@@ -430,25 +457,57 @@ def cmd_eval_sample(args) -> int:
     device = resolve_device(args.device)
     state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
     out = Path(args.out)
+    check_run_folder(out)  # before the model loads; nothing in it is touched until the run succeeds
     bundle = load_model(args.model, args.dtype, device or (str(state.device) if state.num_processes > 1 else None))
     cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else bundle.preferred_cfg_weight()
     identity = sampling_identity(
-        benchmark, args.model or "built-in", bundle.source, sampling, cfg_weight, images_per_prompt, options
+        benchmark,
+        args.model or "built-in",
+        bundle.source,
+        sampling,
+        cfg_weight,
+        images_per_prompt,
+        options,
+        bundle.provenance(),
     )
-    if state.is_main_process:
-        prepare_run_folder(out, identity, categories, overwrite=args.overwrite)
+    output = None
+    for writer in (True, False):  # the main process decides and writes first; the others then find its choice
+        if state.is_main_process == writer:
+            output = prepare_run_folder(
+                out, identity, categories, overwrite=args.overwrite, owned=run_owned(jobs), writer=writer
+            )
+        state.wait_for_everyone()
+    incomplete = None
+    with output:
+        try:
+            _sample_and_score(args, state, benchmark, bundle, jobs, output.work, sampling, categories)
+        except IncompleteRun as exc:  # the run is sampled and scored; it lands, then the gaps are reported
+            incomplete = exc
+    if incomplete is not None:
+        raise incomplete
+    return 0
+
+
+def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling, categories) -> None:
+    """Sample this process's share of the run into ``work`` (the run folder, or the staging folder of a
+    replacement), then score it when a scorer is asked for (or is free)."""
+    from .eval.benchmark import ScorerOptions
+    from .eval.sampling import sample_run
+    from .eval.scoring import score_run, summary_table
+
     state.wait_for_everyone()
     stats = sample_run(
         bundle,
         benchmark,
         jobs,
-        out,
+        work,
         sampling,
         process_index=state.process_index,
         num_processes=state.num_processes,
         show_progress=state.is_main_process,
     )
     speed = f", {stats['images_per_second']:.2f} images/s" if stats["images_per_second"] else ""
+    out = Path(args.out)
     print(f"{benchmark.name}: {stats['sampled']} image(s) sampled, {stats['skipped']} already there{speed} -> {out}")
     state.wait_for_everyone()
     scorer = args.scorer or (
@@ -456,17 +515,18 @@ def cmd_eval_sample(args) -> int:
     )
     if scorer and state.is_main_process:
         results = score_run(
-            out, scorer, ScorerOptions(device=args.device, judge_config=args.judge), categories=categories
+            work, scorer, ScorerOptions(device=args.device, judge_config=args.judge), categories=categories
         )
         print(summary_table(results))
     elif state.is_main_process:
         print(f"score it with: gotr1 eval score {out} --scorer official|judge|detector")
-    return 0
 
 
 def cmd_eval_score(args) -> int:
     from .eval.benchmark import ScorerOptions
-    from .eval.scoring import score_run, summary_table
+    from .eval.sampling import EVAL_RUN
+    from .eval.scoring import read_run, score_run, summary_table
+    from .outputs import prepare_output
 
     models = {}
     for item in args.scorer_model or []:
@@ -475,7 +535,10 @@ def cmd_eval_score(args) -> int:
             raise CliError(f"--scorer-model {item!r}: expected ROLE=ID_OR_PATH, e.g. blip=/models/blip-vqa")
         models[role] = model
     options = ScorerOptions(device=args.device, batch_size=args.batch_size, judge_config=args.judge, models=models)
-    results = score_run(args.run, args.scorer, options, categories=_csv(args.categories))
+    run = read_run(Path(args.run))  # a gotr1 eval run, before anything is written into it
+    owned = ("scores", "results", "results.jsonl", *{Path(c).parts[0] for c in run.get("categories", [])})
+    with prepare_output(args.run, owned=owned, what=EVAL_RUN, overwrite=False, resume=True):
+        results = score_run(args.run, args.scorer, options, categories=_csv(args.categories))
     print(summary_table(results))
     print(f"scores and results written under {args.run}")
     return 0
@@ -483,9 +546,18 @@ def cmd_eval_score(args) -> int:
 
 def cmd_eval_report(args) -> int:
     from .eval.report import write_report
+    from .outputs import prepare_output
 
-    path = write_report([Path(r) for r in args.runs], Path(args.out), scorer=args.scorer, labels=_csv(args.labels))
-    print(f"report written to {path}")
+    output = prepare_output(
+        args.out,
+        owned=("report.html", "results.json"),
+        what="gotr1 eval report",
+        overwrite=args.overwrite,
+        inputs=args.runs,
+    )
+    with output:
+        write_report([Path(r) for r in args.runs], output.work, scorer=args.scorer, labels=_csv(args.labels))
+    print(f"report written to {Path(args.out) / 'report.html'}")
     return 0
 
 
@@ -494,7 +566,15 @@ def cmd_train_grpo(args) -> int:
 
     if args.resume and args.overwrite:
         raise CliError("--resume continues the run in output_dir, --overwrite replaces it: give one")
-    summary = run_grpo(args.config, model_override=args.model, resume=args.resume, overwrite=args.overwrite)
+    if args.allow_change and not args.resume:
+        raise CliError("--allow-change applies to --resume (a new run takes the recipe as it is)")
+    summary = run_grpo(
+        args.config,
+        model_override=args.model,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        allow_change=args.allow_change or (),
+    )
     if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`: the main process only
         print(json.dumps(summary, indent=2))
     return 0
@@ -652,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--batch-wait-ms", type=at_least(0.0, float), default=20.0, help="wait to fill a batch")
     srv.add_argument("--max-queue", type=at_least(1), default=64, help="images waiting; beyond: 503 + Retry-After")
     srv.add_argument("--max-n", type=at_least(1), default=8, help="images per request")
+    srv.add_argument("--body-timeout-s", type=positive, default=30.0, help="for a request body; then 408 and close")
+    srv.add_argument("--keep-alive-timeout-s", type=positive, default=5.0, help="idle connections are closed after")
     srv.add_argument(
         "--api-key-env",
         default="GOTR1_API_KEY",
@@ -695,6 +777,13 @@ def build_parser() -> argparse.ArgumentParser:
     grpo.add_argument("--model", default=None, help="override the recipe's model")
     grpo.add_argument("--resume", action="store_true", help="continue from the latest good checkpoint of output_dir")
     grpo.add_argument("--overwrite", action="store_true", help="replace an earlier run in output_dir")
+    grpo.add_argument(
+        "--allow-change",
+        action="append",
+        metavar="KEY",
+        help="with --resume: continue although the recipe's KEY (e.g. grpo.learning_rate) differs from the "
+        "run's; recorded in config.json with the step (repeatable)",
+    )
     grpo.set_defaults(func=cmd_train_grpo)
     sft = train_sub.add_parser("sft", help="teacher-forced SFT on a jsonl of (prompt, chain, image)")
     sft.add_argument("--config", required=True)
@@ -725,8 +814,6 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=positive, default=1.5e-3)
     pre.add_argument(
         "--minutes",
-    srv.add_argument("--body-timeout-s", type=positive, default=30.0, help="for a request body; then 408 and close")
-    srv.add_argument("--keep-alive-timeout-s", type=positive, default=5.0, help="idle connections are closed after")
         type=at_least(0.0, float),
         default=24.0,
         help="stop SFT after this many minutes (the cosine decay follows this budget)",
@@ -792,6 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="folder for report.html and results.json")
     report.add_argument("--scorer", default=None, help="which scores to show (default: the runs' only one)")
     report.add_argument("--labels", default=None, help="comma-separated run labels")
+    report.add_argument("--overwrite", action="store_true", help="replace an earlier gotr1 eval report in --out")
     report.set_defaults(func=cmd_eval_report)
     return parser
 
@@ -803,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("gotr1").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from .config import ConfigError
-    from .eval.benchmark import BenchmarkError
+    from .eval.benchmark import BenchmarkError, IncompleteRun
     from .eval.records import ScorerError
     from .model.loading import CheckpointError
     from .outputs import OutputConflict
@@ -811,6 +899,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except IncompleteRun as exc:  # scored, results written: show them, then say what is missing (exit 1)
+        from .eval.scoring import summary_table
+
+        print(summary_table(exc.results))
+        print(f"gotr1: error: {exc}", file=sys.stderr)
+        return 1
     except (
         CliError,
         CheckpointError,

@@ -84,7 +84,7 @@ def owned_files(folder: Path, owned: Sequence[str] = ()) -> set[str]:
 
 
 def _write_manifest(folder: Path, what: str, files: Iterable[str], *, foreign: Iterable[str] = (), done: bool) -> None:
-    body = {"written_by": what, "complete": done, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": sorted(files)}
+    body = {"written_by": what, "complete": done, "files": sorted(files)}
     if not done:
         body["foreign"] = sorted(foreign)
     tmp = folder / f".{MANIFEST}.tmp"

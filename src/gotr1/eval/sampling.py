@@ -5,7 +5,10 @@ on (prompt, seed): jobs are batched across prompts, and the files do not depend 
 or on how many processes share the work. Per image we write the official file and, beside the official files,
 a record (chain, objects, problems) and the plan drawn over the image. Every file is written atomically and
 the official image last, so an image exists only complete, with its record: a killed run loses at most the
-batch in flight, and re-running skips what is done. Under ``accelerate launch`` process r of n samples jobs
+batch in flight, and re-running skips what is done. Done is checked, not assumed: each record holds the
+sha256 and size of its official image, and an image that no longer matches (truncated, replaced, deleted)
+is named in a warning and sampled again. ``jobs.json`` lists every image the run was asked for, so scoring
+can name the ones that are not there. Under ``accelerate launch`` process r of n samples jobs
 r, r + n, r + 2n, ... of the run.
 """
 
@@ -14,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -23,9 +25,18 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..outputs import check_writable
-from .benchmark import Benchmark, BenchmarkError
-from .records import ImageJob, write_bytes_atomic, write_json_atomic
+from ..outputs import Output, prepare_output
+from ..provenance import describe, differences
+from .benchmark import Benchmark, BenchmarkError, read_record
+from .records import (
+    JOBS_FILE,
+    ImageJob,
+    check_image,
+    image_fingerprint,
+    write_bytes_atomic,
+    write_job_list,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,41 +69,103 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def is_done(root: Path, job: ImageJob) -> bool:
-    return (root / job.path).is_file() and (root / job.record).is_file()
+def image_problem(root: Path, job: ImageJob, image_size: int | None = None) -> str | None:
+    """Why the job's official image is not done, or None when it is: its record must be readable and the file
+    must match the sha256 and size the record holds (records without them, from older runs: the file must
+    decode completely, at ``image_size`` pixels a side when given)."""
+    record = read_record(root, job.record)
+    if record is None:
+        return "missing" if not (root / job.path).exists() else "its record is missing or unreadable"
+    return check_image(root / job.path, record, image_size)
 
 
-def prepare_run_folder(out: Path, identity: dict[str, Any], categories: Sequence[str], *, overwrite: bool) -> None:
-    """Decide what an existing folder means: the same run (resume), another run (refuse unless --overwrite)
-    or foreign files (refuse). Writes run.json with the union of the categories sampled so far."""
-    run_file = out / RUN_FILE
+def is_done(root: Path, job: ImageJob, image_size: int | None = None) -> bool:
+    return image_problem(root, job, image_size) is None
+
+
+EVAL_RUN = "gotr1 eval run"  # what an eval run folder's manifest says wrote it
+
+
+def _recorded_run(folder: Path) -> dict[str, Any] | None:
+    run_file = folder / RUN_FILE
+    if not run_file.is_file():
+        return None
+    try:
+        return json.loads(run_file.read_text())
+    except ValueError as exc:
+        raise BenchmarkError(f"{run_file}: unreadable ({exc}); choose another --out") from None
+
+
+def check_run_folder(out: Path) -> dict[str, Any] | None:
+    """The checks a folder passes before a model loads: a folder (or nothing yet) holding a gotr1 eval run or
+    nothing. Returns its run.json, if any."""
     if out.exists() and not out.is_dir():
         raise BenchmarkError(f"--out {out}: exists and is not a folder")
-    existing = None
-    if run_file.is_file():
-        try:
-            existing = json.loads(run_file.read_text())
-        except ValueError as exc:
-            raise BenchmarkError(f"{run_file}: unreadable ({exc}); choose another --out") from None
-    elif out.is_dir() and any(out.iterdir()):
+    existing = _recorded_run(out)
+    if existing is None and out.is_dir() and any(out.iterdir()):
         raise BenchmarkError(
             f"--out {out}: holds files but no {RUN_FILE}, so it is not a gotr1 eval run; choose an empty or new folder"
         )
-    if existing is not None:
-        differs = [key for key in identity if existing.get(key) != identity[key]]
-        if differs and not overwrite:
-            key = differs[0]
-            raise BenchmarkError(
-                f"--out {out}: holds a run with other settings ({key}: {existing.get(key)!r}, "
-                f"now {identity[key]!r}); choose another --out, or pass --overwrite to replace it"
-            )
-        if differs:
-            log.warning("--overwrite: removing the earlier run in %s", out)
-            shutil.rmtree(out)
-            existing = None
-    check_writable(out)
-    sampled = list(dict.fromkeys([*(existing or {}).get("categories", []), *categories]))
-    write_json_atomic(run_file, identity | {"categories": sampled, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return existing
+
+
+def run_owned(jobs: Sequence[ImageJob]) -> tuple[str, ...]:
+    """The top-level names an eval run writes: its record, scores and results, and the jobs' folders."""
+    tops = {Path(name).parts[0] for job in jobs for name in (job.path, job.record)}
+    return (RUN_FILE, JOBS_FILE, "scores", "results", "results.jsonl", *sorted(tops))
+
+
+def prepare_run_folder(
+    out: Path,
+    identity: dict[str, Any],
+    categories: Sequence[str],
+    *,
+    overwrite: bool,
+    owned: Sequence[str],
+    writer: bool = True,
+) -> Output:
+    """Decide what an existing folder means, touching nothing in it: the same run (resume in place), another
+    run (refused, naming the first setting that differs; with --overwrite sampled beside and swapped in on
+    success, replacing only gotr1's files) or foreign files (refused). Writes run.json, with the union of
+    the categories sampled so far, where this run writes."""
+    existing = check_run_folder(out)
+    differs = _first_difference(existing, identity) if existing else None
+    if differs and not overwrite:
+        raise BenchmarkError(
+            f"--out {out}: holds a run with other settings ({describe(*differs)}); choose another --out, "
+            "or pass --overwrite to replace it"
+        )
+
+    def same_run(folder: Path) -> bool:
+        recorded = _recorded_run(folder)
+        return recorded is not None and _first_difference(recorded, identity) is None
+
+    output = prepare_output(
+        out,
+        owned=owned,
+        what=EVAL_RUN,
+        overwrite=bool(differs),
+        resume=not differs,
+        inputs=inputs_of(identity),
+        writer=writer,
+        continue_staging=same_run,
+    )
+    if writer:
+        earlier = _recorded_run(output.work) or {}
+        sampled = list(dict.fromkeys([*earlier.get("categories", []), *categories]))
+        write_json_atomic(
+            output.work / RUN_FILE, identity | {"categories": sampled, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        )
+    return output
+
+
+def _first_difference(recorded: dict[str, Any], identity: dict[str, Any]):
+    return next(differences({key: recorded.get(key) for key in identity}, identity), None)
+
+
+def inputs_of(identity: dict[str, Any]) -> list[str]:
+    """The paths a run reads (its model folder), which its folder may not be or contain."""
+    return [identity["model_source"]] if identity.get("model_source") else []
 
 
 def sample_run(
@@ -111,10 +184,23 @@ def sample_run(
     from ..model.sampler import SamplingConfig, TwoPhaseSampler
 
     mine = list(jobs)[process_index::num_processes]
+    if process_index == 0:
+        write_job_list(out, jobs)
     for relative, data in benchmark.extra_files(mine).items():
         if not (out / relative).is_file() or (out / relative).read_bytes() != data:
             write_bytes_atomic(out / relative, data)
-    pending = [job for job in mine if not is_done(out, job)]
+    image_size = getattr(bundle, "image_size", None)
+    pending, remade = [], []
+    for job in mine:
+        problem = image_problem(out, job, image_size if isinstance(image_size, int) else None)
+        if problem is None:
+            continue
+        pending.append(job)
+        # an image that was there, or whose record was (deleted since, or a run stopped between the two)
+        if problem != "missing" or (out / job.record).exists():
+            reason = "missing, its record is there" if problem == "missing" else problem
+            log.warning("%s: %s; sampling it again", job.path, reason)
+            remade.append(job.path)
     config = SamplingConfig(
         num_generations=1,
         images_per_chain=1,
@@ -152,14 +238,19 @@ def sample_run(
                     "plan": plan_path,
                     "metadata": job.metadata,
                 }
-                write_json_atomic(out / job.record, record)
-                write_bytes_atomic(out / job.path, _png(image))  # last: its presence means "done"
+                official = _png(image)
+                write_json_atomic(out / job.record, record | image_fingerprint(official))
+                write_bytes_atomic(out / job.path, official)  # last: its presence means "done"
             bar.update(len(batch))
     seconds = time.perf_counter() - start
+    if remade:
+        shown = ", ".join(remade[:5]) + (f" and {len(remade) - 5} more" if len(remade) > 5 else "")
+        log.warning("%d damaged or missing image(s) of an earlier run sampled again: %s", len(remade), shown)
     return {
         "images": len(mine),
         "sampled": len(pending),
         "skipped": len(mine) - len(pending),
+        "remade": remade,
         "seconds": seconds,
         "images_per_second": len(pending) / seconds if pending and seconds else None,
     }
@@ -173,15 +264,19 @@ def sampling_identity(
     cfg_weight: float,
     images_per_prompt: int,
     options: dict[str, Any],
+    provenance: dict[str, str],
 ) -> dict[str, Any]:
-    """What makes two runs the same run (resuming may add categories or prompts, never change these)."""
+    """What makes two runs the same run (resuming may add categories or prompts, never change these): the
+    benchmark, the model (its fingerprint, dtype and device class: bf16 and float32 images are not one run),
+    every sampling setting, the decode path (compiled and eager paths round differently) and the seeds'
+    options. Batching alone is left out: a sample does not depend on its batch."""
     settings = asdict(sampling) | {"cfg_weight": cfg_weight}
-    settings.pop("batch_size")  # batching never changes a sample
-    settings.pop("compile")  # nor does the decode path (the same tokens, up to float rounding)
+    settings.pop("batch_size")
     return {
         "benchmark": benchmark.name,
         "model": model,
         "model_source": source,
+        **provenance,
         "sampling": settings,
         "images_per_prompt": images_per_prompt,
         "options": options,

@@ -225,6 +225,8 @@ def run_grpo(
         acc.wait_for_everyone()
         with loading_whole_model(acc):
             bundle = load_model(model_spec, dtype, str(acc.device))
+        # the weights the run starts from (before LoRA wraps them and training changes them)
+        provenance = bundle.provenance() | {"mixed_precision": str(acc.mixed_precision)}
         try:
             trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
         except TrainerSetupError as exc:  # the run's set-up, said in one line; any other error is a bug
@@ -238,7 +240,6 @@ def run_grpo(
                 log.info("resumed from %s (step %d)", loaded, trainer.step_index)
                 _truncate_jsonl(work / "metrics.jsonl", trainer.step_index)
                 _truncate_jsonl(work / "evaluations.jsonl", trainer.step_index)
-        provenance = bundle.provenance() | {"mixed_precision": str(acc.mixed_precision)}
         if resume:  # every process: all stop together on a difference
             _check_provenance(_read_json(work / "config.json"), provenance)
         if main:
