@@ -53,3 +53,10 @@ def test_errors_name_file_line_and_key(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml", Outer)
+
+
+@pytest.mark.parametrize("written, value", [("1e-5", 1e-5), ("-2E+3", -2000.0), ("1.5e-3", 1.5e-3)])
+def test_a_number_in_exponent_form_is_a_number(tmp_path, written, value):
+    """PyYAML (YAML 1.1) reads `1e-5` as text; a float field takes it as the number it says."""
+    cfg = load_config(write(tmp_path, f"steps: 5\ninner:\n  beta: {written}\n"), Outer)
+    assert cfg.inner.beta == value

@@ -39,13 +39,15 @@ def _number(text: str, kind=float):
     return value
 
 
-def at_least(low, kind=int):
-    """An argparse type: a number >= low."""
+def at_least(low, kind=int, *, high=None):
+    """An argparse type: a number >= low (and <= high when given)."""
 
     def parse(text: str):
         value = _number(text, kind)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text}")
         return value
 
     parse.__name__ = "integer" if kind is int else "number"
@@ -66,6 +68,39 @@ def positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+# model/sampler.py's bounds: seeds are int64 keys; a CFG weight or temperature beyond 100 only overflows.
+MAX_SEED = 2**63 - 1
+MAX_CFG_WEIGHT = 100.0
+MAX_TEMPERATURE = 100.0
+seed_type = at_least(0, high=MAX_SEED)
+port_type = at_least(0, high=65535)
+cfg_type = at_least(0.0, float, high=MAX_CFG_WEIGHT)
+temperature_type = at_least(0.0, float, high=MAX_TEMPERATURE)
+
+
+def csv_items(text: str) -> str:
+    """An argparse type: a comma-separated list naming at least one item (kept as text; `_csv` splits it)."""
+    if not _csv(text):
+        raise argparse.ArgumentTypeError(f"names nothing, got {text!r} (leave the flag out for the default)")
+    return text
+
+
+def check_seed_span(seed: int, count: int, flag: str = "--seed") -> None:
+    """Seeds seed .. seed + count - 1 must all fit the sampler's int64 keys."""
+    if count > 0 and seed + count - 1 > MAX_SEED:
+        raise CliError(
+            f"{flag} {seed}: {count} seeds from it (one per prompt or image) pass {MAX_SEED}; use a smaller {flag}"
+        )
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text as it may go into a log line: control characters (ANSI escapes included) shown escaped."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def resolve_device(device: str | None) -> str | None:
@@ -117,10 +152,13 @@ def read_prompts_file(path: Path) -> list[str]:
     if not path.is_file():
         raise CliError(f"{path}: no such prompts file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of prompt 1
     except UnicodeDecodeError:
         raise CliError(f"{path}: not a text file (one prompt per line, UTF-8)") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise CliError(f"{path}: the prompts file holds no prompts (one prompt per line)")
+    return prompts
 
 
 def cmd_generate(args) -> int:
@@ -133,6 +171,7 @@ def cmd_generate(args) -> int:
         prompts += read_prompts_file(Path(args.prompts_file))
     if not prompts:
         raise CliError("give at least one --prompt or a --prompts-file")
+    check_seed_span(args.seed, len(prompts))
     device = resolve_device(args.device)
     out_root = Path(args.out) if args.out else new_run_folder("outputs/generate")
     output = prepare_output(
@@ -188,7 +227,11 @@ def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
             write_generation(gen, target)
             written += 1
             log.info(
-                "%s: %d object(s), %d problem(s) -> %s", gen.prompt, len(gen.objects), len(gen.parsed.problems), target
+                "%s: %d object(s), %d problem(s) -> %s",
+                printable(gen.prompt),
+                len(gen.objects),
+                len(gen.parsed.problems),
+                target,
             )
     return written
 
@@ -251,6 +294,36 @@ def _require(module: str, extra: str) -> None:
         raise CliError(f"this command needs {module}: pip install 'gotr1[{extra}]'")
 
 
+def check_listen_address(host: str, port: int) -> None:
+    """--host resolves and host:port is free to listen on, found before the model loads: a test bind (with
+    SO_REUSEADDR, as uvicorn binds), released at once. One-line CliError naming the cause otherwise."""
+    import errno
+    import socket
+
+    if not host.strip():
+        raise CliError("--host: empty; give a host name or address (127.0.0.1, 0.0.0.0, ...)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn picks it
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    except UnicodeError:
+        raise CliError(f"--host {host!r}: not a host name or address") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(f"--port {port}: {host}:{port} is already in use; choose another --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise CliError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+            if exc.errno == errno.EACCES:
+                raise CliError(f"--port {port}: permission denied (ports below 1024 need privileges)") from None
+            raise CliError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+
+
 def cmd_serve(args) -> int:
     _require("fastapi", "serve")
     _require("uvicorn", "serve")
@@ -270,12 +343,14 @@ def cmd_serve(args) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    check_listen_address(args.host, args.port)
     serve(build_engine(args), settings)
     return 0
 
 
 def cmd_demo(args) -> int:
     _require("gradio", "demo")
+    check_listen_address(args.host, args.port)
     from .serving.demo import launch_demo
 
     launch_demo(
@@ -292,16 +367,16 @@ def cmd_demo(args) -> int:
 def _add_serving_args(parser: argparse.ArgumentParser, port: int) -> None:
     add_model_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    parser.add_argument("--port", type=at_least(0), default=port)
+    parser.add_argument("--port", type=port_type, default=port)
     parser.add_argument(
         "--rewards",
         default=None,
         help="score every sample: 'none', a suite's exact rewards (shapes) or a reward YAML with the judge "
         "(configs/judge_vllm.yaml); default: the built-in model's world, else none",
     )
-    parser.add_argument("--cfg", type=at_least(0.0, float), default=None, help="default: the checkpoint's, else 5")
-    parser.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
-    parser.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
+    parser.add_argument("--cfg", type=cfg_type, default=None, help="default: the checkpoint's, else 5")
+    parser.add_argument("--text-temperature", type=temperature_type, default=1.0)
+    parser.add_argument("--image-temperature", type=temperature_type, default=1.0)
     parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
     add_compile_argument(parser)
     parser.add_argument("--served-name", default=None, help="the model's name in the API (default: --model's)")
@@ -432,7 +507,14 @@ def cmd_eval_sample(args) -> int:
     from accelerate import PartialState
 
     from .eval.benchmark import IncompleteRun
-    from .eval.sampling import EvalSampling, check_run_folder, prepare_run_folder, run_owned, sampling_identity
+    from .eval.sampling import (
+        EvalSampling,
+        check_run_folder,
+        prepare_run_folder,
+        run_id,
+        run_owned,
+        sampling_identity,
+    )
     from .eval.scoring import benchmark_of
 
     benchmark = benchmark_of(args.benchmark)
@@ -480,7 +562,7 @@ def cmd_eval_sample(args) -> int:
     incomplete = None
     with output:
         try:
-            _sample_and_score(args, state, benchmark, bundle, jobs, output.work, sampling, categories)
+            _sample_and_score(args, state, benchmark, bundle, jobs, output.work, sampling, categories, run_id(identity))
         except IncompleteRun as exc:  # the run is sampled and scored; it lands, then the gaps are reported
             incomplete = exc
     if incomplete is not None:
@@ -488,7 +570,7 @@ def cmd_eval_sample(args) -> int:
     return 0
 
 
-def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling, categories) -> None:
+def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling, categories, settings_id) -> None:
     """Sample this process's share of the run into ``work`` (the run folder, or the staging folder of a
     replacement), then score it when a scorer is asked for (or is free)."""
     from .eval.benchmark import ScorerOptions
@@ -505,6 +587,7 @@ def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling
         process_index=state.process_index,
         num_processes=state.num_processes,
         show_progress=state.is_main_process,
+        settings_id=settings_id,
     )
     speed = f", {stats['images_per_second']:.2f} images/s" if stats["images_per_second"] else ""
     out = Path(args.out)
@@ -634,7 +717,9 @@ def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> 
     parser.set_defaults(func=cmd_eval_sample, benchmark=benchmark)
     add_model_argument(parser)
     parser.add_argument("--out", default=f"outputs/eval/{benchmark}", help="run folder (re-running resumes it)")
-    parser.add_argument("--categories", default=None, help="comma-separated (default: the benchmark's usual set)")
+    parser.add_argument(
+        "--categories", type=csv_items, default=None, help="comma-separated (default: the benchmark's usual set)"
+    )
     parser.add_argument(
         "--images-per-prompt",
         type=at_least(1),
@@ -645,11 +730,9 @@ def _add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> 
     parser.add_argument("--scorer", default=None, help="score after sampling (official | judge | detector | shapes)")
     parser.add_argument("--judge", default=None, help="judge YAML for --scorer judge")
     parser.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
-    parser.add_argument(
-        "--cfg", type=at_least(0.0, float), default=None, help="CFG weight (default: the checkpoint's, else 5)"
-    )
-    parser.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
-    parser.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
+    parser.add_argument("--cfg", type=cfg_type, default=None, help="CFG weight (default: the checkpoint's, else 5)")
+    parser.add_argument("--text-temperature", type=temperature_type, default=1.0)
+    parser.add_argument("--image-temperature", type=temperature_type, default=1.0)
     parser.add_argument("--top-k", type=at_least(1), default=None)
     parser.add_argument("--top-p", type=probability, default=None)
     parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
@@ -700,18 +783,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-images", type=at_least(1), default=1, help="images per reasoning chain")
     gen.add_argument(
         "--cfg",
-        type=at_least(0.0, float),
+        type=cfg_type,
         default=None,
         help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
         "generation_config.guidance_scale, else 5",
     )
-    gen.add_argument("--text-temperature", type=at_least(0.0, float), default=1.0)
-    gen.add_argument("--image-temperature", type=at_least(0.0, float), default=1.0)
+    gen.add_argument("--text-temperature", type=temperature_type, default=1.0)
+    gen.add_argument("--image-temperature", type=temperature_type, default=1.0)
     gen.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
     gen.add_argument("--top-p", type=probability, default=None, help="nucleus for reasoning tokens")
     gen.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
     add_compile_argument(gen)
-    gen.add_argument("--seed", type=at_least(0), default=0)
+    gen.add_argument("--seed", type=seed_type, default=0)
     gen.add_argument("--batch-size", type=at_least(1), default=4, help="prompts sampled together")
     gen.add_argument(
         "--dtype", default=None, choices=DTYPES, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)"
@@ -797,7 +880,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--out", default="outputs/shapes/tokenizers")
     tok.add_argument("--vq-steps", type=at_least(1), default=5000, help="VQ steps on 32 px crops")
     tok.add_argument("--vq-full-steps", type=at_least(0), default=1500, help="then VQ steps on full images")
-    tok.add_argument("--seed", type=at_least(0), default=0)
+    tok.add_argument("--seed", type=seed_type, default=0)
     tok.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     tok.set_defaults(func=cmd_shapes_build_tokenizer)
     pre = shapes_sub.add_parser("pretrain", help="SFT a small Janus on rendered (prompt, chain, image) triples")
@@ -829,7 +912,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--layers", type=at_least(1), default=None, help="LM layers (default 4)")
     pre.add_argument("--heads", type=at_least(1), default=None, help="attention heads (default 4)")
     pre.add_argument("--device", default="cpu", help="where SFT runs, e.g. cuda")
-    pre.add_argument("--seed", type=at_least(0), default=0)
+    pre.add_argument("--seed", type=seed_type, default=0)
     pre.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     pre.set_defaults(func=cmd_shapes_pretrain)
     exp = shapes_sub.add_parser(
@@ -838,7 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", default="outputs/shapes/sft_data")
     exp.add_argument("--examples", type=at_least(1), default=2000)
     exp.add_argument("--split", default="train", choices=("train", "val", "heldout"))
-    exp.add_argument("--seed", type=at_least(0), default=0)
+    exp.add_argument("--seed", type=seed_type, default=0)
     exp.add_argument("--overwrite", action="store_true", help="replace an earlier output in --out")
     exp.set_defaults(func=cmd_shapes_export_sft)
     ev = shapes_sub.add_parser("eval", help="alias of `gotr1 eval shapes`")
@@ -856,13 +939,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen_eval = eval_sub.add_parser("geneval", help="GenEval: <index:05d>/metadata.jsonl + samples/<k:04d>.png")
     _add_eval_sampling_args(gen_eval, "geneval")
-    gen_eval.add_argument("--seed", type=at_least(0), default=42, help="image k of a prompt is seeded SEED + k")
+    gen_eval.add_argument("--seed", type=seed_type, default=42, help="image k of a prompt is seeded SEED + k")
     shapes_eval = eval_sub.add_parser("shapes", help="the shapes world per category and split, scored exactly")
     _add_eval_sampling_args(shapes_eval, "shapes")
     score = eval_sub.add_parser("score", help="score a sampled run (official files + scores/ + results/)")
     score.add_argument("run", help="the run folder (with run.json)")
     score.add_argument("--scorer", default=None, help="official | judge | detector | shapes (default: the benchmark's)")
-    score.add_argument("--categories", default=None, help="comma-separated (default: all sampled)")
+    score.add_argument("--categories", type=csv_items, default=None, help="comma-separated (default: all sampled)")
     score.add_argument("--judge", default=None, help="judge YAML (configs/judge_vllm.yaml) for --scorer judge")
     score.add_argument("--batch-size", type=at_least(1), default=16, help="images per scoring model call")
     score.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,9 @@ import yaml
 
 class ConfigError(ValueError):
     pass
+
+
+_YAML11_EXPONENT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 
 
 class FieldError(ValueError):
@@ -96,6 +100,8 @@ def _convert(value, hint, where: str):
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if hint is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # `1e-5`: YAML 1.1 (PyYAML) reads a number without a dot as text
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ConfigError(f"{where}: expected a finite number, got {value!r}")

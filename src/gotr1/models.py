@@ -78,6 +78,10 @@ def load_model(spec: str | None, dtype=None, device=None):
                 "Janus, so chains and images are noise. Pass --model PATH for a real checkpoint."
             )
         model, tokenizer = build_tiny_janus()
+        if dtype:
+            import torch
+
+            model = model.to(getattr(torch, str(dtype).removeprefix("torch.")))
         if device:
             model = model.to(device)
         return JanusBundle(model, tokenizer, SpecialTokenIds.from_tokenizer(tokenizer), source=BUILTIN_TINY_RANDOM)

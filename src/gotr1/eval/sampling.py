@@ -14,6 +14,7 @@ r, r + n, r + 2n, ... of the run.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -69,18 +70,26 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def image_problem(root: Path, job: ImageJob, image_size: int | None = None) -> str | None:
-    """Why the job's official image is not done, or None when it is: its record must be readable and the file
-    must match the sha256 and size the record holds (records without them, from older runs: the file must
-    decode completely, at ``image_size`` pixels a side when given)."""
+def image_problem(root: Path, job: ImageJob, image_size: int | None = None, run_id: str | None = None) -> str | None:
+    """Why the job's official image is not done, or None when it is: its record must be readable, name this
+    run's settings (``run_id``, when given) and match the file's sha256 and size (records without them, from
+    older runs: the file must decode completely, at ``image_size`` pixels a side when given)."""
     record = read_record(root, job.record)
     if record is None:
         return "missing" if not (root / job.path).exists() else "its record is missing or unreadable"
+    if run_id is not None and record.get("run_id", run_id) != run_id:
+        return "sampled with other settings than this run's"
     return check_image(root / job.path, record, image_size)
 
 
 def is_done(root: Path, job: ImageJob, image_size: int | None = None) -> bool:
     return image_problem(root, job, image_size) is None
+
+
+def run_id(identity: dict[str, Any]) -> str:
+    """A short name for a run's settings, kept in every image's record: a folder whose records name two
+    ids holds images of two settings."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 EVAL_RUN = "gotr1 eval run"  # what an eval run folder's manifest says wrote it
@@ -178,8 +187,11 @@ def sample_run(
     process_index: int = 0,
     num_processes: int = 1,
     show_progress: bool = True,
+    settings_id: str | None = None,
 ) -> dict[str, Any]:
-    """Sample this process's share of the jobs that are not done yet. Returns counts and the speed."""
+    """Sample this process's share of the jobs that are not done yet. Returns counts and the speed.
+
+    settings_id: the run's `run_id`, written into every record; a record naming another is not done."""
     from ..layout import plan_overlay
     from ..model.sampler import SamplingConfig, TwoPhaseSampler
 
@@ -192,7 +204,7 @@ def sample_run(
     image_size = getattr(bundle, "image_size", None)
     pending, remade = [], []
     for job in mine:
-        problem = image_problem(out, job, image_size if isinstance(image_size, int) else None)
+        problem = image_problem(out, job, image_size if isinstance(image_size, int) else None, settings_id)
         if problem is None:
             continue
         pending.append(job)
@@ -230,14 +242,18 @@ def sample_run(
                 image = gen.images[0]
                 plan_path = job.record[: -len(".json")] + ".png"
                 write_bytes_atomic(out / plan_path, _png(plan_overlay(image, gen.objects)))
-                record = gen.record() | {
-                    "category": job.category,
-                    "prompt_index": job.prompt_index,
-                    "image_index": job.image_index,
-                    "image": job.path,
-                    "plan": plan_path,
-                    "metadata": job.metadata,
-                }
+                record = (
+                    gen.record()
+                    | {
+                        "category": job.category,
+                        "prompt_index": job.prompt_index,
+                        "image_index": job.image_index,
+                        "image": job.path,
+                        "plan": plan_path,
+                        "metadata": job.metadata,
+                    }
+                    | ({"run_id": settings_id} if settings_id else {})
+                )
                 official = _png(image)
                 write_json_atomic(out / job.record, record | image_fingerprint(official))
                 write_bytes_atomic(out / job.path, official)  # last: its presence means "done"
