@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 MANIFEST = ".gotr1-output.json"
 STAGING_SUFFIX = ".gotr1-new"
 _TRASH = ".gotr1-replaced"
+_SWAP = ".gotr1-swap.json"
 
 
 class OutputConflict(ValueError):
@@ -48,7 +49,7 @@ def _files(root: Path) -> set[str]:
         dirnames[:] = [d for d in dirnames if not (base == root and d == _TRASH)]
         for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
             relative = (base / name).relative_to(root).as_posix()
-            if relative != MANIFEST:
+            if relative not in (MANIFEST, _SWAP):
                 found.add(relative)
     return found
 
@@ -87,9 +88,13 @@ def _write_manifest(folder: Path, what: str, files: Iterable[str], *, foreign: I
     body = {"written_by": what, "complete": done, "files": sorted(files)}
     if not done:
         body["foreign"] = sorted(foreign)
-    tmp = folder / f".{MANIFEST}.tmp"
+    _write_json(folder / MANIFEST, body)
+
+
+def _write_json(path: Path, body: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / MANIFEST)
+    os.replace(tmp, path)
 
 
 def _is_within(inner: Path, outer: Path) -> bool:
@@ -153,16 +158,9 @@ class Output:
                 f"{self.path}: the new output would replace {clash[0]}, which gotr1 did not write; move it away "
                 f"and run again (the new output is kept in {self.work})"
             )
-        trash = self.path / _TRASH
-        shutil.rmtree(trash, ignore_errors=True)
-        for relative in sorted(old):
-            _move(self.path / relative, trash / relative)
-        for relative in sorted(new):
-            _move(self.work / relative, self.path / relative)
-        _write_manifest(self.path, self.what, new, done=True)
-        shutil.rmtree(trash, ignore_errors=True)
-        _remove_empty_dirs(self.path, {str(Path(p).parent) for p in old})
-        shutil.rmtree(self.work, ignore_errors=True)  # now only empty folders and its own manifest
+        journal = {"written_by": self.what, "staging": self.work.name, "old": sorted(old), "new": sorted(new)}
+        _write_json(self.path / _SWAP, journal)
+        finish_swap(self.path)
         log.info(
             "replaced the earlier %s in %s (%d of its files; nothing else touched)", self.what, self.path, len(old)
         )
@@ -181,6 +179,29 @@ class Output:
         (self.work / MANIFEST).unlink(missing_ok=True)
         if self.replacing or self.created:
             _remove_empty_dirs(self.work, {"."}, include_root=True)
+
+
+def finish_swap(path: Path) -> None:
+    """Swap a replacement in by its journal (``.gotr1-swap.json``, written before the first move): the earlier
+    run's files move aside, the new ones in, the manifest is rewritten, then the journal and the earlier files
+    go. Called again on a folder whose swap a kill interrupted, it completes it: an earlier file whose new
+    counterpart has already moved in is left alone, every other step is repeated or skipped as done."""
+    journal_path = path / _SWAP
+    if not journal_path.is_file():
+        shutil.rmtree(path / _TRASH, ignore_errors=True)  # a swap killed after its last step
+        return
+    journal = json.loads(journal_path.read_text(encoding="utf-8"))
+    staging, trash, new = path.parent / journal["staging"], path / _TRASH, set(journal["new"])
+    for relative in journal["old"]:
+        if relative not in new or os.path.lexists(staging / relative):
+            _move(path / relative, trash / relative)
+    for relative in sorted(new):
+        _move(staging / relative, path / relative)
+    _write_manifest(path, journal["written_by"], new, done=True)
+    journal_path.unlink()
+    shutil.rmtree(trash, ignore_errors=True)
+    _remove_empty_dirs(path, {str(Path(p).parent) for p in journal["old"]})
+    _discard_staging(staging)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -230,6 +251,8 @@ def prepare_output(
     """
     path = Path(path)
     check_not_an_input(path, inputs)
+    if writer and path.is_dir():
+        finish_swap(path)  # a replacement a kill interrupted while it was being swapped in
     if path.exists() and not path.is_dir():
         raise OutputConflict(f"{path}: exists and is not a folder")
     created = not path.exists()
@@ -266,12 +289,29 @@ def prepare_output(
 
 
 def _clear_staging(staging: Path) -> None:
-    """A staging folder left by an unfinished replacement holds only gotr1's files: start it afresh."""
+    """A staging folder left by an unfinished replacement holds gotr1's files: start it afresh."""
     if staging.is_dir():
         if read_manifest(staging) is None and _files(staging):
             raise OutputConflict(f"{staging}: holds files gotr1 did not write; move them away")
         log.info("starting again the unfinished replacement in %s", staging)
-        shutil.rmtree(staging)
+        _discard_staging(staging)
+
+
+def _discard_staging(staging: Path) -> None:
+    """Remove a staging folder's own files (by its manifest: after a kill, every new file in this private
+    folder is the run's), then its empty folders; anything else stays, and is reported."""
+    if not staging.is_dir():
+        return
+    for relative in owned_files(staging, ("*",)):
+        (staging / relative).unlink(missing_ok=True)
+    (staging / MANIFEST).unlink(missing_ok=True)
+    for dirpath, _, _ in sorted(os.walk(staging), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+    if staging.exists():
+        raise OutputConflict(f"{staging}: holds files gotr1 did not write; move them away")
 
 
 def new_run_folder(parent: str | Path) -> Path:
