@@ -433,6 +433,42 @@ CASES = [
         both(files(**{"sft.yaml": SFT_RECIPE, "sft__sft.json": "{}"}), sft_records, written_by("sft", "SFT run")),
         "sft: holds an earlier SFT run; pass --overwrite",
     ),
+    (
+        "sft-overwrite-bad-data-keeps-the-earlier-run",
+        ["train", "sft", "--config", "{d}/sft.yaml", "--overwrite"],
+        both(
+            files(**{"sft.yaml": SFT_RECIPE, "data.jsonl": BINARY, "sft__sft.json": "{}"}), written_by("sft", "SFT run")
+        ),
+        "data.jsonl: not a text file",
+    ),
+    (
+        "sft-output-holds-its-data",
+        ["train", "sft", "--config", "{d}/sft.yaml", "--overwrite"],
+        both(files(**{"sft.yaml": SFT_RECIPE.replace("{d}/sft", "{d}")}), sft_records),
+        "contains this command's input",
+    ),
+    # --- the output policy: inputs checked before an earlier output changes, never an input ------------
+    (
+        "generate-overwrite-typo-model-keeps-the-earlier-output",
+        ["generate", "--model", "{d}/typo", *P, "--out", "{d}/g", "--overwrite"],
+        both(
+            files(**{"g__generate.json": "{}", "g__0000_a__sample_00__chain.json": "{}"}),
+            written_by("g", "gotr1 generate"),
+        ),
+        "typo: no such checkpoint directory",
+    ),
+    (
+        "convert-into-its-own-source",
+        ["convert", "{d}/src", "{d}/src", "--overwrite"],
+        files(**{"src__config.json": "{}", "src__model.safetensors": b"x"}),
+        "src: is this command's input",
+    ),
+    (
+        "eval-report-foreign-report-html",
+        ["eval", "report", "{d}/run", "--out", "{d}/rep", "--overwrite"],
+        files(**{"rep__report.html": "<p>mine</p>", "run__run.json": "{}"}),
+        "rep: holds files that are not gotr1 eval report output",
+    ),
     # --- gotr1 shapes ----------------------------------------------------------------------------------
     (
         "shapes-export-examples-negative",
