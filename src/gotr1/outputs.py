@@ -49,9 +49,15 @@ def _files(root: Path) -> set[str]:
         dirnames[:] = [d for d in dirnames if not (base == root and d == _TRASH)]
         for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
             relative = (base / name).relative_to(root).as_posix()
-            if relative not in (MANIFEST, _SWAP):
+            if not _is_bookkeeping(relative):
                 found.add(relative)
     return found
+
+
+def _is_bookkeeping(relative: str) -> bool:
+    """gotr1's own files about a folder (its manifest, a swap journal, their temporary copies, the probe of
+    `check_writable`), never counted as output, the user's or gotr1's."""
+    return relative in (MANIFEST, _SWAP) or relative.startswith((f".{MANIFEST}.", f".{_SWAP}.", ".write-test-"))
 
 
 def read_manifest(folder: Path) -> dict | None:
