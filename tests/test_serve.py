@@ -8,6 +8,7 @@ asserts a duration: where a test needs the model to be "busy", the engine waits 
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import logging
@@ -165,6 +166,8 @@ class Gated:
         ("body_timeout_s", 0),
         ("keep_alive_timeout_s", -1.0),
         ("keep_alive_timeout_s", "5"),
+        ("header_timeout_s", 0),
+        ("header_timeout_s", 3601),
     ],
 )
 def test_settings_reject_bad_values_naming_the_field(field, value):
@@ -454,6 +457,41 @@ def test_half_sent_bodies_and_idle_connections_are_closed():
         assert read_until_closed(idle).startswith(b"HTTP/1.1 200")
 
         assert post(running, {"prompt": "a"}).status_code == 200
+        assert_consistent(health(running))
+
+
+def test_connections_without_a_whole_request_head_are_closed():
+    """Slow loris before the body: connections that send nothing, or half a request head, are closed unanswered;
+    complete heads, also ones sent in pieces, are served, and a kept-alive connection gets the deadline again."""
+    settings = ServerSettings(port=0, header_timeout_s=1, keep_alive_timeout_s=60, api_key_env=None)
+    body = json.dumps({"prompt": "a red square"}).encode()
+    head = (
+        "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with BackgroundServer(create_app(FakeEngine(), settings)) as running:
+
+        def connect() -> socket.socket:
+            return socket.create_connection((running.host, running.port), timeout=30)
+
+        silent = [connect() for _ in range(4)]
+        half = [connect() for _ in range(4)]
+        for sock in half:
+            sock.sendall(b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\n")
+        for sock in silent + half:
+            assert read_until_closed(sock) == b""
+
+        assert post(running, {"prompt": "a"}).status_code == 200
+        with connect() as sock:  # a slow but complete head, well within the deadline
+            for piece in (head[:20], head[20:50], head[50:]):
+                sock.sendall(piece)
+                time.sleep(0.05)
+            sock.sendall(body)
+            answer = http.client.HTTPResponse(sock)  # reads this one answer, leaving the connection open
+            answer.begin()
+            assert answer.status == 200 and json.loads(answer.read())["data"][0]["chain"]
+            sock.sendall(head[:30])  # the next request on this kept-alive connection stalls in its head
+            assert read_until_closed(sock) == b""
         assert_consistent(health(running))
 
 

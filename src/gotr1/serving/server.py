@@ -32,7 +32,9 @@ longer than `request_timeout_s`, 500 when the model failed (the server keeps ser
 
 A request whose client hangs up before its images are made is cancelled: its images leave the queue unsampled
 (or, already in the batch being made, are thrown away) and ``/health`` counts it as cancelled, not served.
-Idle keep-alive connections are closed after `keep_alive_timeout_s` (uvicorn's ``timeout_keep_alive``).
+Idle keep-alive connections are closed after `keep_alive_timeout_s` (uvicorn's ``timeout_keep_alive``), and a
+connection that has not delivered a whole request head (request line and headers) within `header_timeout_s` of
+connecting, or of its last response, is closed without an answer (slow loris; see `_head_timeout_protocol`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class ServerSettings:
     request_timeout_s: float = 600.0  # how long a request may wait for its images before a 504
     body_timeout_s: float = 30.0  # the whole body must arrive within this, or 408 and the connection is closed
     keep_alive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = 10.0  # a request's head must arrive within this, or the connection is closed
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host.strip():
@@ -101,6 +104,7 @@ class ServerSettings:
         check_range("request_timeout_s", self.request_timeout_s, low=0, low_open=True)
         check_range("body_timeout_s", self.body_timeout_s, low=0, high=3600, low_open=True)
         check_range("keep_alive_timeout_s", self.keep_alive_timeout_s, low=0, high=3600, low_open=True)
+        check_range("header_timeout_s", self.header_timeout_s, low=0, high=3600, low_open=True)
         if self.max_n > self.max_queue:
             raise FieldError(
                 "max_n", f"must be <= max_queue ({self.max_queue}), got {self.max_n}: such a request never fits"
@@ -517,6 +521,55 @@ async def _until_disconnected(receive) -> None:
 # -- running it -----------------------------------------------------------------------------------
 
 
+def _head_timeout_protocol(timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol that closes a connection whose request head does not arrive within `timeout_s`.
+
+    uvicorn times nothing while it waits for a request's head: its keep-alive timer starts only after a
+    response and any byte received cancels it, so a client that connects and sends nothing, or sends half its
+    headers and stalls (slow loris), holds its connection forever. Here a timer runs whenever the connection
+    waits for a head (h11 sees the client IDLE: from connecting, and again after each response when the
+    connection is kept alive) and is stopped once a head is parsed; trickled bytes do not extend it. On expiry
+    the connection is closed the way uvicorn closes an idle one, with no answer. h11 is pinned (uvicorn would
+    take httptools when installed) so the states hooked here are the parser's that runs.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._watch_head()
+
+        def handle_events(self) -> None:  # runs on each data arrival and after each completed response
+            super().handle_events()
+            self._watch_head()
+
+        def connection_lost(self, exc) -> None:
+            super().connection_lost(exc)
+            self._stop_head_timer()
+
+        def _watch_head(self) -> None:
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                if self._head_timer is None:
+                    self._head_timer = self.loop.call_later(timeout_s, self._head_timed_out)
+            else:
+                self._stop_head_timer()
+
+        def _stop_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            log.debug("closing a connection whose request head did not arrive within %g s", timeout_s)
+            self.timeout_keep_alive_handler()
+
+    return HeadTimeoutH11Protocol
+
+
 def _uvicorn_config(app: FastAPI, host: str, port: int, **overrides):
     import uvicorn
 
@@ -524,6 +577,7 @@ def _uvicorn_config(app: FastAPI, host: str, port: int, **overrides):
     settings = getattr(app.state, "settings", None)
     if isinstance(settings, ServerSettings):
         options.setdefault("timeout_keep_alive", settings.keep_alive_timeout_s)
+        options.setdefault("http", _head_timeout_protocol(settings.header_timeout_s))
     return uvicorn.Config(app, host=host, port=port, **options)
 
 
