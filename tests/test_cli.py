@@ -1,6 +1,7 @@
 """`gotr1 generate` / `gotr1 convert` end to end on tiny models."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -75,3 +76,27 @@ def test_convert_command(tiny_bundle, tmp_path):
     ckpt = tiny_bundle.save(tmp_path / "ckpt")
     assert main(["convert", str(ckpt), str(tmp_path / "converted")]) == 0
     assert (tmp_path / "converted" / "model.safetensors").is_file()
+
+
+def test_prompts_file_bom_is_stripped_and_logged_prompts_escape_control_characters(tmp_path, caplog):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes("\ufeffa red circle\na \x1b[31mblue\x1b[0m square\n".encode())
+    out = tmp_path / "out"
+    argv = ["generate", "--model", "tiny-random", "--prompts-file", str(prompts), "--max-reasoning-tokens", "4"]
+    with caplog.at_level(logging.INFO, logger="gotr1"):
+        assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads((out / "generate.json").read_text())["prompts"][0] == "a red circle"
+    assert (out / "0000_a_red_circle").is_dir()
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "gotr1")
+    assert "\x1b" not in logged and "a \\x1b[31mblue\\x1b[0m square: " in logged, logged
+
+
+def test_a_too_long_prompt_is_one_gotr1_line_without_transformers_warning(tmp_path, capsys, monkeypatch):
+    from transformers import tokenization_utils_base
+
+    warned = []  # transformers' own logger writes past pytest's capture: watch the call itself
+    monkeypatch.setattr(tokenization_utils_base.logger, "warning", lambda message, *a, **k: warned.append(message))
+    rc = main(["generate", "--model", "tiny-random", "--prompt", "circle " * 3000, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "tokens with the chat template" in err
+    assert not [w for w in warned if "Token indices sequence length" in str(w)], warned

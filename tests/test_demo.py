@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import zipfile
 from types import SimpleNamespace
 
@@ -212,7 +218,7 @@ def test_checks_name_the_input_to_blame_without_sampling(app, engine):
     assert app.check_generate(PROMPT, 4, 0, "lots", 1.0, 1.0) == ("cfg_weight", "CFG weight must be a number")
     assert app.check_generate(PROMPT, 4, 0, 3.0, -0.5, 1.0) == (
         "text_temperature",
-        "Text temperature must be at least 0",
+        "Text temperature must be from 0 to 100",
     )
     assert app.check_rerender(None, "x")[0] == "chain"
     session, _ = app.generate(None, PROMPT, 1, 0)
@@ -286,3 +292,87 @@ def test_build_demo_has_the_stable_element_ids(engine):
         "download",
     ):
         assert elem_id in ids
+
+
+def test_raw_api_values_a_page_never_sends_are_refusals(app, engine):
+    """The raw API can send what no browser does: a lone surrogate in text, a non-number gallery index, a
+    table that is None. Each is a refusal naming the input (gr.Error), never an exception from deep inside."""
+    surrogate = "a red \ud800 circle"
+    assert app.check_generate(surrogate, 4, 0, 3.0, 1.0, 1.0) == (
+        "prompt",
+        "The prompt holds characters that are not valid Unicode text",
+    )
+    assert app.check_generate(PROMPT, 4, 0, 1e308, 1.0, 1.0) == ("cfg_weight", "CFG weight must be from 0 to 100")
+    assert app.check_generate(PROMPT, 4, 0, 3.0, 1.0, 1e308)[0] == "image_temperature"
+    session, _ = app.generate(None, PROMPT, 1, 0)
+    assert app.check_rerender(session, surrogate)[0] == "chain"
+    with pytest.raises(gr.Error, match="not valid Unicode"):
+        app.text_edited(surrogate)
+    with pytest.raises(gr.Error, match="not valid Unicode"):
+        app.table_edited([[surrogate, "1", "2", "3", "4"]], session.current.chain)
+    for index in ("1", None, [0, 1], 1.0, True):
+        with pytest.raises(gr.Error, match="Pick a sample"):
+            app.select(session, index)
+    assert app.table_edited(None, "")[0] == ""  # the table event's unprocessed payload
+    payload = {"headers": ["name", "x1", "y1", "x2", "y2"], "data": [["red circle", 1, 2, 300, 400]]}
+    assert "red circle<|obj_end|> <|box_start|>(1,2),(300,400)" in app.table_edited(payload, "")[0]
+
+
+def test_raw_api_requests_leave_no_traceback(engine, capfd):
+    """Over HTTP, as a script would call the page's events: the table event given None and a gallery select
+    whose event data lacks a usable index are answered, with nothing but a warning in the server's log."""
+    import httpx
+
+    from gotr1.serving.demo import launch_demo
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = launch_demo(engine, port=port, prevent_thread_lock=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        config = httpx.get(f"{base}/config", timeout=30).json()
+        elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+        fn = {(elem.get(d["targets"][0][0]), d["targets"][0][1]): d["id"] for d in config["dependencies"]}
+
+        def call(key, data, event_data=None):
+            body = {"data": data, "fn_index": fn[key], "session_hash": "raw", "event_data": event_data}
+            return httpx.post(f"{base}/gradio_api/run/predict", json=body, timeout=60)
+
+        assert call(("plan-table", "input"), [None, None]).status_code == 200
+        for event_data in (None, {}, {"index": "x"}, {"index": [1, 2], "value": None}):
+            assert call(("samples", "select"), [None], event_data).status_code == 200
+    finally:
+        demo.close()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err, out + err
+
+
+def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
+    """`gotr1 demo` ended by SIGTERM (a service manager, `kill`) shuts down cleanly: its temporary folder goes."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, TMPDIR=str(tmp_path), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+    command = [sys.executable, "-m", "gotr1.cli", "demo", "--model", "tiny-random", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else "slow"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/config", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert list(tmp_path.glob("gotr1-demo-*")), "the demo made no folder of its own"
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 130), output
+    assert "Traceback" not in output, output
+    assert not list(tmp_path.glob("gotr1-demo-*")), output

@@ -1,6 +1,8 @@
 """The GRPO loop on a tiny model: LoRA reference, missing rewards, and that it learns a toy reward."""
 
 import copy
+import os
+import stat
 
 import pytest
 import torch
@@ -162,3 +164,18 @@ def test_checkpoints_keep_the_last_k_and_ignore_partial_ones(tiny_tokenizer, tmp
     (tmp_path / ".checkpoint-000004.tmp").mkdir()  # a save that was killed half-way
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-000002", "checkpoint-000003"]
     assert latest_checkpoint(tmp_path).name == "checkpoint-000003"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoint_files_get_the_modes_every_other_file_gets(tiny_tokenizer, tmp_path, umask):
+    """safetensors writes through a private temporary file (0600); a checkpoint's files are 0666 less the
+    umask like the final weights, so a shared run's checkpoints are readable by whoever reads the rest."""
+    trainer = _trainer(_bundle(tiny_tokenizer), _counting_reward)
+    previous = os.umask(umask)
+    try:
+        saved = trainer.save_checkpoint(tmp_path, keep_last=1)
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in saved.rglob("*") if p.is_file()}
+    assert "trainable.safetensors" in modes and "rng.safetensors" in modes
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)

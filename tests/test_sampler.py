@@ -173,6 +173,13 @@ def test_bad_arguments_are_rejected(tiny_bundle):
         sampler.generate(PROMPTS, chains=[["x"]])
     with pytest.raises(ValueError):
         SamplingConfig(num_generations=0)
+    with pytest.raises(ValueError, match="seeds must fit in 64 bits"):
+        sampler.generate(PROMPTS, seeds=[1, 2**63])
+    for settings in ({"cfg_weight": 1e308}, {"text_temperature": float("nan")}, {"image_temperature": 101}):
+        with pytest.raises(ValueError, match="cfg_weight|temperatures"):
+            SamplingConfig(**settings)
+    with pytest.raises(ValueError, match="seed"):
+        SamplingConfig(seed=2**63)
 
 
 def test_cuda_forwards_leave_out_cudnn_attention_and_cpu_ones_are_untouched():

@@ -34,6 +34,18 @@ def test_read_prompt_files_from_a_file_or_a_directory(tmp_path):
         read_prompt_files(empty)
 
 
+def test_prompt_files_lose_a_byte_order_mark_and_name_their_problem(tmp_path):
+    """A BOM (Windows editors write one) is not part of the first prompt; an empty or non-UTF-8 file says so."""
+    (tmp_path / "bom.txt").write_bytes("\ufeffa red apple\na blue car\n".encode())
+    assert read_prompt_files(tmp_path / "bom.txt") == ["a red apple", "a blue car"]
+    (tmp_path / "blank.txt").write_text("\n   \n")
+    with pytest.raises(ValueError, match=r"blank\.txt: the file is empty \(no prompts\)"):
+        read_prompt_files(tmp_path / "blank.txt")
+    (tmp_path / "latin1.txt").write_bytes("une pomme rouge \xe9t\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt: not a text file \(one prompt per line, UTF-8\)"):
+        read_prompt_files(tmp_path / "latin1.txt")
+
+
 def test_the_shipped_t2i_compbench_training_prompts():
     from pathlib import Path
 

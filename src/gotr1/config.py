@@ -182,6 +182,8 @@ def load_config(path: str | Path, cls):
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if node is None:  # nothing but blanks and comments: every default would pass for a choice
+        raise ConfigError(f"{path}: the config file is empty (no settings in it)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return _build(cls, data, (), _line_map(node, source=str(path)), str(path))

@@ -105,14 +105,19 @@ class JanusBundle:
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
-        # safetensors writes through a private temporary file (mode 0600): give the weights the permissions
-        # every other file gets (0666 less the umask), so a shared checkpoint is readable by its group.
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in out.iterdir():
-            if path.is_file():
-                path.chmod(0o666 & ~umask)
+        plain_file_modes(out)
         return out
+
+
+def plain_file_modes(folder: str | os.PathLike) -> None:
+    """Give every file under `folder` the mode a plain open() gives (0666 less the umask). safetensors writes
+    through a private temporary file (mode 0600), so without this its weights are the only files of a
+    checkpoint its group cannot read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)
 
 
 def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:

@@ -35,6 +35,11 @@ from .teacher_forcing import unconditional_ids
 from .tokens import encode_prompt
 
 _TEXT_STREAM, _IMAGE_STREAM = 1, 2
+# Bounds of the settings (the CLI's types mirror them): seeds are int64 keys; a CFG weight or temperature
+# beyond 100 does nothing but overflow the logits.
+MAX_SEED = 2**63 - 1
+MAX_CFG_WEIGHT = 100.0
+MAX_TEMPERATURE = 100.0
 # The compiled text phase asks whether any chain is still open every this many steps (a host sync).
 _CHECK_EVERY = 16
 
@@ -70,8 +75,12 @@ class SamplingConfig:
             raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
         if self.num_generations < 1 or self.images_per_chain < 1:
             raise ValueError("num_generations and images_per_chain must be >= 1")
-        if self.text_temperature < 0 or self.image_temperature < 0:
-            raise ValueError("temperatures must be >= 0 (0 means greedy)")
+        if not (0 <= self.text_temperature <= MAX_TEMPERATURE and 0 <= self.image_temperature <= MAX_TEMPERATURE):
+            raise ValueError(f"temperatures must be from 0 (greedy) to {MAX_TEMPERATURE:g}")
+        if not 0 <= self.cfg_weight <= MAX_CFG_WEIGHT:
+            raise ValueError(f"cfg_weight must be from 0 to {MAX_CFG_WEIGHT:g} (<= 1: no guidance)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
         if self.max_reasoning_tokens < 0:
             raise ValueError("max_reasoning_tokens must be >= 0")
 
@@ -220,6 +229,9 @@ class TwoPhaseSampler:
         seeds = list(seeds) if seeds is not None else [sampling.seed + i for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        wide = [s for s in seeds if not -(2**63) <= s <= MAX_SEED]
+        if wide:
+            raise ValueError(f"seeds must fit in 64 bits (at most {MAX_SEED}), got {wide[0]}")
         tok = self.bundle.tokenizer
         prompt_ids = [encode_prompt(tok, p, self.ids.bos) for p in prompts]
         G = sampling.num_generations
@@ -432,7 +444,7 @@ class TwoPhaseSampler:
         seqs, text_ids = [], []
         for p, group in zip(prompt_ids, chains):
             for chain in group[:1] if same else group:
-                body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False)
+                body = tok.encode(chain.removesuffix(BEGIN_OF_IMAGE), add_special_tokens=False, verbose=False)
                 text_ids.append(torch.tensor([*body, boi]))
                 seqs.append([*p, *body, boi])
         # The compiled path copies the cache into its own workspace: no room for image tokens needed here.

@@ -73,7 +73,9 @@ def prepare_tokenizer(tokenizer) -> list[int]:
 def encode_prompt(tokenizer, prompt: str, bos_id: int, *, template: bool = True) -> list[int]:
     """Token ids of one prompt, always starting with exactly one BOS."""
     text = format_user_turn(prompt) if template else prompt
-    ids = tokenizer.encode(text, add_special_tokens=False)
+    # verbose=False: no "Token indices sequence length is longer than the specified maximum" line; gotr1
+    # checks a prompt's length against the model's real context itself (and says so in one line).
+    ids = tokenizer.encode(text, add_special_tokens=False, verbose=False)
     return [bos_id, *ids]
 
 

@@ -29,7 +29,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import weakref
 import zipfile
 from collections.abc import Sequence
@@ -42,7 +44,7 @@ from PIL import Image
 
 from ..chain import BEGIN_OF_IMAGE, GRID, PlannedObject, parse_chain, validate_chain
 from ..layout import draw_plan, object_color, plan_overlay
-from ..model.sampler import SamplingConfig
+from ..model.sampler import MAX_CFG_WEIGHT, MAX_TEMPERATURE, SamplingConfig
 from .engine import Engine, Job, PromptTooLong, Sample, Scores
 from .plan_edit import PLAN_COLUMNS, apply_rows, plan_rows
 
@@ -141,8 +143,22 @@ class Refused(gr.Error):
     """A request the demo turns down, and the input that is to blame (shown next to it on the page)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, print_exception=False)  # bad input, not a bug: no traceback in the log
         self.field = field
+
+
+def _text(value: Any, name: str, field: str) -> str:
+    """`value` as text a page could have sent: a string (None: empty) holding only valid Unicode (the raw API
+    can send a lone surrogate, which no tokenizer or JSON encoder takes); Refused otherwise."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise Refused(field, f"{name} must be text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refused(field, f"{name} holds characters that are not valid Unicode text") from None
+    return value
 
 
 def _number(value: Any, name: str, field: str, *, minimum: float, maximum: float | None = None) -> float:
@@ -156,14 +172,25 @@ def _number(value: Any, name: str, field: str, *, minimum: float, maximum: float
     return number
 
 
+class GalleryClick(gr.EventData):
+    """A gallery select event's index, or None when the request carries none. (gr.SelectData raises inside
+    Gradio, with a traceback, on event data without 'index' and 'value', which the raw API can send.)"""
+
+    def __init__(self, target: Any, data: Any) -> None:
+        super().__init__(target, data)
+        self.index = data.get("index") if isinstance(data, dict) else None
+
+
 def _table_rows(value: Any) -> list[list[str]]:
     """A Dataframe's value (list of rows, pandas frame or {'data': ...}) as rows of text cells."""
     if value is None:
         return []
     if hasattr(value, "values") and hasattr(value, "columns"):  # pandas, if a caller passes one
         value = value.values.tolist()
-    elif isinstance(value, dict):
+    elif isinstance(value, dict):  # the Dataframe's own payload (the table event takes it unprocessed)
         value = value.get("data") or []
+    if not isinstance(value, (list, tuple)):
+        raise Refused("table", "The table must be rows of cells.")
     return [list(row) for row in value if isinstance(row, (list, tuple))]
 
 
@@ -177,11 +204,17 @@ class DemoApp:
 
     def __init__(self, engine: Engine, root: Path | None = None) -> None:
         self.engine = engine
-        if root is None:  # our own folder, removed with the app (and at exit)
+        if root is None:  # our own folder, removed with the app (and at exit, or by close())
             self.root = Path(tempfile.mkdtemp(prefix="gotr1-demo-"))
-            weakref.finalize(self, shutil.rmtree, str(self.root), True)
+            self._remove_root = weakref.finalize(self, shutil.rmtree, str(self.root), True)
         else:
             self.root = Path(root)
+            self._remove_root = None
+
+    def close(self) -> None:
+        """Remove the app's own download folder now (a folder given as `root` is the caller's and stays)."""
+        if self._remove_root is not None:
+            self._remove_root()
 
     # -- events ----------------------------------------------------------------------------------
     def generate(
@@ -219,18 +252,20 @@ class DemoApp:
 
     def select(self, session: DemoSession | None, index: int) -> tuple[DemoSession | None, dict[str, Any]]:
         """Show sample `index` (a gallery click) and load its plan into the editor."""
+        if isinstance(index, bool) or not isinstance(index, int):  # the raw API can send anything
+            raise Refused("gallery", f"Pick a sample in the gallery (a sample number, not {type(index).__name__}).")
         if session is not None and 0 <= index < len(session.entries):
             session.selected = index
         return session, self.view(session)
 
     def table_edited(self, rows: Any, base_chain: str) -> tuple[str, str]:
         """A table edit written into the chain the table was read from -> (new chain text, problems HTML)."""
-        chain = apply_rows(base_chain or "", _table_rows(rows))
+        chain = _text(apply_rows(_text(base_chain, "The chain", "chain"), _table_rows(rows)), "A cell", "table")
         return chain, self.problems_html(chain)
 
     def text_edited(self, chain: str) -> tuple[list[list[str]], str, str]:
         """A chain text edit -> (its table rows, the new base chain for table edits, problems HTML)."""
-        chain = chain or ""
+        chain = _text(chain, "The chain", "chain")
         return plan_rows(chain), chain, self.problems_html(chain)
 
     def rerender(self, session: DemoSession | None, chain: str) -> tuple[DemoSession, dict[str, Any]]:
@@ -381,7 +416,7 @@ class DemoApp:
     # -- helpers ---------------------------------------------------------------------------------
     def _generate_request(self, prompt, num_chains, seed, cfg_weight, text_temperature, image_temperature):
         """The checked inputs of a generation: (prompt, chain count, seed, sampling settings); Refused if not."""
-        prompt = (prompt or "").strip()
+        prompt = _text(prompt, "The prompt", "prompt").strip()
         if not prompt:
             raise Refused("prompt", "Type a prompt first.")
         if len(prompt) > MAX_PROMPT_CHARS:
@@ -396,12 +431,12 @@ class DemoApp:
             raise Refused("seed" if count.is_integer() else "num_chains", "Must be a whole number")
         base = self.engine.sampling
 
-        def setting(value, default, name, field):
-            return default if value is None else _number(value, name, field, minimum=0)
+        def setting(value, default, name, field, maximum=MAX_TEMPERATURE):
+            return default if value is None else _number(value, name, field, minimum=0, maximum=maximum)
 
         sampling = replace(
             base,
-            cfg_weight=setting(cfg_weight, base.cfg_weight, "CFG weight", "cfg_weight"),
+            cfg_weight=setting(cfg_weight, base.cfg_weight, "CFG weight", "cfg_weight", MAX_CFG_WEIGHT),
             text_temperature=setting(text_temperature, base.text_temperature, "Text temperature", "text_temperature"),
             image_temperature=setting(
                 image_temperature, base.image_temperature, "Image temperature", "image_temperature"
@@ -414,7 +449,7 @@ class DemoApp:
         entry = session.current if session is not None else None
         if entry is None:
             raise Refused("chain", "Generate a sample first, then edit its plan.")
-        chain = (chain or "").removesuffix(BEGIN_OF_IMAGE)
+        chain = _text(chain, "The chain", "chain").removesuffix(BEGIN_OF_IMAGE)
         if len(chain) > MAX_CHAIN_CHARS:
             raise Refused("chain", f"The chain is {len(chain)} characters; at most {MAX_CHAIN_CHARS} are taken.")
         too_long = self.chain_overflow(entry.prompt, chain)
@@ -753,7 +788,7 @@ def build_demo(engine: Engine, *, app: DemoApp | None = None) -> gr.Blocks:
             fields = ("session", "prompt", "num_chains", "seed", "cfg_weight", "text_temperature", "image_temperature")
             return verdicts(app.check_generate(*values), fields)
 
-        def on_select(state, event: gr.SelectData):
+        def on_select(state, event: GalleryClick):
             return show(*app.select(state, event.index))
 
         def on_rerender(state, chain):
@@ -776,7 +811,8 @@ def build_demo(engine: Engine, *, app: DemoApp | None = None) -> gr.Blocks:
         gallery.select(softly(on_select), [session], view_outputs, **private)
         # Cheap and unqueued; "always_last" so the final keystroke is never dropped while one is in flight.
         editing = {"queue": False, "trigger_mode": "always_last", "show_progress": "hidden", **private}
-        table.input(app.table_edited, [table, base_chain], [chain_text, problems], **editing)
+        # Unprocessed: Gradio's own Dataframe preprocessing raises (a traceback) on a None payload.
+        table.input(app.table_edited, [table, base_chain], [chain_text, problems], preprocess=False, **editing)
         chain_text.input(app.text_edited, [chain_text], [table, base_chain, problems], **editing)
         rerender.click(
             softly(on_rerender),
@@ -804,19 +840,36 @@ def launch_demo(
 
     max_queue: requests waiting beyond this are turned away with a message; concurrency: events that run
     at once (sampling is serialised by the engine's lock anyway).
+
+    Blocking, SIGTERM stops it as Ctrl-C does (the server closes) and the app's temporary folder is removed
+    before this returns; the default SIGTERM would end the process with the folder left behind.
     """
-    demo = build_demo(engine)
-    demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
-    demo.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        prevent_thread_lock=prevent_thread_lock,
-        show_error=True,
-        quiet=prevent_thread_lock,
-        ssr_mode=False,
-        theme=_theme(),
-        css=_CSS,
-        footer_links=[],
-    )
+    blocking = not prevent_thread_lock and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if blocking else None
+    demo = None
+    try:
+        demo = build_demo(engine)
+        demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            prevent_thread_lock=prevent_thread_lock,
+            show_error=True,
+            quiet=prevent_thread_lock,
+            ssr_mode=False,
+            theme=_theme(),
+            css=_CSS,
+            footer_links=[],
+        )
+    finally:
+        if blocking:
+            signal.signal(signal.SIGTERM, previous)
+            if demo is not None:
+                demo.gotr1_app.close()
     return demo
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM as a KeyboardInterrupt: Gradio's launch then closes its server and returns."""
+    raise KeyboardInterrupt

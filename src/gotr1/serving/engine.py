@@ -109,7 +109,7 @@ class Engine:
         reasoning = self.sampling.max_reasoning_tokens if max_reasoning_tokens is None else max_reasoning_tokens
         if chain is not None:
             body = chain.removesuffix(BEGIN_OF_IMAGE)
-            reasoning = len(self.bundle.tokenizer.encode(body, add_special_tokens=False))
+            reasoning = len(self.bundle.tokenizer.encode(body, add_special_tokens=False, verbose=False))
         budget = self.bundle.prompt_budget(reasoning)
         if budget is None:
             return

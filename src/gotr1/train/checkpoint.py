@@ -36,6 +36,8 @@ def save(trainer, root: str | Path, *, keep_last: int = 2) -> Path:
     """
     from safetensors.torch import save_file
 
+    from ..model.loading import plain_file_modes
+
     acc = trainer.accelerator
     root = Path(root)
     final = root / f"checkpoint-{trainer.step_index:06d}"
@@ -75,6 +77,7 @@ def save(trainer, root: str | Path, *, keep_last: int = 2) -> Path:
             "world_size": trainer.world_size,
         }
         (tmp / "trainer_state.json").write_text(json.dumps(state))
+        plain_file_modes(tmp)  # safetensors writes 0600; the final weights and everything else: 0666 less umask
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in sorted(root.glob("checkpoint-*"))[:-keep_last] if keep_last > 0 else []:

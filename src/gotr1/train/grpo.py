@@ -42,6 +42,7 @@ import inspect
 import logging
 import math
 import random
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -54,7 +55,7 @@ import torch
 from ..config import FieldError, check_choice, check_range
 from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
-from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
+from ..model.sampler import MAX_CFG_WEIGHT, MAX_TEMPERATURE, Generation, SamplingConfig, TwoPhaseSampler
 from ..model.static_decode import COMPILE_MODES
 from ..model.teacher_forcing import SFTRecord, forward_packed, pack, unconditional
 from . import checkpoint
@@ -129,15 +130,25 @@ class GRPOConfig:
             "lora_alpha",
         ):
             check_range(name, getattr(self, name), low=1)
+        if self.num_generations < 2:  # a group of one has no spread: its advantage is 0, nothing is learned
+            raise FieldError(
+                "num_generations", f"must be >= 2 (GRPO compares a prompt's samples), got {self.num_generations}"
+            )
         for name in ("warmup_steps", "max_reasoning_tokens", "seed", "log_every"):  # log_every 0: never
             check_range(name, getattr(self, name), low=0)
         check_range("learning_rate", self.learning_rate, low=0, low_open=True)
-        for name in ("weight_decay", "beta", "text_temperature", "image_temperature"):
+        for name in ("weight_decay", "beta"):
             check_range(name, getattr(self, name), low=0)
+        for name in ("text_temperature", "image_temperature"):
+            check_range(name, getattr(self, name), low=0, high=MAX_TEMPERATURE)
         check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
         check_range("epsilon", self.epsilon, low=0, high=1)
         check_range("epsilon_high", self.epsilon_high, low=0)
-        check_range("cfg_weight", self.cfg_weight, low=0)
+        check_range("cfg_weight", self.cfg_weight, low=0, high=MAX_CFG_WEIGHT)
+        try:
+            re.compile(self.lora_target_modules)
+        except (re.error, TypeError) as exc:
+            raise FieldError("lora_target_modules", f"not a valid regular expression ({exc})") from None
         check_range("lora_r", self.lora_r, low=1)
         check_range("sample_chunk_prompts", self.sample_chunk_prompts, low=1)
         if self.overlap_rewards and self.sample_chunk_prompts is None:

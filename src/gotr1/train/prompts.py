@@ -52,9 +52,13 @@ def read_prompt_files(path: str | Path) -> list[str]:
         raise ValueError(f"{path}: no such file or directory")
     seen: dict[str, None] = {}
     for file in files:
-        for line in file.read_text(encoding="utf-8").splitlines():
+        try:
+            text = file.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of prompt 1
+        except UnicodeDecodeError:
+            raise ValueError(f"{file}: not a text file (one prompt per line, UTF-8)") from None
+        for line in text.splitlines():
             if line.strip():
                 seen.setdefault(line.strip(), None)
     if not seen:
-        raise ValueError(f"{path}: no prompts found")
+        raise ValueError(f"{path}: {'the file is' if path.is_file() else 'its .txt files are'} empty (no prompts)")
     return list(seen)

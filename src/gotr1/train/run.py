@@ -206,6 +206,7 @@ def run_grpo(
     # The recipe's own mistakes first, before anything is written and before minutes of model loading.
     found = split_prompt_spec(run.prompts)
     suite = found[0] if found else None
+    prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)  # a bad file: named
     for world in run.reward.suites():  # a world's exact rewards read its prompts' meanings
         if suite is None or suite.name != world:
             raise ConfigError(f"the {world} reward needs {world} prompts (prompts: {world}:train)")
@@ -214,7 +215,6 @@ def run_grpo(
             suite.check_training(found[1], run.eval_prompts)
         except ValueError as exc:
             raise ConfigError(f"eval_prompts: {exc}") from None
-    prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)
     reward_fn = _reward(run.reward, Path(config_path).parent)
     model_spec = model_override or run.model
     recipe = json.loads(json.dumps(asdict(run) | {"model": model_spec}))

@@ -48,6 +48,20 @@ def _detector(benchmark: str) -> Factory:
     return build
 
 
+# The models each scorer lets `--scorer-model ROLE=ID` replace (ScorerOptions.models keys it reads).
+MODEL_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("t2i-compbench", "official"): ("blip", "clip", "detector", "depth"),
+    ("geneval", "official"): ("detector", "clip"),
+    ("t2i-compbench", "detector"): ("detector",),
+    ("geneval", "detector"): ("detector",),
+}
+
+
+def model_roles(benchmark: str, scorer: str) -> tuple[str, ...]:
+    """The model roles of `scorer` on `benchmark` (none for a scorer that loads no replaceable model)."""
+    return MODEL_ROLES.get((benchmark, scorer), ())
+
+
 def t2i_compbench_scorers() -> dict[str, Factory]:
     return {"official": _t2i_official, "judge": _judge("t2i-compbench"), "detector": _detector("t2i-compbench")}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import JanusVQVAE
 
+from ...model.loading import plain_file_modes
 from .grammar import ShapesGrammar
 from .render import try_layout_scene
 from .text_tokenizer import build_text_tokenizer
@@ -75,6 +76,7 @@ def build_tokenizers(
         seed=seed + 1,
     )
     vq.save_pretrained(out / "vq")
+    plain_file_modes(out / "vq")  # safetensors writes its weights 0600
     quality = reconstruction_quality(vq, sample(256, random.Random(seed + 1)))
     quality["constraints_hold_after_reconstruction"] = reconstruction_accuracy(vq, grammar, seed=seed)
     report = {"vq": info, "reconstruction": quality, "text_vocab": len(tokenizer), "seconds": time.time() - start}

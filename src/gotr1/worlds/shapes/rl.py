@@ -62,6 +62,11 @@ def check_clear_of_evaluation(prompt_set: str, eval_prompts: int) -> None:
             f"{eval_prompts} would overlap the RL prompts of {HELDOUT_PAIRS}, which keep clear of the "
             f"first {EVAL_RESERVE} evaluation prompts only"
         )
+    if eval_prompts > EVAL_RESERVE:
+        raise ValueError(
+            f"{eval_prompts} is more than the held-out evaluation holds: it draws from the first "
+            f"{EVAL_RESERVE} held-out prompts (as gotr1 eval shapes does); give at most {EVAL_RESERVE}"
+        )
 
 
 def prompt_source(grammar: ShapesGrammar, prompts_per_step: int, *, split: str = "train", pool: int = 5000):
