@@ -8,6 +8,7 @@ argv is that folder. Cases fail before any model loads, so the table runs in sec
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -513,6 +514,170 @@ CASES = [
     ),
 ]
 
+# Issue 21, item 5: tracebacks and accepted nonsense a tester found. Each is refused before any model loads
+# (test_refused_before_the_model_loads below runs them with model loading made to fail).
+PROMPTS_RECIPE = RECIPE.replace("shapes:train", "prompts.txt")
+TOO_LATE = [
+    ("generate-seed-past-int64", [*G, *P, "--seed", str(2**63)], None, f"--seed: must be <= {2**63 - 1}"),
+    (
+        "generate-seeds-of-the-prompts-past-int64",
+        [*G, "--prompt", "a", "--prompt", "b", "--seed", str(2**63 - 1)],
+        None,
+        "2 seeds from it (one per prompt or image) pass",
+    ),
+    ("generate-cfg-1e308", [*G, *P, "--cfg", "1e308"], None, "--cfg: must be <= 100.0"),
+    ("generate-temperature-1e308", [*G, *P, "--text-temperature", "1e308"], None, "--text-temperature: must be <="),
+    (
+        "generate-prompts-file-empty",
+        [*G, "--prompts-file", "{d}/p.txt"],
+        files(**{"p.txt": "\n   \n"}),
+        "p.txt: the prompts file holds no prompts",
+    ),
+    ("serve-port-70000", ["serve", "--model", "tiny-random", "--port", "70000"], None, "--port: must be <= 65535"),
+    ("demo-port-70000", ["demo", "--model", "tiny-random", "--port", "70000"], None, "--port: must be <= 65535"),
+    ("demo-port-0", ["demo", "--model", "tiny-random", "--port", "0"], None, "--port 0: the demo needs a fixed port"),
+    (
+        "serve-host-unresolvable",
+        ["serve", "--model", "tiny-random", "--host", "no-such-host.invalid"],
+        None,
+        "--host no-such-host.invalid: cannot resolve it",
+    ),
+    (
+        "demo-host-unresolvable",
+        ["demo", "--model", "tiny-random", "--host", "no-such-host.invalid"],
+        None,
+        "--host no-such-host.invalid: cannot resolve it",
+    ),
+    (
+        "serve-cfg-1e308",
+        ["serve", "--model", "tiny-random", "--cfg", "1e308"],
+        None,
+        "--cfg: must be <= 100.0",
+    ),
+    (
+        "shapes-pretrain-width-not-split-by-heads",
+        ["shapes", "pretrain", "--hidden-size", "130", "--heads", "4", "--out", "{d}/m"],
+        None,
+        "--hidden-size 130 with --heads 4: the width must split into 4 heads",
+    ),
+    (
+        "shapes-export-seed-past-int64",
+        ["shapes", "export-sft", "--seed", str(2**63), "--out", "{d}/x"],
+        None,
+        "--seed: must be <=",
+    ),
+    (
+        "grpo-lora-targets-invalid-regex",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("  lora_target_modules: 'q_proj|(v_proj'\n"),
+        "recipe.yaml:5: grpo.lora_target_modules: not a valid regular expression",
+    ),
+    (
+        "grpo-recipe-empty",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        files(**{"recipe.yaml": ""}),
+        "recipe.yaml: the config file is empty",
+    ),
+    (
+        "grpo-recipe-only-comments",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        files(**{"recipe.yaml": "# steps: 5\n\n"}),
+        "recipe.yaml: the config file is empty",
+    ),
+    (
+        "grpo-one-generation-per-prompt",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("  num_generations: 1\n"),
+        "recipe.yaml:5: grpo.num_generations: must be >= 2",
+    ),
+    (
+        "grpo-eval-prompts-more-than-held",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("eval_prompts: 100000\n"),
+        "eval_prompts: 100000 is more than the held-out evaluation holds: it draws from the first 2000",
+    ),
+    (
+        "grpo-cfg-1e308",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("  cfg_weight: 1.0e+308\n"),
+        "grpo.cfg_weight: must be >= 0 and <= 100",
+    ),
+    (
+        "grpo-image-temperature-1e308",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("  image_temperature: 1.0e+308\n"),
+        "grpo.image_temperature: must be >= 0 and <= 100",
+    ),
+    (
+        "grpo-prompts-file-empty",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        both(recipe(base=PROMPTS_RECIPE), files(**{"prompts.txt": "\n\n"})),
+        "prompts: {d}/prompts.txt: the file is empty (no prompts)",
+    ),
+    (
+        "grpo-prompts-file-binary",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        both(recipe(base=PROMPTS_RECIPE), files(**{"prompts.txt": BINARY})),
+        "prompts: {d}/prompts.txt: not a text file",
+    ),
+    (
+        "grpo-prompts-file-missing",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe(base=PROMPTS_RECIPE),
+        "prompts: prompts.txt: no such file or directory",
+    ),
+    ("eval-categories-empty", ["eval", "shapes", "--categories", "", "--out", "{d}/e"], None, "--categories: names"),
+    (
+        "eval-scorer-unknown",
+        ["eval", "shapes", "--model", "tiny-random", "--scorer", "banana", "--out", "{d}/e"],
+        None,
+        "--scorer 'banana': shapes has no such scorer; choose from shapes",
+    ),
+    (
+        "eval-judge-missing",
+        ["eval", "geneval", "--scorer", "judge", "--judge", "{d}/none.yaml", "--out", "{d}/e"],
+        None,
+        "cannot use the judge config: {d}/none.yaml: no such file",
+    ),
+    (
+        "eval-judge-invalid",
+        ["eval", "t2i-compbench", "--scorer", "judge", "--judge", "{d}/j.yaml", "--out", "{d}/e"],
+        files(**{"j.yaml": "judge:\n  image_pixels: 10\n"}),
+        "judge.image_pixels: must be >= 784",
+    ),
+    (
+        "eval-geneval-seeds-past-int64",
+        ["eval", "geneval", "--model", "tiny-random", "--seed", str(2**63 - 2), "--out", "{d}/e"],
+        None,
+        f"--seed {2**63 - 2}: 4 seeds from it",
+    ),
+    (
+        "eval-cfg-1e308",
+        ["eval", "shapes", "--model", "tiny-random", "--cfg", "1e308", "--out", "{d}/e"],
+        None,
+        "--cfg: must be <= 100.0",
+    ),
+    (
+        "eval-score-categories-empty",
+        ["eval", "score", "{d}/run", "--categories", " , "],
+        files(**{"run__run.json": '{"benchmark": "shapes"}'}),
+        "--categories: names nothing",
+    ),
+    (
+        "eval-score-scorer-model-role-unknown",
+        ["eval", "score", "{d}/run", "--scorer-model", "blipp=/models/blip"],
+        files(**{"run__run.json": '{"benchmark": "t2i-compbench", "categories": ["color_val"]}'}),
+        "--scorer-model blipp=...: the official scorer of t2i-compbench has no 'blipp'; its roles: blip, clip",
+    ),
+    (
+        "eval-score-scorer-model-for-a-scorer-without-models",
+        ["eval", "score", "{d}/run", "--scorer", "judge", "--scorer-model", "clip=x"],
+        files(**{"run__run.json": '{"benchmark": "geneval", "categories": ["single_object"]}'}),
+        "the judge scorer of geneval has no 'clip'; it loads no model to replace",
+    ),
+]
+CASES += TOO_LATE
+
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -535,3 +700,32 @@ def test_bad_input_is_one_line_naming_the_culprit_and_nothing_is_lost(argv, setu
     assert message.replace("{d}", str(tmp_path)) in lines[0], lines[0]
     after = _snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing that was there changed
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Loading a model fails loudly: what these cases check must be found before it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was found")
+
+    monkeypatch.setattr("gotr1.cli.load_model", refuse)
+    monkeypatch.setattr("gotr1.models.load_model", refuse)
+
+
+@pytest.mark.parametrize("argv, setup, message", [c[1:] for c in TOO_LATE], ids=[c[0] for c in TOO_LATE])
+def test_refused_before_the_model_loads(argv, setup, message, tmp_path, capsys, no_model_loads):
+    test_bad_input_is_one_line_naming_the_culprit_and_nothing_is_lost(argv, setup, message, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_port_in_use_is_refused_before_the_model_loads(command, tmp_path, capsys, no_model_loads):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc = main([command, "--model", "tiny-random", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    line = f"gotr1: error: --port {port}: 127.0.0.1:{port} is already in use; choose another --port"
+    assert err.strip().splitlines() == [line]

@@ -340,6 +340,7 @@ def cmd_serve(args) -> int:
             api_key_env=args.api_key_env,
             body_timeout_s=args.body_timeout_s,
             keep_alive_timeout_s=args.keep_alive_timeout_s,
+            header_timeout_s=args.header_timeout_s,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -350,6 +351,8 @@ def cmd_serve(args) -> int:
 
 def cmd_demo(args) -> int:
     _require("gradio", "demo")
+    if args.port == 0:  # Gradio serves it but then checks itself at port 0 and fails, after the model loaded
+        raise CliError("--port 0: the demo needs a fixed port (1..65535)")
     check_listen_address(args.host, args.port)
     from .serving.demo import launch_demo
 
@@ -445,11 +448,25 @@ def cmd_shapes_export_sft(args) -> int:
     return 0
 
 
+def check_model_sizes(args) -> None:
+    """--hidden-size splits evenly over --heads (each head's width even, for the rotary embedding)."""
+    from .worlds.shapes.recipe import SHAPES_MODEL
+
+    hidden = args.hidden_size or SHAPES_MODEL["hidden_size"]
+    heads = args.heads or SHAPES_MODEL["num_heads"]
+    if hidden % heads or (hidden // heads) % 2:
+        raise CliError(
+            f"--hidden-size {hidden} with --heads {heads}: the width must split into {heads} heads of an even "
+            f"width (a multiple of {2 * heads}, e.g. {2 * heads * max(1, round(hidden / (2 * heads)))})"
+        )
+
+
 def cmd_shapes_pretrain(args) -> int:
     from .outputs import prepare_output
     from .train.sft import SFTConfig
     from .worlds.shapes.recipe import pretrain
 
+    check_model_sizes(args)
     device = resolve_device(args.device)
     # What pretrain writes: a checkpoint (config, weights, tokenizer files) and its reports.
     output = prepare_output(
@@ -502,8 +519,28 @@ def _csv(text: str | None) -> list[str] | None:
     return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
 
 
+def check_eval_sample_args(args) -> None:
+    """What `gotr1 eval <benchmark>` can know before its model loads and samples: the scorer's name, the judge
+    config `--scorer judge` reads, and that every image's seed fits."""
+    from .eval.scoring import benchmark_of
+
+    benchmark = benchmark_of(args.benchmark)
+    scorers = benchmark.scorers()
+    if args.scorer is not None and args.scorer not in scorers:
+        raise CliError(
+            f"--scorer {args.scorer!r}: {benchmark.name} has no such scorer; choose from {', '.join(scorers)}"
+        )
+    if args.scorer == "judge":
+        from .eval.scorers.judge import load_judge_settings
+
+        load_judge_settings(args.judge)  # ScorerError naming the file and the problem
+    if getattr(args, "seed", None) is not None:
+        check_seed_span(args.seed, args.images_per_prompt or benchmark.default_images_per_prompt)
+
+
 def cmd_eval_sample(args) -> int:
     """Sample a benchmark into its official layout, then score it when a scorer is asked for (or is free)."""
+    check_eval_sample_args(args)
     from accelerate import PartialState
 
     from .eval.benchmark import IncompleteRun
@@ -605,6 +642,24 @@ def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling
         print(f"score it with: gotr1 eval score {out} --scorer official|judge|detector")
 
 
+def check_scorer_models(run_dir: str, scorer: str | None, models: dict[str, str]) -> None:
+    """Every --scorer-model role is one the scorer has, checked before anything loads."""
+    if not models:
+        return
+    from .eval.scorers import model_roles
+    from .eval.scoring import benchmark_of, read_run
+
+    benchmark = benchmark_of(read_run(Path(run_dir))["benchmark"])
+    name = scorer or benchmark.default_scorer
+    if name not in benchmark.scorers():
+        return  # score_run names the unknown scorer
+    roles = model_roles(benchmark.name, name)
+    for role in models:
+        if role not in roles:
+            has = f"its roles: {', '.join(roles)}" if roles else "it loads no model to replace"
+            raise CliError(f"--scorer-model {role}=...: the {name} scorer of {benchmark.name} has no {role!r}; {has}")
+
+
 def cmd_eval_score(args) -> int:
     from .eval.benchmark import ScorerOptions
     from .eval.sampling import EVAL_RUN
@@ -617,6 +672,7 @@ def cmd_eval_score(args) -> int:
         if not sep or not role or not model:
             raise CliError(f"--scorer-model {item!r}: expected ROLE=ID_OR_PATH, e.g. blip=/models/blip-vqa")
         models[role] = model
+    check_scorer_models(args.run, args.scorer, models)
     options = ScorerOptions(device=args.device, batch_size=args.batch_size, judge_config=args.judge, models=models)
     run = read_run(Path(args.run))  # a gotr1 eval run, before anything is written into it
     owned = ("scores", "results", "results.jsonl", *{Path(c).parts[0] for c in run.get("categories", [])})
@@ -816,6 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-queue", type=at_least(1), default=64, help="images waiting; beyond: 503 + Retry-After")
     srv.add_argument("--max-n", type=at_least(1), default=8, help="images per request")
     srv.add_argument("--body-timeout-s", type=positive, default=30.0, help="for a request body; then 408 and close")
+    srv.add_argument("--header-timeout-s", type=positive, default=10.0, help="for a request's head; then close")
     srv.add_argument("--keep-alive-timeout-s", type=positive, default=5.0, help="idle connections are closed after")
     srv.add_argument(
         "--api-key-env",
@@ -953,7 +1010,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ROLE=ID",
         help="replace one of the scorer's models by a hub id or local path (repeatable); roles: "
-        "official T2I-CompBench blip, clip, detector, depth; official GenEval detector, clip",
+        "official T2I-CompBench blip, clip, detector, depth; official GenEval detector, clip; detector detector",
     )
     score.add_argument("--device", default=None)
     score.set_defaults(func=cmd_eval_score)
