@@ -48,7 +48,7 @@ for config in ${CONFIGS:-ddp_gpu fsdp deepspeed_zero2 deepspeed_zero3}; do
         echo "== $config $variant ($NPROC processes)"
         # 4 steps of 4 prompts x 4 samples per process, checkpoints at 2 and 4, then resume from 4 to 6.
         if launch "$config" "$(recipe "$name" 4 $lora $lr)" > "$OUT/$name.log" 2>&1 &&
-           launch "$config" "$(recipe "$name" 6 $lora $lr)" --resume >> "$OUT/$name.log" 2>&1; then
+           launch "$config" "$(recipe "$name" 6 $lora $lr)" --resume --allow-change grpo.steps >> "$OUT/$name.log" 2>&1; then
             report "$name"
             grep -h "resumed from" "$OUT/$name.log" | sed 's/^.*resumed/  resumed/'
         else

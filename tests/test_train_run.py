@@ -47,9 +47,9 @@ grpo:
     assert (out / "final" / "model.safetensors").is_file() and (out / "reward_curve.png").is_file()
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-000002"]
     assert (out / "samples" / "step_000002.png").is_file()
-    # --resume continues from checkpoint-000002 with the raised step budget
+    # --resume continues from checkpoint-000002 with the raised step budget (the cosine schedule follows it)
     config.write_text(config.read_text().replace("steps: 2", "steps: 3"))
-    assert main(["train", "grpo", "--config", str(config), "--resume"]) == 0
+    assert main(["train", "grpo", "--config", str(config), "--resume", "--allow-change", "grpo.steps"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
 
@@ -112,6 +112,6 @@ grpo:
     assert summary["rewards"]["samples"] == 4
     # The judge is gone now: the run stops with a one-line error after saving a checkpoint.
     config.write_text(config.read_text().replace("steps: 2", "steps: 4"))
-    assert main(["train", "grpo", "--config", str(config), "--resume"]) == 2
+    assert main(["train", "grpo", "--config", str(config), "--resume", "--allow-change", "grpo.steps"]) == 2
     assert "samples have no reward" in capsys.readouterr().err
     assert (out / "checkpoints" / "checkpoint-000002").is_dir()
