@@ -39,7 +39,7 @@ def _run_eval(model: str | None, images: int, batch_size: int, out: Path) -> flo
 
 
 def _run_generate(model: str | None, images: int, out: Path) -> float:
-    from gotr1.cli import write_generation
+    from gotr1.generate import write_generation
     from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
     from gotr1.models import load_model
     from gotr1.worlds.shapes.grammar import ShapesGrammar

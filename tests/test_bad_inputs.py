@@ -709,7 +709,6 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the bad input was found")
 
-    monkeypatch.setattr("gotr1.cli.load_model", refuse)
     monkeypatch.setattr("gotr1.models.load_model", refuse)
 
 

@@ -135,7 +135,7 @@ def test_decode_path_settings_are_checked():
 
 
 def test_cli_offers_every_decode_path():
-    from gotr1.cli import COMPILE_CHOICES
+    from gotr1.arguments import COMPILE_CHOICES
     from gotr1.model.static_decode import COMPILE_MODES
 
     assert COMPILE_CHOICES == COMPILE_MODES

@@ -1,0 +1,200 @@
+"""`gotr1 generate`: prompts -> reasoning chains -> images, one sample folder each."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from .arguments import (
+    DTYPES,
+    CliError,
+    add_compile_argument,
+    add_model_argument,
+    at_least,
+    cfg_type,
+    check_seed_span,
+    printable,
+    probability,
+    resolve_device,
+    seed_type,
+    temperature_type,
+)
+
+log = logging.getLogger("gotr1")
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+    return slug[:limit] or "prompt"
+
+
+def write_generation(gen, out_dir: Path) -> list[Path]:
+    """Per sample: image(s), chain as text and JSON, and the plan drawn over each image."""
+    from .layout import plan_overlay
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "chain.txt").write_text(gen.chain + "\n")
+    record = gen.record() | {"images": []}
+    written = [out_dir / "chain.txt", out_dir / "chain.json"]
+    for i, image in enumerate(gen.images):
+        image_path, plan_path = out_dir / f"image_{i}.png", out_dir / f"plan_{i}.png"
+        image.save(image_path)
+        plan_overlay(image, gen.objects).save(plan_path)
+        record["images"].append({"image": image_path.name, "plan": plan_path.name})
+        written += [image_path, plan_path]
+    (out_dir / "chain.json").write_text(json.dumps(record, indent=2) + "\n")
+    return written
+
+
+GENERATE_OWNS = ("[0-9][0-9][0-9][0-9]_*", "generate.json")  # what `gotr1 generate` writes in its --out
+
+
+def read_prompts_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise CliError(f"{path}: no such prompts file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of prompt 1
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not a text file (one prompt per line, UTF-8)") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise CliError(f"{path}: the prompts file holds no prompts (one prompt per line)")
+    return prompts
+
+
+def cmd_generate(args) -> int:
+    from .outputs import new_run_folder, prepare_output
+
+    prompts = [p.strip() for p in args.prompt or []]
+    if any(not p for p in prompts):
+        raise CliError("--prompt: an empty prompt")
+    if args.prompts_file:
+        prompts += read_prompts_file(Path(args.prompts_file))
+    if not prompts:
+        raise CliError("give at least one --prompt or a --prompts-file")
+    check_seed_span(args.seed, len(prompts))
+    device = resolve_device(args.device)
+    out_root = Path(args.out) if args.out else new_run_folder("outputs/generate")
+    output = prepare_output(
+        out_root,
+        owned=GENERATE_OWNS,
+        what="gotr1 generate",
+        overwrite=args.overwrite,
+        inputs=[args.model, args.prompts_file],
+    )
+    with output:
+        written = _generate_into(args, prompts, device, output.work)
+    print(f"wrote {written} sample(s) under {out_root}")
+    return 0
+
+
+def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
+    """Sample every prompt into ``out_root`` (the --out folder, or the staging folder of a replacement)."""
+    from .model.sampler import SamplingConfig, TwoPhaseSampler
+    from .models import load_model  # looked up when called (tests replace it)
+
+    bundle = load_model(args.model, args.dtype, device)
+    cfg_weight = args.cfg if args.cfg is not None else bundle.preferred_cfg_weight()
+    config = SamplingConfig(
+        num_generations=args.num_chains,
+        images_per_chain=args.num_images,
+        cfg_weight=cfg_weight,
+        text_temperature=args.text_temperature,
+        image_temperature=args.image_temperature,
+        text_top_k=args.top_k,
+        text_top_p=args.top_p,
+        max_reasoning_tokens=args.max_reasoning_tokens,
+        seed=args.seed,
+        show_progress=True,
+        compile=args.compile,
+    )
+    check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
+    manifest = {
+        "model": args.model or "built-in",
+        "model_source": bundle.source,
+        **bundle.provenance(),
+        "seed_policy": "prompt i (from 0, in order) is sampled with seed + i; its chains and images draw from it",
+        "prompts": prompts,
+        "sampling": {k: v for k, v in vars(config).items() if k not in ("show_progress", "record_logits")},
+    }
+    (out_root / "generate.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    sampler = TwoPhaseSampler(bundle)
+    written = 0
+    for start in range(0, len(prompts), args.batch_size):
+        batch = prompts[start : start + args.batch_size]
+        seeds = [args.seed + start + i for i in range(len(batch))]
+        for gen in sampler.generate(batch, config, seeds=seeds):
+            index = start + gen.prompt_index
+            target = out_root / f"{index:04d}_{_slug(gen.prompt)}" / f"sample_{gen.sample_index:02d}"
+            write_generation(gen, target)
+            written += 1
+            log.info(
+                "%s: %d object(s), %d problem(s) -> %s",
+                printable(gen.prompt),
+                len(gen.objects),
+                len(gen.parsed.problems),
+                target,
+            )
+    return written
+
+
+def check_prompt_lengths(bundle, prompts: list[str], max_reasoning_tokens: int) -> None:
+    """A prompt whose tokens, with the reasoning cap and the image, exceed the model's context is an error
+    naming the limit (the model would otherwise continue past its trained positions and draw noise)."""
+    from .model.tokens import encode_prompt
+
+    context, budget = bundle.context_length, bundle.prompt_budget(max_reasoning_tokens)
+    if budget is None:
+        return
+    if budget <= 0:
+        raise CliError(
+            f"--max-reasoning-tokens {max_reasoning_tokens}: with {bundle.num_image_tokens} image tokens "
+            f"it leaves no room for a prompt in the model's context of {context} tokens"
+        )
+    for prompt in prompts:
+        length = len(encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos))
+        if length > budget:
+            raise CliError(
+                f"prompt {prompt[:40]!r}...: {length} tokens with the chat template; the model's context "
+                f"of {context} leaves {budget} beside {max_reasoning_tokens} reasoning and "
+                f"{bundle.num_image_tokens} image tokens (shorten it or lower --max-reasoning-tokens)"
+            )
+
+
+def add_generate_command(sub) -> None:
+    """Add its commands to the `gotr1` subcommands."""
+    gen = sub.add_parser("generate", help="prompt -> reasoning chain with boxes -> image(s)")
+    add_model_argument(gen)
+    gen.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    gen.add_argument("--prompts-file", help="text file, one prompt per line")
+    gen.add_argument("--num-chains", type=at_least(1), default=1, help="reasoning chains per prompt")
+    gen.add_argument("--num-images", type=at_least(1), default=1, help="images per reasoning chain")
+    gen.add_argument(
+        "--cfg",
+        type=cfg_type,
+        default=None,
+        help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
+        "generation_config.guidance_scale, else 5",
+    )
+    gen.add_argument("--text-temperature", type=temperature_type, default=1.0)
+    gen.add_argument("--image-temperature", type=temperature_type, default=1.0)
+    gen.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
+    gen.add_argument("--top-p", type=probability, default=None, help="nucleus for reasoning tokens")
+    gen.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    add_compile_argument(gen)
+    gen.add_argument("--seed", type=seed_type, default=0)
+    gen.add_argument("--batch-size", type=at_least(1), default=4, help="prompts sampled together")
+    gen.add_argument(
+        "--dtype", default=None, choices=DTYPES, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)"
+    )
+    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    gen.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: a new outputs/generate/<time>); an "
+        "existing one must be empty, or hold an earlier generate output and --overwrite",
+    )
+    gen.add_argument("--overwrite", action="store_true", help="replace an earlier gotr1 generate output in --out")
+    gen.set_defaults(func=cmd_generate)
