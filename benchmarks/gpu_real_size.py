@@ -39,6 +39,7 @@ from gotr1.model.image_tokens import set_image_grid  # noqa: E402
 from gotr1.model.real_size import build_random_janus  # noqa: E402
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler  # noqa: E402
 from gotr1.model.tokens import encode_prompt  # noqa: E402
+from gotr1.progress import log_to_stderr, progress  # noqa: E402
 
 PROMPT = "two small green triangles above a large yellow star"
 
@@ -134,6 +135,7 @@ def main() -> None:
     parser.add_argument("--grpo-compile", default="none", help="decode path of the GRPO steps")
     args = parser.parse_args()
     started = time.perf_counter()
+    log_to_stderr()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,17 +172,17 @@ def main() -> None:
     )
     say("|---|" + "---|" * (len(methods) + 4))
     results["decode_ms"] = {}
+    bar = progress(len(batches) * len(methods), "decode timings", "run")
     for batch in batches:
         row = {}
         for method in methods:
-            if time_left() < 60:
-                row[method] = None
-                continue
-            try:
-                row[method] = bench.step_ms(method, batch)
-            except Exception as error:  # noqa: BLE001 - a failed method is reported, the others still run
-                row[method] = None
-                say(f"<!-- {method} at batch {batch} failed: {type(error).__name__}: {error} -->")
+            row[method] = None
+            if time_left() >= 60:
+                try:
+                    row[method] = bench.step_ms(method, batch)
+                except Exception as error:  # noqa: BLE001 - a failed method is reported, the others still run
+                    say(f"<!-- {method} at batch {batch} failed: {type(error).__name__}: {error} -->")
+            bar.update(1)
         bound = bench.bound_ms(batch, bw)
         weights_bound = bench.bound_ms(batch, bw, with_cache=False)
         results["decode_ms"][batch] = row | {"bound": bound, "weights_bound": weights_bound}
@@ -189,6 +191,7 @@ def main() -> None:
         versus = f"{row['transformers'] / compiled:.1f}x" if compiled and row.get("transformers") else "-"
         cells = " | ".join("skipped" if row[m] is None else f"{row[m]:.2f}" for m in methods)
         say(f"| {batch} | {cells} | {bound:.2f} | {weights_bound:.2f} | {ratio} | {versus} |")
+    bar.close()
     del bench, bundle
     if device.startswith("cuda"):
         torch.cuda.empty_cache()

@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gotr1.models import load_model  # noqa: E402
+from gotr1.progress import log_to_stderr, progress  # noqa: E402
 from gotr1.rewards import JudgeSettings, OpenAIJudgeConfig, RewardSettings, build_reward  # noqa: E402
 from gotr1.rewards.judge import JudgeAnswer, JudgeStats  # noqa: E402
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    log_to_stderr()
     chunks = [int(k) for k in args.chunks.split(",")]
     if args.judge == "server":
         import openai  # noqa: F401 - its import (seconds) is not a step's time
@@ -135,11 +137,13 @@ def main() -> None:
         url = server.url if server is not None else None
         trainers = {label: trainer(args, url, **overlap) for label, overlap in settings.items()}
         results: dict[str, list] = {label: [] for label in settings}
-        for _ in range(args.steps):
-            for label, t in trainers.items():
-                start = time.perf_counter()
-                results[label].append((t.step(), time.perf_counter() - start))
-                print(f"  ({label}: a step in {results[label][-1][1]:.1f} s)", file=sys.stderr, flush=True)
+        with progress(args.steps * len(trainers), "grpo steps (all settings)", "step") as bar:
+            for _ in range(args.steps):
+                for label, t in trainers.items():
+                    start = time.perf_counter()
+                    results[label].append((t.step(), time.perf_counter() - start))
+                    bar.set_postfix(last=f"{label} {results[label][-1][1]:.1f} s", refresh=False)
+                    bar.update(1)
     requests = sum(t.reward_fn.judged.judges()[0].stats.requests for t in trainers.values())
 
     print(

@@ -22,6 +22,7 @@ import torch
 
 from gotr1.model.loading import load_janus
 from gotr1.models import builtin_model
+from gotr1.progress import log_to_stderr, progress
 from gotr1.train.distributed import make_accelerator
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer
 from gotr1.worlds.shapes.grammar import ShapesGrammar
@@ -55,15 +56,18 @@ def trainer_for(device: str, precision: str, args) -> GRPOTrainer:
 def time_steps(trainer: GRPOTrainer, steps: int, warmup: int) -> dict:
     """Median seconds per step, and of its sampling and reward parts (the rest is the update)."""
     times = []
-    for i in range(warmup + steps):
-        if trainer.accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        trainer.step()
-        if trainer.accelerator.device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    setting = f"{trainer.accelerator.device.type}/{trainer.accelerator.mixed_precision}"
+    with progress(warmup + steps, f"grpo steps ({setting})", "step") as bar:
+        for i in range(warmup + steps):
+            if trainer.accelerator.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            trainer.step()
+            if trainer.accelerator.device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+            bar.update(1)
     timed = trainer.history[warmup:]
     return {
         "step": statistics.median(times),
@@ -116,6 +120,7 @@ def main():
     parser.add_argument("--only", help=argparse.SUPPRESS)  # one setting, in a child process (see below)
     args = parser.parse_args()
     torch.set_num_threads(args.cpu_threads)
+    log_to_stderr()
     if args.only or args.profile:
         device, precision = (args.only or args.profile).split(":")
         trainer = trainer_for(device, precision, args)
@@ -126,10 +131,11 @@ def main():
         return
     baseline = None
     for setting in args.settings.split(","):
-        # accelerate keeps one precision per process, so each setting runs in a process of its own.
-        child = subprocess.run([sys.executable, *sys.argv, "--only", setting], capture_output=True, text=True)
+        # accelerate keeps one precision per process, so each setting runs in a process of its own; its
+        # stderr (progress lines, errors) passes through.
+        child = subprocess.run([sys.executable, *sys.argv, "--only", setting], stdout=subprocess.PIPE, text=True)
         if child.returncode:
-            sys.exit(f"{setting} failed:\n{child.stderr[-3000:]}")
+            sys.exit(f"{setting} failed (exit status {child.returncode}; its errors are above)")
         timing = json.loads(child.stdout.strip().splitlines()[-1])
         device, precision = setting.split(":")
         baseline = baseline or timing["step"]

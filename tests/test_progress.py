@@ -69,7 +69,7 @@ def test_tiny_interval_from_the_environment(caplog, monkeypatch):
         for _ in range(3):
             bar.update(1)
     lines = _lines(caplog)
-    assert len(lines) == 1 + 3 + 1  # start, each step, final
+    assert len(lines) == 1 + 2 + 1  # start, each step but the last, final
     for line in lines[1:-1]:
         assert re.fullmatch(r"sft: \d/3 step \(\d+%\), (\S+ step/s|\S+ s/step|- step/s), ETA \S+", line), line
     assert re.fullmatch(r"sft: 3/3 step \(100%\), .*, took \S+", lines[-1])
@@ -138,3 +138,23 @@ def test_close_without_with_and_twice(caplog):
     bar.close()
     bar.close()
     assert len(_lines(caplog)) == 2  # start and one final line
+
+
+def test_piped_gotr1_eval_logs_its_sampling_progress(tmp_path):
+    """The reason for all this: `gotr1 eval` with its output in a pipe or a file says how far it is."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "gotr1", "eval", "t2i-compbench", "--model", "tiny-random"]
+    command += ["--max-reasoning-tokens", "8", "--categories", "color", "--limit", "3", "--batch-size", "1"]
+    command += ["--images-per-prompt", "1"]
+    command += ["--out", str(tmp_path / "run")]
+    env = os.environ | {"GOTR1_PROGRESS_SECONDS": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "t2i-compbench: starting, 3 img" in done.stderr
+    for k in (1, 2):  # (3/3 is the final line's)
+        assert re.search(rf"t2i-compbench: {k}/3 img \(\d+%\), \S+ (img/s|s/img), ETA \S+", done.stderr), done.stderr
+    assert re.search(r"t2i-compbench: 3/3 img \(100%\), \S+ (img/s|s/img), took \S+", done.stderr), done.stderr
+    assert "\r" not in done.stderr  # no bar drawn into the pipe

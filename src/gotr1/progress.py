@@ -114,8 +114,8 @@ class Progress:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self.mode == "log" and _clock() - self._last >= self.interval:
-            self._emit()
+        elif self.mode == "log" and self.done != self.total and _clock() - self._last >= self.interval:
+            self._emit()  # (the last unit's line is the final one, from close)
 
     def set_postfix(self, ordered_dict: dict[str, Any] | None = None, refresh: bool = True, **kwargs: Any) -> None:
         """As tqdm's: values shown after the counts (``key=value``); kept for the next line in log mode."""
@@ -161,6 +161,14 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def log_to_stderr() -> None:
+    """For a script that sets up no logging of its own: progress lines (and warnings) on stderr."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    if _log.getEffectiveLevel() > logging.INFO:
+        _log.setLevel(logging.INFO)
 
 
 def progress(

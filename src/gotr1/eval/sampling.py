@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..outputs import Output, prepare_output
+from ..progress import progress
 from ..provenance import describe, differences
 from .benchmark import Benchmark, BenchmarkError, read_record
 from .records import (
@@ -226,14 +225,8 @@ def sample_run(
     )
     sampler = TwoPhaseSampler(bundle)
     start = time.perf_counter()
-    bar = tqdm(
-        total=len(mine),
-        initial=len(mine) - len(pending),
-        unit="img",
-        desc=benchmark.name,
-        disable=None if show_progress else True,
-        dynamic_ncols=True,
-    )
+    # A bar on a terminal; a log line every GOTR1_PROGRESS_SECONDS (30) when the output is piped or a file.
+    bar = progress(len(mine), benchmark.name, "img", initial=len(mine) - len(pending), enabled=show_progress)
     with bar:
         for first in range(0, len(pending), sampling.batch_size):
             batch = pending[first : first + sampling.batch_size]

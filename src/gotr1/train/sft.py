@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import FieldError, check_choice, check_range
-from ..model.teacher_forcing import PackedBatch, SFTRecord, forward_packed, pack, unconditional
+from ..model.teacher_forcing import PackedBatch, SFTRecord, pack, scorer, unconditional
+from ..progress import progress
 from .schedule import learning_rate
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class SFTConfig:
 
 
 def sft_loss(model, batch: PackedBatch, config: SFTConfig) -> tuple[torch.Tensor, dict]:
-    text_logits, image_logits = forward_packed(model, batch)
+    """model: a Janus model or its PolicyScorer (the teacher-forced forward GRPO scores samples with)."""
+    text_logits, image_logits, _ = scorer(model)(batch)
     text_loss = F.cross_entropy(text_logits[batch.text_mask].float(), batch.text_targets[batch.text_mask])
     image_loss = F.cross_entropy(image_logits.flatten(0, 1).float(), batch.image_targets.flatten())
     loss = config.text_loss_weight * text_loss + config.image_loss_weight * image_loss
@@ -107,8 +108,9 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
     curve = []
     start = time.time()
     done = 0
-    # A bar on a terminal; log lines (log_every) otherwise.
-    progress = tqdm(total=config.steps, desc="sft", unit="step", disable=None, dynamic_ncols=True)
+    # A bar on a terminal; otherwise a line with done/total, rate and ETA every GOTR1_PROGRESS_SECONDS (30),
+    # besides the loss lines every log_every steps.
+    bar = progress(config.steps, "sft", "step")
     for step in range(config.steps):
         if config.max_minutes is not None and time.time() - start > config.max_minutes * 60:
             log.warning("sft: time budget of %.1f min spent after %d steps", config.max_minutes, step)
@@ -131,8 +133,8 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         done = step + 1
-        progress.update(1)
-        progress.set_postfix(text=f"{stats['text_loss']:.3f}", image=f"{stats['image_loss']:.3f}", refresh=False)
+        bar.set_postfix(text=f"{stats['text_loss']:.3f}", image=f"{stats['image_loss']:.3f}", refresh=False)
+        bar.update(1)
         if step % config.log_every == 0 or step == config.steps - 1:
             curve.append({"step": step + 1, "seconds": round(time.time() - start, 1), **stats})
             log.info(
@@ -143,6 +145,6 @@ def train_sft(model, records: Sequence[SFTRecord], config: SFTConfig, *, pad: in
                 stats["image_loss"],
                 time.time() - start,
             )
-    progress.close()
+    bar.close()
     model.eval()
     return {"steps_done": done, "seconds": time.time() - start, "curve": curve}

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
 
+from ...progress import progress
 from ...rewards import detector as yolo
 from ..phrases import first_last_nouns, to_detector_label, words
 from ..records import EvalImage, ImageScore, ScorerError
@@ -304,14 +304,16 @@ class DetectorScorer:
         one: Callable[[EvalImage, Image.Image, list[yolo.Detection]], ImageScore]
         one = self._geneval if self.benchmark == "geneval" else functools.partial(self._t2i, category)
         out = []
-        for image in tqdm(images, desc=f"detector {category}", unit="image", disable=None):
-            try:
-                with Image.open(image.path) as opened:
-                    pil = ImageOps.exif_transpose(opened).convert("RGB")
-            except (OSError, ValueError) as exc:
-                out.append(self._unscored(image, f"cannot read {image.job.path}: {one_line(exc)}", None))
-                continue
-            out.append(one(image, pil, list(detector.detect(pil))))
+        with progress(len(images), f"detector {category}", "image") as bar:
+            for image in images:
+                try:
+                    with Image.open(image.path) as opened:
+                        pil = ImageOps.exif_transpose(opened).convert("RGB")
+                except (OSError, ValueError) as exc:
+                    out.append(self._unscored(image, f"cannot read {image.job.path}: {one_line(exc)}", None))
+                else:
+                    out.append(one(image, pil, list(detector.detect(pil))))
+                bar.update(1)
         return out
 
     @staticmethod

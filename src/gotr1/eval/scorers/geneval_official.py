@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
 
 from ...chain import GRID, PlannedObject
+from ...progress import progress
 from ..records import EvalImage, ImageScore, ScorerError, write_bytes_atomic
 from ..rules.geneval import (
     DEFAULT_OPTIONS,
@@ -184,7 +184,7 @@ class GenEvalOfficialScorer:
         classifier = self.colour_classifier() if needs_colour else None
         min_score = min(self.options.threshold, self.options.counting_threshold)
         scores: list[ImageScore] = []
-        with tqdm(total=len(images), desc=f"GenEval {category}", unit="image", disable=None) as progress:
+        with progress(len(images), f"GenEval {category}", "image") as bar:
             for start in range(0, len(images), self.batch_size):
                 batch = images[start : start + self.batch_size]
                 loaded = [self._load(image) for image in batch]
@@ -195,7 +195,7 @@ class GenEvalOfficialScorer:
                         scores.append(self._score_one(image, pil, next(found), classifier))
                     else:
                         scores.append(self._unscorable(image, pil))
-                progress.update(len(batch))
+                bar.update(len(batch))
         return scores
 
     def _load(self, image: EvalImage) -> Image.Image | str:

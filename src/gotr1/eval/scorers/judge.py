@@ -39,11 +39,11 @@ from typing import Any
 
 import yaml
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ...chain import PlannedObject
 from ...config import ConfigError, load_config
 from ...layout import draw_plan
+from ...progress import progress
 from ...rewards.config import JudgeSettings, RewardSettings, build_judge, judge_prompts
 from ...rewards.judge import (
     PATCH_MULTIPLE,
@@ -467,7 +467,7 @@ class JudgeScorer:
         scores: list[ImageScore] = []
         first_failure: str | None = None
         scored = 0
-        with tqdm(total=len(images), desc=f"judge {category}", unit="image", disable=None) as progress:
+        with progress(len(images), f"judge {category}", "image") as bar:
             for start in range(0, len(images), self.batch_size):
                 batch = list(images[start : start + self.batch_size])
                 found = self._score_batch(judge, category, batch)
@@ -477,7 +477,7 @@ class JudgeScorer:
                     elif first_failure is None and item.details.get("judge_failed"):
                         first_failure = item.reason
                 scores.extend(found)
-                progress.update(len(batch))
+                bar.update(len(batch))
                 if scored == 0 and first_failure is not None:
                     break  # nothing has worked yet: the judge is down or misconfigured
         if scored == 0 and first_failure is not None:

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
+from ...progress import progress
 from .. import DATA
 from ..benchmark import ScorerOptions
 from ..phrases import (
@@ -373,7 +373,7 @@ class T2IOfficialScorer:
         parts: dict[str, list[_Part]] = {metric: [] for metric in metrics}
         sizes: list[tuple[int, int]] = []
         unreadable: dict[int, str] = {}
-        with tqdm(total=len(images), desc=f"official {category}", unit="image", disable=None) as progress:
+        with progress(len(images), f"official {category}", "image") as bar:
             for start in range(0, len(images), self.chunk_size):
                 chunk = images[start : start + self.chunk_size]
                 opened: list[Image.Image] = []
@@ -393,7 +393,7 @@ class T2IOfficialScorer:
                     for offset, result in zip(readable, results):
                         filled[offset] = result
                     parts[metric].extend(filled)
-                progress.update(len(chunk))
+                bar.update(len(chunk))
         return parts, sizes, unreadable
 
     def _attribute(self, images: list[Image.Image], prompts: list[str], complex_prompts: bool) -> list[_Part]:

@@ -18,6 +18,7 @@ from PIL import Image
 from transformers import JanusVQVAE, JanusVQVAEConfig
 
 from ...model.image_tokens import quantize, to_tensor
+from ...progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def train_vq(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     usage = torch.zeros(spec.codebook_size)
     start = time.time()
+    bar = progress(steps, "vq", "step")  # done/total, rate and ETA when the output is not a terminal
     for step in range(steps):
         pixels = to_tensor(sample_images(batch_size, rng))
         if crop and crop < spec.image_size:
@@ -129,6 +131,8 @@ def train_vq(
                 int((usage > 1e-3).sum()),
                 time.time() - start,
             )
+        bar.update(1)
+    bar.close()
     vq.eval()
     return vq, {"steps": steps, "seconds": time.time() - start, "final_recon": recon.item()}
 
