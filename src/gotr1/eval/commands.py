@@ -28,7 +28,7 @@ log = logging.getLogger("gotr1")
 def check_eval_sample_args(args) -> None:
     """What `gotr1 eval <benchmark>` can know before its model loads and samples: the scorer's name, the judge
     config `--scorer judge` reads, and that every image's seed fits."""
-    from ..eval.scoring import benchmark_of
+    from .scoring import benchmark_of
 
     benchmark = benchmark_of(args.benchmark)
     scorers = benchmark.scorers()
@@ -37,7 +37,7 @@ def check_eval_sample_args(args) -> None:
             f"--scorer {args.scorer!r}: {benchmark.name} has no such scorer; choose from {', '.join(scorers)}"
         )
     if args.scorer == "judge":
-        from ..eval.scorers.judge import load_judge_settings
+        from .scorers.judge import load_judge_settings
 
         load_judge_settings(args.judge)  # ScorerError naming the file and the problem
     if getattr(args, "seed", None) is not None:
@@ -46,45 +46,24 @@ def check_eval_sample_args(args) -> None:
 
 def cmd_eval_sample(args) -> int:
     """Sample a benchmark into its official layout, then score it when a scorer is asked for (or is free)."""
-    from ..models import load_model  # looked up when called (tests replace it)
-
-    check_eval_sample_args(args)
     from accelerate import PartialState
 
-    from ..eval.benchmark import IncompleteRun
-    from ..eval.sampling import (
-        EvalSampling,
-        check_run_folder,
-        prepare_run_folder,
-        run_id,
-        run_owned,
-        sampling_identity,
-    )
-    from ..eval.scoring import benchmark_of
+    from ..models import load_model  # looked up when called (tests replace it)
+    from ..train.distributed import launched_without_gpu
+    from .benchmark import IncompleteRun
+    from .sampling import check_run_folder, run_id, sampling_identity
+    from .scoring import benchmark_of
 
+    check_eval_sample_args(args)
     benchmark = benchmark_of(args.benchmark)
     categories = benchmark.check_categories(csv_list(args.categories) or list(benchmark.default_categories))
-    images_per_prompt = (
-        benchmark.default_images_per_prompt if args.images_per_prompt is None else args.images_per_prompt
-    )
+    images_per_prompt = args.images_per_prompt or benchmark.default_images_per_prompt
     options = {key: getattr(args, key) for key in ("color_version", "seed") if getattr(args, key, None) is not None}
     jobs = benchmark.jobs(categories, images_per_prompt, args.limit, **options)
-    sampling = EvalSampling(
-        cfg_weight=args.cfg,
-        text_temperature=args.text_temperature,
-        image_temperature=args.image_temperature,
-        text_top_k=args.top_k,
-        text_top_p=args.top_p,
-        max_reasoning_tokens=args.max_reasoning_tokens,
-        batch_size=args.batch_size,
-        compile=args.compile,
-    )
-    from ..train.distributed import launched_without_gpu
-
+    sampling = _eval_sampling(args)
     device = resolve_device(args.device)
     state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
-    out = Path(args.out)
-    check_run_folder(out)  # before the model loads; nothing in it is touched until the run succeeds
+    check_run_folder(Path(args.out))  # before the model loads; nothing in it is touched until the run succeeds
     bundle = load_model(args.model, args.dtype, device or (str(state.device) if state.num_processes > 1 else None))
     cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else bundle.preferred_cfg_weight()
     identity = sampling_identity(
@@ -97,13 +76,7 @@ def cmd_eval_sample(args) -> int:
         options,
         bundle.provenance(),
     )
-    output = None
-    for writer in (True, False):  # the main process decides and writes first; the others then find its choice
-        if state.is_main_process == writer:
-            output = prepare_run_folder(
-                out, identity, categories, overwrite=args.overwrite, owned=run_owned(jobs), writer=writer
-            )
-        state.wait_for_everyone()
+    output = _prepare_on_every_process(state, Path(args.out), identity, categories, args.overwrite, jobs)
     incomplete = None
     with output:
         try:
@@ -115,12 +88,41 @@ def cmd_eval_sample(args) -> int:
     return 0
 
 
+def _eval_sampling(args):
+    from .sampling import EvalSampling
+
+    return EvalSampling(
+        cfg_weight=args.cfg,
+        text_temperature=args.text_temperature,
+        image_temperature=args.image_temperature,
+        text_top_k=args.top_k,
+        text_top_p=args.top_p,
+        max_reasoning_tokens=args.max_reasoning_tokens,
+        batch_size=args.batch_size,
+        compile=args.compile,
+    )
+
+
+def _prepare_on_every_process(state, out: Path, identity, categories, overwrite: bool, jobs):
+    """The run folder's decision, made by the main process first; the others then find its choice."""
+    from .sampling import prepare_run_folder, run_owned
+
+    output = None
+    for writer in (True, False):
+        if state.is_main_process == writer:
+            output = prepare_run_folder(
+                out, identity, categories, overwrite=overwrite, owned=run_owned(jobs), writer=writer
+            )
+        state.wait_for_everyone()
+    return output
+
+
 def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling, categories, settings_id) -> None:
     """Sample this process's share of the run into ``work`` (the run folder, or the staging folder of a
     replacement), then score it when a scorer is asked for (or is free)."""
-    from ..eval.benchmark import ScorerOptions
-    from ..eval.sampling import sample_run
-    from ..eval.scoring import score_run, summary_table
+    from .benchmark import ScorerOptions
+    from .sampling import sample_run
+    from .scoring import score_run, summary_table
 
     state.wait_for_everyone()
     stats = sample_run(
@@ -154,8 +156,8 @@ def check_scorer_models(run_dir: str, scorer: str | None, models: dict[str, str]
     """Every --scorer-model role is one the scorer has, checked before anything loads."""
     if not models:
         return
-    from ..eval.scorers import model_roles
-    from ..eval.scoring import benchmark_of, read_run
+    from .scorers import model_roles
+    from .scoring import benchmark_of, read_run
 
     benchmark = benchmark_of(read_run(Path(run_dir))["benchmark"])
     name = scorer or benchmark.default_scorer
@@ -169,10 +171,10 @@ def check_scorer_models(run_dir: str, scorer: str | None, models: dict[str, str]
 
 
 def cmd_eval_score(args) -> int:
-    from ..eval.benchmark import ScorerOptions
-    from ..eval.sampling import EVAL_RUN
-    from ..eval.scoring import read_run, score_run, summary_table
     from ..outputs import prepare_output
+    from .benchmark import ScorerOptions
+    from .sampling import EVAL_RUN
+    from .scoring import read_run, score_run, summary_table
 
     models = {}
     for item in args.scorer_model or []:
@@ -192,8 +194,8 @@ def cmd_eval_score(args) -> int:
 
 
 def cmd_eval_report(args) -> int:
-    from ..eval.report import write_report
     from ..outputs import prepare_output
+    from .report import write_report
 
     output = prepare_output(
         args.out,
