@@ -4,10 +4,11 @@ rendered as given, and rewards score typed prompts or say why they could not."""
 import numpy as np
 import pytest
 
+from gotr1.model.loading import PromptTooLong
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
 from gotr1.models import builtin_model, load_model
 from gotr1.rewards.config import RewardSettings, build_reward
-from gotr1.serving.engine import Engine, Job, PromptTooLong
+from gotr1.serving.engine import Engine, Job
 from gotr1.worlds.shapes.parse import read_prompt
 
 pytestmark = pytest.mark.skipif(builtin_model() is None, reason="no shipped model")

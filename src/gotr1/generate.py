@@ -141,26 +141,14 @@ def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
 
 
 def check_prompt_lengths(bundle, prompts: list[str], max_reasoning_tokens: int) -> None:
-    """A prompt whose tokens, with the reasoning cap and the image, exceed the model's context is an error
-    naming the limit (the model would otherwise continue past its trained positions and draw noise)."""
-    from .model.tokens import encode_prompt
+    """Every prompt fits the model's context beside the reasoning cap and the image (a one-line error)."""
+    from .model.loading import PromptTooLong
 
-    context, budget = bundle.context_length, bundle.prompt_budget(max_reasoning_tokens)
-    if budget is None:
-        return
-    if budget <= 0:
-        raise CliError(
-            f"--max-reasoning-tokens {max_reasoning_tokens}: with {bundle.num_image_tokens} image tokens "
-            f"it leaves no room for a prompt in the model's context of {context} tokens"
-        )
     for prompt in prompts:
-        length = len(encode_prompt(bundle.tokenizer, prompt, bundle.ids.bos))
-        if length > budget:
-            raise CliError(
-                f"prompt {prompt[:40]!r}...: {length} tokens with the chat template; the model's context "
-                f"of {context} leaves {budget} beside {max_reasoning_tokens} reasoning and "
-                f"{bundle.num_image_tokens} image tokens (shorten it or lower --max-reasoning-tokens)"
-            )
+        try:
+            bundle.check_prompt(prompt, max_reasoning_tokens)
+        except PromptTooLong as exc:
+            raise CliError(f"{exc}; --max-reasoning-tokens is {max_reasoning_tokens}") from None
 
 
 def add_generate_command(sub) -> None:

@@ -28,6 +28,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message is one line naming the path and the problem."""
 
 
+class PromptTooLong(ValueError):
+    """A prompt that leaves no room for the chain and the image in the model's context (one line)."""
+
+
 @dataclass
 class JanusBundle:
     """A Janus model with the tokenizer and token ids that belong to it."""
@@ -94,6 +98,30 @@ class JanusBundle:
             "dtype": str(parameter.dtype).removeprefix("torch."),
             "device": parameter.device.type,
         }
+
+    def check_prompt(self, prompt: str, reasoning_tokens: int, *, chain_given: bool = False) -> None:
+        """PromptTooLong when ``prompt`` (with the chat template), ``reasoning_tokens`` of chain (the cap, or a
+        given chain's length), ``<begin_of_image>`` and the image exceed the model's context: past its trained
+        positions the model would draw noise. The one place gotr1 checks a prompt's length."""
+        from .tokens import encode_prompt
+
+        budget = self.prompt_budget(reasoning_tokens)
+        if budget is None:
+            return
+        beside = f"the chain's {reasoning_tokens} tokens" if chain_given else f"{reasoning_tokens} reasoning tokens"
+        if budget <= 0:
+            raise PromptTooLong(
+                f"{beside} and {self.num_image_tokens} image tokens leave no room for a prompt in the model's "
+                f"context of {self.context_length} tokens"
+            )
+        length = len(encode_prompt(self.tokenizer, prompt, self.ids.bos))
+        if length > budget:
+            hint = "" if chain_given else " (shorten it or lower the reasoning cap)"
+            raise PromptTooLong(
+                f"prompt {prompt[:40]!r}: {length} tokens with the chat template; the model's context of "
+                f"{self.context_length} tokens leaves {budget} beside {beside} and {self.num_image_tokens} image "
+                f"tokens{hint}"
+            )
 
     def preferred_cfg_weight(self) -> float:
         """The checkpoint's own CFG weight (its generation_config.guidance_scale), else the release's 5."""

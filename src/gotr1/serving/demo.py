@@ -44,8 +44,9 @@ from PIL import Image
 
 from ..chain import BEGIN_OF_IMAGE, GRID, PlannedObject, parse_chain, validate_chain
 from ..layout import draw_plan, object_color, plan_overlay
+from ..model.loading import PromptTooLong
 from ..model.sampler import MAX_CFG_WEIGHT, MAX_TEMPERATURE, SamplingConfig
-from .engine import Engine, Job, PromptTooLong, Sample, Scores
+from .engine import Engine, Job, Sample, Scores
 from .plan_edit import PLAN_COLUMNS, apply_rows, plan_rows
 
 __all__ = ["DemoApp", "DemoSession", "build_demo", "launch_demo"]

@@ -21,7 +21,6 @@ from PIL import Image
 from ..chain import BEGIN_OF_IMAGE
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
-from ..model.tokens import encode_prompt
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +66,6 @@ class Sample:
         return record
 
 
-class PromptTooLong(ValueError):
-    """A prompt that leaves no room for the chain and the image in the model's context."""
-
-
 class Engine:
     """A model, its sampler and (optionally) rewards, safe to call from several threads."""
 
@@ -110,16 +105,7 @@ class Engine:
         if chain is not None:
             body = chain.removesuffix(BEGIN_OF_IMAGE)
             reasoning = len(self.bundle.tokenizer.encode(body, add_special_tokens=False, verbose=False))
-        budget = self.bundle.prompt_budget(reasoning)
-        if budget is None:
-            return
-        length = len(encode_prompt(self.bundle.tokenizer, prompt, self.bundle.ids.bos))
-        if length > budget:
-            beside = f"the chain's {reasoning} tokens" if chain is not None else "the reasoning"
-            raise PromptTooLong(
-                f"the prompt is {length} tokens with the chat template; this model's context of "
-                f"{self.context_length} tokens leaves {max(budget, 0)} beside {beside} and the image"
-            )
+        self.bundle.check_prompt(prompt, reasoning, chain_given=chain is not None)
 
     def run(self, jobs: Sequence[Job], sampling: SamplingConfig | None = None) -> list[Sample]:
         """Make every job's image in (at most) two sampler calls: sampled chains, then given chains.

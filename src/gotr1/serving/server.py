@@ -60,8 +60,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import FieldError, check_range
+from ..model.loading import PromptTooLong
 from .batcher import Batcher, QueueFull, ShuttingDown
-from .engine import Engine, Job, PromptTooLong
+from .engine import Engine, Job
 
 log = logging.getLogger("gotr1.serving")
 
