@@ -22,7 +22,8 @@ import torch
 
 
 def _run_eval(model: str | None, images: int, batch_size: int, out: Path) -> float:
-    from gotr1.eval.sampling import EvalSampling, sample_run
+    from gotr1.eval.sampling import sample_run
+    from gotr1.model.sampler import SamplingConfig
     from gotr1.models import load_model
     from gotr1.worlds.shapes.benchmark import ShapesBenchmark
 
@@ -31,7 +32,7 @@ def _run_eval(model: str | None, images: int, batch_size: int, out: Path) -> flo
     jobs = bench.jobs(["heldout/all"], 1, limit=images)
     start = time.perf_counter()
     stats = sample_run(
-        bundle, bench, jobs, out, EvalSampling(batch_size=batch_size, max_reasoning_tokens=200), show_progress=False
+        bundle, bench, jobs, out, SamplingConfig(max_reasoning_tokens=200), batch_size=batch_size, show_progress=False
     )
     seconds = time.perf_counter() - start
     assert stats["sampled"] == images
@@ -47,7 +48,7 @@ def _run_generate(model: str | None, images: int, out: Path) -> float:
     bundle = load_model(model)
     prompts = [p.text for p in ShapesGrammar().prompts("heldout", images)]
     sampler = TwoPhaseSampler(bundle)
-    config = SamplingConfig(cfg_weight=bundle.preferred_cfg_weight(), max_reasoning_tokens=200)
+    config = SamplingConfig(max_reasoning_tokens=200)
     start = time.perf_counter()
     for i, prompt in enumerate(prompts):  # what `gotr1 generate --batch-size 1` does per prompt
         for gen in sampler.generate([prompt], config, seeds=[i]):

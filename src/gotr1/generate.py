@@ -96,11 +96,10 @@ def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
     from .models import load_model  # looked up when called (tests replace it)
 
     bundle = load_model(args.model, args.dtype, device)
-    cfg_weight = args.cfg if args.cfg is not None else bundle.preferred_cfg_weight()
     config = SamplingConfig(
         num_generations=args.num_chains,
         images_per_chain=args.num_images,
-        cfg_weight=cfg_weight,
+        cfg_weight=args.cfg,
         text_temperature=args.text_temperature,
         image_temperature=args.image_temperature,
         text_top_k=args.top_k,
@@ -109,7 +108,7 @@ def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
         seed=args.seed,
         show_progress=True,
         compile=args.compile,
-    )
+    ).for_model(bundle)  # the settings as they are used, recorded in generate.json
     check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
     manifest = {
         "model": args.model or "built-in",

@@ -18,13 +18,16 @@ def differences(
     recorded: Mapping[str, Any], now: Mapping[str, Any], prefix: str = ""
 ) -> Iterator[tuple[str, Any, Any]]:
     """(dotted key, recorded value, value now) for every leaf that differs; a key missing on one side is
-    reported with None there. Both sides are compared as JSON holds them (tuples as lists)."""
+    reported with None there (unless the other side is None: a setting added later at its null default).
+    Both sides are compared as JSON holds them (tuples as lists)."""
     if not prefix:
         recorded, now = _plain(recorded), _plain(now)
     for key in sorted(set(recorded) | set(now), key=str):
         old, new = recorded.get(key, _MISSING), now.get(key, _MISSING)
         if isinstance(old, Mapping) and isinstance(new, Mapping):
             yield from differences(old, new, f"{prefix}{key}.")
+        elif (old is _MISSING and new is None) or (old is None and new is _MISSING):
+            continue  # a setting recorded by a later version at its null default: nothing differs
         elif old != new and not (_is_number(old) and _is_number(new) and float(old) == float(new)):
             yield f"{prefix}{key}", None if old is _MISSING else old, None if new is _MISSING else new
 

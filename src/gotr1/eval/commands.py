@@ -65,13 +65,11 @@ def cmd_eval_sample(args) -> int:
     state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
     check_run_folder(Path(args.out))  # before the model loads; nothing in it is touched until the run succeeds
     bundle = load_model(args.model, args.dtype, device or (str(state.device) if state.num_processes > 1 else None))
-    cfg_weight = sampling.cfg_weight if sampling.cfg_weight is not None else bundle.preferred_cfg_weight()
     identity = sampling_identity(
         benchmark,
         args.model or "built-in",
         bundle.source,
-        sampling,
-        cfg_weight,
+        sampling.for_model(bundle),
         images_per_prompt,
         options,
         bundle.provenance(),
@@ -89,16 +87,15 @@ def cmd_eval_sample(args) -> int:
 
 
 def _eval_sampling(args):
-    from .sampling import EvalSampling
+    from ..model.sampler import SamplingConfig
 
-    return EvalSampling(
+    return SamplingConfig(
         cfg_weight=args.cfg,
         text_temperature=args.text_temperature,
         image_temperature=args.image_temperature,
         text_top_k=args.top_k,
         text_top_p=args.top_p,
         max_reasoning_tokens=args.max_reasoning_tokens,
-        batch_size=args.batch_size,
         compile=args.compile,
     )
 
@@ -131,6 +128,7 @@ def _sample_and_score(args, state, benchmark, bundle, jobs, work: Path, sampling
         jobs,
         work,
         sampling,
+        batch_size=args.batch_size,
         process_index=state.process_index,
         num_processes=state.num_processes,
         show_progress=state.is_main_process,

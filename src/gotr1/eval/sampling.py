@@ -20,9 +20,9 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..outputs import Output, prepare_output
 from ..progress import progress
@@ -38,29 +38,27 @@ from .records import (
     write_json_atomic,
 )
 
+if TYPE_CHECKING:
+    from ..model.sampler import SamplingConfig
+
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 
 
-@dataclass
-class EvalSampling:
-    """How images are sampled (the GoT-R1 release's settings unless said otherwise)."""
-
-    cfg_weight: float | None = None  # None: the checkpoint's generation_config.guidance_scale, else 5
-    text_temperature: float = 1.0
-    image_temperature: float = 1.0
-    text_top_k: int | None = None
-    text_top_p: float | None = None
-    max_reasoning_tokens: int = 600
-    batch_size: int = 16  # images sampled together (each with its own chain)
-    compile: str = "none"  # the sampler's decode path (model/static_decode.py)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise BenchmarkError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.cfg_weight is not None and not self.cfg_weight == self.cfg_weight:  # NaN
-            raise BenchmarkError("cfg weight must be a number, got nan")
+# The sampling settings that make an eval run what it is (the sampler's SamplingConfig fields; the group and
+# image counts are the benchmark's, the batch size changes no sample).
+IDENTITY_SETTINGS = (
+    "cfg_weight",
+    "text_temperature",
+    "image_temperature",
+    "text_top_k",
+    "text_top_p",
+    "image_top_k",
+    "image_top_p",
+    "max_reasoning_tokens",
+    "compile",
+)
 
 
 def _png(image) -> bytes:
@@ -181,8 +179,9 @@ def sample_run(
     benchmark: Benchmark,
     jobs: Sequence[ImageJob],
     out: Path,
-    sampling: EvalSampling,
+    sampling: SamplingConfig,
     *,
+    batch_size: int = 16,
     process_index: int = 0,
     num_processes: int = 1,
     show_progress: bool = True,
@@ -190,9 +189,11 @@ def sample_run(
 ) -> dict[str, Any]:
     """Sample this process's share of the jobs that are not done yet. Returns counts and the speed.
 
-    settings_id: the run's `run_id`, written into every record; a record naming another is not done."""
+    sampling: how to sample (one chain and one image per job whatever its counts say); batch_size: images
+    sampled together, each with its own chain. settings_id: the run's `run_id`, written into every record; a
+    record naming another is not done."""
     from ..layout import plan_overlay
-    from ..model.sampler import SamplingConfig, TwoPhaseSampler
+    from ..model.sampler import TwoPhaseSampler
 
     mine = list(jobs)[process_index::num_processes]
     if process_index == 0:
@@ -212,24 +213,14 @@ def sample_run(
             reason = "missing, its record is there" if problem == "missing" else problem
             log.warning("%s: %s; sampling it again", job.path, reason)
             remade.append(job.path)
-    config = SamplingConfig(
-        num_generations=1,
-        images_per_chain=1,
-        cfg_weight=sampling.cfg_weight if sampling.cfg_weight is not None else bundle.preferred_cfg_weight(),
-        text_temperature=sampling.text_temperature,
-        image_temperature=sampling.image_temperature,
-        text_top_k=sampling.text_top_k,
-        text_top_p=sampling.text_top_p,
-        max_reasoning_tokens=sampling.max_reasoning_tokens,
-        compile=sampling.compile,
-    )
+    config = replace(sampling, num_generations=1, images_per_chain=1, show_progress=False)
     sampler = TwoPhaseSampler(bundle)
     start = time.perf_counter()
     # A bar on a terminal; a log line every GOTR1_PROGRESS_SECONDS (30) when the output is piped or a file.
     bar = progress(len(mine), benchmark.name, "img", initial=len(mine) - len(pending), enabled=show_progress)
     with bar:
-        for first in range(0, len(pending), sampling.batch_size):
-            batch = pending[first : first + sampling.batch_size]
+        for first in range(0, len(pending), batch_size):
+            batch = pending[first : first + batch_size]
             generations = sampler.generate([job.prompt for job in batch], config, seeds=[job.seed for job in batch])
             for job, gen in zip(batch, generations):
                 image = gen.images[0]
@@ -269,24 +260,22 @@ def sampling_identity(
     benchmark: Benchmark,
     model: str,
     source: str,
-    sampling: EvalSampling,
-    cfg_weight: float,
+    sampling: SamplingConfig,
     images_per_prompt: int,
     options: dict[str, Any],
     provenance: dict[str, str],
 ) -> dict[str, Any]:
     """What makes two runs the same run (resuming may add categories or prompts, never change these): the
     benchmark, the model (its fingerprint, dtype and device class: bf16 and float32 images are not one run),
-    every sampling setting, the decode path (compiled and eager paths round differently) and the seeds'
-    options. Batching alone is left out: a sample does not depend on its batch."""
-    settings = asdict(sampling) | {"cfg_weight": cfg_weight}
-    settings.pop("batch_size")
+    every sampling setting as the model resolves it (`SamplingConfig.for_model`), the decode path (compiled
+    and eager paths round differently) and the seeds' options. Batching alone is left out: a sample does not
+    depend on its batch."""
     return {
         "benchmark": benchmark.name,
         "model": model,
         "model_source": source,
         **provenance,
-        "sampling": settings,
+        "sampling": {key: getattr(sampling, key) for key in IDENTITY_SETTINGS},
         "images_per_prompt": images_per_prompt,
         "options": options,
     }

@@ -17,7 +17,7 @@ Randomness is per row (see `sampling`), so a sample depends only on (prompt, see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class SamplingConfig:
 
     num_generations: int = 1  # chains per prompt (GRPO's group size G)
     images_per_chain: int = 1
-    cfg_weight: float = 5.0
+    cfg_weight: float | None = None  # None: the checkpoint's own (generation_config.guidance_scale), else 5
     text_temperature: float = 1.0  # 0 = greedy
     image_temperature: float = 1.0  # 0 = greedy
     text_top_k: int | None = None
@@ -77,12 +77,19 @@ class SamplingConfig:
             raise ValueError("num_generations and images_per_chain must be >= 1")
         if not (0 <= self.text_temperature <= MAX_TEMPERATURE and 0 <= self.image_temperature <= MAX_TEMPERATURE):
             raise ValueError(f"temperatures must be from 0 (greedy) to {MAX_TEMPERATURE:g}")
-        if not 0 <= self.cfg_weight <= MAX_CFG_WEIGHT:
+        if self.cfg_weight is not None and not 0 <= self.cfg_weight <= MAX_CFG_WEIGHT:
             raise ValueError(f"cfg_weight must be from 0 to {MAX_CFG_WEIGHT:g} (<= 1: no guidance)")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
         if self.max_reasoning_tokens < 0:
             raise ValueError("max_reasoning_tokens must be >= 0")
+
+    def for_model(self, bundle) -> SamplingConfig:
+        """These settings with every default that depends on the model made concrete: the one place the
+        checkpoint's preferred CFG weight is applied."""
+        if self.cfg_weight is not None:
+            return self
+        return replace(self, cfg_weight=bundle.preferred_cfg_weight())
 
 
 @dataclass
@@ -222,7 +229,7 @@ class TwoPhaseSampler:
             sample k of seed s (float rounding, which batch shape can change, may rarely flip a token).
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
-        sampling = config or SamplingConfig()
+        sampling = (config or SamplingConfig()).for_model(self.bundle)
         prompts = list(prompts)
         if not prompts:
             return []

@@ -36,7 +36,7 @@ def build_engine(args):
     rewards, read_prompt, rewards_name = _serving_rewards(args.rewards, model_suite(args.model))
     bundle = load_model(args.model, args.dtype, resolve_device(args.device))
     sampling = SamplingConfig(
-        cfg_weight=args.cfg if args.cfg is not None else bundle.preferred_cfg_weight(),
+        cfg_weight=args.cfg,
         text_temperature=args.text_temperature,
         image_temperature=args.image_temperature,
         max_reasoning_tokens=args.max_reasoning_tokens,

@@ -83,7 +83,7 @@ class Engine:
         typed prompt into what the rewards take (None: not in their language, so the sample is not scored)."""
         self.bundle = bundle
         self.name = name
-        self.sampling = sampling or SamplingConfig(cfg_weight=bundle.preferred_cfg_weight())
+        self.sampling = (sampling or SamplingConfig()).for_model(bundle)
         self.rewards = rewards
         self.rewards_name = rewards_name
         self.read_prompt = read_prompt
