@@ -46,21 +46,6 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 
 
-# The sampling settings that make an eval run what it is (the sampler's SamplingConfig fields; the group and
-# image counts are the benchmark's, the batch size changes no sample).
-IDENTITY_SETTINGS = (
-    "cfg_weight",
-    "text_temperature",
-    "image_temperature",
-    "text_top_k",
-    "text_top_p",
-    "image_top_k",
-    "image_top_p",
-    "max_reasoning_tokens",
-    "compile",
-)
-
-
 def _png(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -275,7 +260,7 @@ def sampling_identity(
         "model": model,
         "model_source": source,
         **provenance,
-        "sampling": {key: getattr(sampling, key) for key in IDENTITY_SETTINGS},
+        "sampling": sampling.sample_settings() | {"compile": sampling.compile},
         "images_per_prompt": images_per_prompt,
         "options": options,
     }

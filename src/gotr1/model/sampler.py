@@ -44,6 +44,18 @@ MAX_TEMPERATURE = 100.0
 _CHECK_EVERY = 16
 
 
+SAMPLE_SETTINGS = (
+    "cfg_weight",
+    "text_temperature",
+    "image_temperature",
+    "text_top_k",
+    "text_top_p",
+    "image_top_k",
+    "image_top_p",
+    "max_reasoning_tokens",
+)
+
+
 @dataclass
 class SamplingConfig:
     """How to sample; defaults follow the GoT-R1 release (temperature 1, CFG 5, 600 reasoning tokens)."""
@@ -83,6 +95,10 @@ class SamplingConfig:
             raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
         if self.max_reasoning_tokens < 0:
             raise ValueError("max_reasoning_tokens must be >= 0")
+
+    def sample_settings(self) -> dict:
+        """The settings a sample depends on besides its prompt, seed and index (what its records keep)."""
+        return {key: getattr(self, key) for key in SAMPLE_SETTINGS}
 
     def for_model(self, bundle) -> SamplingConfig:
         """These settings with every default that depends on the model made concrete: the one place the

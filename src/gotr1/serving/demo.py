@@ -35,7 +35,7 @@ import threading
 import weakref
 import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -480,21 +480,7 @@ class DemoApp:
     ) -> Entry:
         record = sample.record()
         record["model"] = self.engine.name
-        record["sampling"] = {
-            key: value
-            for key, value in asdict(sampling).items()
-            if key
-            in (
-                "cfg_weight",
-                "text_temperature",
-                "image_temperature",
-                "text_top_k",
-                "text_top_p",
-                "image_top_k",
-                "image_top_p",
-                "max_reasoning_tokens",
-            )
-        }
+        record["sampling"] = sampling.sample_settings()
         record["teacher_forced"] = sample.job.chain is not None
         if edited_from is not None:
             record["edited_from"] = edited_from
