@@ -1,8 +1,9 @@
 """Which model a command means: a built-in model by name, a checkpoint path or hub id, or a tiny random one.
 
-Built-in models are checkpoints a suite ships in the package (`Suite.models`): the shapes world ships its
-SFT model (`shapes-sft`) and the GoT-R1 model GRPO made from it (`shapes-grpo`), the default of every
-command, so that a newcomer meets the model after RL, which is what GoT-R1 is about.
+Built-in models are checkpoints a suite ships in the package (`Suite.models`, read from its light
+declaration, `registry.LazySuite`): the shapes world ships its SFT model (`shapes-sft`) and the GoT-R1 model
+GRPO made from it (`shapes-grpo`), the default of every command, so that a newcomer meets the model after RL,
+which is what GoT-R1 is about.
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ DEFAULT_MODEL_NAME = "shapes-grpo"
 
 
 def builtin_models() -> dict[str, tuple[str, Path]]:
-    """Every built-in model: name -> (the suite that ships it, its checkpoint folder)."""
-    found: dict[str, tuple[str, Path]] = {}
-    for suite_name in registry.names():
-        for name, path in registry.get(suite_name).models.items():
-            found[name] = (suite_name, Path(path))
-    return found
+    """Every built-in model: name -> (the suite that ships it, its checkpoint folder). Reads the suites' light
+    declarations only: no world's rewards or benchmark's data are imported to find a model."""
+    return registry.shipped_models()
 
 
 def builtin_model(name: str = DEFAULT_MODEL_NAME) -> Path | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..registry import Suite
 from .benchmark import Benchmark, BenchmarkError, Reference, ScorerOptions, read_record
+from .declarations import GENEVAL
 from .records import EvalImage, ImageJob, ImageScore, Scorer
 from .rules.geneval import TAGS, load_metadata, validate_metadata
 
@@ -125,4 +126,4 @@ class GenEval(Benchmark):
             write_official_results(run_dir, list(scores))
 
 
-SUITE = Suite(name="geneval", description="GenEval's 553 prompts, official layout", benchmark=GenEval)
+SUITE = Suite(name=GENEVAL.name, description=GENEVAL.description, benchmark=GenEval)

@@ -17,6 +17,7 @@ from typing import Any
 from ..registry import Suite
 from . import DATA
 from .benchmark import Benchmark, BenchmarkError, Reference, ScorerOptions, read_record
+from .declarations import T2I_COMPBENCH
 from .records import EvalImage, ImageJob, Scorer
 
 CATEGORIES = ("color", "shape", "texture", "spatial", "non_spatial", "complex", "3d_spatial", "numeracy")
@@ -146,7 +147,7 @@ class T2ICompBench(Benchmark):
 
 
 SUITE = Suite(
-    name="t2i-compbench",
-    description="T2I-CompBench (and ++) validation prompts, official layout",
+    name=T2I_COMPBENCH.name,
+    description=T2I_COMPBENCH.description,
     benchmark=T2ICompBench,
 )

@@ -1,22 +1,18 @@
-"""The shapes world as gotr1's registry sees it (entry point ``gotr1.suites: shapes``)."""
+"""The shapes world as gotr1's registry sees it, in full (``registry.get("shapes")``; the entry point
+``gotr1.suites: shapes`` names the light :mod:`.declaration`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ...registry import Suite
 from .benchmark import ShapesBenchmark, training_evaluation
+from .declaration import DECLARATION
 from .grammar import ShapesGrammar
 from .parse import read_prompt
 from .rl import COMPONENTS, PROMPT_SETS, check_clear_of_evaluation, prompt_source
 
-# The shipped checkpoints: the SFT model (gotr1 shapes pretrain) and GoT-R1 from it by GRPO
-# (configs/shapes_grpo_shipped.yaml); each folder's recipe.json says how it was made.
-MODELS = Path(__file__).parent / "models"
-
 SUITE = Suite(
-    name="shapes",
-    description="the built-in shapes world: grammar prompts, exact rewards, exact benchmark",
+    name=DECLARATION.name,
+    description=DECLARATION.description,
     prompt_sets=PROMPT_SETS,
     prompt_source=lambda prompt_set, prompts_per_step: prompt_source(
         ShapesGrammar(), prompts_per_step, split=prompt_set
@@ -26,5 +22,5 @@ SUITE = Suite(
     check_training=check_clear_of_evaluation,
     training_evaluation=training_evaluation,
     read_prompt=read_prompt,
-    models={name: MODELS / name for name in ("shapes-grpo", "shapes-sft")},
+    models=DECLARATION.models,
 )
