@@ -1,15 +1,18 @@
 """Does GRPO improve compositional generation? SFT model -> GRPO with the exact shapes rewards.
 
-The run is the recipe `configs/shapes_grpo.yaml` (the one source of its hyper-parameters); each flag given
-overrides one of its settings. Prints all-constraints accuracy on held-out prompts (colour x shape pairs the SFT
-model never saw) and on validation prompts (seen pairs), before and after, and the time taken; writes the reward
-curve (PNG) and a JSON record. GRPO trains on the recipe's prompts: fresh prompts that hold the held-out pairs,
-none sharing its meaning with an evaluation prompt (like RL on a benchmark's training prompts, scored on its
-test prompts). Not a test.
+The run is the recipe `configs/shapes_grpo.yaml` (the one source of its hyper-parameters) plus overrides: each
+flag given is one recipe override (`--steps 5` is `grpo.steps=5`), and any other setting is overridden as
+`gotr1 train grpo` does, with KEY=VALUE arguments (`grpo.beta=0.02`). It drives the GRPO loop every run uses
+(`gotr1.train.loop.GRPOLoop`), whose evaluation hook scores the splits below before and after. Prints
+all-constraints accuracy on held-out prompts (colour x shape pairs the SFT model never saw) and on validation
+prompts (seen pairs), before and after, and the time taken; writes the reward curve (PNG) and a JSON record.
+GRPO trains on the recipe's prompts: fresh prompts that hold the held-out pairs, none sharing its meaning with an
+evaluation prompt (like RL on a benchmark's training prompts, scored on its test prompts). Not a test.
 
     python benchmarks/shapes_rl.py                                   # the recipe: the paper's product reward
     python benchmarks/shapes_rl.py --components r_ri --combine sum   # ablation: R_RI alone
     python benchmarks/shapes_rl.py --train-prompts train             # GRPO never sees a held-out pair
+    python benchmarks/shapes_rl.py --minutes 5 grpo.lora_r=32 grpo.learning_rate=2e-4   # any recipe setting
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -30,6 +33,7 @@ from gotr1.registry import split_prompt_spec
 from gotr1.rewards.config import build_reward
 from gotr1.train.distributed import make_accelerator, native_bf16
 from gotr1.train.grpo import GRPOTrainer
+from gotr1.train.loop import GRPOLoop
 from gotr1.train.run import GRPORun
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
 from gotr1.worlds.shapes.rl import HELDOUT_PAIRS
@@ -37,42 +41,37 @@ from gotr1.worlds.shapes.rl import HELDOUT_PAIRS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def recipe_with_overrides(args) -> GRPORun:
-    """The recipe, with every flag that was given replacing its setting (validated like the recipe)."""
-    run = load_config(args.recipe, GRPORun)
-    grpo = {
-        key: value
-        for key, value in {
-            "steps": args.steps,
-            "prompts_per_step": args.prompts_per_step,
-            "num_generations": args.group,
-            "learning_rate": args.lr,
-            "beta": args.beta,
-            "loss_type": args.loss_type,
-            "cfg_weight": args.cfg,
-            "image_logprob": args.image_logprob,
-            "num_iterations": args.num_iterations,
-        }.items()
-        if value is not None
-    }
+# Flags that set one recipe key each (their value written as the override's YAML value).
+FLAG_KEYS = {
+    "steps": "grpo.steps",
+    "prompts_per_step": "grpo.prompts_per_step",
+    "group": "grpo.num_generations",
+    "lr": "grpo.learning_rate",
+    "beta": "grpo.beta",
+    "loss_type": "grpo.loss_type",
+    "cfg": "grpo.cfg_weight",
+    "image_logprob": "grpo.image_logprob",
+    "num_iterations": "grpo.num_iterations",
+    "combine": "reward.combine",
+    "minutes": "max_minutes",
+}
+
+
+def recipe_overrides(args) -> list[str]:
+    """The flags given as recipe overrides (KEY=VALUE), then the KEY=VALUE arguments as written (they win)."""
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_KEYS.items() if getattr(args, flag) is not None]
     if args.lora_r is not None:
-        grpo["lora_r"] = args.lora_r or None
+        overrides.append(f"grpo.lora_r={args.lora_r or 'null'}")
     if args.image_only:
-        grpo["train_text"] = False
-    reward = {}
+        overrides.append("grpo.train_text=false")
     if args.components is not None:
-        reward["components"] = args.components.split(",")
-    if args.combine is not None:
-        reward["combine"] = args.combine
-    top = {}
-    if args.minutes is not None:
-        top["max_minutes"] = args.minutes
+        overrides.append(f"reward.components=[{args.components}]")
     if args.train_prompts is not None:
-        top["prompts"] = f"shapes:{args.train_prompts}"
-    return replace(run, grpo=replace(run.grpo, **grpo), reward=replace(run.reward, **reward), **top)
+        overrides.append(f"prompts=shapes:{args.train_prompts}")
+    return overrides + list(args.overrides)
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "configs" / "shapes_grpo.yaml"))
     parser.add_argument("--model", default=None, help="default: the recipe's (shapes-sft)")
@@ -110,6 +109,14 @@ def main():
     parser.add_argument("--num-iterations", type=int, default=None)
     parser.add_argument("--out", default="outputs/shapes_rl")
     parser.add_argument("--replot", help="only redraw the curve from a result.json")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="recipe settings, as in `gotr1 train grpo` (grpo.beta=0.02)"
+    )
+    return parser
+
+
+def main():
+    parser = build_parser()
     args = parser.parse_args()
     if args.replot:
         record = json.loads(Path(args.replot).read_text())
@@ -126,7 +133,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        run = recipe_with_overrides(args)
+        run = load_config(args.recipe, GRPORun, recipe_overrides(args))
     except (ConfigError, ValueError) as exc:
         parser.error(str(exc))
 
@@ -144,11 +151,17 @@ def main():
     bundle = load_model(args.model or run.model, "float32", "cpu")
     load_seconds = time.time() - started
     config = run.grpo
+    reward_fn = build_reward(run.reward)
+    accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
+    prompts = suite.prompt_source(prompt_set, config.prompts_per_step)
+    trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
+    evaluations = {}
 
-    def evaluate_all() -> dict:
-        return {
+    def evaluate_all(step: int) -> None:
+        """The loop's evaluation hook: before the first step and after the last."""
+        evaluations[step] = {
             split: evaluate(
-                bundle,
+                trainer.sampling_bundle(),
                 ShapesEvalConfig(
                     num_prompts=args.eval_prompts,
                     cfg_weight=config.cfg_weight,
@@ -158,19 +171,13 @@ def main():
             )[0]
             for split in splits
         }
+        if step == 0:
+            print("before GRPO: " + ", ".join(f"{s} accuracy {evaluations[0][s]['accuracy']:.3f}" for s in splits))
 
-    before = evaluate_all()
-    print("before GRPO: " + ", ".join(f"{s} accuracy {before[s]['accuracy']:.3f}" for s in splits))
-
-    reward_fn = build_reward(run.reward)
-    accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
-    prompts = suite.prompt_source(prompt_set, config.prompts_per_step)
-    trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
-    start = time.time()
-    while trainer.step_index < config.steps and time.time() - start < (run.max_minutes or float("inf")) * 60:
-        trainer.step()
-    grpo_seconds = time.time() - start
-    after = evaluate_all()
+    # The recipe's steps and time budget; no checkpoints, and no evaluation between (only before and after).
+    loop = GRPOLoop(trainer, evaluate=evaluate_all, max_minutes=run.max_minutes).run()
+    grpo_seconds = loop.train_seconds
+    before, after = evaluations[0], evaluations[trainer.step_index]
     total_seconds = time.time() - started
 
     history = trainer.history
@@ -198,6 +205,12 @@ def main():
         f"{trainer.step_index} GRPO steps in {grpo_seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads "
         f"({'bf16 autocast' if bf16 else 'float32'}); whole run {total_seconds / 60:.1f} min"
     )
+    print_comparison(before, after, splits)
+    print(f"curve: {out / 'reward_curve.png'}")
+
+
+def print_comparison(before: dict, after: dict, splits: list[str]) -> None:
+    """Accuracy and each reward mean, before -> after, per split."""
     for split in splits:
         b, a = before[split], after[split]
         print(
@@ -208,7 +221,6 @@ def main():
             rb, ra = b["reward_means"].get(key), a["reward_means"].get(key)
             if rb is not None and ra is not None:
                 print(f"  {key:8s} {rb:.3f} -> {ra:.3f}")
-    print(f"curve: {out / 'reward_curve.png'}")
 
 
 def _smooth(points, window: int = 10):

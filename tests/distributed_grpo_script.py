@@ -23,6 +23,7 @@ from gotr1.model.tiny import build_tiny_janus, build_tiny_tokenizer
 from gotr1.model.tokens import SpecialTokenIds
 from gotr1.train.distributed import make_accelerator
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
+from gotr1.train.loop import GRPOLoop
 
 PROMPTS = ["a red circle", "a blue square", "a green star", "two yellow hearts"]  # B = 4
 
@@ -102,8 +103,8 @@ def run(variant: str, out: Path, accelerator=None, tokenizer=None) -> None:
     rank = trainer.rank
     save_file(_weights(trainer), str(out / f"init_rank{rank}.safetensors"))
     samples = []
-    for _ in range(trainer.config.steps):
-        result = trainer.step()
+
+    def on_step(result) -> None:
         for g, r, a in zip(result.generations, result.rewards, result.advantages):
             samples.append(
                 {
@@ -120,6 +121,8 @@ def run(variant: str, out: Path, accelerator=None, tokenizer=None) -> None:
             save_file(_weights(trainer), str(out / f"step1_rank{rank}.safetensors"))
             if variant == "full":
                 trainer.save_checkpoint(out / "checkpoints", keep_last=1)
+
+    GRPOLoop(trainer, on_step=on_step).run()
     (out / f"samples_rank{rank}.json").write_text(json.dumps(samples))
     save_file(_weights(trainer), str(out / f"weights_rank{rank}.safetensors"))
     if trainer.accelerator.is_main_process:
@@ -127,7 +130,7 @@ def run(variant: str, out: Path, accelerator=None, tokenizer=None) -> None:
     if variant == "full":  # kill-and-resume in the same world size: the remaining steps again
         resumed = make_trainer(variant, trainer.accelerator, tokenizer)
         resumed.load_checkpoint(latest_checkpoint(out / "checkpoints"))
-        resumed.train()
+        GRPOLoop(resumed).run()
         save_file(_weights(resumed), str(out / f"resumed_rank{rank}.safetensors"))
 
 

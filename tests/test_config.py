@@ -4,13 +4,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gotr1.config import ConfigError, load_config
+from gotr1.config import ConfigError, check_choice, load_config
 
 
 @dataclass
 class Inner:
     beta: float = 0.0
     name: str = "x"
+    loss_type: str = "grpo"
+
+    def __post_init__(self):
+        check_choice("loss_type", self.loss_type, ("grpo", "dapo"))
 
 
 @dataclass
@@ -60,3 +64,52 @@ def test_a_number_in_exponent_form_is_a_number(tmp_path, written, value):
     """PyYAML (YAML 1.1) reads `1e-5` as text; a float field takes it as the number it says."""
     cfg = load_config(write(tmp_path, f"steps: 5\ninner:\n  beta: {written}\n"), Outer)
     assert cfg.inner.beta == value
+
+
+BASE = "steps: 5\ninner:\n  beta: 0.5\n  name: y\ntags: [a]\n"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("steps=7", {"steps": 7}),  # int
+        ("inner.beta=1e-5", {"inner": Inner(beta=1e-5, name="y")}),  # float (YAML 1.1's exponent form too)
+        ("inner.loss_type=dapo", {"inner": Inner(beta=0.5, name="y", loss_type="dapo")}),  # a choice
+        ("inner.name=z", {"inner": Inner(beta=0.5, name="z")}),  # nested, the section's other keys kept
+        ("inner={beta: 2}", {"inner": Inner(beta=2.0)}),  # a whole section replaced
+        ("tags=[tensorboard, wandb]", {"tags": ["tensorboard", "wandb"]}),  # list
+        ("lora_r=null", {"lora_r": None}),  # an optional set to None
+        ("flag=true", {"flag": True}),
+    ],
+)
+def test_an_override_sets_one_key_typed_like_the_file(tmp_path, override, expected):
+    cfg = load_config(write(tmp_path, BASE), Outer, [override])
+    base = Outer(steps=5, inner=Inner(beta=0.5, name="y"), tags=["a"])
+    assert cfg == Outer(**(vars(base) | expected))
+
+
+def test_overrides_apply_in_order_and_can_add_a_section_the_file_leaves_out(tmp_path):
+    cfg = load_config(write(tmp_path, "steps: 5\n"), Outer, ["inner.beta=1", "steps=6", "inner.beta=2.5"])
+    assert cfg == Outer(steps=6, inner=Inner(beta=2.5))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stepz=3", "c.yaml: override stepz=3: unknown key (known: flag, inner"),
+        ("inner.betta=2", "c.yaml: override inner.betta=2: unknown key"),
+        ("innr.beta=2", "c.yaml: override innr.beta=2: unknown key"),
+        ("steps=five", "c.yaml: override steps=five: expected an integer, got 'five'"),
+        ("inner.beta=high", "c.yaml: override inner.beta=high: expected a number, got 'high'"),
+        ("inner.loss_type=ppo", "c.yaml: override inner.loss_type=ppo: must be one of grpo, dapo, got 'ppo'"),
+        ("tags=a", "c.yaml: override tags=a: expected a list, got 'a'"),
+        ("inner={betta: 1}", "c.yaml: override inner={betta: 1}: inner.betta: unknown key"),
+        ("steps.x=3", "c.yaml: override steps.x=3: steps is a value, not a section"),
+        ("steps", "c.yaml: override 'steps': expected KEY=VALUE"),
+        ("tags=[a", "c.yaml: override tags=[a: invalid YAML value"),
+    ],
+)
+def test_a_bad_override_is_a_one_line_error_naming_it(tmp_path, override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE), Outer, [override])
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,4 +1,5 @@
-"""The GRPO loop on a tiny model: LoRA reference, missing rewards, and that it learns a toy reward."""
+"""The GRPO trainer and loop on a tiny model: LoRA reference, missing rewards, that it learns a toy reward, the
+loop's hooks, and the trainer's state (state_dict, checkpoints, resume)."""
 
 import copy
 import os
@@ -11,6 +12,7 @@ from gotr1.model.loading import JanusBundle
 from gotr1.model.tiny import build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
+from gotr1.train.loop import GRPOLoop
 
 PROMPTS = ["a red circle", "a blue square"]
 
@@ -101,7 +103,7 @@ def test_grpo_raises_a_toy_image_reward(tiny_tokenizer):
         micro_batch_size=16,
         cfg_weight=1.0,
     )
-    history = trainer.train()
+    history = GRPOLoop(trainer).run().trainer.history
     first = sum(h["reward_mean"] for h in history[:3]) / 3
     last = sum(h["reward_mean"] for h in history[-3:]) / 3
     assert last > 3 * max(first, 1 / 64), (first, last)
@@ -136,7 +138,7 @@ def test_under_fsdp_the_first_policy_forward_sees_lora_trainable(tiny_tokenizer,
 @pytest.mark.parametrize("lora_r", [8, None])
 def test_kill_and_resume_gives_bit_identical_weights(tiny_tokenizer, tmp_path, lora_r):
     straight = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)
-    straight.train()
+    GRPOLoop(straight).run()
 
     first = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)
     first.step()
@@ -148,7 +150,7 @@ def test_kill_and_resume_gives_bit_identical_weights(tiny_tokenizer, tmp_path, l
 
     resumed = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=lora_r, steps=4, beta=0.05)
     resumed.load_checkpoint(checkpoint)
-    resumed.train()
+    GRPOLoop(resumed).run()
     assert resumed.step_index == 4
     a = dict(straight.model.named_parameters())
     for name, p in resumed.model.named_parameters():
@@ -179,3 +181,68 @@ def test_checkpoint_files_get_the_modes_every_other_file_gets(tiny_tokenizer, tm
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in saved.rglob("*") if p.is_file()}
     assert "trainable.safetensors" in modes and "rng.safetensors" in modes
     assert modes == dict.fromkeys(modes, 0o666 & ~umask)
+
+
+def test_the_loop_evaluates_logs_and_checkpoints_on_its_schedule(tiny_tokenizer, tmp_path):
+    trainer = _trainer(_bundle(tiny_tokenizer), _counting_reward, steps=5)
+    evaluated, logged = [], []
+    loop = GRPOLoop(
+        trainer,
+        evaluate=evaluated.append,
+        eval_every=2,
+        on_step=lambda result: logged.append(result.step),
+        checkpoints=tmp_path,
+        save_every=3,
+        keep_last=0,
+    ).run()
+    assert evaluated == [0, 2, 4, 5] and logged == [1, 2, 3, 4, 5]  # before, every 2 steps, after the last
+    assert [p.name for p in tmp_path.glob("checkpoint-*")] == ["checkpoint-000003"]
+    assert loop.last_evaluated == 5 and loop.train_seconds > 0
+    # A run whose evaluation at its step was made already (a resumed one) does not repeat it.
+    again = GRPOLoop(trainer, evaluate=evaluated.append, last_evaluated=5).run()
+    assert evaluated == [0, 2, 4, 5] and again.trainer.step_index == 5
+
+
+def test_the_loop_keeps_a_checkpoint_when_the_rewards_become_unavailable(tiny_tokenizer, tmp_path):
+    from gotr1.rewards.scoring import RewardsUnavailable
+
+    calls = []
+
+    def judge_goes_away(prompts, chains, images):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RewardsUnavailable("the judge is gone")
+        return _counting_reward(prompts, chains, images)
+
+    trainer = _trainer(_bundle(tiny_tokenizer), judge_goes_away, steps=3)
+    with pytest.raises(RewardsUnavailable):
+        GRPOLoop(trainer, checkpoints=tmp_path).run()
+    assert trainer.step_index == 1 and latest_checkpoint(tmp_path).name == "checkpoint-000001"
+
+
+def test_state_dict_round_trip_continues_the_run_exactly(tiny_tokenizer):
+    """The trainer's whole state moves into a fresh trainer (no file): the next steps are the same."""
+    straight = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=None, beta=0.05, steps=3)
+    straight.step()
+    state = copy.deepcopy(straight.state_dict())  # like torch's, the state holds live tensors
+    assert {"step", "history", "python_rng", "config", "world_size", "rng", "trainable", "optimizer"} <= set(state)
+    assert state["step"] == 1 and state["trainable"] and state["config"]["beta"] == 0.05
+    GRPOLoop(straight).run()
+
+    resumed = _trainer(_bundle(tiny_tokenizer), _counting_reward, lora_r=None, beta=0.05, steps=3)
+    resumed.load_state_dict(state)
+    assert resumed.step_index == 1 and resumed.history == straight.history[:1]
+    GRPOLoop(resumed).run()
+    timing = ("sample_seconds", "reward_seconds", "reward_busy_seconds", "step_seconds", "tokens_per_second")
+    drop = lambda h: {k: v for k, v in h.items() if k not in timing}  # noqa: E731
+    assert [drop(h) for h in resumed.history] == [drop(h) for h in straight.history]
+    weights = dict(straight.model.named_parameters())
+    assert all(torch.equal(p, weights[n]) for n, p in resumed.model.named_parameters())
+
+
+def test_load_state_dict_refuses_weights_the_model_lacks(tiny_tokenizer):
+    trainer = _trainer(_bundle(tiny_tokenizer), _counting_reward)
+    state = trainer.state_dict()
+    state["trainable"]["model.no_such.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="weights this model lacks: model.no_such.weight"):
+        trainer.load_state_dict(state)

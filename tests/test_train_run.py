@@ -47,11 +47,41 @@ grpo:
     assert (out / "final" / "model.safetensors").is_file() and (out / "reward_curve.png").is_file()
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-000002"]
     assert (out / "samples" / "step_000002.png").is_file()
-    # --resume continues from checkpoint-000002 with the raised step budget (the cosine schedule follows it)
-    config.write_text(config.read_text().replace("steps: 2", "steps: 3"))
-    assert main(["train", "grpo", "--config", str(config), "--resume", "--allow-change", "grpo.steps"]) == 0
+    # --resume continues from checkpoint-000002 with the step budget raised by an override (the cosine schedule
+    # follows it, so the change must be allowed)
+    resume = ["--resume", "--allow-change", "grpo.steps", "grpo.steps=3"]
+    assert main(["train", "grpo", "--config", str(config), *resume]) == 0
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+def test_overrides_set_recipe_keys_typed_like_the_file():
+    run = load_config(
+        ROOT / "configs" / "shapes_grpo.yaml",
+        GRPORun,
+        ["grpo.lora_r=16", "grpo.lora_target_modules=.*q_proj$", "grpo.loss_type=dapo", "log_with=[tensorboard]"]
+        + ["max_minutes=null", "grpo.beta=2e-2", "reward.components=[r_sem, r_pi]", "grpo.lora_r=null"],
+    )
+    assert run.grpo.lora_r is None and run.grpo.lora_target_modules == ".*q_proj$" and run.grpo.loss_type == "dapo"
+    assert run.log_with == ["tensorboard"] and run.max_minutes is None and run.grpo.beta == 0.02
+    assert run.reward.components == ["r_sem", "r_pi"] and run.grpo.steps == 400  # the file's other settings kept
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("grpo.stepz=3", "override grpo.stepz=3: unknown key"),
+        ("grpo.loss_type=ppo", "override grpo.loss_type=ppo: must be one of"),
+        ("grpo.num_generations=1", "override grpo.num_generations=1: must be >= 2"),
+    ],
+)
+def test_a_bad_override_is_a_one_line_error_naming_it(tmp_path, capsys, override, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'out'}\n")
+    assert main(["train", "grpo", "--config", str(config), override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{config}: {message}" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_recipe_is_a_one_line_error(tmp_path, capsys):

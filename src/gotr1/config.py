@@ -1,7 +1,9 @@
 """Typed configs from YAML: dataclasses filled from a file, with errors that name the file and line.
 
 An unknown key, a missing required key or a value of the wrong type is one line such as
-`configs/x.yaml:12: grpo.beta: expected a number, got 'high'`.
+`configs/x.yaml:12: grpo.beta: expected a number, got 'high'`. Overrides (`grpo.beta=0.02`, given after the
+file on a command line) replace one setting each and are checked the same way, their errors naming the override:
+`configs/x.yaml: override grpo.betta=0.02: unknown key`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -125,9 +128,15 @@ def _convert(value, hint, where: str):
 
 
 def _build(cls, data: dict, path: tuple, lines: dict, source: str):
+    """lines: YAML path -> the file's line number, or the override (str) that set the value."""
+
     def where(p):
+        dotted = ".".join(map(str, p))
+        for n in range(len(p), 0, -1):
+            if isinstance(lines.get(p[:n]), str):  # set by an override (p itself, or a section above it)
+                return f"{source}: override {lines[p[:n]]}" + (f": {dotted}" if n < len(p) else "")
         line = lines.get(p)
-        return f"{source}:{line}: {'.'.join(map(str, p))}" if line else f"{source}: {'.'.join(map(str, p))}"
+        return f"{source}:{line}: {dotted}" if line else f"{source}: {dotted}"
 
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -164,8 +173,12 @@ def _dataclass_in(hint):
     return None
 
 
-def load_config(path: str | Path, cls):
-    """Read a YAML file into the dataclass `cls` (nested dataclasses allowed)."""
+def load_config(path: str | Path, cls, overrides: Sequence[str] = ()):
+    """Read a YAML file into the dataclass `cls` (nested dataclasses allowed).
+
+    overrides: ``KEY=VALUE`` strings applied in order after the file, KEY a dotted path (``grpo.lora_r``) and
+    VALUE read as a YAML value (``3``, ``1e-5``, ``null``, ``[tensorboard]``, ``{source: shapes}``); each
+    replaces that setting (a mapping replaces the whole section) and is checked like the file's values."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -186,7 +199,38 @@ def load_config(path: str | Path, cls):
         raise ConfigError(f"{path}: the config file is empty (no settings in it)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return _build(cls, data, (), _line_map(node, source=str(path)), str(path))
+    lines: dict[tuple, int | str] = dict(_line_map(node, source=str(path)))
+    for override in overrides:
+        _apply_override(data, lines, override, str(path))
+    return _build(cls, data, (), lines, str(path))
+
+
+def _apply_override(data: dict, lines: dict, override: str, source: str) -> None:
+    """Set one ``KEY=VALUE`` in the file's data; its path (and everything under it) is then reported as the
+    override in errors."""
+    key, sep, text = override.partition("=")
+    keys = key.strip().split(".")
+    if not sep or not all(k.strip() for k in keys):
+        raise ConfigError(f"{source}: override {override!r}: expected KEY=VALUE (e.g. grpo.steps=20)")
+    keys = [k.strip() for k in keys]
+    label = f"{'.'.join(keys)}={text}"
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: override {label}: invalid YAML value ({getattr(exc, 'problem', exc)})") from None
+    section = data
+    for depth, name in enumerate(keys[:-1]):
+        if name not in section:  # a section the file leaves out (or a misspelt one: reported as this override)
+            section[name] = {}
+            lines[tuple(keys[: depth + 1])] = label
+        if not isinstance(section[name], dict):
+            raise ConfigError(f"{source}: override {label}: {'.'.join(keys[: depth + 1])} is a value, not a section")
+        section = section[name]
+    section[keys[-1]] = value
+    target = tuple(keys)
+    for p in [p for p in lines if p[: len(target)] == target]:
+        del lines[p]  # the file's lines under a replaced key no longer describe its values
+    lines[target] = label
 
 
 def to_dict(config) -> dict:

@@ -1,7 +1,7 @@
 """One teacher-forced forward pass over prompt -> reasoning chain -> image tokens.
 
-SFT trains on it and GRPO re-scores its own samples with it, so the layout of a sequence is defined
-once, here: [left pad][prompt][chain ... <begin_of_image>][image codes except the last]. Text tokens
+SFT trains on it and GRPO re-scores its own samples with it (both through `PolicyScorer`), so the layout of a
+sequence is defined once, here: [left pad][prompt][chain ... <begin_of_image>][image codes except the last]. Text tokens
 are embedded by the language model's embeddings, image codes by the generation embeddings + aligner.
 Chain tokens are predicted by `lm_head` from the position before them; image codes by the generation
 head, the first one from `<begin_of_image>`.
@@ -107,3 +107,32 @@ def forward_packed(model, batch: PackedBatch, *, text: bool = True, image: bool 
     text_logits = model.lm_head(hidden[rows, batch.text_positions]) if text else None
     image_logits = model.model.generation_head(hidden[rows, batch.image_positions]) if image else None
     return text_logits, image_logits
+
+
+class PolicyScorer(torch.nn.Module):
+    """The teacher-forced forward as one module: what SFT trains, what GRPO scores its samples with and what
+    `accelerator.prepare` wraps (DDP gradient hooks, autocast for mixed precision, FSDP / DeepSpeed ZeRO-3
+    parameter gathering: `forward_packed` calls Janus submodules directly, outside any module forward).
+
+    forward(batch, unconditional=None, text=, image=) -> (text logits | None, image logits | None,
+    unconditional image logits | None). The unconditional rows (CFG-combined image log-probs) are scored
+    in the same forward, so DDP sees exactly one forward per backward.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        # accelerate's DeepSpeed preparation reads `config.hidden_size` to fill "auto" bucket sizes.
+        self.config = model.config.text_config
+
+    def forward(
+        self, batch: PackedBatch, unconditional: PackedBatch | None = None, *, text: bool = True, image: bool = True
+    ):
+        text_logits, image_logits = forward_packed(self.model, batch, text=text, image=image)
+        uncond = forward_packed(self.model, unconditional, text=False)[1] if unconditional is not None else None
+        return text_logits, image_logits, uncond
+
+
+def scorer(model) -> torch.nn.Module:
+    """`model` as a scorer: a Janus model wrapped in a PolicyScorer; a PolicyScorer (prepared or not) as it is."""
+    return PolicyScorer(model) if callable(getattr(model, "prepare_embeddings_for_image_generation", None)) else model

@@ -1,7 +1,8 @@
 """GRPO checkpoints: written atomically, read back exactly, and chosen when a run resumes.
 
-A checkpoint holds the trainable weights, the optimizer state (or accelerate's sharded state under
-DeepSpeed / FSDP), every process's RNG states, the step, the history and the config the weights depend on.
+A checkpoint holds the trainer's state (`GRPOTrainer.state_dict`): the trainable weights, the optimizer state (or
+accelerate's sharded state under DeepSpeed / FSDP), every process's RNG states, the step, the history and the
+config the weights depend on.
 The sampler's randomness is keyed by (seed, step) and prompts by step, so restoring these continues a run
 exactly. Resuming picks the newest checkpoint that reads back whole, after checking the recipe against it.
 """
@@ -12,71 +13,49 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from .distributed import gather_per_process, iter_full_parameters, shards_optimizer
+from .distributed import shards_optimizer
 
 log = logging.getLogger(__name__)
 
+# The trainer's state written as trainer_state.json (the tensors go to safetensors files, the optimizer to torch's).
+JSON_STATE = ("step", "history", "python_rng", "config", "world_size")
 # Settings a checkpoint's weights depend on: resuming with other values cannot continue that run.
 WEIGHT_SETTINGS = ("lora_r", "lora_alpha", "lora_target_modules", "train_text", "train_image")
 
 
 def save(trainer, root: str | Path, *, keep_last: int = 2) -> Path:
-    """Write trainable weights, optimizer, RNG states and the step atomically; keep the last K.
+    """Write the trainer's state (`GRPOTrainer.state_dict`) atomically as checkpoint-<step>; keep the last K.
 
-    The sampler's randomness is keyed by (seed, step) and prompts by step, so restoring these is
-    enough for a resumed run to continue exactly where this one stands. Call it on every process:
-    weights are gathered where sharded, every process's torch RNG state is kept, and only the main
-    process writes (under DeepSpeed / FSDP, whose optimizer state is sharded, every process also
-    writes its part through `accelerator.save_state`, into accelerate_state/).
+    Call it on every process: the state is gathered where sharded, and only the main process writes (under
+    DeepSpeed / FSDP, whose optimizer state is sharded, every process also writes its part through
+    `accelerator.save_state`, into accelerate_state/).
     """
     from safetensors.torch import save_file
 
     from ..model.loading import plain_file_modes
 
     acc = trainer.accelerator
+    state = trainer.state_dict()
     root = Path(root)
-    final = root / f"checkpoint-{trainer.step_index:06d}"
+    final = root / f"checkpoint-{state['step']:06d}"
     tmp = root / f".{final.name}.tmp"
     if acc.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     acc.wait_for_everyone()
-    trainable = {}
-    for name, value in iter_full_parameters(acc, trainer.policy, trainer._trainable_names):
-        if acc.is_main_process:
-            trainable[name] = value.detach().contiguous().cpu().clone()
-    rng_states = [torch.get_rng_state()] if trainer.world_size == 1 else gather_per_process(torch.get_rng_state())
-    cuda_states = None
-    if torch.cuda.is_available() and acc.device.type == "cuda":
-        state = torch.cuda.get_rng_state(acc.device)
-        cuda_states = [state] if trainer.world_size == 1 else gather_per_process(state)
-    if shards_optimizer(acc):
+    if state["optimizer"] is None:  # sharded: accelerate writes it (with the weights), every process its part
         acc.save_state(str(tmp / "accelerate_state"))
     if acc.is_main_process:
-        save_file(trainable, str(tmp / "trainable.safetensors"))
-        if not shards_optimizer(acc):
-            torch.save(trainer.optimizer.state_dict(), tmp / "optimizer.pt")
-        # torch_rng (process 0's) is the single-process format; each process's state is kept beside it.
-        rng = {"torch_rng": rng_states[0]}
-        rng.update(
-            {f"torch_rng_rank{r}": s.clone() for r, s in enumerate(rng_states)} if trainer.world_size > 1 else {}
-        )
-        rng.update({f"cuda_rng_rank{r}": s.clone() for r, s in enumerate(cuda_states or [])})
-        save_file(rng, str(tmp / "rng.safetensors"))
-        state = {
-            "step": trainer.step_index,
-            "history": trainer.history,
-            "python_rng": _jsonable(trainer.rng.getstate()),
-            "config": asdict(trainer.config),
-            "world_size": trainer.world_size,
-        }
-        (tmp / "trainer_state.json").write_text(json.dumps(state))
+        save_file(state["trainable"], str(tmp / "trainable.safetensors"))
+        if state["optimizer"] is not None:
+            torch.save(state["optimizer"], tmp / "optimizer.pt")
+        save_file(state["rng"], str(tmp / "rng.safetensors"))
+        (tmp / "trainer_state.json").write_text(json.dumps({key: state[key] for key in JSON_STATE}))
         plain_file_modes(tmp)  # safetensors writes 0600; the final weights and everything else: 0666 less umask
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -87,50 +66,33 @@ def save(trainer, root: str | Path, *, keep_last: int = 2) -> Path:
 
 
 def load(trainer, directory: str | Path) -> None:
-    """Restore a checkpoint (on every process); each process takes back its own torch RNG state."""
+    """Read a checkpoint whole, then restore it into the trainer (`GRPOTrainer.load_state_dict`; on every
+    process, each taking back its own RNG states). A damaged file is found before anything changes."""
     from safetensors.torch import load_file
 
-    acc = trainer.accelerator
     directory = Path(directory)
-    sharded_state = directory / "accelerate_state"
-    trainable = load_file(str(directory / "trainable.safetensors"))
-    params = dict(trainer.model.named_parameters())
-    unknown = sorted(set(trainable) - set(params))
-    if unknown:
-        raise ValueError(f"{directory}: checkpoint holds weights this model lacks: {', '.join(unknown[:5])}")
-    if shards_optimizer(acc):
-        if not sharded_state.is_dir():
+    state = json.loads((directory / "trainer_state.json").read_text())
+    state["trainable"] = load_file(str(directory / "trainable.safetensors"))
+    state["rng"] = load_file(str(directory / "rng.safetensors"))
+    if shards_optimizer(trainer.accelerator):
+        state["accelerate_state"] = directory / "accelerate_state"
+        if not state["accelerate_state"].is_dir():
             raise ValueError(
                 f"{directory}: written without DeepSpeed / FSDP (no accelerate_state/); resume it "
                 "with the launch configuration that wrote it"
             )
-        acc.load_state(str(sharded_state))  # weights and sharded optimizer state
     else:
-        with torch.no_grad():
-            for name, value in trainable.items():
-                params[name].copy_(value)
-        trainer.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
-    rng = load_file(str(directory / "rng.safetensors"))
-    torch.set_rng_state(rng.get(f"torch_rng_rank{trainer.rank}", rng["torch_rng"]))
-    if f"cuda_rng_rank{trainer.rank}" in rng and acc.device.type == "cuda":
-        torch.cuda.set_rng_state(rng[f"cuda_rng_rank{trainer.rank}"], acc.device)
-    state = json.loads((directory / "trainer_state.json").read_text())
-    trainer.step_index, trainer.history = state["step"], state["history"]
-    trainer.rng.setstate(_tupled(state["python_rng"]))
+        state["optimizer"] = torch.load(directory / "optimizer.pt", weights_only=True)
+    try:
+        trainer.load_state_dict(state)
+    except ValueError as exc:
+        raise ValueError(f"{directory}: {exc}") from None
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
     """The newest complete checkpoint under root (temporary, half-written ones are ignored)."""
     found = sorted(Path(root).glob("checkpoint-*")) if Path(root).is_dir() else []
     return found[-1] if found else None
-
-
-def _jsonable(value):
-    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _tupled(value):
-    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 def resumable_checkpoints(out: Path, config, model_spec: str | None) -> list[Path]:

@@ -6,9 +6,9 @@ DeepSpeed / FSDP calls for reading sharded parameters).
 
 * `make_accelerator` is `Accelerator(...)`, except that processes started by a multi-process launcher on
   a machine without a GPU become CPU processes (gloo) instead of each believing it is alone.
-* `PolicyScorer` turns the policy's teacher-forced forward (which calls Janus submodules directly, see
-  `model.teacher_forcing`) into one module forward, so `accelerator.prepare` can wrap it (DDP gradient
-  hooks, autocast for mixed precision, FSDP / DeepSpeed ZeRO-3 parameter gathering).
+* The trainer prepares `model.teacher_forcing.PolicyScorer`, the policy's teacher-forced forward as one
+  module forward, so `accelerator.prepare` can wrap it (DDP gradient hooks, autocast for mixed precision,
+  FSDP / DeepSpeed ZeRO-3 parameter gathering).
 * `accumulating` marks the backward passes of all but a step's last micro-batch (no gradient
   all-reduce, no DeepSpeed optimizer step).
 * `iter_full_parameters` reads full parameter values on every process, also where ZeRO-3 or FSDP shard
@@ -30,8 +30,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-
-from ..model.teacher_forcing import PackedBatch, forward_packed
 
 log = logging.getLogger(__name__)
 
@@ -96,28 +94,6 @@ def launched_without_gpu() -> bool:
         return False
     xpu = getattr(torch, "xpu", None)
     return not (xpu is not None and xpu.is_available())
-
-
-class PolicyScorer(torch.nn.Module):
-    """The policy's teacher-forced forward as a module: what `accelerator.prepare` wraps.
-
-    forward(batch, unconditional=None, text=, image=) -> (text logits | None, image logits | None,
-    unconditional image logits | None). The unconditional rows (CFG-combined image log-probs) are scored
-    in the same forward, so DDP sees exactly one forward per backward.
-    """
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-        # accelerate's DeepSpeed preparation reads `config.hidden_size` to fill "auto" bucket sizes.
-        self.config = model.config.text_config
-
-    def forward(
-        self, batch: PackedBatch, unconditional: PackedBatch | None = None, *, text: bool = True, image: bool = True
-    ):
-        text_logits, image_logits = forward_packed(self.model, batch, text=text, image=image)
-        uncond = forward_packed(self.model, unconditional, text=False)[1] if unconditional is not None else None
-        return text_logits, image_logits, uncond
 
 
 # -- what the accelerator does ------------------------------------------------------------------

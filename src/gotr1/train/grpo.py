@@ -47,7 +47,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -57,17 +57,18 @@ from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
 from ..model.sampler import MAX_CFG_WEIGHT, MAX_TEMPERATURE, Generation, SamplingConfig, TwoPhaseSampler
 from ..model.static_decode import COMPILE_MODES
-from ..model.teacher_forcing import SFTRecord, forward_packed, pack, unconditional
+from ..model.teacher_forcing import PolicyScorer, SFTRecord, pack, scorer, unconditional
 from . import checkpoint
 from .checkpoint import latest_checkpoint  # noqa: F401 (the trainer's public API before checkpoint.py)
 from .distributed import (
-    PolicyScorer,
     SamplingReplica,
     accumulating,
     configure_deepspeed,
     gather_per_process,
     is_fsdp,
+    iter_full_parameters,
     make_accelerator,
+    shards_optimizer,
     shards_parameters,
 )
 from .grpo_loss import LOSS_TYPES, group_advantages, grpo_loss
@@ -245,7 +246,9 @@ class StepResult:
 
 
 class GRPOTrainer:
-    """The loop; models, rewards and prompts come in, so any world or judge plugs in.
+    """GRPO one step at a time (`step()`), and the run's state (`state_dict()`); models, rewards and prompts
+    come in, so any world or judge plugs in. `train.loop.GRPOLoop` drives the steps, with the evaluation,
+    logging and checkpoint hooks of whoever runs it.
 
     accelerator: an `accelerate.Accelerator` (default: `train.distributed.make_accelerator()`, i.e. what
     `accelerate launch` configured, or a plain single process). The model is moved to its device.
@@ -390,7 +393,7 @@ class GRPOTrainer:
         """Per-token log-probs [n, text + image tokens] under `model` and the matching trained-token mask
         (and, with_entropy, each of those tokens' distribution entropy, detached).
 
-        model: a Janus model, or the prepared `PolicyScorer` (`self.policy`).
+        model: a Janus model, or a `PolicyScorer` (the prepared policy is one: `self.policy`).
         """
         c = self.config
         pad = self.bundle.ids.pad
@@ -405,7 +408,7 @@ class GRPOTrainer:
             ubatch = pack([r.prompt_ids for r in unc], [r.text_ids for r in unc], [r.image_ids for r in unc], pad).to(
                 device
             )
-        text_logits, image_logits, uncond = _score(model, batch, ubatch, text=c.train_text, image=c.train_image)
+        text_logits, image_logits, uncond = scorer(model)(batch, ubatch, text=c.train_text, image=c.train_image)
         parts, masks, entropies = [], [], []
         if c.train_text:
             t = c.text_temperature if c.text_temperature > 0 else 1.0
@@ -721,7 +724,70 @@ class GRPOTrainer:
             metrics[f"{name}_mean"] = _mean(everything.column(name))
         return metrics
 
-    # -- checkpoints (train/checkpoint.py) ------------------------------------------------------------
+    # -- state and checkpoints (train/checkpoint.py writes and reads the state) ------------------------
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this one exactly (a collective: call it on every process).
+
+        JSON values: "step", "history", "python_rng" (the prompt source's generator), "config", "world_size";
+        "rng": every process's torch (and CUDA) RNG state as tensors ("torch_rng": process 0's);
+        "trainable": {name: full value} of the trained weights (on the main process; empty elsewhere);
+        "optimizer": the optimizer's state, or None under DeepSpeed / FSDP, which shard it: there
+        `accelerator.save_state` writes it, and `load_state_dict` reads that folder ("accelerate_state").
+        The sampler's randomness is keyed by (seed, step) and prompts by step: nothing else is needed.
+        Like torch's state dicts, the optimizer's holds its live tensors: copy it to keep it past the next step.
+        """
+        acc = self.accelerator
+        trainable = {}
+        for name, value in iter_full_parameters(acc, self.policy, self._trainable_names):
+            if acc.is_main_process:
+                trainable[name] = value.detach().contiguous().cpu().clone()
+        return {
+            "step": self.step_index,
+            "history": list(self.history),
+            "python_rng": _jsonable(self.rng.getstate()),
+            "config": asdict(self.config),
+            "world_size": self.world_size,
+            "rng": self._rng_states(),
+            "trainable": trainable,
+            "optimizer": None if shards_optimizer(acc) else self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()` (on every process; each takes back its own RNG states). Under DeepSpeed /
+        FSDP the weights and the optimizer come from accelerate's folder, ``state["accelerate_state"]``."""
+        acc = self.accelerator
+        params = dict(self.model.named_parameters())
+        unknown = sorted(set(state["trainable"]) - set(params))
+        if unknown:
+            raise ValueError(f"the state holds weights this model lacks: {', '.join(unknown[:5])}")
+        if shards_optimizer(acc):
+            acc.load_state(str(state["accelerate_state"]))  # weights and sharded optimizer state
+        else:
+            with torch.no_grad():
+                for name, value in state["trainable"].items():
+                    params[name].copy_(value)
+            self.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng.get(f"torch_rng_rank{self.rank}", rng["torch_rng"]))
+        if f"cuda_rng_rank{self.rank}" in rng and acc.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[f"cuda_rng_rank{self.rank}"], acc.device)
+        self.step_index, self.history = state["step"], list(state["history"])
+        self.rng.setstate(_tupled(state["python_rng"]))
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        """torch_rng (process 0's, the single-process format), and each process's beside it where there are
+        several; cuda_rng_rank{R} on GPUs (a collective)."""
+        W, acc = self.world_size, self.accelerator
+        states = [torch.get_rng_state()] if W == 1 else gather_per_process(torch.get_rng_state())
+        cuda_states = None
+        if torch.cuda.is_available() and acc.device.type == "cuda":
+            state = torch.cuda.get_rng_state(acc.device)
+            cuda_states = [state] if W == 1 else gather_per_process(state)
+        rng = {"torch_rng": states[0]}
+        rng.update({f"torch_rng_rank{r}": s.clone() for r, s in enumerate(states)} if W > 1 else {})
+        rng.update({f"cuda_rng_rank{r}": s.clone() for r, s in enumerate(cuda_states or [])})
+        return rng
+
     def save_checkpoint(self, root: str | Path, *, keep_last: int = 2) -> Path:
         return checkpoint.save(self, root, keep_last=keep_last)
 
@@ -735,13 +801,6 @@ class GRPOTrainer:
         peft = self.replica.peft if self.replica is not None else self.peft_model
         return peft.merge_and_unload() if peft is not None else bundle.model
 
-    def train(self, on_step: Callable[[StepResult], None] | None = None) -> list[dict]:
-        while self.step_index < self.config.steps:
-            result = self.step()
-            if on_step:
-                on_step(result)
-        return self.history
-
 
 def check_world_size(prompts_per_step: int, world_size: int) -> None:
     """Every process takes whole prompts (and so whole groups of samples)."""
@@ -752,13 +811,12 @@ def check_world_size(prompts_per_step: int, world_size: int) -> None:
         )
 
 
-def _score(model, batch, unconditional, *, text: bool, image: bool):
-    """(text logits, image logits, unconditional image logits) from a Janus model or a (prepared) PolicyScorer."""
-    if callable(getattr(model, "prepare_embeddings_for_image_generation", None)):
-        text_logits, image_logits = forward_packed(model, batch, text=text, image=image)
-        uncond = forward_packed(model, unconditional, text=False)[1] if unconditional is not None else None
-        return text_logits, image_logits, uncond
-    return model(batch, unconditional, text=text, image=image)
+def _jsonable(value):
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 def _entropy(logprobs: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`gotr1 train grpo|sft --config FILE`: runs assembled from YAML recipes.
+"""`gotr1 train grpo|sft --config FILE [KEY=VALUE ...]`: runs assembled from YAML recipes (and overrides).
 
 The recipe names the model, the prompts, the reward and the GRPO hyper-parameters; the run writes
 metrics (JSONL), the reward curve, held-out evaluations (shapes world) and the final weights in the
@@ -6,12 +6,12 @@ transformers layout that `gotr1 generate` loads.
 
 GRPO runs the same under `accelerate launch` (several processes, DeepSpeed, FSDP: see
 configs/accelerate/): every process trains, the main process alone writes files, evaluates and logs to
-the trackers named in `log_with` (accelerate's: tensorboard, wandb, ...).
+the trackers named in `log_with` (accelerate's: tensorboard, wandb, ...). The steps are `train/loop.py`'s
+`GRPOLoop`, with this module's hooks for the held-out evaluation, the run's logs and its checkpoints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -20,17 +20,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..config import ConfigError, FieldError, check_range, load_config
 from ..outputs import prepare_output, staging_folder
 from ..provenance import describe, differences
 from ..registry import split_prompt_spec
 from ..rewards.config import RewardSettings
-from ..rewards.scoring import RewardsUnavailable
 from .checkpoint import load_first_good, resumable_checkpoints
 from .distributed import loading_whole_model, make_accelerator
 from .grpo import GRPOConfig, GRPOTrainer, TrainerSetupError
+from .loop import GRPOLoop
 from .sft import SFTConfig
 
 log = logging.getLogger(__name__)
@@ -77,8 +75,15 @@ class SFTRun:
             raise FieldError("output_dir", "must name a folder")
 
 
-def run_sft(config_path: str | Path, *, model_override: str | None = None, overwrite: bool = False) -> dict:
-    """Teacher-forced SFT on a jsonl data set; writes final/ (transformers layout) and sft.json."""
+def run_sft(
+    config_path: str | Path,
+    *,
+    model_override: str | None = None,
+    overwrite: bool = False,
+    overrides: Sequence[str] = (),
+) -> dict:
+    """Teacher-forced SFT on a jsonl data set; writes final/ (transformers layout) and sft.json.
+    ``overrides``: ``KEY=VALUE`` settings that replace the recipe file's (``sft.steps=200``)."""
     from ..models import load_model
     from .sft import train_sft
     from .sft_data import DataError, load_sft_records
@@ -88,7 +93,7 @@ def run_sft(config_path: str | Path, *, model_override: str | None = None, overw
             "gotr1 train sft runs in a single process (only GRPO is distributed); start it without "
             "accelerate launch / torchrun"
         )
-    run = load_config(config_path, SFTRun)
+    run = load_config(config_path, SFTRun, overrides)
     data = Path(run.data)
     if not data.is_absolute():
         data = Path(config_path).parent / data
@@ -179,18 +184,19 @@ def run_grpo(
     resume: bool = False,
     overwrite: bool = False,
     allow_change: Sequence[str] = (),
+    overrides: Sequence[str] = (),
     accelerator=None,
 ) -> dict:
     """Run a GRPO recipe; under `accelerate launch` call it on every process (the CLI does).
 
+    ``overrides``: ``KEY=VALUE`` settings that replace the recipe file's (``grpo.steps=20``), checked like it.
     A fresh run needs an empty (or new) output_dir, or ``overwrite`` to replace an earlier run there;
     ``resume`` continues the newest good checkpoint of the run in output_dir, with the recipe it recorded:
     a setting that changes the run's trajectory may differ only when ``allow_change`` names it (each change
     is recorded in config.json with the step it took effect)."""
     from ..models import load_model
-    from ..plot import line_chart
 
-    run = load_config(config_path, GRPORun)
+    run = load_config(config_path, GRPORun, overrides)
     out = Path(run.output_dir)
     try:
         acc = (
@@ -204,24 +210,13 @@ def run_grpo(
     # Under accelerate's mixed precision the weights stay float32 (autocast / DeepSpeed / FSDP cast them).
     dtype = "float32" if acc.mixed_precision in ("bf16", "fp16") else None
     # The recipe's own mistakes first, before anything is written and before minutes of model loading.
-    found = split_prompt_spec(run.prompts)
-    suite = found[0] if found else None
-    prompts = _prompts(run.prompts, run.grpo.prompts_per_step, Path(config_path).parent)  # a bad file: named
-    for world in run.reward.suites():  # a world's exact rewards read its prompts' meanings
-        if suite is None or suite.name != world:
-            raise ConfigError(f"the {world} reward needs {world} prompts (prompts: {world}:train)")
-    if found and suite.check_training is not None:
-        try:
-            suite.check_training(found[1], run.eval_prompts)
-        except ValueError as exc:
-            raise ConfigError(f"eval_prompts: {exc}") from None
+    suite, prompts = _checked_prompts(run, Path(config_path).parent)
     reward_fn = _reward(run.reward, Path(config_path).parent)
     model_spec = model_override or run.model
     recipe = json.loads(json.dumps(asdict(run) | {"model": model_spec}))
     output, candidates, changes = _grpo_output(out, run, recipe, acc, resume, overwrite, allow_change)
     with output:  # committed (a replacement swapped in) only when the run ends well
         work = output.work
-        checkpoints = work / "checkpoints"
         acc.wait_for_everyone()
         with loading_whole_model(acc):
             bundle = load_model(model_spec, dtype, str(acc.device))
@@ -249,96 +244,103 @@ def run_grpo(
         # Evaluations of the run so far (a resumed run keeps those up to its checkpoint, step 0's included).
         acc.wait_for_everyone()  # the logs are truncated to the checkpoint before anyone reads them
         evaluations = _read_jsonl(work / "evaluations.jsonl")
-        last_evaluated = [evaluations[-1]["step"] if evaluations else None]  # the same on every process
-
-        def evaluate_now():
-            if suite is None or suite.training_evaluation is None:
-                return
-            last_evaluated[0] = trainer.step_index
-            sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
-            if main:
-                summary = suite.training_evaluation(
-                    sampling,
-                    num_prompts=run.eval_prompts,
-                    cfg_weight=run.grpo.cfg_weight,
-                    max_reasoning_tokens=run.grpo.max_reasoning_tokens,
-                )
-                evaluation = {
-                    "step": trainer.step_index,
-                    "accuracy": summary["accuracy"],
-                    "reward_means": summary["reward_means"],
-                }
-                evaluations.append(evaluation)
-                with open(work / "evaluations.jsonl", "a") as f:
-                    f.write(json.dumps(evaluation) + "\n")
-                log.info("held-out accuracy at step %d: %.3f", trainer.step_index, summary["accuracy"])
-                if run.log_with:
-                    acc.log({"heldout_accuracy": summary["accuracy"]}, step=trainer.step_index)
-            acc.wait_for_everyone()
-
-        if trainer.step_index == 0 and last_evaluated[0] is None:
-            evaluate_now()
-        start = time.time()
-        # A bar on the main process's terminal; log lines otherwise.
-        progress = tqdm(
-            total=run.grpo.steps,
-            initial=trainer.step_index,
-            desc="grpo",
-            unit="step",
-            disable=None if main else True,
-            dynamic_ncols=True,
-        )
-        with progress, open(work / "metrics.jsonl", "a") if main else contextlib.nullcontext() as metrics:
-            while trainer.step_index < run.grpo.steps:
-                if run.max_minutes is not None and _any_process(acc, time.time() - start > run.max_minutes * 60):
-                    if main:
-                        log.warning("stopping: max_minutes=%s reached at step %d", run.max_minutes, trainer.step_index)
-                    break
-                try:
-                    result = trainer.step()
-                except RewardsUnavailable:
-                    # Keep what was learned so far; the run resumes with --resume once the judge is back.
-                    # (Every process gets here: the trainer hands one process's failure to all.)
-                    trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
-                    raise
-                if main:
-                    metrics.write(json.dumps(result.metrics) + "\n")
-                    metrics.flush()
-                progress.update(1)
-                progress.set_postfix(
-                    reward=f"{result.metrics['reward_mean'] or 0:.3f}", kl=f"{result.metrics['kl']:.4f}", refresh=False
-                )
-                if run.log_with:
-                    acc.log(_numbers(result.metrics), step=result.metrics["step"])
-                if run.eval_every and trainer.step_index % run.eval_every == 0:
-                    evaluate_now()
-                if main and run.sample_grid_every and trainer.step_index % run.sample_grid_every == 0:
-                    # This process's samples (all of them in a single process).
-                    _write_sample_grid(work / "samples" / f"step_{trainer.step_index:06d}.png", result)
-                if run.save_every and trainer.step_index % run.save_every == 0:
-                    trainer.save_checkpoint(checkpoints, keep_last=run.keep_last)
-        if last_evaluated[0] != trainer.step_index:
-            evaluate_now()
+        loop = GRPOLoop(
+            trainer,
+            evaluate=_held_out_evaluation(run, suite, trainer, work, evaluations),
+            eval_every=run.eval_every,
+            last_evaluated=evaluations[-1]["step"] if evaluations else None,
+            on_step=_step_log(run, acc, work),
+            checkpoints=work / "checkpoints",
+            save_every=run.save_every,
+            keep_last=run.keep_last,
+            max_minutes=run.max_minutes,
+        ).run()
         model = trainer.merged_model()  # every process (a gather under ZeRO-3 / FSDP)
         summary = {
             "steps": trainer.step_index,
-            "seconds": time.time() - start,
+            "seconds": time.time() - loop.started,
             "evaluations": evaluations,
             "rewards": reward_fn.report(),
             "processes": acc.num_processes,
         }
         if main:
-            bundle.model = model
-            bundle.save(work / "final")
-            curve = {"reward": [(h["step"], h["reward_mean"]) for h in trainer.history]}
-            line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(
-                work / "reward_curve.png"
-            )
-            (work / "summary.json").write_text(json.dumps(summary, indent=2))
+            _write_results(work, bundle, model, trainer.history, summary)
         acc.wait_for_everyone()
         if accelerator is None:
             acc.end_training()  # closes the trackers (and the process group of a multi-process launch)
     return summary
+
+
+def _checked_prompts(run: GRPORun, base_dir: Path):
+    """(the prompts' suite or None, the prompt source), after the checks of the recipe's prompts against its
+    reward and evaluation (one-line ConfigErrors)."""
+    found = split_prompt_spec(run.prompts)
+    suite = found[0] if found else None
+    prompts = _prompts(run.prompts, run.grpo.prompts_per_step, base_dir)  # a bad file: named
+    for world in run.reward.suites():  # a world's exact rewards read its prompts' meanings
+        if suite is None or suite.name != world:
+            raise ConfigError(f"the {world} reward needs {world} prompts (prompts: {world}:train)")
+    if found and suite.check_training is not None:
+        try:
+            suite.check_training(found[1], run.eval_prompts)
+        except ValueError as exc:
+            raise ConfigError(f"eval_prompts: {exc}") from None
+    return suite, prompts
+
+
+def _held_out_evaluation(run: GRPORun, suite, trainer: GRPOTrainer, work: Path, evaluations: list[dict]):
+    """The loop's evaluation hook: the world's training evaluation (held-out accuracy) on the main process,
+    appended to `evaluations` and evaluations.jsonl; None for prompts without one."""
+    if suite is None or suite.training_evaluation is None:
+        return None
+    acc = trainer.accelerator
+
+    def evaluate(step: int) -> None:
+        sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
+        if acc.is_main_process:
+            summary = suite.training_evaluation(
+                sampling,
+                num_prompts=run.eval_prompts,
+                cfg_weight=run.grpo.cfg_weight,
+                max_reasoning_tokens=run.grpo.max_reasoning_tokens,
+            )
+            evaluation = {"step": step, "accuracy": summary["accuracy"], "reward_means": summary["reward_means"]}
+            evaluations.append(evaluation)
+            with open(work / "evaluations.jsonl", "a") as f:
+                f.write(json.dumps(evaluation) + "\n")
+            log.info("held-out accuracy at step %d: %.3f", step, summary["accuracy"])
+            if run.log_with:
+                acc.log({"heldout_accuracy": summary["accuracy"]}, step=step)
+        acc.wait_for_everyone()
+
+    return evaluate
+
+
+def _step_log(run: GRPORun, acc, work: Path):
+    """The loop's logging hook: metrics.jsonl and sample sheets (main process), the trackers."""
+
+    def on_step(result) -> None:
+        if acc.is_main_process:
+            with open(work / "metrics.jsonl", "a") as metrics:
+                metrics.write(json.dumps(result.metrics) + "\n")
+        if run.log_with:
+            acc.log(_numbers(result.metrics), step=result.step)
+        if acc.is_main_process and run.sample_grid_every and result.step % run.sample_grid_every == 0:
+            # This process's samples (all of them in a single process).
+            _write_sample_grid(work / "samples" / f"step_{result.step:06d}.png", result)
+
+    return on_step
+
+
+def _write_results(work: Path, bundle, model, history: list[dict], summary: dict) -> None:
+    """final/ (the merged weights), the reward curve and summary.json."""
+    from ..plot import line_chart
+
+    bundle.model = model
+    bundle.save(work / "final")
+    curve = {"reward": [(h["step"], h["reward_mean"]) for h in history]}
+    line_chart(curve, title="GRPO reward", x_label="step", y_label="mean reward").save(work / "reward_curve.png")
+    (work / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 # Recipe keys that change no sample, reward or update: a resumed run may take new values freely.
@@ -478,13 +480,3 @@ def _truncate_jsonl(path: Path, step: int) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
         os.replace(tmp, path)
-
-
-def _any_process(accelerator, flag: bool) -> bool:
-    """True on every process when it is True on any (so all stop at the same step)."""
-    if accelerator.num_processes == 1:
-        return flag
-    import torch
-
-    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
