@@ -150,7 +150,7 @@ def add_shapes_commands(sub) -> None:
     exp = shapes_sub.add_parser(
         "export-sft", help="write rendered (prompt, chain, image) records for `gotr1 train sft`"
     )
-    exp.add_argument("--out", default="outputs/shapes/sft_data")
+    exp.add_argument("--out", default="configs/shapes_sft_data", help="where configs/shapes_sft.yaml reads its data")
     exp.add_argument("--examples", type=at_least(1), default=2000)
     exp.add_argument("--split", default="train", choices=("train", "val", "heldout"))
     exp.add_argument("--seed", type=seed_type, default=0)
