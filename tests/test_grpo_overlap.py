@@ -112,7 +112,8 @@ def test_each_chunk_is_scored_while_the_next_one_samples(tiny_tokenizer):
     for k in range(len(PROMPTS) - 1):  # chunk k's reward returned only after chunk k + 1 began sampling
         assert log.index(("sample", k + 1)) < log.index(("reward done", k))
     assert result.rewards == [float(s) for _ in PROMPTS for s in range(G)]
-    assert result.metrics["reward_busy_seconds"] >= result.metrics["reward_seconds"] >= 0
+    # both clocks ran (their order is not asserted: under load the wait can outlast the work)
+    assert result.metrics["reward_busy_seconds"] > 0 and result.metrics["reward_seconds"] >= 0
 
 
 def test_a_failing_reward_surfaces_from_step_and_leaves_no_worker(tiny_tokenizer):
