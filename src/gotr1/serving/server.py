@@ -369,13 +369,32 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     """The HTTP API over `engine`. The API key (if any) is read from the environment here, once."""
     settings = settings or ServerSettings()
     api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
-    batcher = Batcher(
+    batcher = _make_batcher(engine, settings)
+    started = int(time.time())
+    app = FastAPI(title="gotr1", summary="GoT-R1 reasoning-chain image generation", lifespan=_lifespan(batcher))
+    app.state.engine, app.state.settings, app.state.batcher = engine, settings, batcher
+    app.add_middleware(
+        _Gate, api_key=api_key or None, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
+    )
+    _add_error_handlers(app)
+    _add_info_routes(app, engine, batcher, started)
+    _add_generation_route(app, engine, settings, batcher)
+    return app
+
+
+def _make_batcher(engine: Engine, settings: ServerSettings) -> Batcher:
+    """The batcher that shares sampler calls between requests, sized by `settings`."""
+    return Batcher(
         lambda jobs: engine.run(jobs),  # late-bound, so a wrapped or patched engine.run is what runs
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         batch_wait_s=settings.batch_wait_ms / 1000,
     )
-    started = int(time.time())
+
+
+def _lifespan(batcher: Batcher):
+    """The app's lifespan: the batcher's worker runs only while the server does, and stopping the server
+    stops it (in a thread, since stopping waits for the batch being made)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -385,11 +404,12 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
         finally:
             await run_in_threadpool(batcher.stop)
 
-    app = FastAPI(title="gotr1", summary="GoT-R1 reasoning-chain image generation", lifespan=lifespan)
-    app.state.engine, app.state.settings, app.state.batcher = engine, settings, batcher
-    app.add_middleware(
-        _Gate, api_key=api_key or None, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
-    )
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Answer every error in OpenAI's JSON shape, so clients never see FastAPI's own ``{"detail": ...}``
+    bodies or an HTML 500 page."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -411,6 +431,11 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}", kind="server_error")
+
+
+def _add_info_routes(app: FastAPI, engine: Engine, batcher: Batcher, started: int) -> None:
+    """The read-only routes: ``/health`` for operators, and ``/v1/models`` so OpenAI clients can list and look
+    up the one served model (``started`` is its ``created`` time)."""
 
     def model_card() -> dict[str, Any]:
         return {"id": engine.name, "object": "model", "created": started, "owned_by": "gotr1"}
@@ -445,22 +470,15 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             raise APIError(404, f"model '{model_id}' is not served here; this server serves '{engine.name}'", "model")
         return model_card()
 
+
+def _add_generation_route(app: FastAPI, engine: Engine, settings: ServerSettings, batcher: Batcher) -> None:
+    """``POST /v1/images/generations``: queue the request's images, wait for them (or for the client to hang
+    up, or the timeout), and answer them in OpenAI's shape with GoT-R1's extras."""
+
     @app.post("/v1/images/generations")
     async def generate(body: ImageRequest, request: Request) -> JSONResponse:
         n, seed = _check_request(body, engine, settings)
-        jobs = [Job(body.prompt, seed, i, body.chain) for i in range(n)]
-        try:
-            future = batcher.submit(jobs)
-        except QueueFull as exc:
-            raise APIError(
-                503,
-                f"the server is busy ({exc}); retry after {exc.retry_after_s} s",
-                kind="server_error",
-                code="queue_full",
-                headers={"Retry-After": str(exc.retry_after_s)},
-            ) from None
-        except ShuttingDown:
-            raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
+        future = _submit([Job(body.prompt, seed, i, body.chain) for i in range(n)], batcher)
         waiter = asyncio.wrap_future(future)
         watcher = asyncio.ensure_future(_until_disconnected(request.receive))
         try:
@@ -484,23 +502,44 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
                     code="timeout",
                 )
             # else the request ended at the same moment (served or failed): answer with that end
-        try:
-            samples = await waiter
-        except ShuttingDown:
-            raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
-        except Exception as exc:
-            raise APIError(
-                500,
-                f"image generation failed: {_one_line(f'{type(exc).__name__}: {exc}')}",
-                kind="server_error",
-            ) from None
+        samples = await _samples(waiter)
         data = await run_in_threadpool(lambda: [_image_entry(sample, seed) for sample in samples])
         size = f"{engine.image_size}x{engine.image_size}"
         return JSONResponse(
             {"created": int(time.time()), "data": data, "model": engine.name, "size": size, "output_format": "png"}
         )
 
-    return app
+
+def _submit(jobs: list[Job], batcher: Batcher):
+    """Queue `jobs`, or refuse with a 503 (with ``Retry-After`` when the queue is full) so the client knows to
+    come back rather than that its request was wrong."""
+    try:
+        return batcher.submit(jobs)
+    except QueueFull as exc:
+        raise APIError(
+            503,
+            f"the server is busy ({exc}); retry after {exc.retry_after_s} s",
+            kind="server_error",
+            code="queue_full",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+    except ShuttingDown:
+        raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
+
+
+async def _samples(waiter: asyncio.Future) -> list:
+    """The request's samples, or the APIError its end calls for: a model failure is a 500 for this request
+    only (the server keeps serving), a shutdown a 503."""
+    try:
+        return await waiter
+    except ShuttingDown:
+        raise APIError(503, "the server is shutting down", kind="server_error", code="shutting_down") from None
+    except Exception as exc:
+        raise APIError(
+            500,
+            f"image generation failed: {_one_line(f'{type(exc).__name__}: {exc}')}",
+            kind="server_error",
+        ) from None
 
 
 async def _until_disconnected(receive) -> None:
