@@ -37,7 +37,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 from PIL import Image
@@ -591,14 +591,297 @@ def _theme() -> gr.themes.Base:
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
-def build_demo(engine: Engine, *, app: DemoApp | None = None) -> gr.Blocks:
-    """The demo page over `engine` (not launched; `launch_demo` adds the queue, theme and CSS)."""
-    app = app or DemoApp(engine)
-    sampling = engine.sampling
-    side = DISPLAY_SIDE
+@dataclass(frozen=True)
+class _Controls:
+    """The generation inputs and the gallery they fill (the page's top row)."""
+
+    prompt: gr.Textbox
+    num_chains: gr.Slider
+    seed: gr.Number
+    cfg: gr.Number
+    text_t: gr.Number
+    image_t: gr.Number
+    generate: gr.Button
+    gallery: gr.Gallery
+
+
+@dataclass(frozen=True)
+class _Detail:
+    """The selected sample's read-only views: heading, the three images, rewards, download, highlighted chain."""
+
+    heading: gr.Markdown
+    image: gr.Image
+    overlay: gr.Image
+    plan: gr.Image
+    rewards: gr.HTML
+    download: gr.File
+    chain_view: gr.HighlightedText
+
+
+@dataclass(frozen=True)
+class _Editor:
+    """The plan editor: the table and the chain text kept in step, the re-render button and the verdict."""
+
+    table: gr.Dataframe
+    chain_text: gr.Textbox
+    rerender: gr.Button
+    problems: gr.HTML
+
+
+class _Handlers(NamedTuple):
+    """The page's own callbacks over `app` (their names are the event names Gradio records)."""
+
+    on_generate: Any
+    check_generate: Any
+    on_select: Any
+    on_rerender: Any
+    check_rerender: Any
+
+
+def _sampling_inputs(sampling: SamplingConfig) -> tuple[gr.Number, gr.Number, gr.Number, gr.Number]:
+    """Seed, CFG weight and the two temperatures, two to a row, defaulting to the engine's settings."""
+    with gr.Row():
+        seed = gr.Number(
+            value=sampling.seed,
+            precision=0,
+            minimum=0,
+            maximum=MAX_SEED,
+            label="Seed",
+            min_width=100,
+            elem_id="seed",
+        )
+        cfg = gr.Number(
+            value=sampling.cfg_weight, minimum=0, step=0.5, label="CFG weight", min_width=100, elem_id="cfg"
+        )
+    with gr.Row():
+        text_t = gr.Number(
+            value=sampling.text_temperature,
+            minimum=0,
+            step=0.1,
+            label="Text temperature",
+            min_width=100,
+            elem_id="text-temp",
+        )
+        image_t = gr.Number(
+            value=sampling.image_temperature,
+            minimum=0,
+            step=0.1,
+            label="Image temperature",
+            min_width=100,
+            elem_id="image-temp",
+        )
+    return seed, cfg, text_t, image_t
+
+
+def _controls_panel(engine: Engine) -> _Controls:
+    """The top row: prompt and sampling inputs on the left, the samples gallery on the right."""
     gallery_label = "**Samples** — click one to inspect and edit it"
     if engine.rewards is not None:
         gallery_label += " (captions: sample · total reward)"
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            prompt = gr.Textbox(
+                label="Prompt",
+                placeholder="a red circle to the left of a blue square",
+                lines=2,
+                max_length=MAX_PROMPT_CHARS,
+                elem_id="prompt",
+            )
+            num_chains = gr.Slider(1, MAX_CHAINS, value=4, step=1, label="Number of chains", elem_id="num-chains")
+            seed, cfg, text_t, image_t = _sampling_inputs(engine.sampling)
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Column(scale=5):
+            gr.Markdown(gallery_label)  # above, not Gradio's floating label, which covers the thumbnails
+            gallery = gr.Gallery(
+                label="Samples",
+                show_label=False,
+                columns=6,
+                allow_preview=False,
+                object_fit="contain",
+                format="png",
+                elem_id="samples",
+            )
+    return _Controls(prompt, num_chains, seed, cfg, text_t, image_t, generate, gallery)
+
+
+def _detail_panel() -> _Detail:
+    """The selected sample: heading, image / plan over it / plan alone, rewards and download, chain."""
+    side = DISPLAY_SIDE
+    heading = gr.Markdown(elem_id="sample-heading")
+    with gr.Row(equal_height=False):
+        image = gr.Image(label="Image", type="pil", format="png", interactive=False, height=side, elem_id="plain-image")
+        overlay = gr.Image(
+            label="Plan over the image",
+            type="pil",
+            format="png",
+            interactive=False,
+            height=side,
+            elem_id="result-image",
+        )
+        plan = gr.Image(label="Plan", type="pil", format="png", interactive=False, height=side, elem_id="plan-canvas")
+        with gr.Column(min_width=240):
+            rewards = gr.HTML(elem_id="rewards")
+            download = gr.File(label="Download this sample (zip)", interactive=False, elem_id="download")
+    chain_view = gr.HighlightedText(
+        label="Reasoning chain (objects numbered as in the table)",
+        show_legend=False,
+        combine_adjacent=False,
+        elem_id="chain-view",
+    )
+    return _Detail(heading, image, overlay, plan, rewards, download, chain_view)
+
+
+def _editor_panel() -> _Editor:
+    """The plan editor: table beside the chain text, the re-render button, then the validator's verdict."""
+    gr.Markdown(
+        "### Edit the plan\nChange a cell or the text (they stay in step), then re-render: same seed, new plan."
+    )
+    with gr.Row(equal_height=False):
+        table = gr.Dataframe(
+            headers=list(PLAN_COLUMNS),
+            datatype="str",
+            type="array",
+            column_count=len(PLAN_COLUMNS),
+            interactive=True,
+            show_row_numbers=True,
+            label=f"Objects (boxes on the 0..{GRID} grid)",
+            scale=2,
+            elem_id="plan-table",
+        )
+        with gr.Column(scale=3):
+            chain_text = gr.Textbox(
+                label="Chain (free text and tags)",
+                lines=5,
+                max_lines=14,
+                max_length=MAX_CHAIN_CHARS,
+                elem_id="chain-text",
+            )
+            rerender = gr.Button("Re-render with this plan", variant="primary", elem_id="rerender")
+    problems = gr.HTML(elem_id="problems")
+    return _Editor(table, chain_text, rerender, problems)
+
+
+def _view_components(detail: _Detail, editor: _Editor, gallery: gr.Gallery, base_chain: gr.State) -> dict[str, Any]:
+    """VIEW_FIELDS -> component, in that order, so a `DemoApp.view` dict maps onto the page's outputs."""
+    components = {
+        "gallery": gallery,
+        "heading": detail.heading,
+        "image": detail.image,
+        "overlay": detail.overlay,
+        "plan": detail.plan,
+        "rewards": detail.rewards,
+        "chain_view": detail.chain_view,
+        "table": editor.table,
+        "chain_text": editor.chain_text,
+        "base_chain": base_chain,
+        "problems": editor.problems,
+        "download": detail.download,
+    }
+    assert tuple(components) == VIEW_FIELDS
+    return components
+
+
+def _show(state: DemoSession | None, view: dict[str, Any]) -> list[Any]:
+    """A (session, view) pair as output values: the gallery keeps its selection, the chain its colours."""
+    values = dict(view)
+    selected = state.selected if state is not None and state.entries else None
+    values["gallery"] = gr.Gallery(value=view["gallery"], selected_index=selected)
+    values["chain_view"] = gr.HighlightedText(value=view["chain_view"], color_map=chain_colors(view["chain_text"]))
+    return [state, *(values[name] for name in VIEW_FIELDS)]
+
+
+def _softly(handler, outputs: int):
+    """Run `handler`; a failure becomes a message and leaves the page as it was. (A raised error
+    would mark every output component as failed and cover them, the editor included.)"""
+
+    @functools.wraps(handler)  # keeps the signature Gradio reads (gr.SelectData)
+    def run(*args):
+        try:
+            return handler(*args)
+        except gr.Error as exc:
+            gr.Warning(str(exc.message), title="Not done")
+        except Exception as exc:  # noqa: BLE001 - the page must stay usable whatever happened
+            log.exception("demo: %s failed", handler.__name__)
+            gr.Warning(_escape(str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__), title="Error")
+        return [gr.skip()] * outputs
+
+    return run
+
+
+def _verdicts(refusal, fields):
+    """One gr.validate per input: the refused one carries the message, shown beside it."""
+    return [
+        gr.validate(refusal is None or refusal[0] != field, refusal[1] if refusal and refusal[0] == field else "")
+        for field in fields
+    ]
+
+
+def _handlers(app: DemoApp) -> _Handlers:
+    """The event callbacks and validators over `app`, each returning page outputs (see `_show`)."""
+
+    def on_generate(state, text, count, seed_value, cfg_weight, text_temperature, image_temperature):
+        return _show(*app.generate(state, text, count, seed_value, cfg_weight, text_temperature, image_temperature))
+
+    def check_generate(state, *values):
+        fields = ("session", "prompt", "num_chains", "seed", "cfg_weight", "text_temperature", "image_temperature")
+        return _verdicts(app.check_generate(*values), fields)
+
+    def on_select(state, event: GalleryClick):
+        return _show(*app.select(state, event.index))
+
+    def on_rerender(state, chain):
+        return _show(*app.rerender(state, chain))
+
+    def check_rerender(state, chain):
+        return _verdicts(app.check_rerender(state, chain), ("session", "chain"))
+
+    return _Handlers(on_generate, check_generate, on_select, on_rerender, check_rerender)
+
+
+def _wire_events(
+    app: DemoApp, session: gr.State, base_chain: gr.State, controls: _Controls, editor: _Editor, view_outputs: list
+) -> None:
+    """Generation and re-render share the engine's queue slot; the editor's sync events skip the queue."""
+    handlers = _handlers(app)
+    generate_inputs = [
+        session,
+        controls.prompt,
+        controls.num_chains,
+        controls.seed,
+        controls.cfg,
+        controls.text_t,
+        controls.image_t,
+    ]
+    private = {"api_visibility": "private"}  # the HTTP server is the API; these are the page's own
+    for trigger in (controls.generate.click, controls.prompt.submit):
+        trigger(
+            _softly(handlers.on_generate, len(view_outputs)),
+            generate_inputs,
+            view_outputs,
+            validator=handlers.check_generate,
+            concurrency_id="engine",
+            **private,
+        )
+    controls.gallery.select(_softly(handlers.on_select, len(view_outputs)), [session], view_outputs, **private)
+    # Cheap and unqueued; "always_last" so the final keystroke is never dropped while one is in flight.
+    editing = {"queue": False, "trigger_mode": "always_last", "show_progress": "hidden", **private}
+    table, chain_text = editor.table, editor.chain_text
+    # Unprocessed: Gradio's own Dataframe preprocessing raises (a traceback) on a None payload.
+    table.input(app.table_edited, [table, base_chain], [chain_text, editor.problems], preprocess=False, **editing)
+    chain_text.input(app.text_edited, [chain_text], [table, base_chain, editor.problems], **editing)
+    editor.rerender.click(
+        _softly(handlers.on_rerender, len(view_outputs)),
+        [session, chain_text],
+        view_outputs,
+        validator=handlers.check_rerender,
+        concurrency_id="engine",
+        **private,
+    )
+
+
+def build_demo(engine: Engine, *, app: DemoApp | None = None) -> gr.Blocks:
+    """The demo page over `engine` (not launched; `launch_demo` adds the queue, theme and CSS)."""
+    app = app or DemoApp(engine)
     with gr.Blocks(
         title=f"GoT-R1 demo — {engine.name}",
         analytics_enabled=False,
@@ -611,204 +894,12 @@ def build_demo(engine: Engine, *, app: DemoApp | None = None) -> gr.Blocks:
         )
         session = gr.State(None, delete_callback=_remove_folder)
         base_chain = gr.State("")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=300):
-                prompt = gr.Textbox(
-                    label="Prompt",
-                    placeholder="a red circle to the left of a blue square",
-                    lines=2,
-                    max_length=MAX_PROMPT_CHARS,
-                    elem_id="prompt",
-                )
-                num_chains = gr.Slider(1, MAX_CHAINS, value=4, step=1, label="Number of chains", elem_id="num-chains")
-                with gr.Row():
-                    seed = gr.Number(
-                        value=sampling.seed,
-                        precision=0,
-                        minimum=0,
-                        maximum=MAX_SEED,
-                        label="Seed",
-                        min_width=100,
-                        elem_id="seed",
-                    )
-                    cfg = gr.Number(
-                        value=sampling.cfg_weight, minimum=0, step=0.5, label="CFG weight", min_width=100, elem_id="cfg"
-                    )
-                with gr.Row():
-                    text_t = gr.Number(
-                        value=sampling.text_temperature,
-                        minimum=0,
-                        step=0.1,
-                        label="Text temperature",
-                        min_width=100,
-                        elem_id="text-temp",
-                    )
-                    image_t = gr.Number(
-                        value=sampling.image_temperature,
-                        minimum=0,
-                        step=0.1,
-                        label="Image temperature",
-                        min_width=100,
-                        elem_id="image-temp",
-                    )
-                generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=5):
-                gr.Markdown(gallery_label)  # above, not Gradio's floating label, which covers the thumbnails
-                gallery = gr.Gallery(
-                    label="Samples",
-                    show_label=False,
-                    columns=6,
-                    allow_preview=False,
-                    object_fit="contain",
-                    format="png",
-                    elem_id="samples",
-                )
-        heading = gr.Markdown(elem_id="sample-heading")
-        with gr.Row(equal_height=False):
-            image = gr.Image(
-                label="Image", type="pil", format="png", interactive=False, height=side, elem_id="plain-image"
-            )
-            overlay = gr.Image(
-                label="Plan over the image",
-                type="pil",
-                format="png",
-                interactive=False,
-                height=side,
-                elem_id="result-image",
-            )
-            plan = gr.Image(
-                label="Plan", type="pil", format="png", interactive=False, height=side, elem_id="plan-canvas"
-            )
-            with gr.Column(min_width=240):
-                rewards = gr.HTML(elem_id="rewards")
-                download = gr.File(label="Download this sample (zip)", interactive=False, elem_id="download")
-        chain_view = gr.HighlightedText(
-            label="Reasoning chain (objects numbered as in the table)",
-            show_legend=False,
-            combine_adjacent=False,
-            elem_id="chain-view",
-        )
-        gr.Markdown(
-            "### Edit the plan\nChange a cell or the text (they stay in step), then re-render: same seed, new plan."
-        )
-        with gr.Row(equal_height=False):
-            table = gr.Dataframe(
-                headers=list(PLAN_COLUMNS),
-                datatype="str",
-                type="array",
-                column_count=len(PLAN_COLUMNS),
-                interactive=True,
-                show_row_numbers=True,
-                label=f"Objects (boxes on the 0..{GRID} grid)",
-                scale=2,
-                elem_id="plan-table",
-            )
-            with gr.Column(scale=3):
-                chain_text = gr.Textbox(
-                    label="Chain (free text and tags)",
-                    lines=5,
-                    max_lines=14,
-                    max_length=MAX_CHAIN_CHARS,
-                    elem_id="chain-text",
-                )
-                rerender = gr.Button("Re-render with this plan", variant="primary", elem_id="rerender")
-        problems = gr.HTML(elem_id="problems")
-
-        components = {
-            "gallery": gallery,
-            "heading": heading,
-            "image": image,
-            "overlay": overlay,
-            "plan": plan,
-            "rewards": rewards,
-            "chain_view": chain_view,
-            "table": table,
-            "chain_text": chain_text,
-            "base_chain": base_chain,
-            "problems": problems,
-            "download": download,
-        }
-        assert tuple(components) == VIEW_FIELDS
+        controls = _controls_panel(engine)
+        detail = _detail_panel()
+        editor = _editor_panel()
+        components = _view_components(detail, editor, controls.gallery, base_chain)
         view_outputs = [session, *components.values()]
-
-        def show(state: DemoSession | None, view: dict[str, Any]) -> list[Any]:
-            values = dict(view)
-            selected = state.selected if state is not None and state.entries else None
-            values["gallery"] = gr.Gallery(value=view["gallery"], selected_index=selected)
-            values["chain_view"] = gr.HighlightedText(
-                value=view["chain_view"], color_map=chain_colors(view["chain_text"])
-            )
-            return [state, *(values[name] for name in VIEW_FIELDS)]
-
-        def softly(handler):
-            """Run `handler`; a failure becomes a message and leaves the page as it was. (A raised error
-            would mark every output component as failed and cover them, the editor included.)"""
-
-            @functools.wraps(handler)  # keeps the signature Gradio reads (gr.SelectData)
-            def run(*args):
-                try:
-                    return handler(*args)
-                except gr.Error as exc:
-                    gr.Warning(str(exc.message), title="Not done")
-                except Exception as exc:  # noqa: BLE001 - the page must stay usable whatever happened
-                    log.exception("demo: %s failed", handler.__name__)
-                    gr.Warning(
-                        _escape(str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__), title="Error"
-                    )
-                return [gr.skip()] * len(view_outputs)
-
-            return run
-
-        def verdicts(refusal, fields):
-            """One gr.validate per input: the refused one carries the message, shown beside it."""
-            return [
-                gr.validate(
-                    refusal is None or refusal[0] != field, refusal[1] if refusal and refusal[0] == field else ""
-                )
-                for field in fields
-            ]
-
-        def on_generate(state, text, count, seed_value, cfg_weight, text_temperature, image_temperature):
-            return show(*app.generate(state, text, count, seed_value, cfg_weight, text_temperature, image_temperature))
-
-        def check_generate(state, *values):
-            fields = ("session", "prompt", "num_chains", "seed", "cfg_weight", "text_temperature", "image_temperature")
-            return verdicts(app.check_generate(*values), fields)
-
-        def on_select(state, event: GalleryClick):
-            return show(*app.select(state, event.index))
-
-        def on_rerender(state, chain):
-            return show(*app.rerender(state, chain))
-
-        def check_rerender(state, chain):
-            return verdicts(app.check_rerender(state, chain), ("session", "chain"))
-
-        generate_inputs = [session, prompt, num_chains, seed, cfg, text_t, image_t]
-        private = {"api_visibility": "private"}  # the HTTP server is the API; these are the page's own
-        for trigger in (generate.click, prompt.submit):
-            trigger(
-                softly(on_generate),
-                generate_inputs,
-                view_outputs,
-                validator=check_generate,
-                concurrency_id="engine",
-                **private,
-            )
-        gallery.select(softly(on_select), [session], view_outputs, **private)
-        # Cheap and unqueued; "always_last" so the final keystroke is never dropped while one is in flight.
-        editing = {"queue": False, "trigger_mode": "always_last", "show_progress": "hidden", **private}
-        # Unprocessed: Gradio's own Dataframe preprocessing raises (a traceback) on a None payload.
-        table.input(app.table_edited, [table, base_chain], [chain_text, problems], preprocess=False, **editing)
-        chain_text.input(app.text_edited, [chain_text], [table, base_chain, problems], **editing)
-        rerender.click(
-            softly(on_rerender),
-            [session, chain_text],
-            view_outputs,
-            validator=check_rerender,
-            concurrency_id="engine",
-            **private,
-        )
+        _wire_events(app, session, base_chain, controls, editor, view_outputs)
     demo.gotr1_app = app  # the callbacks, for tests and scripts
     return demo
 
