@@ -151,6 +151,42 @@ def add_compile_argument(parser) -> None:
     )
 
 
+def add_sampling_arguments(parser, *, reasoning_top: bool = True) -> None:
+    """The sampler's flags, one per SamplingConfig field, the same for every command that samples
+    (`sampling_from_args` reads them back); reasoning_top: also --top-k / --top-p for reasoning tokens."""
+    parser.add_argument(
+        "--cfg",
+        type=cfg_type,
+        default=None,
+        help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
+        "generation_config.guidance_scale, else 5",
+    )
+    parser.add_argument("--text-temperature", type=temperature_type, default=1.0)
+    parser.add_argument("--image-temperature", type=temperature_type, default=1.0)
+    if reasoning_top:
+        parser.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
+        parser.add_argument("--top-p", type=probability, default=None, help="nucleus for reasoning tokens")
+    parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
+    add_compile_argument(parser)
+
+
+def sampling_from_args(args, **fields):
+    """The SamplingConfig the flags of `add_sampling_arguments` describe, with ``fields`` (group and image
+    counts, seed, ...) given by the command."""
+    from .model.sampler import SamplingConfig
+
+    return SamplingConfig(
+        cfg_weight=args.cfg,
+        text_temperature=args.text_temperature,
+        image_temperature=args.image_temperature,
+        text_top_k=getattr(args, "top_k", None),
+        text_top_p=getattr(args, "top_p", None),
+        max_reasoning_tokens=args.max_reasoning_tokens,
+        compile=args.compile,
+        **fields,
+    )
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     from .models import DEFAULT_MODEL_NAME
 

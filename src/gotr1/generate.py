@@ -10,16 +10,14 @@ from pathlib import Path
 from .arguments import (
     DTYPES,
     CliError,
-    add_compile_argument,
     add_model_argument,
+    add_sampling_arguments,
     at_least,
-    cfg_type,
     check_seed_span,
     printable,
-    probability,
     resolve_device,
+    sampling_from_args,
     seed_type,
-    temperature_type,
 )
 
 log = logging.getLogger("gotr1")
@@ -92,22 +90,16 @@ def cmd_generate(args) -> int:
 
 def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
     """Sample every prompt into ``out_root`` (the --out folder, or the staging folder of a replacement)."""
-    from .model.sampler import SamplingConfig, TwoPhaseSampler
+    from .model.sampler import TwoPhaseSampler
     from .models import load_model  # looked up when called (tests replace it)
 
     bundle = load_model(args.model, args.dtype, device)
-    config = SamplingConfig(
+    config = sampling_from_args(
+        args,
         num_generations=args.num_chains,
         images_per_chain=args.num_images,
-        cfg_weight=args.cfg,
-        text_temperature=args.text_temperature,
-        image_temperature=args.image_temperature,
-        text_top_k=args.top_k,
-        text_top_p=args.top_p,
-        max_reasoning_tokens=args.max_reasoning_tokens,
         seed=args.seed,
         show_progress=True,
-        compile=args.compile,
     ).for_model(bundle)  # the settings as they are used, recorded in generate.json
     check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
     manifest = {
@@ -158,19 +150,7 @@ def add_generate_command(sub) -> None:
     gen.add_argument("--prompts-file", help="text file, one prompt per line")
     gen.add_argument("--num-chains", type=at_least(1), default=1, help="reasoning chains per prompt")
     gen.add_argument("--num-images", type=at_least(1), default=1, help="images per reasoning chain")
-    gen.add_argument(
-        "--cfg",
-        type=cfg_type,
-        default=None,
-        help="classifier-free guidance weight (<= 1 disables); default: the checkpoint's "
-        "generation_config.guidance_scale, else 5",
-    )
-    gen.add_argument("--text-temperature", type=temperature_type, default=1.0)
-    gen.add_argument("--image-temperature", type=temperature_type, default=1.0)
-    gen.add_argument("--top-k", type=at_least(1), default=None, help="top-k for reasoning tokens")
-    gen.add_argument("--top-p", type=probability, default=None, help="nucleus for reasoning tokens")
-    gen.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
-    add_compile_argument(gen)
+    add_sampling_arguments(gen)
     gen.add_argument("--seed", type=seed_type, default=0)
     gen.add_argument("--batch-size", type=at_least(1), default=4, help="prompts sampled together")
     gen.add_argument(

@@ -9,17 +9,15 @@ from pathlib import Path
 from ..arguments import (
     DTYPES,
     CliError,
-    add_compile_argument,
     add_model_argument,
+    add_sampling_arguments,
     at_least,
-    cfg_type,
     check_seed_span,
     csv_items,
     csv_list,
-    probability,
     resolve_device,
+    sampling_from_args,
     seed_type,
-    temperature_type,
 )
 
 log = logging.getLogger("gotr1")
@@ -60,7 +58,7 @@ def cmd_eval_sample(args) -> int:
     images_per_prompt = args.images_per_prompt or benchmark.default_images_per_prompt
     options = {key: getattr(args, key) for key in ("color_version", "seed") if getattr(args, key, None) is not None}
     jobs = benchmark.jobs(categories, images_per_prompt, args.limit, **options)
-    sampling = _eval_sampling(args)
+    sampling = sampling_from_args(args)
     device = resolve_device(args.device)
     state = PartialState(cpu=launched_without_gpu())  # under `accelerate launch`: this process's share
     check_run_folder(Path(args.out))  # before the model loads; nothing in it is touched until the run succeeds
@@ -84,20 +82,6 @@ def cmd_eval_sample(args) -> int:
     if incomplete is not None:
         raise incomplete
     return 0
-
-
-def _eval_sampling(args):
-    from ..model.sampler import SamplingConfig
-
-    return SamplingConfig(
-        cfg_weight=args.cfg,
-        text_temperature=args.text_temperature,
-        image_temperature=args.image_temperature,
-        text_top_k=args.top_k,
-        text_top_p=args.top_p,
-        max_reasoning_tokens=args.max_reasoning_tokens,
-        compile=args.compile,
-    )
 
 
 def _prepare_on_every_process(state, out: Path, identity, categories, overwrite: bool, jobs):
@@ -225,13 +209,7 @@ def add_eval_sampling_args(parser: argparse.ArgumentParser, benchmark: str) -> N
     parser.add_argument("--scorer", default=None, help="score after sampling (official | judge | detector | shapes)")
     parser.add_argument("--judge", default=None, help="judge YAML for --scorer judge")
     parser.add_argument("--overwrite", action="store_true", help="replace a run with other settings in --out")
-    parser.add_argument("--cfg", type=cfg_type, default=None, help="CFG weight (default: the checkpoint's, else 5)")
-    parser.add_argument("--text-temperature", type=temperature_type, default=1.0)
-    parser.add_argument("--image-temperature", type=temperature_type, default=1.0)
-    parser.add_argument("--top-k", type=at_least(1), default=None)
-    parser.add_argument("--top-p", type=probability, default=None)
-    parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
-    add_compile_argument(parser)
+    add_sampling_arguments(parser)
     parser.add_argument("--batch-size", type=at_least(1), default=16, help="images sampled together")
     parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--device", default=None)

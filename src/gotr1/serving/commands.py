@@ -9,15 +9,14 @@ from pathlib import Path
 from ..arguments import (
     DTYPES,
     CliError,
-    add_compile_argument,
     add_model_argument,
+    add_sampling_arguments,
     at_least,
-    cfg_type,
     port_type,
     positive,
     require_module,
     resolve_device,
-    temperature_type,
+    sampling_from_args,
 )
 
 log = logging.getLogger("gotr1")
@@ -25,7 +24,6 @@ log = logging.getLogger("gotr1")
 
 def build_engine(args):
     """The model, sampling settings and rewards that `gotr1 serve` and `gotr1 demo` share."""
-    from ..model.sampler import SamplingConfig
     from ..models import (
         load_model,  # looked up when called (tests replace it)
         model_name,
@@ -35,13 +33,7 @@ def build_engine(args):
 
     rewards, read_prompt, rewards_name = _serving_rewards(args.rewards, model_suite(args.model))
     bundle = load_model(args.model, args.dtype, resolve_device(args.device))
-    sampling = SamplingConfig(
-        cfg_weight=args.cfg,
-        text_temperature=args.text_temperature,
-        image_temperature=args.image_temperature,
-        max_reasoning_tokens=args.max_reasoning_tokens,
-        compile=args.compile,
-    )
+    sampling = sampling_from_args(args)
     name = args.served_name or model_name(args.model)
     return Engine(
         bundle, name=name, sampling=sampling, rewards=rewards, read_prompt=read_prompt, rewards_name=rewards_name
@@ -160,11 +152,7 @@ def _add_serving_args(parser: argparse.ArgumentParser, port: int) -> None:
         help="score every sample: 'none', a suite's exact rewards (shapes) or a reward YAML with the judge "
         "(configs/judge_vllm.yaml); default: the built-in model's world, else none",
     )
-    parser.add_argument("--cfg", type=cfg_type, default=None, help="default: the checkpoint's, else 5")
-    parser.add_argument("--text-temperature", type=temperature_type, default=1.0)
-    parser.add_argument("--image-temperature", type=temperature_type, default=1.0)
-    parser.add_argument("--max-reasoning-tokens", type=at_least(0), default=600)
-    add_compile_argument(parser)
+    add_sampling_arguments(parser, reasoning_top=False)
     parser.add_argument("--served-name", default=None, help="the model's name in the API (default: --model's)")
     parser.add_argument("--dtype", default=None, choices=DTYPES)
     parser.add_argument("--device", default=None)
