@@ -111,7 +111,7 @@ def _is_within(inner: Path, outer: Path) -> bool:
         return False
 
 
-def check_not_an_input(path: Path, inputs: Iterable[str | Path | None], flag: str = "") -> None:
+def check_not_an_input(path: Path, inputs: Iterable[str | Path | None]) -> None:
     """Refuse an output folder that is, or contains, one of the command's inputs."""
     out = path.resolve()
     for item in inputs:
@@ -120,7 +120,7 @@ def check_not_an_input(path: Path, inputs: Iterable[str | Path | None], flag: st
         source = Path(item).resolve()
         if source == out or _is_within(source, out):
             relation = "is" if source == out else "contains"
-            raise OutputConflict(f"{flag}{path}: {relation} this command's input {item}; choose another folder")
+            raise OutputConflict(f"{path}: {relation} this command's input {item}; choose another folder")
 
 
 class Output:
@@ -184,7 +184,7 @@ class Output:
             return
         (self.work / MANIFEST).unlink(missing_ok=True)
         if self.replacing or self.created:
-            _remove_empty_dirs(self.work, {"."}, include_root=True)
+            _prune_empty_folders(self.work)
 
 
 def finish_swap(path: Path) -> None:
@@ -217,12 +217,22 @@ def _move(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
-def _remove_empty_dirs(root: Path, starts: Iterable[str], *, include_root: bool = False) -> None:
-    """Remove the folders at ``starts`` (relative to root) and their parents while they are empty."""
+def _prune_empty_folders(root: Path) -> None:
+    """Remove every empty folder under ``root``, deepest first, then ``root`` if it is empty (for folders this
+    run created: a new output folder or a staging folder)."""
+    for dirpath, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
+def _remove_empty_dirs(root: Path, starts: Iterable[str]) -> None:
+    """Remove the folders at ``starts`` (relative to root) and their parents, below root, while they are
+    empty (the folders an earlier output's files left)."""
     for start in sorted(starts, key=len, reverse=True):
-        folder = (root / start).resolve() if start != "." else root.resolve()
-        stop = root.resolve().parent if include_root else root.resolve()
-        while folder != stop and _is_within(folder, root.resolve()) and folder.is_dir():
+        folder = (root / start).resolve()
+        while folder != root.resolve() and _is_within(folder, root.resolve()) and folder.is_dir():
             try:
                 folder.rmdir()
             except OSError:
@@ -311,11 +321,7 @@ def _discard_staging(staging: Path) -> None:
     for relative in owned_files(staging, ("*",)):
         (staging / relative).unlink(missing_ok=True)
     (staging / MANIFEST).unlink(missing_ok=True)
-    for dirpath, _, _ in sorted(os.walk(staging), key=lambda entry: -len(entry[0])):
-        try:
-            os.rmdir(dirpath)
-        except OSError:
-            pass
+    _prune_empty_folders(staging)
     if staging.exists():
         raise OutputConflict(f"{staging}: holds files gotr1 did not write; move them away")
 
