@@ -72,7 +72,13 @@ def format_rate(per_second: float, unit: str) -> str:
 
 
 class Progress:
-    """A tqdm bar (``mode == "tqdm"``), log lines (``"log"``) or nothing (``"off"``); see :func:`progress`."""
+    """Progress of `total` units of work (None: unknown), `initial` of them done before this run.
+
+    On a terminal (`stream`, default stderr, is a TTY): tqdm's bar (``mode == "tqdm"``). Elsewhere (``"log"``): a
+    line through `logger` (default ``gotr1.progress``, INFO) when the work starts, every `interval` seconds while
+    it runs (default ``GOTR1_PROGRESS_SECONDS`` or 30; checked at each update) and when it ends.
+    `enabled=False` (``"off"``): silent (e.g. on every process but the main one). Use as a context manager, or
+    call ``close()``."""
 
     def __init__(
         self,
@@ -171,23 +177,5 @@ def log_to_stderr() -> None:
         _log.setLevel(logging.INFO)
 
 
-def progress(
-    total: int | None,
-    desc: str,
-    unit: str = "it",
-    *,
-    initial: int = 0,
-    enabled: bool = True,
-    stream: IO[str] | None = None,
-    interval: float | None = None,
-    logger: logging.Logger | None = None,
-) -> Progress:
-    """Progress of `total` units of work (None: unknown), `initial` of them done before this run.
-
-    On a terminal (`stream`, default stderr, is a TTY): tqdm's bar. Elsewhere: a line through `logger`
-    (default ``gotr1.progress``, INFO) when the work starts, every `interval` seconds while it runs (default
-    ``GOTR1_PROGRESS_SECONDS`` or 30; checked at each update) and when it ends. `enabled=False`: silent
-    (e.g. on every process but the main one). Use as a context manager, or call ``close()``."""
-    return Progress(
-        total, desc, unit, initial=initial, enabled=enabled, stream=stream, interval=interval, logger=logger
-    )
+# The usual spelling, like ``tqdm(...)``: ``progress(total, desc, unit, ...)`` builds a :class:`Progress`.
+progress = Progress

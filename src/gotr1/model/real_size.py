@@ -26,8 +26,8 @@ from transformers import JanusConfig, JanusForConditionalGeneration, PreTrainedT
 
 from ..chain import BEGIN_OF_IMAGE, LAYOUT_TOKENS
 from .loading import JanusBundle, _resolve_dtype
-from .tiny import BOS_TOKEN, EOS_TOKEN, build_tiny_tokenizer
-from .tokens import IMAGE_PLACEHOLDER, PAD_TOKEN, SpecialTokenIds, janus_generation_config
+from .tiny import BOS_TOKEN, EOS_TOKEN, build_tiny_tokenizer, janus_config
+from .tokens import PAD_TOKEN, SpecialTokenIds, janus_generation_config
 
 # deepseek-ai/Janus-Pro-{1B,7B} config.json: language_config.vocab_size (DeepSeek-LLM's 102400 rows;
 # the tokenizer itself has ~100k tokens, the rest are padding rows).
@@ -184,7 +184,6 @@ def real_size_config(size: str, tokenizer=None, *, layers: int | None = None, sh
     hidden = spec.hidden_size // shrink
     n_heads = spec.num_heads // shrink
     text_config = dict(
-        model_type="llama",
         vocab_size=spec.vocab_size,
         hidden_size=hidden,
         intermediate_size=spec.intermediate_size // shrink,
@@ -193,11 +192,6 @@ def real_size_config(size: str, tokenizer=None, *, layers: int | None = None, sh
         num_key_value_heads=(spec.num_kv_heads or spec.num_heads) // shrink,
         head_dim=spec.head_dim,
         max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=ids.bos,
-        eos_token_id=ids.eos,
-        pad_token_id=ids.pad,
-        # The original checkpoints store language_model.lm_head.weight apart from embed_tokens.
-        tie_word_embeddings=False,
         **TEXT_DEFAULTS,
     )
     vision_config = dict(VISION)
@@ -214,13 +208,7 @@ def real_size_config(size: str, tokenizer=None, *, layers: int | None = None, sh
         projection_dim=hidden,
         image_token_embed_dim=hidden,
     )
-    return JanusConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        vq_config=vq_config,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
-        tie_word_embeddings=False,
-    )
+    return janus_config(tokenizer, ids, text_config, vision_config, vq_config)
 
 
 def _layout(config: JanusConfig, dtype: torch.dtype) -> JanusForConditionalGeneration:

@@ -38,15 +38,9 @@ _DEFAULT_CORPUS = (
 )
 
 
-def build_tiny_tokenizer(
-    corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, vocab_size: int = 320, *, add_layout_tokens: bool = True
-):
-    """A byte-level BPE tokenizer with Janus' special tokens (and GoT-R1's layout tokens).
-
-    Byte-level, so it encodes any text (digits, punctuation, unicode) like DeepSeek's tokenizer does.
-    Without layout tokens it looks like a released checkpoint's tokenizer before GoT-R1's additions.
-    """
-    specials = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_PLACEHOLDER, BEGIN_OF_IMAGE, END_OF_IMAGE]
+def train_byte_level_bpe(texts: list[str], vocab_size: int, specials: list[str]) -> Tokenizer:
+    """A byte-level BPE (any text encodes, and decodes back exactly) trained on `texts`, `specials` its first
+    ids. Its pre-tokenizer's regex splits digits from letters, so numbers never merge into words."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -56,7 +50,20 @@ def build_tiny_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(list(corpus) * 4, trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def build_tiny_tokenizer(
+    corpus: tuple[str, ...] | list[str] = _DEFAULT_CORPUS, vocab_size: int = 320, *, add_layout_tokens: bool = True
+):
+    """A byte-level BPE tokenizer with Janus' special tokens (and GoT-R1's layout tokens).
+
+    Byte-level, so it encodes any text (digits, punctuation, unicode) like DeepSeek's tokenizer does.
+    Without layout tokens it looks like a released checkpoint's tokenizer before GoT-R1's additions.
+    """
+    specials = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_PLACEHOLDER, BEGIN_OF_IMAGE, END_OF_IMAGE]
+    tok = train_byte_level_bpe(list(corpus) * 4, vocab_size, specials)
     bos_id = tok.token_to_id(BOS_TOKEN)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS_TOKEN} $A", pair=f"{BOS_TOKEN} $A $B", special_tokens=[(BOS_TOKEN, bos_id)]
@@ -99,6 +106,27 @@ class TinyJanusSpec:
         return self.image_size // 2 ** (len(self.vq_channel_multiplier) - 1)
 
 
+def janus_config(tokenizer, ids: SpecialTokenIds, text: dict, vision: dict, vq: dict) -> JanusConfig:
+    """A JanusConfig around a Llama language model (`text`: its sizes) with `ids` as its special tokens,
+    `tokenizer`'s image placeholder, and an lm_head kept apart from the embeddings, as the released
+    checkpoints store it."""
+    text_config = dict(
+        model_type="llama",
+        **text,
+        bos_token_id=ids.bos,
+        eos_token_id=ids.eos,
+        pad_token_id=ids.pad,
+        tie_word_embeddings=False,
+    )
+    return JanusConfig(
+        text_config=text_config,
+        vision_config=vision,
+        vq_config=vq,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
+        tie_word_embeddings=False,
+    )
+
+
 def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConfig:
     spec = spec or TinyJanusSpec()
     ids = SpecialTokenIds.from_tokenizer(tokenizer)
@@ -108,7 +136,6 @@ def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConf
     # grid (vq_config.num_patches) from vision image_size // patch_size.
     vision_patch = 2
     text_config = dict(
-        model_type="llama",
         vocab_size=vocab_size,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
@@ -116,10 +143,6 @@ def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConf
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_kv_heads,
         max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=ids.bos,
-        eos_token_id=ids.eos,
-        pad_token_id=ids.pad,
-        tie_word_embeddings=False,
     )
     vision_config = dict(
         hidden_size=spec.vision_hidden,
@@ -142,13 +165,7 @@ def tiny_janus_config(tokenizer, spec: TinyJanusSpec | None = None) -> JanusConf
         image_token_embed_dim=spec.hidden_size,
         num_hidden_layers=2,
     )
-    return JanusConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        vq_config=vq_config,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
-        tie_word_embeddings=False,
-    )
+    return janus_config(tokenizer, ids, text_config, vision_config, vq_config)
 
 
 def build_tiny_janus(tokenizer=None, spec: TinyJanusSpec | None = None, seed: int = 0):

@@ -23,12 +23,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..records import ScorerError
-from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_pretrained
+from .common import CLIP_MEAN, CLIP_STD, ModelWrapper, normalisation
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +38,13 @@ OFFICIAL_IDS = {"yes": 2748, "no": 2053, "[DEC]": 30522, "[ENC]": 30523}
 _OFFICIAL_VOCAB_SIZE = 30524
 
 
-class BlipVqa(OnDevice):
+class BlipVqa(ModelWrapper):
     """P(yes) of BLIP-VQA for (image, question) pairs, batched over images; each image is encoded once and
     shared by all its questions."""
 
     DEFAULT_ID = "Salesforce/blip-vqa-capfilt-large"
+    WHAT = "BLIP-VQA model"
+    NAME = "blip"
     IMAGE_SIZE = 480
     MAX_QUESTION_TOKENS = 35  # the official tokenizer call: truncation=True, max_length=35
 
@@ -56,14 +57,10 @@ class BlipVqa(OnDevice):
         batch_size: int = 8,
         model_id: str | None = None,
     ) -> None:
-        self.model = model.eval()
+        super().__init__(model, batch_size=batch_size, model_id=model_id)
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        image_processor = getattr(processor, "image_processor", None)
-        self.mean = tuple(getattr(image_processor, "image_mean", None) or CLIP_MEAN)
-        self.std = tuple(getattr(image_processor, "image_std", None) or CLIP_STD)
+        self.mean, self.std = normalisation(getattr(processor, "image_processor", None), CLIP_MEAN, CLIP_STD)
         self.image_size = image_size
-        self.batch_size = max(1, batch_size)
-        self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "blip"
         text_config = model.config.text_config
         self.yes_id = self._token_id("yes")
         self.no_id = self._token_id("no")
@@ -74,23 +71,11 @@ class BlipVqa(OnDevice):
             if got != OFFICIAL_IDS:
                 raise ScorerError(f"BLIP {self.model_id}: token ids {got} differ from the official {OFFICIAL_IDS}")
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = DEFAULT_ID,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-        batch_size: int = 8,
-        image_size: int = IMAGE_SIZE,
-    ) -> BlipVqa:
-        """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
+    @staticmethod
+    def auto_classes() -> tuple[Any, Any]:
         from transformers import AutoProcessor, BlipForQuestionAnswering  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_pretrained(
-            "BLIP-VQA model", model_id, BlipForQuestionAnswering, AutoProcessor, device=device, dtype=dtype
-        )
-        return cls(model, processor, image_size=image_size, batch_size=batch_size, model_id=model_id)
+        return BlipForQuestionAnswering, AutoProcessor
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
@@ -111,11 +96,8 @@ class BlipVqa(OnDevice):
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The official test transform: Resize((480, 480), BICUBIC) on the PIL image, ToTensor, Normalize."""
         size = (self.image_size, self.image_size)
-        arrays = [
-            np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-            for im in images
-        ]
-        return self.normalized(arrays, self.mean, self.std)
+        resized = [im.convert("RGB").resize(size, Image.Resampling.BICUBIC) for im in images]
+        return self.normalized(resized, self.mean, self.std)
 
     def question_inputs(self, questions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids with ``[ENC]`` in place of ``[CLS]``, and the attention mask."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..rules.geneval import COLOR_TEMPLATES, COLORS, Detection
+from .common import eval_on
 
 __all__ = ["DEFAULT_CLIP", "GREY_BACKGROUND", "ClipColourClassifier", "colour_prompts", "cut_out"]
 
@@ -88,8 +89,7 @@ class ClipColourClassifier:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.model, self.device = eval_on(model, device)
         self.processor = processor
         self.batch_size = batch_size
         self.colours = tuple(colours)

@@ -13,11 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .common import CLIP_MEAN, CLIP_STD, OnDevice, load_pretrained
+from .common import CLIP_MEAN, CLIP_STD, ModelWrapper, normalisation
 
 log = logging.getLogger(__name__)
 
@@ -40,44 +39,31 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-class ClipScore(OnDevice):
+class ClipScore(ModelWrapper):
     """Cosine similarity of images and texts in CLIP's joint embedding space, batched."""
 
     DEFAULT_ID = "openai/clip-vit-base-patch32"
+    WHAT = "CLIP model"
+    NAME = "clip"
     MAX_TOKENS = 77
 
     def __init__(self, model: Any, processor: Any, *, batch_size: int = 32, model_id: str | None = None) -> None:
-        self.model = model.eval()
+        super().__init__(model, batch_size=batch_size, model_id=model_id)
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        image_processor = getattr(processor, "image_processor", None)
-        self.mean = tuple(getattr(image_processor, "image_mean", None) or CLIP_MEAN)
-        self.std = tuple(getattr(image_processor, "image_std", None) or CLIP_STD)
+        self.mean, self.std = normalisation(getattr(processor, "image_processor", None), CLIP_MEAN, CLIP_STD)
         self.image_size = int(model.config.vision_config.image_size)
-        self.batch_size = max(1, batch_size)
-        self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "clip"
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = DEFAULT_ID,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-        batch_size: int = 32,
-    ) -> ClipScore:
-        """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
+    @staticmethod
+    def auto_classes() -> tuple[Any, Any]:
         from transformers import AutoProcessor, CLIPModel  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_pretrained("CLIP model", model_id, CLIPModel, AutoProcessor, device=device, dtype=dtype)
-        return cls(model, processor, batch_size=batch_size, model_id=model_id)
+        return CLIPModel, AutoProcessor
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The ``clip`` package's preprocessing: Resize(224, BICUBIC), CenterCrop(224), RGB, Normalize."""
-        arrays = []
-        for image in images:
-            image = center_crop(resize_short_side(image, self.image_size, Image.Resampling.BICUBIC), self.image_size)
-            arrays.append(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-        return self.normalized(arrays, self.mean, self.std)
+        size = self.image_size
+        crops = [center_crop(resize_short_side(image, size, Image.Resampling.BICUBIC), size) for image in images]
+        return self.normalized(crops, self.mean, self.std)
 
     @torch.inference_mode()
     def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..rules.t2i_compbench import detection_frame
-from .common import OnDevice, load_pretrained
+from .common import ModelWrapper, normalisation
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,12 @@ def official_depth_map(prediction: np.ndarray | torch.Tensor, image_size: tuple[
     return np.asarray(grey, dtype=np.float32) / 255.0
 
 
-class DepthEstimator(OnDevice):
+class DepthEstimator(ModelWrapper):
     """Relative inverse depth from a transformers ``DPTForDepthEstimation`` checkpoint, batched."""
 
     DEFAULT_ID = "Intel/dpt-hybrid-midas"
+    WHAT = "depth model"
+    NAME = "dpt"
     INPUT_SIZE = 480
 
     def __init__(
@@ -60,41 +62,23 @@ class DepthEstimator(OnDevice):
         batch_size: int = 8,
         model_id: str | None = None,
     ) -> None:
-        self.model = model.eval()
-        image_processor = getattr(processor, "image_processor", processor)
+        super().__init__(model, batch_size=batch_size, model_id=model_id)
         # The official transform normalises with 0.5 / 0.5, as DPT's processors do.
-        self.mean = tuple(getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5))
-        self.std = tuple(getattr(image_processor, "image_std", None) or (0.5, 0.5, 0.5))
+        half = (0.5, 0.5, 0.5)
+        self.mean, self.std = normalisation(getattr(processor, "image_processor", processor), half, half)
         self.input_size = input_size
-        self.batch_size = max(1, batch_size)
-        self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "dpt"
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = DEFAULT_ID,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-        batch_size: int = 8,
-        input_size: int = INPUT_SIZE,
-    ) -> DepthEstimator:
-        """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
+    @staticmethod
+    def auto_classes() -> tuple[Any, Any]:
         from transformers import AutoImageProcessor, DPTForDepthEstimation  # noqa: PLC0415 (heavy import)
 
-        model, processor = load_pretrained(
-            "depth model", model_id, DPTForDepthEstimation, AutoImageProcessor, device=device, dtype=dtype
-        )
-        return cls(model, processor, input_size=input_size, batch_size=batch_size, model_id=model_id)
+        return DPTForDepthEstimation, AutoImageProcessor
 
     def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The official transform: Resize([480, 480]) (bilinear), ToTensor, Normalize(0.5, 0.5)."""
         size = (self.input_size, self.input_size)
-        arrays = [
-            np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-            for im in images
-        ]
-        return self.normalized(arrays, self.mean, self.std)
+        resized = [im.convert("RGB").resize(size, Image.Resampling.BILINEAR) for im in images]
+        return self.normalized(resized, self.mean, self.std)
 
     @torch.inference_mode()
     def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:

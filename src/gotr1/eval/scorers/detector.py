@@ -183,6 +183,19 @@ def _geneval_label(label: str) -> str | None:
     return None if coco is None else gr.GENEVAL_CLASSES[yolo.COCO_LABELS.index(coco)]
 
 
+def _relabelled(
+    found: Sequence[yolo.Detection], label_of: Callable[[str], str | None], size: tuple[int, int]
+) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+    """(label, confidence, box in pixels of a ``size`` frame) of each detection ``label_of`` names, in
+    detector order; the others are dropped."""
+    out = []
+    for det in found:
+        label = label_of(det.label)
+        if label is not None:
+            out.append((label, float(det.score), det.box.ordered().to_pixels(*size)))
+    return out
+
+
 def _noun_label(noun: str | None) -> str | None:
     """A prompt noun as a COCO class (girl/boy/man/woman -> person first, as the official scripts)."""
     label = to_detector_label(noun)
@@ -336,12 +349,7 @@ class DetectorScorer:
 
     def geneval_detections(self, found: Sequence[yolo.Detection], size: tuple[int, int]) -> list[gr.Detection]:
         """COCO detections (grid boxes) as GenEval detections (pixel boxes, GenEval class names, no mask)."""
-        out = []
-        for det in found:
-            label = _geneval_label(det.label)
-            if label is not None:
-                out.append(gr.Detection(label, float(det.score), det.box.ordered().to_pixels(*size)))
-        return out
+        return [gr.Detection(*d) for d in _relabelled(found, _geneval_label, size)]
 
     def _geneval(self, image: EvalImage, pil: Image.Image, found: list[yolo.Detection]) -> ImageScore:
         try:
@@ -380,13 +388,7 @@ class DetectorScorer:
     def t2i_detections(self, found: Sequence[yolo.Detection], size: tuple[int, int]) -> list[tr.Detection]:
         """COCO detections as the T2I rules take them: COCO labels, boxes in the official detection frame
         (479 px short side), detector order kept (best first)."""
-        frame = tr.detection_frame(*size)
-        out = []
-        for det in found:
-            label = _coco_label(det.label)
-            if label is not None:
-                out.append(tr.Detection(label, float(det.score), det.box.ordered().to_pixels(*frame)))
-        return out
+        return [tr.Detection(*d) for d in _relabelled(found, _coco_label, tr.detection_frame(*size))]
 
     def _t2i(self, category: str, image: EvalImage, pil: Image.Image, found: list[yolo.Detection]) -> ImageScore:
         frame = tr.detection_frame(*pil.size)

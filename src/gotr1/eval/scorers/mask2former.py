@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..rules.geneval import GENEVAL_CLASSES, Detection, geneval_class
+from .common import eval_on, normalisation
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -162,11 +163,9 @@ class Mask2FormerDetector:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.model, self.device = eval_on(model, device)
         self.labels = geneval_labels(model.config.id2label, model.config.num_labels)
-        mean = getattr(processor, "image_mean", None) or IMAGENET_MEAN
-        std = getattr(processor, "image_std", None) or IMAGENET_STD
+        mean, std = normalisation(processor, IMAGENET_MEAN, IMAGENET_STD)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) * 255
         self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1) * 255
         self.batch_size = batch_size

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..records import ScorerError
 from ..rules.t2i_compbench import Detection, box_iou, detection_frame
-from .common import OnDevice, load_pretrained
+from .common import ModelWrapper
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,12 @@ def non_max_suppression(detections: Sequence[Detection], iou_threshold: float = 
     return kept
 
 
-class OpenVocabDetector(OnDevice):
+class OpenVocabDetector(ModelWrapper):
     """Text-queried detection returning :class:`Detection` s in the official detection frame."""
 
     DEFAULT_ID = "google/owlv2-base-patch16-ensemble"
+    WHAT = "detector"
+    NAME = "owlv2"
     DEFAULT_THRESHOLD = 0.1
     QUERY_TEMPLATE = "a photo of a {}"
 
@@ -62,36 +64,25 @@ class OpenVocabDetector(OnDevice):
         batch_size: int = 4,
         model_id: str | None = None,
     ) -> None:
-        self.model = model.eval()
+        super().__init__(model, batch_size=batch_size, model_id=model_id)
         self.processor = processor
         self.threshold = threshold
         self.nms_iou = nms_iou
         self.query_template = query_template
-        self.batch_size = max(1, batch_size)
-        self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "owlv2"
         # OWLv2 pads the image to a square (bottom/right) before resizing; OWL-ViT stretches it.
         self.pads_to_square = getattr(model.config, "model_type", "owlv2") == "owlv2"
         self.max_query_tokens = int(model.config.text_config.max_position_embeddings)
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = DEFAULT_ID,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
-        batch_size: int = 4,
-    ) -> OpenVocabDetector:
-        """Load a checkpoint by hub id or local path; any failure is one-line :class:`ScorerError`."""
+    @staticmethod
+    def auto_classes() -> tuple[Any, Any]:
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor  # noqa: PLC0415
 
-        model, processor = load_pretrained(
-            "detector", model_id, AutoModelForZeroShotObjectDetection, AutoProcessor, device=device, dtype=dtype
-        )
+        return AutoModelForZeroShotObjectDetection, AutoProcessor
+
+    @classmethod
+    def check_loaded(cls, model: Any, model_id: str) -> None:
         if getattr(model.config, "model_type", None) not in ("owlv2", "owlvit"):
             raise ScorerError(f"detector {model_id!r}: model type {model.config.model_type!r} is not OWLv2/OWL-ViT")
-        return cls(model, processor, threshold=threshold, batch_size=batch_size, model_id=model_id)
 
     @staticmethod
     def to_detection_frame(image: Image.Image) -> Image.Image:

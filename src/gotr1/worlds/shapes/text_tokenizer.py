@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from ...chain import BEGIN_OF_IMAGE, LAYOUT_TOKENS
-from ...model.tiny import BOS_TOKEN, EOS_TOKEN
+from ...model.tiny import BOS_TOKEN, EOS_TOKEN, train_byte_level_bpe
 from ...model.tokens import END_OF_IMAGE, IMAGE_PLACEHOLDER, PAD_TOKEN, format_user_turn, prepare_tokenizer
 from .grammar import ShapesGrammar
 from .render import try_layout_scene
@@ -29,21 +29,11 @@ def corpus(grammar: ShapesGrammar, n: int = 4000, seed: int = 0) -> list[str]:
 
 
 def build_text_tokenizer(grammar: ShapesGrammar, vocab_size: int = 1400):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = [BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, IMAGE_PLACEHOLDER, BEGIN_OF_IMAGE, END_OF_IMAGE, *LAYOUT_TOKENS]
-    tok = Tokenizer(models.BPE())
-    # Digits split from words so every grid number is a token of its own, never glued to a bracket.
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus(grammar), trainer=trainer)
+    # ByteLevel's regex splits digits from words, so every grid number is a token of its own, never glued to a bracket.
+    tok = train_byte_level_bpe(corpus(grammar), vocab_size, specials)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, model_max_length=1024
     )
