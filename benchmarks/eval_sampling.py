@@ -40,9 +40,9 @@ def _run_eval(model: str | None, images: int, batch_size: int, out: Path) -> flo
 
 
 def _run_generate(model: str | None, images: int, out: Path) -> float:
-    from gotr1.generate import write_generation
     from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler
     from gotr1.models import load_model
+    from gotr1.samples import write_sample_folder
     from gotr1.worlds.shapes.grammar import ShapesGrammar
 
     bundle = load_model(model)
@@ -52,7 +52,7 @@ def _run_generate(model: str | None, images: int, out: Path) -> float:
     start = time.perf_counter()
     for i, prompt in enumerate(prompts):  # what `gotr1 generate --batch-size 1` does per prompt
         for gen in sampler.generate([prompt], config, seeds=[i]):
-            write_generation(gen, out / f"{i:04d}" / "sample_00")
+            write_sample_folder(gen, out / f"{i:04d}" / "sample_00")
     return time.perf_counter() - start
 
 

@@ -93,10 +93,12 @@ class DecodeBench:
                         guidance_scale=5.0,
                     )
         else:
-            config = SamplingConfig(num_generations=batch, decode_images=False, compile=method)
+            config = SamplingConfig(compile=method)
 
             def run():
-                self.sampler.generate([PROMPT], config, chains=[[self.chain] * batch])
+                self.sampler.generate(
+                    [PROMPT], config, num_generations=batch, decode_images=False, chains=[[self.chain] * batch]
+                )
 
         for _ in range(1 if method in ("none", "transformers") else 2):
             run()  # warm-up (compiled: compilation and CUDA-graph recording, given a second chance to settle)

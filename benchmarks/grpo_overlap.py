@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gotr1.model.sampler import SamplingConfig  # noqa: E402
 from gotr1.models import load_model  # noqa: E402
 from gotr1.progress import log_to_stderr, progress  # noqa: E402
 from gotr1.rewards import JudgeSettings, OpenAIJudgeConfig, RewardSettings, build_reward  # noqa: E402
@@ -99,15 +100,14 @@ def trainer(args, url: str | None, **overlap) -> GRPOTrainer:
         learning_rate=5e-5,
         lr_schedule="constant",
         beta=0.01,
-        cfg_weight=3.0,
-        max_reasoning_tokens=200,
         lora_r=None,
         micro_batch_size=32,
         **overlap,
     )
     bundle = load_model("shapes-sft", dtype="float32", device="cpu")
     source = prompt_source(ShapesGrammar(), args.prompts_per_step, split="heldout-pairs")
-    return GRPOTrainer(bundle, config, JudgedShapes(args, url), source)
+    sampling = SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200)
+    return GRPOTrainer(bundle, config, JudgedShapes(args, url), source, sampling=sampling)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gotr1.model.image_tokens import set_image_grid  # noqa: E402
 from gotr1.model.real_size import build_random_janus, real_size_config  # noqa: E402
+from gotr1.model.sampler import SamplingConfig  # noqa: E402
 from gotr1.model.static_decode import COMPILE_MODES, bucketed  # noqa: E402
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 from gotr1.worlds.shapes.grammar import ShapesGrammar  # noqa: E402
@@ -163,15 +164,15 @@ def main() -> None:
         learning_rate=1e-5,
         lr_schedule="constant",
         beta=0.01,
-        cfg_weight=5.0,
-        max_reasoning_tokens=args.max_reasoning_tokens,
         lora_r=32,
         lora_alpha=32,
         micro_batch_size=args.micro_batch,
         gradient_checkpointing=True,
-        compile=args.compile,
     )
-    trainer = GRPOTrainer(bundle, config, reward_function(), prompt_source(ShapesGrammar(), args.prompts))
+    settings = SamplingConfig(cfg_weight=5.0, max_reasoning_tokens=args.max_reasoning_tokens, compile=args.compile)
+    trainer = GRPOTrainer(
+        bundle, config, reward_function(), prompt_source(ShapesGrammar(), args.prompts), sampling=settings
+    )
     print(
         f"{args.size}, random weights (built in {built:.0f} s), {args.device}, bf16, LoRA 32, gradient "
         f"checkpointing, beta 0.01, {args.prompts} prompt(s) x G={args.group}, {args.max_reasoning_tokens} "

@@ -21,6 +21,7 @@ import time
 import torch
 
 from gotr1.model.loading import load_janus
+from gotr1.model.sampler import SamplingConfig
 from gotr1.models import builtin_model
 from gotr1.progress import log_to_stderr, progress
 from gotr1.train.distributed import make_accelerator
@@ -38,8 +39,6 @@ def trainer_for(device: str, precision: str, args) -> GRPOTrainer:
         learning_rate=5e-5,
         lora_r=None,
         beta=0.01,
-        cfg_weight=3.0,
-        max_reasoning_tokens=200,
         micro_batch_size=args.micro_batch_size,
         lr_schedule="constant",
     )
@@ -49,6 +48,7 @@ def trainer_for(device: str, precision: str, args) -> GRPOTrainer:
         config,
         reward_function(),
         prompt_source(ShapesGrammar(), args.prompts_per_step),
+        sampling=SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200),
         accelerator=accelerator,
     )
 

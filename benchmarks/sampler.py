@@ -158,17 +158,17 @@ def main():
     rows, peaks = [], {}
 
     def config(mode):
-        return SamplingConfig(
-            num_generations=G, max_reasoning_tokens=args.max_reasoning_tokens, decode_images=False, compile=mode
-        )
+        return SamplingConfig(max_reasoning_tokens=args.max_reasoning_tokens, compile=mode)
+
+    call = dict(num_generations=G, decode_images=False)  # G samples per prompt, image codes only
 
     # Ours, both phases, on each decode path; the first call of a compiled path includes its compilation.
     ours = {}
     for mode in modes:
         start = time.perf_counter()
-        samples = sampler.generate(prompts, config(mode))
+        samples = sampler.generate(prompts, config(mode), **call)
         first = time.perf_counter() - start
-        ours[mode] = timed(partial(sampler.generate, prompts, config(mode)), args.device, args.repeats, 0)
+        ours[mode] = timed(partial(sampler.generate, prompts, config(mode), **call), args.device, args.repeats, 0)
         rows.append((f"ours [{mode}]: chains + images", ours[mode]))
         peaks[f"ours [{mode}]"] = _peak(args.device)
         print(f"ours [{mode}]: first call {first:.1f} s, then {ours[mode]:.1f} s", flush=True)
@@ -207,7 +207,7 @@ def main():
     chains = [[chain] * G for _ in prompts]
     forced = {}
     for mode in modes:
-        run = partial(sampler.generate, prompts, config(mode), chains=chains)
+        run = partial(sampler.generate, prompts, config(mode), chains=chains, **call)
         # A compiled path meets new shapes here (a shared chain, no per-row part): its first call compiles again.
         warm = args.warmup if mode == "none" else max(args.warmup, 1)
         forced[mode] = timed(run, args.device, args.repeats, warm)

@@ -49,7 +49,7 @@ FLAG_KEYS = {
     "lr": "grpo.learning_rate",
     "beta": "grpo.beta",
     "loss_type": "grpo.loss_type",
-    "cfg": "grpo.cfg_weight",
+    "cfg": "sampling.cfg_weight",
     "image_logprob": "grpo.image_logprob",
     "num_iterations": "grpo.num_iterations",
     "combine": "reward.combine",
@@ -154,7 +154,7 @@ def main():
     reward_fn = build_reward(run.reward)
     accelerator = make_accelerator(mixed_precision="bf16" if bf16 else "no")
     prompts = suite.prompt_source(prompt_set, config.prompts_per_step)
-    trainer = GRPOTrainer(bundle, config, reward_fn, prompts, accelerator=accelerator)
+    trainer = GRPOTrainer(bundle, config, reward_fn, prompts, sampling=run.sampling, accelerator=accelerator)
     evaluations = {}
 
     def evaluate_all(step: int) -> None:
@@ -162,12 +162,7 @@ def main():
         evaluations[step] = {
             split: evaluate(
                 trainer.sampling_bundle(),
-                ShapesEvalConfig(
-                    num_prompts=args.eval_prompts,
-                    cfg_weight=config.cfg_weight,
-                    max_reasoning_tokens=config.max_reasoning_tokens,
-                    split=split,
-                ),
+                ShapesEvalConfig(num_prompts=args.eval_prompts, split=split, sampling=trainer.sampling),
             )[0]
             for split in splits
         }

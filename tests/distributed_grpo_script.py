@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from gotr1.model.loading import JanusBundle
+from gotr1.model.sampler import SamplingConfig
 from gotr1.model.tiny import build_tiny_janus, build_tiny_tokenizer
 from gotr1.model.tokens import SpecialTokenIds
 from gotr1.train.distributed import make_accelerator
@@ -38,7 +39,6 @@ VARIANTS = {
         beta=0.05,
         num_iterations=2,
         image_logprob="cfg",
-        cfg_weight=2.0,
         loss_type="grpo",
     ),
     # LoRA: the reference is the adapter switched off; gradient checkpointing; token-level (dapo)
@@ -53,8 +53,12 @@ VARIANTS = {
         beta=0.05,
         gradient_checkpointing=True,
         loss_type="dapo",
-        cfg_weight=1.0,
     ),
+}
+# How each variant samples (the trainer's `sampling`): CFG on for "full", off for "lora".
+SAMPLING = {
+    "full": SamplingConfig(cfg_weight=2.0, max_reasoning_tokens=6),
+    "lora": SamplingConfig(cfg_weight=1.0, max_reasoning_tokens=6),
 }
 
 
@@ -80,14 +84,15 @@ def make_trainer(variant: str, accelerator=None, tokenizer=None) -> GRPOTrainer:
         **{
             "steps": 3,
             "prompts_per_step": len(PROMPTS),
-            "max_reasoning_tokens": 6,
             "seed": 3,
             "lr_schedule": "constant",
             **VARIANTS[variant],
         }
     )
     reward = zero_share_with_gaps if variant == "lora" else zero_share
-    return GRPOTrainer(bundle, config, reward, lambda step, rng: list(PROMPTS), accelerator=accelerator)
+    return GRPOTrainer(
+        bundle, config, reward, lambda step, rng: list(PROMPTS), sampling=SAMPLING[variant], accelerator=accelerator
+    )
 
 
 def _weights(trainer) -> dict:

@@ -599,14 +599,20 @@ TOO_LATE = [
     (
         "grpo-cfg-1e308",
         ["train", "grpo", "--config", "{d}/recipe.yaml"],
-        recipe("  cfg_weight: 1.0e+308\n"),
-        "grpo.cfg_weight: must be >= 0 and <= 100",
+        recipe("sampling:\n  cfg_weight: 1.0e+308\n"),
+        "sampling.cfg_weight: must be >= 0 and <= 100",
     ),
     (
         "grpo-image-temperature-1e308",
         ["train", "grpo", "--config", "{d}/recipe.yaml"],
-        recipe("  image_temperature: 1.0e+308\n"),
-        "grpo.image_temperature: must be >= 0 and <= 100",
+        recipe("sampling:\n  image_temperature: 1.0e+308\n"),
+        "sampling.image_temperature: must be >= 0 and <= 100",
+    ),
+    (
+        "grpo-sampling-key-under-grpo",
+        ["train", "grpo", "--config", "{d}/recipe.yaml"],
+        recipe("  cfg_weight: 3.0\n"),
+        "sampling.cfg_weight",
     ),
     (
         "grpo-prompts-file-empty",

@@ -15,7 +15,7 @@ from gotr1.model.static_decode import CAPACITY_BUCKET, Segment, SegmentShape, St
 from gotr1.model.teacher_forcing import unconditional_ids
 from gotr1.model.tiny import build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds
-from gotr1.train.grpo import GRPOConfig
+from gotr1.train.grpo import GRPOConfig, GRPOTrainer, TrainerSetupError
 
 # Prompts of different lengths, so rows are left-padded and chains close at different steps.
 PROMPTS = ["a red circle", "two small blue squares above a large yellow star, and a green heart"]
@@ -34,28 +34,34 @@ def _assert_same_samples(expected, got):
 SETTINGS = {
     "greedy": dict(text_temperature=0, image_temperature=0),
     "sampled": dict(),
-    "filtered, 2 images per chain": dict(text_top_k=40, text_top_p=0.9, image_top_k=50, images_per_chain=2),
+    "filtered, 2 images per chain": dict(text_top_k=40, text_top_p=0.9, image_top_k=50),
     "no CFG": dict(cfg_weight=1.0, text_temperature=0.7),
 }
 
 
-@pytest.mark.parametrize("settings", list(SETTINGS.values()), ids=list(SETTINGS))
-def test_static_steps_give_the_eager_paths_tokens(tiny_bundle, settings):
-    config = SamplingConfig(num_generations=3, max_reasoning_tokens=40, decode_images=False, seed=5, **settings)
+IMAGES_PER_CHAIN = {"filtered, 2 images per chain": 2}  # the call's shape, beside the settings
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_static_steps_give_the_eager_paths_tokens(tiny_bundle, name):
+    settings = SETTINGS[name]
+    config = SamplingConfig(max_reasoning_tokens=40, **settings)
+    call = dict(num_generations=3, images_per_chain=IMAGES_PER_CHAIN.get(name, 1), decode_images=False, seed=5)
     sampler = TwoPhaseSampler(tiny_bundle)
-    eager = sampler.generate(PROMPTS, config)
+    eager = sampler.generate(PROMPTS, config, **call)
     if settings is SETTINGS["sampled"]:  # chains that close at different steps, and at the cap
         assert len({len(g.text_ids) for g in eager}) > 1 and any(g.hit_token_cap for g in eager)
-    static = sampler.generate(PROMPTS, dataclasses.replace(config, compile="static"))
+    static = sampler.generate(PROMPTS, dataclasses.replace(config, compile="static"), **call)
     _assert_same_samples(eager, static)
 
 
 def test_static_steps_give_the_eager_paths_images_for_fixed_chains(tiny_bundle):
-    config = SamplingConfig(num_generations=2, max_reasoning_tokens=30, decode_images=False)
+    config = SamplingConfig(max_reasoning_tokens=30)
+    call = dict(num_generations=2, decode_images=False)
     sampler = TwoPhaseSampler(tiny_bundle)
-    chains = [[g.chain for g in sampler.generate(PROMPTS, config)[i * 2 : i * 2 + 2]] for i in range(2)]
-    eager = sampler.generate(PROMPTS, config, chains=chains)
-    static = sampler.generate(PROMPTS, dataclasses.replace(config, compile="static"), chains=chains)
+    chains = [[g.chain for g in sampler.generate(PROMPTS, config, **call)[i * 2 : i * 2 + 2]] for i in range(2)]
+    eager = sampler.generate(PROMPTS, config, chains=chains, **call)
+    static = sampler.generate(PROMPTS, dataclasses.replace(config, compile="static"), chains=chains, **call)
     _assert_same_samples(eager, static)
 
 
@@ -63,11 +69,12 @@ def test_static_steps_give_the_eager_paths_images_for_fixed_chains(tiny_bundle):
 def test_a_chain_shared_by_a_group_is_prefilled_once_with_the_same_samples(tiny_bundle, path):
     """G copies of one fixed chain (one plan drawn G times) take one prefill per prompt; each sample is still
     the one it would be beside a different chain (same prompt, seed and index)."""
-    config = SamplingConfig(num_generations=2, max_reasoning_tokens=20, decode_images=False, compile=path)
+    config = SamplingConfig(max_reasoning_tokens=20, compile=path)
+    call = dict(num_generations=2, decode_images=False)
     sampler = TwoPhaseSampler(tiny_bundle)
-    chain, other = (g.chain for g in sampler.generate(PROMPTS[:1], config))
-    shared = sampler.generate(PROMPTS, config, chains=[[chain, chain], [other, other]])
-    mixed = sampler.generate(PROMPTS, config, chains=[[chain, other], [chain, other]])
+    chain, other = (g.chain for g in sampler.generate(PROMPTS[:1], config, **call))
+    shared = sampler.generate(PROMPTS, config, chains=[[chain, chain], [other, other]], **call)
+    mixed = sampler.generate(PROMPTS, config, chains=[[chain, other], [chain, other]], **call)
     _assert_same_samples([shared[0], shared[3]], [mixed[0], mixed[3]])
     assert not torch.equal(shared[0].image_ids, shared[1].image_ids)  # the two samples still differ
 
@@ -75,20 +82,21 @@ def test_a_chain_shared_by_a_group_is_prefilled_once_with_the_same_samples(tiny_
 def test_compiled_steps_give_the_eager_paths_tokens(tiny_bundle):
     """torch.compile (inductor on the CPU): greedy and sampled with the same keys, float32."""
     sampler = TwoPhaseSampler(tiny_bundle)
+    call = dict(num_generations=2, decode_images=False)
     for settings in (SETTINGS["greedy"], SETTINGS["sampled"]):
-        config = SamplingConfig(num_generations=2, max_reasoning_tokens=24, decode_images=False, **settings)
-        eager = sampler.generate(PROMPTS, config)
-        compiled = sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"))
+        config = SamplingConfig(max_reasoning_tokens=24, **settings)
+        eager = sampler.generate(PROMPTS, config, **call)
+        compiled = sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"), **call)
         _assert_same_samples(eager, compiled)
         # A second call reuses the compilation and the workspaces (their buffers stay where they were).
         buffers = [t.data_ptr() for t in sampler.static_decoder("default")._workspaces["image"].step.keys]
-        again = sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"))
+        again = sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"), **call)
         _assert_same_samples(eager, again)
         assert [t.data_ptr() for t in sampler.static_decoder("default")._workspaces["image"].step.keys] == buffers
     # Freed workspaces (GRPO frees them before training) are made anew, with the same results.
     sampler.release_workspaces()
     assert sampler.static_decoder("default")._workspaces == {}
-    _assert_same_samples(eager, sampler.generate(PROMPTS, dataclasses.replace(config, compile="default")))
+    _assert_same_samples(eager, sampler.generate(PROMPTS, dataclasses.replace(config, compile="default"), **call))
 
 
 def test_frozen_weights_give_the_eager_paths_tokens_and_follow_a_weight_change(tiny_tokenizer):
@@ -97,41 +105,42 @@ def test_frozen_weights_give_the_eager_paths_tokens_and_follow_a_weight_change(t
     model, tokenizer = build_tiny_janus(tiny_tokenizer, seed=0)
     bundle = JanusBundle(model.requires_grad_(False), tokenizer, SpecialTokenIds.from_tokenizer(tokenizer))
     sampler = TwoPhaseSampler(bundle)
-    config = SamplingConfig(num_generations=2, max_reasoning_tokens=16, decode_images=False, **SETTINGS["greedy"])
+    config = SamplingConfig(max_reasoning_tokens=16, **SETTINGS["greedy"])
+    call = dict(num_generations=2, decode_images=False)
     frozen = dataclasses.replace(config, compile="frozen")
-    _assert_same_samples(sampler.generate(PROMPTS, config), sampler.generate(PROMPTS, frozen))
+    _assert_same_samples(sampler.generate(PROMPTS, config, **call), sampler.generate(PROMPTS, frozen, **call))
     with torch.no_grad():
         model.model.generation_head.vision_head.weight.mul_(-1.0)
-    changed = sampler.generate(PROMPTS, config)
-    _assert_same_samples(changed, sampler.generate(PROMPTS, frozen))
-    with pytest.raises(ValueError, match="frozen.*GRPO trains"):
-        GRPOConfig(compile="frozen")
+    changed = sampler.generate(PROMPTS, config, **call)
+    _assert_same_samples(changed, sampler.generate(PROMPTS, frozen, **call))
+    with pytest.raises(TrainerSetupError, match="frozen.*GRPO trains"):
+        GRPOTrainer(bundle, GRPOConfig(), lambda *a: ([], {}), lambda s, r: [], sampling=frozen)
 
 
 def test_static_path_closes_chains_at_the_cap_and_stops_checking_after_all_close(tiny_bundle):
     sampler = TwoPhaseSampler(tiny_bundle)
-    capped = SamplingConfig(num_generations=2, max_reasoning_tokens=5, decode_images=False, compile="static")
-    for gen in sampler.generate(PROMPTS, capped):
+    capped = SamplingConfig(max_reasoning_tokens=5, compile="static")
+    for gen in sampler.generate(PROMPTS, capped, num_generations=2, decode_images=False):
         assert gen.hit_token_cap and len(gen.text_ids) == 6
         assert int(gen.text_ids[-1]) == tiny_bundle.ids.begin_of_image
 
 
 def test_static_path_runs_under_autocast(tiny_bundle):
     """GRPO samples under accelerate's autocast: the cache then holds bf16 keys while hidden states are float32."""
-    config = SamplingConfig(num_generations=2, max_reasoning_tokens=12, decode_images=False, compile="static")
+    config = SamplingConfig(max_reasoning_tokens=12, compile="static")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = TwoPhaseSampler(tiny_bundle).generate(PROMPTS, config)
+        got = TwoPhaseSampler(tiny_bundle).generate(PROMPTS, config, num_generations=2, decode_images=False)
     assert len(got) == 4
     for gen in got:
         assert gen.image_ids.shape == (1, tiny_bundle.num_image_tokens)
         assert torch.isfinite(gen.image_logprobs).all() and torch.isfinite(gen.text_logprobs).all()
 
 
-def test_decode_path_settings_are_checked():
-    with pytest.raises(ValueError, match="compile must be one of"):
+def test_decode_path_settings_are_checked(tiny_bundle):
+    with pytest.raises(ValueError, match="compile: must be one of"):
         SamplingConfig(compile="fast")
     with pytest.raises(ValueError, match="record_logits"):
-        SamplingConfig(compile="default", record_logits=True)
+        TwoPhaseSampler(tiny_bundle).generate(PROMPTS, SamplingConfig(compile="default"), record_logits=True)
 
 
 def test_cli_offers_every_decode_path():

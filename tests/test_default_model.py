@@ -54,7 +54,7 @@ def test_default_model_plans_the_readme_prompt_right(tmp_path):
 def test_samples_are_64px_images_with_parseable_plans(bundle):
     prompt = "a red circle to the left of a blue square"
     gens = TwoPhaseSampler(bundle).generate(
-        [prompt], SamplingConfig(num_generations=8, cfg_weight=3.0, max_reasoning_tokens=200), seeds=[0]
+        [prompt], SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200), num_generations=8, seeds=[0]
     )
     assert all(g.images[0].size == (64, 64) and not g.hit_token_cap for g in gens)
     assert sum(g.parsed.is_valid for g in gens) >= 6
@@ -91,7 +91,7 @@ def test_images_follow_their_plans(bundle):
     ][:16]
     sampler = TwoPhaseSampler(bundle)
     forced = sampler.generate(
-        [p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0, seed=0), chains=[[s.chain()] for _, s in pairs]
+        [p.text for p, _ in pairs], SamplingConfig(cfg_weight=3.0), seed=0, chains=[[s.chain()] for _, s in pairs]
     )
     rri = [RRI().score(p, g.chain, g.images[0]) for (p, _), g in zip(pairs, forced)]
     assert sum(rri) / len(rri) > 0.6

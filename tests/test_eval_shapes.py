@@ -9,6 +9,7 @@ import pytest
 from gotr1 import registry
 from gotr1.cli import main
 from gotr1.eval.records import EvalImage, ImageJob
+from gotr1.model.sampler import SamplingConfig
 from gotr1.models import load_model
 from gotr1.worlds.shapes.benchmark import ExactScorer, ShapesBenchmark, category_of
 from gotr1.worlds.shapes.evaluate import ShapesEvalConfig, evaluate
@@ -127,7 +128,8 @@ def test_eval_shapes_on_the_shipped_model_agrees_with_training_evaluation(tmp_pa
     # training's held-out evaluation draws the same samples (same prompts, seeds, settings)
     bundle = load_model(None)
     cfg = json.loads((out / "run.json").read_text())["sampling"]["cfg_weight"]
-    _, records, _ = evaluate(bundle, ShapesEvalConfig(num_prompts=6, cfg_weight=cfg, max_reasoning_tokens=200))
+    sampling = SamplingConfig(cfg_weight=cfg, max_reasoning_tokens=200)
+    _, records, _ = evaluate(bundle, ShapesEvalConfig(num_prompts=6, sampling=sampling))
     assert benchmark_correct == [r["correct"] for r in records]
 
 

@@ -9,6 +9,7 @@ import torch
 
 from gotr1.config import FieldError
 from gotr1.model.loading import JanusBundle
+from gotr1.model.sampler import SamplingConfig
 from gotr1.model.tiny import build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds
 from gotr1.rewards.scoring import RewardPipeline, RewardsUnavailable
@@ -24,7 +25,7 @@ PROMPTS = [
 G = 3
 
 
-def _trainer(tokenizer, reward_fn, **overrides):
+def _trainer(tokenizer, reward_fn, compile="none", **overrides):
     model, tok = build_tiny_janus(tokenizer, seed=0)
     bundle = JanusBundle(model, tok, SpecialTokenIds.from_tokenizer(tok))
     config = GRPOConfig(
@@ -32,14 +33,14 @@ def _trainer(tokenizer, reward_fn, **overrides):
             "steps": 2,
             "prompts_per_step": len(PROMPTS),
             "num_generations": G,
-            "max_reasoning_tokens": 8,
             "learning_rate": 1e-2,
             "lora_r": None,
             "micro_batch_size": 5,
             **overrides,
         }
     )
-    return GRPOTrainer(bundle, config, reward_fn, lambda step, rng: list(PROMPTS))
+    sampling = SamplingConfig(max_reasoning_tokens=8, compile=compile)
+    return GRPOTrainer(bundle, config, reward_fn, lambda step, rng: list(PROMPTS), sampling=sampling)
 
 
 def _pipeline(**kwargs):

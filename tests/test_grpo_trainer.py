@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gotr1.model.loading import JanusBundle
+from gotr1.model.sampler import SamplingConfig
 from gotr1.model.tiny import build_tiny_janus
 from gotr1.model.tokens import SpecialTokenIds
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer, latest_checkpoint
@@ -22,13 +23,12 @@ def _bundle(tokenizer, seed=0):
     return JanusBundle(model, tok, SpecialTokenIds.from_tokenizer(tok))
 
 
-def _trainer(bundle, reward_fn, **overrides):
+def _trainer(bundle, reward_fn, cfg_weight=None, **overrides):
     config = GRPOConfig(
         **{
             "steps": 4,
             "prompts_per_step": 2,
             "num_generations": 4,
-            "max_reasoning_tokens": 6,
             "learning_rate": 1e-2,
             "lora_r": 8,
             "lora_alpha": 16,
@@ -36,7 +36,8 @@ def _trainer(bundle, reward_fn, **overrides):
             **overrides,
         }
     )
-    return GRPOTrainer(bundle, config, reward_fn, lambda step, rng: list(PROMPTS))
+    sampling = SamplingConfig(cfg_weight=cfg_weight, max_reasoning_tokens=6)
+    return GRPOTrainer(bundle, config, reward_fn, lambda step, rng: list(PROMPTS), sampling=sampling)
 
 
 def test_lora_reference_is_the_untouched_base_model(tiny_tokenizer):

@@ -100,8 +100,8 @@ def test_original_layout_greedy_two_phase_matches_original_code(original):
         max_text_tokens=24,
         record_logits=True,
     )
-    config = SamplingConfig(text_temperature=0, image_temperature=0, max_reasoning_tokens=24, record_logits=True)
-    got = TwoPhaseSampler(bundle).generate([prompt], config)[0]
+    config = SamplingConfig(text_temperature=0, image_temperature=0, max_reasoning_tokens=24)
+    got = TwoPhaseSampler(bundle).generate([prompt], config, record_logits=True)[0]
     assert torch.equal(got.text_ids, expected["text_ids"])
     assert torch.equal(got.image_ids, expected["image_ids"])
     n = len(expected["text_logits"])

@@ -205,6 +205,7 @@ grpo:
   num_generations: 2
   lora_r: 4
   learning_rate: {lr}
+sampling:
   max_reasoning_tokens: 8
 """
 

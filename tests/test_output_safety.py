@@ -27,6 +27,7 @@ grpo:
   num_generations: 2
   learning_rate: 1.0e-5
   lora_r: 4
+sampling:
   max_reasoning_tokens: 120
   cfg_weight: 3.0
 """

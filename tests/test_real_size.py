@@ -155,8 +155,8 @@ def test_seeded_and_built_in_the_target_dtype(small_fp32, tokenizer):
 
 
 def test_shrunk_model_samples_a_chain_and_576_image_tokens(small_fp32):
-    config = SamplingConfig(max_reasoning_tokens=4, decode_images=False)
-    (gen,) = TwoPhaseSampler(small_fp32).generate(["a red circle left of a blue square"], config)
+    config = SamplingConfig(max_reasoning_tokens=4)
+    (gen,) = TwoPhaseSampler(small_fp32).generate(["a red circle left of a blue square"], config, decode_images=False)
     assert 1 <= len(gen.text_ids) <= 5 and int(gen.text_ids[-1]) == small_fp32.ids.begin_of_image
     assert gen.image_ids.shape == (1, 576)
     assert 0 <= int(gen.image_ids.min()) and int(gen.image_ids.max()) < 16384
@@ -187,7 +187,7 @@ def test_shrunk_bfloat16_model_samples(tokenizer):
     bundle = build_random_janus(
         "janus-pro-1b", dtype=torch.bfloat16, device="cpu", layers=1, shrink=16, tokenizer=tokenizer
     )
-    (gen,) = TwoPhaseSampler(bundle).generate(["a cat"], SamplingConfig(max_reasoning_tokens=4, decode_images=False))
+    (gen,) = TwoPhaseSampler(bundle).generate(["a cat"], SamplingConfig(max_reasoning_tokens=4), decode_images=False)
     assert gen.image_ids.shape == (1, 576)
 
 

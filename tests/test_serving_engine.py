@@ -27,9 +27,7 @@ def _pixels(image):
 
 def test_rows_of_several_requests_draw_what_each_draws_alone(bundle):
     sampling = SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=120)
-    group = TwoPhaseSampler(bundle).generate(
-        [PROMPT], SamplingConfig(**{**vars(sampling), "num_generations": 3}), seeds=[5]
-    )
+    group = TwoPhaseSampler(bundle).generate([PROMPT], sampling, num_generations=3, seeds=[5])
     engine = Engine(bundle, name="m", sampling=sampling)
     jobs = [Job("two green squares", 9, 0), Job(PROMPT, 5, 2), Job(PROMPT, 5, 0), Job("a blue star", 1, 0, chain=CHAIN)]
     samples = engine.run(jobs)
@@ -45,7 +43,7 @@ def test_rows_of_several_requests_draw_what_each_draws_alone(bundle):
 
 def test_sample_indices_need_one_generation_per_prompt(bundle):
     with pytest.raises(ValueError, match="sample_indices"):
-        TwoPhaseSampler(bundle).generate([PROMPT], SamplingConfig(num_generations=2), sample_indices=[0])
+        TwoPhaseSampler(bundle).generate([PROMPT], SamplingConfig(), num_generations=2, sample_indices=[0])
 
 
 def test_rewards_score_prompts_in_the_worlds_language_and_say_why_not_otherwise(bundle):

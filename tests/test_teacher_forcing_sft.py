@@ -10,8 +10,10 @@ from gotr1.train.sft import SFTConfig, SFTRecord, cosine_lr, train_sft, uncondit
 
 def test_teacher_forced_logits_equal_the_samplers(tiny_bundle):
     """One forward over [prompt][chain][image] reproduces every step the sampler took (CFG off)."""
-    config = SamplingConfig(num_generations=2, max_reasoning_tokens=10, record_logits=True, cfg_weight=1.0)
-    gens = TwoPhaseSampler(tiny_bundle).generate(["a red circle", "two blue squares above a star"], config)
+    config = SamplingConfig(max_reasoning_tokens=10, cfg_weight=1.0)
+    gens = TwoPhaseSampler(tiny_bundle).generate(
+        ["a red circle", "two blue squares above a star"], config, num_generations=2, record_logits=True
+    )
     batch = pack(
         [g.prompt_ids.tolist() for g in gens],
         [g.text_ids.tolist() for g in gens],

@@ -170,9 +170,8 @@ def add_sampling_arguments(parser, *, reasoning_top: bool = True) -> None:
     add_compile_argument(parser)
 
 
-def sampling_from_args(args, **fields):
-    """The SamplingConfig the flags of `add_sampling_arguments` describe, with ``fields`` (group and image
-    counts, seed, ...) given by the command."""
+def sampling_from_args(args):
+    """The SamplingConfig the flags of `add_sampling_arguments` describe."""
     from .model.sampler import SamplingConfig
 
     return SamplingConfig(
@@ -183,7 +182,6 @@ def sampling_from_args(args, **fields):
         text_top_p=getattr(args, "top_p", None),
         max_reasoning_tokens=args.max_reasoning_tokens,
         compile=args.compile,
-        **fields,
     )
 
 

@@ -1,7 +1,8 @@
 """Typed configs from YAML: dataclasses filled from a file, with errors that name the file and line.
 
 An unknown key, a missing required key or a value of the wrong type is one line such as
-`configs/x.yaml:12: grpo.beta: expected a number, got 'high'`. Overrides (`grpo.beta=0.02`, given after the
+`configs/x.yaml:12: grpo.beta: expected a number, got 'high'`; a key a config class has retired (its
+``MOVED`` mapping) names where the setting lives now. Overrides (`grpo.beta=0.02`, given after the
 file on a command line) replace one setting each and are checked the same way, their errors naming the override:
 `configs/x.yaml: override grpo.betta=0.02: unknown key`.
 """
@@ -140,7 +141,10 @@ def _build(cls, data: dict, path: tuple, lines: dict, source: str):
 
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    moved = getattr(cls, "MOVED", {})  # a class's retired keys -> where their settings live now
     for key in data:
+        if key in moved:
+            raise ConfigError(f"{where((*path, key))}: this setting moved; write it as {moved[key]}")
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{where((*path, key))}: unknown key (known: {known})")
@@ -159,7 +163,7 @@ def _build(cls, data: dict, path: tuple, lines: dict, source: str):
     try:
         return cls(**kwargs)
     except FieldError as exc:
-        raise ConfigError(f"{where((*path, exc.field))}: {exc.message}") from None
+        raise ConfigError(f"{where((*path, *exc.field.split('.')))}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where(path) if path else source}: {exc}") from None
 

@@ -19,6 +19,7 @@ from .arguments import (
     sampling_from_args,
     seed_type,
 )
+from .samples import write_sample_folder
 
 log = logging.getLogger("gotr1")
 
@@ -28,24 +29,7 @@ def _slug(text: str, limit: int = 60) -> str:
     return slug[:limit] or "prompt"
 
 
-def write_generation(gen, out_dir: Path) -> list[Path]:
-    """Per sample: image(s), chain as text and JSON, and the plan drawn over each image."""
-    from .layout import plan_overlay
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "chain.txt").write_text(gen.chain + "\n")
-    record = gen.record() | {"images": []}
-    written = [out_dir / "chain.txt", out_dir / "chain.json"]
-    for i, image in enumerate(gen.images):
-        image_path, plan_path = out_dir / f"image_{i}.png", out_dir / f"plan_{i}.png"
-        image.save(image_path)
-        plan_overlay(image, gen.objects).save(plan_path)
-        record["images"].append({"image": image_path.name, "plan": plan_path.name})
-        written += [image_path, plan_path]
-    (out_dir / "chain.json").write_text(json.dumps(record, indent=2) + "\n")
-    return written
-
-
+DECODE_BATCH_SIZE = 8  # images per VQ decode
 GENERATE_OWNS = ("[0-9][0-9][0-9][0-9]_*", "generate.json")  # what `gotr1 generate` writes in its --out
 
 
@@ -94,21 +78,23 @@ def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
     from .models import load_model  # looked up when called (tests replace it)
 
     bundle = load_model(args.model, args.dtype, device)
-    config = sampling_from_args(
-        args,
-        num_generations=args.num_chains,
-        images_per_chain=args.num_images,
-        seed=args.seed,
-        show_progress=True,
-    ).for_model(bundle)  # the settings as they are used, recorded in generate.json
-    check_prompt_lengths(bundle, prompts, config.max_reasoning_tokens)
+    sampling = sampling_from_args(args).for_model(bundle)  # the settings as they are used (generate.json)
+    check_prompt_lengths(bundle, prompts, sampling.max_reasoning_tokens)
     manifest = {
         "model": args.model or "built-in",
         "model_source": bundle.source,
         **bundle.provenance(),
         "seed_policy": "prompt i (from 0, in order) is sampled with seed + i; its chains and images draw from it",
         "prompts": prompts,
-        "sampling": {k: v for k, v in vars(config).items() if k not in ("show_progress", "record_logits")},
+        "sampling": {
+            "num_generations": args.num_chains,
+            "images_per_chain": args.num_images,
+            **sampling.sample_settings(),
+            "seed": args.seed,
+            "decode_images": True,
+            "decode_batch_size": DECODE_BATCH_SIZE,
+            "compile": sampling.compile,
+        },
     }
     (out_root / "generate.json").write_text(json.dumps(manifest, indent=2) + "\n")
     sampler = TwoPhaseSampler(bundle)
@@ -116,10 +102,19 @@ def _generate_into(args, prompts: list[str], device, out_root: Path) -> int:
     for start in range(0, len(prompts), args.batch_size):
         batch = prompts[start : start + args.batch_size]
         seeds = [args.seed + start + i for i in range(len(batch))]
-        for gen in sampler.generate(batch, config, seeds=seeds):
+        generations = sampler.generate(
+            batch,
+            sampling,
+            num_generations=args.num_chains,
+            images_per_chain=args.num_images,
+            seeds=seeds,
+            decode_batch_size=DECODE_BATCH_SIZE,
+            show_progress=True,
+        )
+        for gen in generations:
             index = start + gen.prompt_index
             target = out_root / f"{index:04d}_{_slug(gen.prompt)}" / f"sample_{gen.sample_index:02d}"
-            write_generation(gen, target)
+            write_sample_folder(gen, target)
             written += 1
             log.info(
                 "%s: %d object(s), %d problem(s) -> %s",

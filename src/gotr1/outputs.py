@@ -94,13 +94,25 @@ def _write_manifest(folder: Path, what: str, files: Iterable[str], *, foreign: I
     body = {"written_by": what, "complete": done, "files": sorted(files)}
     if not done:
         body["foreign"] = sorted(foreign)
-    _write_json(folder / MANIFEST, body)
+    write_json_atomic(folder / MANIFEST, body, indent=1)
 
 
-def _write_json(path: Path, body: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: a killed run leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: object, *, indent: int = 2) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=indent) + "\n").encode())
 
 
 def _is_within(inner: Path, outer: Path) -> bool:
@@ -165,7 +177,7 @@ class Output:
                 f"and run again (the new output is kept in {self.work})"
             )
         journal = {"written_by": self.what, "staging": self.work.name, "old": sorted(old), "new": sorted(new)}
-        _write_json(self.path / _SWAP, journal)
+        write_json_atomic(self.path / _SWAP, journal, indent=1)
         finish_swap(self.path)
         log.info(
             "replaced the earlier %s in %s (%d of its files; nothing else touched)", self.what, self.path, len(old)

@@ -42,7 +42,7 @@ class Suite:
     # The benchmark behind `gotr1 eval <name>`.
     benchmark: Callable[[], Any] | None = None
     # Training hooks: a check of a recipe's prompt set against its evaluation (ValueError), and an
-    # evaluation of the policy during training: (bundle, num_prompts, cfg_weight, max_reasoning_tokens) -> summary.
+    # evaluation of the policy during training: (bundle, num_prompts, sampling: SamplingConfig) -> summary.
     check_training: Callable[[str, int], None] | None = None
     training_evaluation: Callable[..., dict[str, Any]] | None = None
     # A typed prompt as the suite's rewards want it; None when the text is not in the suite's language.

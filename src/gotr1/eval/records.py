@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ..chain import Box, PlannedObject
+from ..outputs import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +33,8 @@ __all__ = [
     "Scorer",
     "ScorerError",
     "check_image",
-    "image_fingerprint",
     "read_job_list",
     "write_job_list",
-    "write_json_atomic",
-    "write_bytes_atomic",
 ]
 
 
@@ -147,33 +143,10 @@ class Scorer(Protocol):
         ...
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: a killed run leaves no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def image_fingerprint(data: bytes) -> dict[str, Any]:
-    """What a sample record says about its official image, so a later run can tell it is intact."""
-    return {"image_sha256": hashlib.sha256(data).hexdigest(), "image_bytes": len(data)}
-
-
 def check_image(path: Path, record: dict[str, Any] | None, size: int | None = None) -> str | None:
     """Why the official image at ``path`` cannot be trusted, or None when it can.
 
-    With the fingerprint its record holds (:func:`image_fingerprint`): the file's size, then its sha256.
+    With the fingerprint its record holds (`gotr1.samples.image_fingerprint`): the file's size, then its sha256.
     A record without one (runs made before records held it): a full decode, and the side ``size`` in
     pixels when given. Never raises for a damaged file: the reason names what is wrong.
     """

@@ -28,8 +28,9 @@ from typing import Any
 from PIL import Image
 
 from ..chain import Box, PlannedObject
+from ..outputs import write_bytes_atomic, write_json_atomic
 from .benchmark import BenchmarkError, read_record
-from .records import ImageScore, write_bytes_atomic, write_json_atomic
+from .records import ImageScore
 
 log = logging.getLogger(__name__)
 
@@ -178,26 +179,20 @@ def load_run(run_dir: Path, scorer: str | None = None, label: str | None = None)
     )
 
 
+def _all_alike(runs: Sequence[RunResults], attr: str, problem: str, remedy: str) -> None:
+    """ReportError listing each run's ``attr`` unless all runs share it."""
+    if len({getattr(r, attr) for r in runs}) > 1:
+        raise ReportError(f"{problem}: " + ", ".join(f"{r.root} ({getattr(r, attr)})" for r in runs) + f"; {remedy}")
+
+
 def _load_runs(runs: Sequence[Path], scorer: str | None, labels: Sequence[str] | None) -> list[RunResults]:
     if not runs:
         raise ReportError("no runs given")
     if labels is not None and len(labels) != len(runs):
         raise ReportError(f"{len(labels)} labels for {len(runs)} runs; give one label per run")
     loaded = [load_run(r, scorer, labels[i] if labels else None) for i, r in enumerate(runs)]
-    benchmarks = {r.benchmark for r in loaded}
-    if len(benchmarks) > 1:
-        raise ReportError(
-            "runs are from different benchmarks: "
-            + ", ".join(f"{r.root} ({r.benchmark})" for r in loaded)
-            + "; a report compares runs of one benchmark"
-        )
-    scorers = {r.scorer for r in loaded}
-    if len(scorers) > 1:
-        raise ReportError(
-            "runs were scored by different scorers: "
-            + ", ".join(f"{r.root} ({r.scorer})" for r in loaded)
-            + "; choose one with --scorer"
-        )
+    _all_alike(loaded, "benchmark", "runs are from different benchmarks", "a report compares runs of one benchmark")
+    _all_alike(loaded, "scorer", "runs were scored by different scorers", "choose one with --scorer")
     seen: dict[str, int] = {}
     for r in loaded:  # labels are keys of results.json: keep them unique
         seen[r.label] = seen.get(r.label, 0) + 1

@@ -15,27 +15,23 @@ r, r + n, r + 2n, ... of the run.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..outputs import Output, prepare_output
+from ..outputs import Output, prepare_output, write_bytes_atomic, write_json_atomic
 from ..progress import progress
 from ..provenance import describe, differences
+from ..samples import SampleFiles, write_sample
 from .benchmark import Benchmark, BenchmarkError, read_record
 from .records import (
     JOBS_FILE,
     ImageJob,
     check_image,
-    image_fingerprint,
-    write_bytes_atomic,
     write_job_list,
-    write_json_atomic,
 )
 
 if TYPE_CHECKING:
@@ -46,10 +42,9 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 
 
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def _plan_path(job: ImageJob) -> str:
+    """Where a job's plan (drawn over its image) goes: beside its record."""
+    return job.record[: -len(".json")] + ".png"
 
 
 def image_problem(root: Path, job: ImageJob, image_size: int | None = None, run_id: str | None = None) -> str | None:
@@ -177,7 +172,6 @@ def sample_run(
     sampling: how to sample (one chain and one image per job whatever its counts say); batch_size: images
     sampled together, each with its own chain. settings_id: the run's `run_id`, written into every record; a
     record naming another is not done."""
-    from ..layout import plan_overlay
     from ..model.sampler import TwoPhaseSampler
 
     mine = list(jobs)[process_index::num_processes]
@@ -198,7 +192,6 @@ def sample_run(
             reason = "missing, its record is there" if problem == "missing" else problem
             log.warning("%s: %s; sampling it again", job.path, reason)
             remade.append(job.path)
-    config = replace(sampling, num_generations=1, images_per_chain=1, show_progress=False)
     sampler = TwoPhaseSampler(bundle)
     start = time.perf_counter()
     # A bar on a terminal; a log line every GOTR1_PROGRESS_SECONDS (30) when the output is piped or a file.
@@ -206,26 +199,20 @@ def sample_run(
     with bar:
         for first in range(0, len(pending), batch_size):
             batch = pending[first : first + batch_size]
-            generations = sampler.generate([job.prompt for job in batch], config, seeds=[job.seed for job in batch])
+            generations = sampler.generate([job.prompt for job in batch], sampling, seeds=[job.seed for job in batch])
             for job, gen in zip(batch, generations):
-                image = gen.images[0]
-                plan_path = job.record[: -len(".json")] + ".png"
-                write_bytes_atomic(out / plan_path, _png(plan_overlay(image, gen.objects)))
-                record = (
-                    gen.record()
-                    | {
-                        "category": job.category,
-                        "prompt_index": job.prompt_index,
-                        "image_index": job.image_index,
-                        "image": job.path,
-                        "plan": plan_path,
-                        "metadata": job.metadata,
-                    }
-                    | ({"run_id": settings_id} if settings_id else {})
+                extra = {
+                    "category": job.category,
+                    "prompt_index": job.prompt_index,
+                    "image_index": job.image_index,
+                    "image": job.path,
+                    "plan": _plan_path(job),
+                    "metadata": job.metadata,
+                } | ({"run_id": settings_id} if settings_id else {})
+                files = SampleFiles(
+                    out / job.record, [out / job.path], [out / _plan_path(job)], extra=extra, fingerprint=True
                 )
-                official = _png(image)
-                write_json_atomic(out / job.record, record | image_fingerprint(official))
-                write_bytes_atomic(out / job.path, official)  # last: its presence means "done"
+                write_sample(gen, files)  # the official image last: its presence means "done"
             bar.update(len(batch))
     seconds = time.perf_counter() - start
     if remade:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import registry
+from ..outputs import write_bytes_atomic, write_json_atomic
 from .benchmark import UNMADE, Benchmark, BenchmarkError, IncompleteRun, ScorerOptions, read_record
 from .records import (
     JOBS_FILE,
@@ -25,8 +26,6 @@ from .records import (
     ScorerError,
     check_image,
     read_job_list,
-    write_bytes_atomic,
-    write_json_atomic,
 )
 from .sampling import RUN_FILE
 

@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
+from ..config import check_choice, check_range
 from .attention import decoding_attention
 from .compat import cache_kwargs
 from .kv_cache import PreallocatedCache
@@ -58,43 +59,35 @@ SAMPLE_SETTINGS = (
 
 @dataclass
 class SamplingConfig:
-    """How to sample; defaults follow the GoT-R1 release (temperature 1, CFG 5, 600 reasoning tokens)."""
+    """How to sample: temperatures, CFG, top-k / top-p, the reasoning cap and the decode path. One type for every
+    caller (generate, eval, GRPO and its held-out evaluation, the server); how many samples, their seeds and
+    what to keep are arguments of the call (`TwoPhaseSampler.generate`). Defaults follow the GoT-R1 release
+    (temperature 1, the checkpoint's CFG weight or 5, 600 reasoning tokens)."""
 
-    num_generations: int = 1  # chains per prompt (GRPO's group size G)
-    images_per_chain: int = 1
-    cfg_weight: float | None = None  # None: the checkpoint's own (generation_config.guidance_scale), else 5
-    text_temperature: float = 1.0  # 0 = greedy
-    image_temperature: float = 1.0  # 0 = greedy
-    text_top_k: int | None = None
-    text_top_p: float | None = None
+    cfg_weight: float | None = None  # classifier-free guidance (<= 1: off); None: the checkpoint's own, else 5
+    text_temperature: float = 1.0  # of the reasoning chain; 0 = greedy
+    image_temperature: float = 1.0  # of the image tokens; 0 = greedy
+    text_top_k: int | None = None  # keep the k likeliest chain tokens (None: all)
+    text_top_p: float | None = None  # keep the chain tokens of this nucleus (None: all)
     image_top_k: int | None = None
     image_top_p: float | None = None
-    max_reasoning_tokens: int = 600
-    seed: int = 0
-    decode_images: bool = True
-    decode_batch_size: int = 8
-    show_progress: bool = False
-    record_logits: bool = False  # keep every step's logits (parity checks; memory heavy)
+    max_reasoning_tokens: int = 600  # cap on a chain; <begin_of_image> is appended when reached
     # Decode path: "none" = transformers' forward over a growing cache (eager); "static" = fixed-shape
     # steps, not compiled; "default" / "reduce-overhead" = those steps under torch.compile (`static_decode`);
     # "frozen" = torch.compile with the weights as constants (inference only).
     compile: str = "none"
 
     def __post_init__(self):
-        if self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
-        if self.compile != "none" and self.record_logits:
-            raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
-        if self.num_generations < 1 or self.images_per_chain < 1:
-            raise ValueError("num_generations and images_per_chain must be >= 1")
-        if not (0 <= self.text_temperature <= MAX_TEMPERATURE and 0 <= self.image_temperature <= MAX_TEMPERATURE):
-            raise ValueError(f"temperatures must be from 0 (greedy) to {MAX_TEMPERATURE:g}")
-        if self.cfg_weight is not None and not 0 <= self.cfg_weight <= MAX_CFG_WEIGHT:
-            raise ValueError(f"cfg_weight must be from 0 to {MAX_CFG_WEIGHT:g} (<= 1: no guidance)")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
-        if self.max_reasoning_tokens < 0:
-            raise ValueError("max_reasoning_tokens must be >= 0")
+        """Every value checked against its meaning when the settings are made (a recipe's error names the field)."""
+        check_choice("compile", self.compile, COMPILE_MODES)
+        for name in ("text_temperature", "image_temperature"):
+            check_range(name, getattr(self, name), low=0, high=MAX_TEMPERATURE)
+        check_range("cfg_weight", self.cfg_weight, low=0, high=MAX_CFG_WEIGHT)
+        for name in ("text_top_k", "image_top_k"):
+            check_range(name, getattr(self, name), low=1)
+        for name in ("text_top_p", "image_top_p"):
+            check_range(name, getattr(self, name), low=0, high=1, low_open=True)
+        check_range("max_reasoning_tokens", self.max_reasoning_tokens, low=0)
 
     def sample_settings(self) -> dict:
         """The settings a sample depends on besides its prompt, seed and index (what its records keep)."""
@@ -106,6 +99,18 @@ class SamplingConfig:
         if self.cfg_weight is not None:
             return self
         return replace(self, cfg_weight=bundle.preferred_cfg_weight())
+
+
+@dataclass
+class _Request(SamplingConfig):
+    """One `generate` call's settings: how to sample, and the shape of the call (the sampler's internals)."""
+
+    num_generations: int = 1
+    images_per_chain: int = 1
+    decode_images: bool = True
+    decode_batch_size: int = 8
+    show_progress: bool = False
+    record_logits: bool = False
 
 
 @dataclass
@@ -228,28 +233,52 @@ class TwoPhaseSampler:
     def generate(
         self,
         prompts: Sequence[str],
-        config: SamplingConfig | None = None,
+        sampling: SamplingConfig | None = None,
         *,
+        num_generations: int = 1,
+        images_per_chain: int = 1,
+        seed: int = 0,
         seeds: Sequence[int] | None = None,
         chains: Sequence[Sequence[str]] | None = None,
         sample_indices: Sequence[int] | None = None,
+        decode_images: bool = True,
+        decode_batch_size: int = 8,
+        show_progress: bool = False,
+        record_logits: bool = False,
     ) -> list[Generation]:
-        """Sample `config.num_generations` chains (each with `images_per_chain` images) per prompt.
+        """Sample `num_generations` chains (each with `images_per_chain` images) per prompt, as `sampling` says.
 
-        seeds: one per prompt (default `config.seed + prompt index`); a sample depends only on its
-            prompt, its seed and its index within the group.
+        seeds: one per prompt (default `seed + prompt index`); a sample depends only on its prompt, its seed
+            and its index within the group.
         chains: optional fixed reasoning chains, `chains[i][g]` for prompt i, sample g; the text phase
             is then teacher-forced (edit a plan and re-render it) and only images are sampled.
         sample_indices: with one generation per prompt, the index each row has in its own group: rows of
             different requests (a server's batch) then share one call and keep the random draws of
             sample k of seed s (float rounding, which batch shape can change, may rarely flip a token).
+        decode_images: False keeps the VQ codes only; decode_batch_size: images per VQ decode.
+        record_logits: keep every step's logits (parity checks; memory heavy; eager path only).
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
-        sampling = (config or SamplingConfig()).for_model(self.bundle)
+        settings = (sampling or SamplingConfig()).for_model(self.bundle)
+        if num_generations < 1 or images_per_chain < 1 or decode_batch_size < 1:
+            raise ValueError("num_generations, images_per_chain and decode_batch_size must be >= 1")
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
+        if settings.compile != "none" and record_logits:
+            raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
+        sampling = _Request(
+            **vars(settings),
+            num_generations=num_generations,
+            images_per_chain=images_per_chain,
+            decode_images=decode_images,
+            decode_batch_size=decode_batch_size,
+            show_progress=show_progress,
+            record_logits=record_logits,
+        )
         prompts = list(prompts)
         if not prompts:
             return []
-        seeds = list(seeds) if seeds is not None else [sampling.seed + i for i in range(len(prompts))]
+        seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         wide = [s for s in seeds if not -(2**63) <= s <= MAX_SEED]
@@ -326,7 +355,7 @@ class TwoPhaseSampler:
         hidden = self._forward(self.embed(ids), mask, _positions(mask), cache, all_positions=all_positions)
         return cache, mask, hidden
 
-    def _sample_chains(self, prompt_ids, sampling: SamplingConfig, row_seed, row_sample) -> _Rows:
+    def _sample_chains(self, prompt_ids, sampling: _Request, row_seed, row_sample) -> _Rows:
         device = self.bundle.device
         G, boi, pad = sampling.num_generations, self.ids.begin_of_image, self.ids.pad
         cache, mask, hidden = self._prefill(
@@ -390,7 +419,7 @@ class TwoPhaseSampler:
         )
 
     def _chain_rows(
-        self, prompt_ids, sampling: SamplingConfig, steps, cache, mask, next_pos, boi_hidden, shared=(None, None)
+        self, prompt_ids, sampling: _Request, steps, cache, mask, next_pos, boi_hidden, shared=(None, None)
     ) -> _Rows:
         """Per-step records (which rows wrote, tokens, log-probs, logits) -> each row's chain."""
         written, tokens, logprobs, logit_steps = steps
@@ -412,7 +441,7 @@ class TwoPhaseSampler:
             rows.shared, rows.shared_mask, rows.group_size = shared[0], shared[1], G
         return rows
 
-    def _sample_chains_static(self, prompt_ids, sampling: SamplingConfig, row_seed, row_sample, decoder) -> _Rows:
+    def _sample_chains_static(self, prompt_ids, sampling: _Request, row_seed, row_sample, decoder) -> _Rows:
         """`_sample_chains` as fixed-shape steps of `decoder` (see `static_decode`): every row steps every
         time, and the loop asks whether a chain is still open only every `_CHECK_EVERY` steps."""
         device, G = self.bundle.device, sampling.num_generations
@@ -453,7 +482,7 @@ class TwoPhaseSampler:
             prompt_ids, sampling, records, chains, mask, next_pos, boi_hidden, shared=(prompts, prompt_mask)
         )
 
-    def _force_chains(self, prompt_ids, chains, sampling: SamplingConfig) -> _Rows:
+    def _force_chains(self, prompt_ids, chains, sampling: _Request) -> _Rows:
         """Teacher-force given chains: one prefill of prompt + chain + <begin_of_image> per sample, or per
         prompt when its G chains are all the same (one edited plan drawn G times).
 
@@ -501,7 +530,7 @@ class TwoPhaseSampler:
         return rows
 
     # -- phase 2 --------------------------------------------------------------------------------
-    def _sample_images(self, rows: _Rows, sampling: SamplingConfig, row_seed, row_sample):
+    def _sample_images(self, rows: _Rows, sampling: _Request, row_seed, row_sample):
         device = self.bundle.device
         P = sampling.images_per_chain
         use_cfg = sampling.cfg_weight > 1
@@ -559,7 +588,7 @@ class TwoPhaseSampler:
         keys = row_keys(row_seed.repeat_interleave(P), row_sample.repeat_interleave(P), image_index, _IMAGE_STREAM)
         return keys.to(self.bundle.device)
 
-    def _sample_images_static(self, rows: _Rows, sampling: SamplingConfig, row_seed, row_sample, decoder):
+    def _sample_images_static(self, rows: _Rows, sampling: _Request, row_seed, row_sample, decoder):
         """`_sample_images` as fixed-shape steps of `decoder`: conditional rows, then unconditional ones.
 
         Segments: what each group of conditional rows shares (`rows.shared`), each conditional row's own
@@ -665,7 +694,7 @@ class TwoPhaseSampler:
             cache.batch_repeat_interleave(P)
         return cache, mask.repeat_interleave(P, 0), hidden.repeat_interleave(P, 0)
 
-    def _decode(self, image_ids: torch.Tensor, sampling: SamplingConfig) -> list[Image.Image]:
+    def _decode(self, image_ids: torch.Tensor, sampling: _Request) -> list[Image.Image]:
         device = self.bundle.device
         images = []
         for chunk in image_ids.split(sampling.decode_batch_size):

@@ -639,10 +639,10 @@ class _Handlers(NamedTuple):
 
 
 def _sampling_inputs(sampling: SamplingConfig) -> tuple[gr.Number, gr.Number, gr.Number, gr.Number]:
-    """Seed, CFG weight and the two temperatures, two to a row, defaulting to the engine's settings."""
+    """Seed (0 to start), CFG weight and the two temperatures, two to a row, defaulting to the engine's settings."""
     with gr.Row():
         seed = gr.Number(
-            value=sampling.seed,
+            value=0,
             precision=0,
             minimum=0,
             maximum=MAX_SEED,

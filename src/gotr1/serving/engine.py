@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -110,13 +110,13 @@ class Engine:
     def run(self, jobs: Sequence[Job], sampling: SamplingConfig | None = None) -> list[Sample]:
         """Make every job's image in (at most) two sampler calls: sampled chains, then given chains.
 
-        `sampling` overrides the engine's settings for this call (its group and image counts are
-        ignored: a job is one chain and one image). Samples come back in the order of `jobs`.
+        `sampling` overrides the engine's settings for this call (a job is one chain and one image).
+        Samples come back in the order of `jobs`.
         """
         jobs = list(jobs)
         if not jobs:
             return []
-        settings = replace(sampling or self.sampling, num_generations=1, images_per_chain=1, show_progress=False)
+        settings = (sampling or self.sampling).for_model(self.bundle)
         samples: list[Sample | None] = [None] * len(jobs)
         sampled = [i for i, job in enumerate(jobs) if job.chain is None]
         forced = [i for i, job in enumerate(jobs) if job.chain is not None]

@@ -49,14 +49,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from ..config import FieldError, check_choice, check_range
 from ..model.compat import enable_activation_checkpointing
 from ..model.loading import JanusBundle
-from ..model.sampler import MAX_CFG_WEIGHT, MAX_TEMPERATURE, Generation, SamplingConfig, TwoPhaseSampler
-from ..model.static_decode import COMPILE_MODES
+from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 from ..model.teacher_forcing import PolicyScorer, SFTRecord, pack, scorer, unconditional
 from . import checkpoint
 from .checkpoint import latest_checkpoint  # noqa: F401 (the trainer's public API before checkpoint.py)
@@ -100,11 +100,6 @@ class GRPOConfig:
     train_text: bool = True  # the loss covers the reasoning tokens
     train_image: bool = True  # the loss covers the image tokens
     image_logprob: str = "conditional"  # conditional | cfg
-    cfg_weight: float = 5.0  # classifier-free guidance when sampling (<= 1: off)
-    text_temperature: float = 1.0  # sampling temperature of the reasoning chain
-    image_temperature: float = 1.0  # sampling temperature of the image tokens
-    max_reasoning_tokens: int = 600  # cap on a chain; <begin_of_image> is appended when reached
-    compile: str = "none"  # the sampler's decode path: none | static | default | reduce-overhead (static_decode)
     # Prompts (each with all its G samples) per sampler call; None: all of a process's prompts in one call.
     # A sample's draws depend only on its prompt's seed and its index, so chunks change no sample.
     sample_chunk_prompts: int | None = None
@@ -118,6 +113,11 @@ class GRPOConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     seed: int = 0  # prompts, samples and LoRA init derive from it
     log_every: int = 1  # a log line every N steps (0: never)
+    # How to sample is not GRPO's: a recipe's `sampling:` block (model.sampler.SamplingConfig) says it.
+    MOVED: ClassVar[dict[str, str]] = {
+        key: f"sampling.{key}"
+        for key in ("cfg_weight", "text_temperature", "image_temperature", "max_reasoning_tokens", "compile")
+    }
 
     def __post_init__(self):
         """Every value checked against the range that has a meaning, when the recipe is read (before a model
@@ -135,17 +135,14 @@ class GRPOConfig:
             raise FieldError(
                 "num_generations", f"must be >= 2 (GRPO compares a prompt's samples), got {self.num_generations}"
             )
-        for name in ("warmup_steps", "max_reasoning_tokens", "seed", "log_every"):  # log_every 0: never
+        for name in ("warmup_steps", "seed", "log_every"):  # log_every 0: never
             check_range(name, getattr(self, name), low=0)
         check_range("learning_rate", self.learning_rate, low=0, low_open=True)
         for name in ("weight_decay", "beta"):
             check_range(name, getattr(self, name), low=0)
-        for name in ("text_temperature", "image_temperature"):
-            check_range(name, getattr(self, name), low=0, high=MAX_TEMPERATURE)
         check_range("max_grad_norm", self.max_grad_norm, low=0, low_open=True)
         check_range("epsilon", self.epsilon, low=0, high=1)
         check_range("epsilon_high", self.epsilon_high, low=0)
-        check_range("cfg_weight", self.cfg_weight, low=0, high=MAX_CFG_WEIGHT)
         try:
             re.compile(self.lora_target_modules)
         except (re.error, TypeError) as exc:
@@ -158,9 +155,6 @@ class GRPOConfig:
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
         check_choice("image_logprob", self.image_logprob, ("conditional", "cfg"))
-        check_choice("compile", self.compile, COMPILE_MODES)
-        if self.compile == "frozen":
-            raise FieldError("compile", "'frozen' makes the weights constants, and GRPO trains them: use 'default'")
         if not (self.train_text or self.train_image):
             raise FieldError("train_image", "train_text and train_image cannot both be off")
 
@@ -263,9 +257,16 @@ class GRPOTrainer:
         reward_fn: RewardFn,
         prompt_source: Callable[[int, random.Random], list],
         *,
+        sampling: SamplingConfig | None = None,
         accelerator=None,
     ):
         self.bundle, self.config = bundle, config
+        # How rollouts are sampled (and scored: the ratio's temperatures and CFG weight), with the model's defaults.
+        self.sampling = (sampling or SamplingConfig()).for_model(bundle)
+        if self.sampling.compile == "frozen":
+            raise TrainerSetupError(
+                "sampling.compile: 'frozen' makes the weights constants, and GRPO trains them: use 'default'"
+            )
         self.reward_fn, self.prompt_source = reward_fn, prompt_source
         self.accelerator = acc = accelerator if accelerator is not None else make_accelerator()
         self.world_size, self.rank = acc.num_processes, acc.process_index
@@ -374,17 +375,11 @@ class GRPOTrainer:
     def _draw(self, prompts: list, indices: list[int]) -> list[Generation]:
         """`sample` with the sampling bundle already refreshed (once per step, however many chunks)."""
         c = self.config
-        sampling = SamplingConfig(
-            num_generations=c.num_generations,
-            cfg_weight=c.cfg_weight,
-            text_temperature=c.text_temperature,
-            image_temperature=c.image_temperature,
-            max_reasoning_tokens=c.max_reasoning_tokens,
-            compile=c.compile,
-        )
         seeds = [c.seed * 1_000_003 + self.step_index * 10_007 + i for i in indices]
         with self.accelerator.autocast():
-            gens = self.sampler.generate([_text(prompts[i]) for i in indices], sampling, seeds=seeds)
+            gens = self.sampler.generate(
+                [_text(prompts[i]) for i in indices], self.sampling, num_generations=c.num_generations, seeds=seeds
+            )
         for g in gens:
             g.prompt_index = indices[g.prompt_index]
         return gens
@@ -395,7 +390,7 @@ class GRPOTrainer:
 
         model: a Janus model, or a `PolicyScorer` (the prepared policy is one: `self.policy`).
         """
-        c = self.config
+        c, sampling = self.config, self.sampling
         pad = self.bundle.ids.pad
         records = [SFTRecord(g.prompt_ids.tolist(), g.text_ids.tolist(), g.image_ids[0].tolist()) for g in gens]
         device = self.accelerator.device
@@ -403,7 +398,7 @@ class GRPOTrainer:
             [r.prompt_ids for r in records], [r.text_ids for r in records], [r.image_ids for r in records], pad
         ).to(device)
         ubatch = None
-        if c.train_image and c.image_logprob == "cfg" and c.cfg_weight > 1:
+        if c.train_image and c.image_logprob == "cfg" and sampling.cfg_weight > 1:
             unc = [unconditional(r, pad) for r in records]
             ubatch = pack([r.prompt_ids for r in unc], [r.text_ids for r in unc], [r.image_ids for r in unc], pad).to(
                 device
@@ -411,7 +406,7 @@ class GRPOTrainer:
         text_logits, image_logits, uncond = scorer(model)(batch, ubatch, text=c.train_text, image=c.train_image)
         parts, masks, entropies = [], [], []
         if c.train_text:
-            t = c.text_temperature if c.text_temperature > 0 else 1.0
+            t = sampling.text_temperature if sampling.text_temperature > 0 else 1.0
             logprobs = torch.log_softmax(text_logits.float() / t, -1)
             parts.append(logprobs.gather(-1, batch.text_targets[..., None]).squeeze(-1))
             masks.append(batch.text_mask)
@@ -420,8 +415,8 @@ class GRPOTrainer:
         if c.train_image:
             logits = image_logits.float()
             if uncond is not None:
-                logits = uncond.float() + c.cfg_weight * (logits - uncond.float())
-            t = c.image_temperature if c.image_temperature > 0 else 1.0
+                logits = uncond.float() + sampling.cfg_weight * (logits - uncond.float())
+            t = sampling.image_temperature if sampling.image_temperature > 0 else 1.0
             logprobs = torch.log_softmax(logits / t, -1)
             lp = logprobs.gather(-1, batch.image_targets[..., None]).squeeze(-1)
             parts.append(lp)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError, FieldError, check_range, load_config
+from ..model.sampler import SamplingConfig
 from ..outputs import prepare_output, staging_folder
 from ..provenance import describe, differences
 from ..registry import split_prompt_spec
@@ -43,6 +44,8 @@ class GRPORun:
         default_factory=lambda: RewardSettings(source="shapes")
     )  # the reward (rewards/config.py)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)  # the trainer's settings (train/grpo.py)
+    # How rollouts and the held-out evaluation sample (model/sampler.py): temperatures, CFG, caps, decode path.
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     eval_every: int = 0  # shapes world: held-out accuracy every N steps (0: only at start and end)
     eval_prompts: int = 100  # held-out prompts per evaluation (worlds with a training evaluation)
     max_minutes: float | None = None  # stop (after the step in flight) when this much time has passed
@@ -61,6 +64,10 @@ class GRPORun:
         check_range("max_minutes", self.max_minutes, low=0, low_open=True)
         if not self.output_dir.strip():
             raise FieldError("output_dir", "must name a folder")
+        if self.sampling.compile == "frozen":
+            raise FieldError(
+                "sampling.compile", "'frozen' makes the weights constants, and GRPO trains them: use 'default'"
+            )
 
 
 @dataclass
@@ -223,7 +230,7 @@ def run_grpo(
         # the weights the run starts from (before LoRA wraps them and training changes them)
         provenance = bundle.provenance() | {"mixed_precision": str(acc.mixed_precision)}
         try:
-            trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, accelerator=acc)
+            trainer = GRPOTrainer(bundle, run.grpo, reward_fn, prompts, sampling=run.sampling, accelerator=acc)
         except TrainerSetupError as exc:  # the run's set-up, said in one line; any other error is a bug
             raise ConfigError(str(exc)) from None
         if resume:
@@ -296,14 +303,9 @@ def _held_out_evaluation(run: GRPORun, suite, trainer: GRPOTrainer, work: Path, 
     acc = trainer.accelerator
 
     def evaluate(step: int) -> None:
-        sampling = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
+        bundle = trainer.sampling_bundle()  # every process (a gather under ZeRO-3 / FSDP)
         if acc.is_main_process:
-            summary = suite.training_evaluation(
-                sampling,
-                num_prompts=run.eval_prompts,
-                cfg_weight=run.grpo.cfg_weight,
-                max_reasoning_tokens=run.grpo.max_reasoning_tokens,
-            )
+            summary = suite.training_evaluation(bundle, num_prompts=run.eval_prompts, sampling=trainer.sampling)
             evaluation = {"step": step, "accuracy": summary["accuracy"], "reward_means": summary["reward_means"]}
             evaluations.append(evaluation)
             with open(work / "evaluations.jsonl", "a") as f:
@@ -360,7 +362,7 @@ def recipe_changes(recorded: dict, recipe: dict, allow_change: Sequence[str]) ->
     """The differences between the recipe a run recorded and the one it resumes with: bookkeeping keys pass,
     ``grpo.steps`` passes under a constant schedule (a cosine schedule follows it), keys in ``allow_change``
     are returned to be recorded; any other difference is a one-line ConfigError naming the key."""
-    recorded = {k: v for k, v in recorded.items() if k not in ("provenance", "changes")}
+    recorded = _in_current_layout({k: v for k, v in recorded.items() if k not in ("provenance", "changes")})
     unknown = sorted(set(allow_change) - {key for key, _, _ in differences(recorded, recipe)})
     if unknown:
         raise ConfigError(f"--allow-change {unknown[0]}: that key does not differ from the run's recipe")
@@ -380,6 +382,16 @@ def recipe_changes(recorded: dict, recipe: dict, allow_change: Sequence[str]) ->
             )
         changes.append({"key": key, "from": old, "to": new})
     return changes
+
+
+def _in_current_layout(recorded: dict) -> dict:
+    """A recorded recipe with the keys later versions moved put where they live now (runs recorded before
+    ``sampling:`` held grpo.cfg_weight and the other sampling settings), so a resume compares like with like."""
+    grpo = dict(recorded.get("grpo") or {})
+    moved = {key: grpo.pop(key) for key in GRPOConfig.MOVED if key in grpo}
+    if not moved or "sampling" in recorded:
+        return recorded
+    return recorded | {"grpo": grpo, "sampling": asdict(SamplingConfig()) | moved}
 
 
 def _check_provenance(recorded: dict, provenance: dict) -> None:

@@ -24,8 +24,9 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from ...chain import GRID, PlannedObject
+from ...outputs import write_bytes_atomic
 from ...progress import progress
-from ..records import EvalImage, ImageScore, ScorerError, write_bytes_atomic
+from ..records import EvalImage, ImageScore, ScorerError
 from ..rules.geneval import (
     DEFAULT_OPTIONS,
     TAGS,

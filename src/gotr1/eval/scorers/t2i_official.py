@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ...outputs import write_bytes_atomic, write_json_atomic
 from ...progress import progress
 from .. import DATA
 from ..benchmark import ScorerOptions
@@ -55,15 +56,15 @@ from ..records import (
     EvalImage,
     ImageScore,
     ScorerError,
-    write_bytes_atomic,
-    write_json_atomic,
 )
 from ..rules.t2i_compbench import (
     NUMERACY_RENAMES,
     SPATIAL_2D_RELATIONS,
     SPATIAL_3D_RELATIONS,
     ComplexLists,
+    Detection,
     ObjectForms,
+    SpatialResult,
     blip_answer,
     blip_image_score,
     detection_frame,
@@ -81,6 +82,7 @@ from ..rules.t2i_compbench import (
 )
 from .blip_vqa import BlipVqa
 from .clip_score import ClipScore
+from .common import W
 from .depth import DepthEstimator
 from .open_vocab import OpenVocabDetector
 
@@ -170,29 +172,10 @@ class T2IOfficialScorer:
         self._lists: ComplexLists | None = None
 
     @classmethod
-    def from_pretrained(
-        cls,
-        *,
-        blip_model: str = BlipVqa.DEFAULT_ID,
-        clip_model: str = ClipScore.DEFAULT_ID,
-        detector_model: str = OpenVocabDetector.DEFAULT_ID,
-        depth_model: str = DepthEstimator.DEFAULT_ID,
-        detector_threshold: float = OpenVocabDetector.DEFAULT_THRESHOLD,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | str | None = None,
-        batch_size: int = 8,
-    ) -> T2IOfficialScorer:
-        """A scorer that loads each model (hub id or local path) the first time a category needs it."""
-        return cls(
-            blip_model=blip_model,
-            clip_model=clip_model,
-            detector_model=detector_model,
-            depth_model=depth_model,
-            detector_threshold=detector_threshold,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-        )
+    def from_pretrained(cls, **options: Any) -> T2IOfficialScorer:
+        """The constructor's keywords (``*_model`` hub ids or local paths, ``device``, ``dtype``, ...): each model
+        loads the first time a category needs it."""
+        return cls(**options)
 
     @classmethod
     def from_options(cls, options: ScorerOptions) -> T2IOfficialScorer:
@@ -209,45 +192,35 @@ class T2IOfficialScorer:
 
     # -- models, loaded on first use ---------------------------------------------------------------------
 
+    def _loaded(self, attr: str, what: str, wrapper: type[W], model_id: str, **options: Any) -> W:
+        """The wrapper kept in ``attr``, loaded on this scorer's device and dtype the first time it is asked for."""
+        if getattr(self, attr) is None:
+            log.info("loading %s %s", what, model_id)
+            setattr(self, attr, wrapper.from_pretrained(model_id, device=self.device, dtype=self.dtype, **options))
+        return getattr(self, attr)
+
     @property
     def blip(self) -> BlipVqa:
-        if self._blip is None:
-            log.info("loading BLIP-VQA %s", self.blip_model)
-            self._blip = BlipVqa.from_pretrained(
-                self.blip_model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
-            )
-        return self._blip
+        return self._loaded("_blip", "BLIP-VQA", BlipVqa, self.blip_model, batch_size=self.batch_size)
 
     @property
     def clip(self) -> ClipScore:
-        if self._clip is None:
-            log.info("loading CLIP %s", self.clip_model)
-            self._clip = ClipScore.from_pretrained(
-                self.clip_model, device=self.device, dtype=self.dtype, batch_size=4 * self.batch_size
-            )
-        return self._clip
+        return self._loaded("_clip", "CLIP", ClipScore, self.clip_model, batch_size=4 * self.batch_size)
 
     @property
     def detector(self) -> OpenVocabDetector:
-        if self._detector is None:
-            log.info("loading detector %s", self.detector_model)
-            self._detector = OpenVocabDetector.from_pretrained(
-                self.detector_model,
-                device=self.device,
-                dtype=self.dtype,
-                threshold=self.detector_threshold,
-                batch_size=self.batch_size,
-            )
-        return self._detector
+        return self._loaded(
+            "_detector",
+            "detector",
+            OpenVocabDetector,
+            self.detector_model,
+            threshold=self.detector_threshold,
+            batch_size=self.batch_size,
+        )
 
     @property
     def depth(self) -> DepthEstimator:
-        if self._depth is None:
-            log.info("loading depth model %s", self.depth_model)
-            self._depth = DepthEstimator.from_pretrained(
-                self.depth_model, device=self.device, dtype=self.dtype, batch_size=self.batch_size
-            )
-        return self._depth
+        return self._loaded("_depth", "depth model", DepthEstimator, self.depth_model, batch_size=self.batch_size)
 
     @property
     def forms(self) -> ObjectForms:
@@ -416,20 +389,28 @@ class T2IOfficialScorer:
             )
         return out
 
+    def _detect_pairs(
+        self, images: list[Image.Image], nouns: list[tuple[str | None, str | None]]
+    ) -> tuple[list[tuple[str | None, str | None]], list[list[Detection]]]:
+        """Each image's two nouns as detector labels, and what the detector finds of them."""
+        objects = [(to_detector_label(a), to_detector_label(b)) for a, b in nouns]
+        return objects, self.detector.detect(images, [[o for o in pair if o] for pair in objects])
+
+    @staticmethod
+    def _spatial_part(result: SpatialResult, nouns: tuple[str | None, str | None], found: list[Detection]) -> _Part:
+        return _Part(
+            result.score, {"nouns": list(nouns), **result.details(), "detections": [d.to_dict() for d in found]}
+        )
+
     def _spatial_2d(self, images: list[Image.Image], prompts: list[str], complex_prompts: bool) -> list[_Part]:
         nouns = [complex_spatial_nouns(p) if complex_prompts else first_last_nouns(p) for p in prompts]
-        objects = [(to_detector_label(a), to_detector_label(b)) for a, b in nouns]
-        detections = self.detector.detect(images, [[o for o in pair if o] for pair in objects])
-        out = []
-        for prompt, words_, (obj1, obj2), found in zip(prompts, nouns, objects, detections):
-            result = spatial_2d_score(find_relation(prompt, SPATIAL_2D_RELATIONS), obj1, obj2, found)
-            out.append(
-                _Part(
-                    result.score,
-                    {"nouns": list(words_), **result.details(), "detections": [d.to_dict() for d in found]},
-                )
+        objects, detections = self._detect_pairs(images, nouns)
+        return [
+            self._spatial_part(
+                spatial_2d_score(find_relation(prompt, SPATIAL_2D_RELATIONS), obj1, obj2, found), pair, found
             )
-        return out
+            for prompt, pair, (obj1, obj2), found in zip(prompts, nouns, objects, detections)
+        ]
 
     def _clip_similarity(self, images: list[Image.Image], prompts: list[str], complex_prompts: bool) -> list[_Part]:
         texts = [without_adjectives(p) if complex_prompts else p for p in prompts]
@@ -464,19 +445,16 @@ class T2IOfficialScorer:
 
     def _spatial_3d(self, images: list[Image.Image], prompts: list[str], complex_prompts: bool) -> list[_Part]:
         nouns = [first_last_nouns(p) for p in prompts]
-        objects = [(to_detector_label(a), to_detector_label(b)) for a, b in nouns]
-        detections = self.detector.detect(images, [[o for o in pair if o] for pair in objects])
+        objects, detections = self._detect_pairs(images, nouns)
         depth_maps = self.depth.depth_maps(images)
-        out = []
-        for prompt, words_, (obj1, obj2), found, depth_map in zip(prompts, nouns, objects, detections, depth_maps):
-            result = spatial_3d_score(find_relation(prompt, SPATIAL_3D_RELATIONS), obj1, obj2, found, depth_map)
-            out.append(
-                _Part(
-                    result.score,
-                    {"nouns": list(words_), **result.details(), "detections": [d.to_dict() for d in found]},
-                )
+        return [
+            self._spatial_part(
+                spatial_3d_score(find_relation(prompt, SPATIAL_3D_RELATIONS), obj1, obj2, found, depth_map),
+                pair,
+                found,
             )
-        return out
+            for prompt, pair, (obj1, obj2), found, depth_map in zip(prompts, nouns, objects, detections, depth_maps)
+        ]
 
     # -- the plan, read with the same rules --------------------------------------------------------------
 

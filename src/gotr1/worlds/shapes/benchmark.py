@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...eval.benchmark import Benchmark, BenchmarkError, ScorerOptions, read_record
 from ...eval.records import EvalImage, ImageJob, ImageScore, Scorer
@@ -21,6 +21,9 @@ from .grammar import Prompt, ShapesGrammar
 from .rewards import all_constraints_hold, score_all
 from .rl import EVAL_RESERVE
 from .vocabulary import Meaning
+
+if TYPE_CHECKING:
+    from ...model.sampler import SamplingConfig
 
 KINDS = ("all", "shape", "color", "size", "counting", "spatial", "complex")
 SPLITS = ("heldout", "val")
@@ -148,12 +151,10 @@ class ExactScorer:
         return scores
 
 
-def training_evaluation(bundle, num_prompts: int, cfg_weight: float, max_reasoning_tokens: int) -> dict[str, Any]:
-    """Held-out accuracy during GRPO: the first `num_prompts` held-out prompts, one image each."""
+def training_evaluation(bundle, num_prompts: int, sampling: SamplingConfig) -> dict[str, Any]:
+    """Held-out accuracy during GRPO: the first `num_prompts` held-out prompts, one image each, sampled as the
+    run samples (its recipe's `sampling:`)."""
     from .evaluate import ShapesEvalConfig, evaluate
 
-    summary, _, _ = evaluate(
-        bundle,
-        ShapesEvalConfig(num_prompts=num_prompts, cfg_weight=cfg_weight, max_reasoning_tokens=max_reasoning_tokens),
-    )
+    summary, _, _ = evaluate(bundle, ShapesEvalConfig(num_prompts=num_prompts, sampling=sampling))
     return summary

@@ -11,13 +11,19 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ...model.sampler import SamplingConfig, TwoPhaseSampler
 from .grammar import ShapesGrammar
 from .rewards import all_constraints_hold, score_all
 
 log = logging.getLogger(__name__)
+
+
+def shapes_sampling() -> SamplingConfig:
+    """How the shapes world samples unless told otherwise: its models' CFG weight and a 200-token cap (its
+    chains are short)."""
+    return SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200)
 
 
 @dataclass
@@ -28,10 +34,7 @@ class ShapesEvalConfig:
     seed: int = 0
     grammar_seed: int = 0
     batch_size: int = 32
-    cfg_weight: float = 3.0
-    text_temperature: float = 1.0
-    image_temperature: float = 1.0
-    max_reasoning_tokens: int = 200
+    sampling: SamplingConfig = field(default_factory=shapes_sampling)
 
 
 def _tags(prompt) -> list[str]:
@@ -50,20 +53,18 @@ def evaluate(bundle, config: ShapesEvalConfig | None = None, *, show_progress: b
     config = config or ShapesEvalConfig()
     grammar = ShapesGrammar(config.grammar_seed)
     prompts = grammar.prompts(config.split, config.num_prompts)
-    sampling = SamplingConfig(
-        num_generations=config.samples_per_prompt,
-        cfg_weight=config.cfg_weight,
-        text_temperature=config.text_temperature,
-        image_temperature=config.image_temperature,
-        max_reasoning_tokens=config.max_reasoning_tokens,
-        show_progress=show_progress,
-    )
     sampler = TwoPhaseSampler(bundle)
     records, generations = [], []
     for start in range(0, len(prompts), config.batch_size):
         batch = prompts[start : start + config.batch_size]
         seeds = [config.seed * 1_000_003 + start + i for i in range(len(batch))]
-        gens = sampler.generate([p.text for p in batch], sampling, seeds=seeds)
+        gens = sampler.generate(
+            [p.text for p in batch],
+            config.sampling,
+            num_generations=config.samples_per_prompt,
+            seeds=seeds,
+            show_progress=show_progress,
+        )
         by_gen = [batch[g.prompt_index] for g in gens]
         scores = score_all(by_gen, [g.chain for g in gens], [g.images[0] for g in gens])
         for prompt, gen, score in zip(by_gen, gens, scores):
