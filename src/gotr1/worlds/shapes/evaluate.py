@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ...model.sampler import SamplingConfig, TwoPhaseSampler
 from .grammar import ShapesGrammar
@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def shapes_sampling() -> SamplingConfig:
-    """How the shapes world samples unless told otherwise: its models' CFG weight and a 200-token cap (its
+    """How the shapes world samples unless told otherwise: the model's own CFG weight and a 200-token cap (its
     chains are short)."""
-    return SamplingConfig(cfg_weight=3.0, max_reasoning_tokens=200)
+    return SamplingConfig(max_reasoning_tokens=200)
 
 
 @dataclass
@@ -51,6 +51,7 @@ def _tags(prompt) -> list[str]:
 def evaluate(bundle, config: ShapesEvalConfig | None = None, *, show_progress: bool = False):
     """Sample and score; returns (summary dict, per-sample records, generations)."""
     config = config or ShapesEvalConfig()
+    config = replace(config, sampling=config.sampling.for_model(bundle))  # the settings as used (the summary)
     grammar = ShapesGrammar(config.grammar_seed)
     prompts = grammar.prompts(config.split, config.num_prompts)
     sampler = TwoPhaseSampler(bundle)
