@@ -111,6 +111,9 @@ class _Request(SamplingConfig):
     decode_batch_size: int = 8
     show_progress: bool = False
     record_logits: bool = False
+    # An edit (`generate`'s source_image_ids / edit_masks) per image row: the source's codes and where to sample.
+    forced_ids: torch.Tensor | None = None  # [rows * images_per_chain, N]
+    free: torch.Tensor | None = None  # [rows * images_per_chain, N] bool: True = sample, False = the source's
 
 
 @dataclass
@@ -133,6 +136,9 @@ class Generation:
     images: list[Image.Image] = field(default_factory=list)
     text_logits: torch.Tensor | None = None  # [Lt, V] when record_logits
     image_logits: torch.Tensor | None = None  # [P, N, K] CFG-combined, when record_logits
+    # An edit's token mask, [N] bool: True where the image token was sampled, False where it was the source's
+    # (its log-prob there is 0); None for a whole image sampled.
+    edit_mask: torch.Tensor | None = None
 
     @property
     def objects(self) -> list[PlannedObject]:
@@ -245,6 +251,8 @@ class TwoPhaseSampler:
         decode_batch_size: int = 8,
         show_progress: bool = False,
         record_logits: bool = False,
+        source_image_ids: Sequence[torch.Tensor] | None = None,
+        edit_masks: Sequence[torch.Tensor] | None = None,
     ) -> list[Generation]:
         """Sample `num_generations` chains (each with `images_per_chain` images) per prompt, as `sampling` says.
 
@@ -257,6 +265,9 @@ class TwoPhaseSampler:
             sample k of seed s (float rounding, which batch shape can change, may rarely flip a token).
         decode_images: False keeps the VQ codes only; decode_batch_size: images per VQ decode.
         record_logits: keep every step's logits (parity checks; memory heavy; eager path only).
+        source_image_ids, edit_masks: an edit of each prompt's image (see `edit_rows`): `[N]` VQ codes and an
+            `[N]` bool mask (True: sample this token); every other token is the source's, teacher-forced, so
+            it comes back unchanged and the sampled ones see it. A run of forced tokens is fed in one forward.
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
         settings = (sampling or SamplingConfig()).for_model(self.bundle)
@@ -266,6 +277,16 @@ class TwoPhaseSampler:
             raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
         if settings.compile != "none" and record_logits:
             raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
+        if (source_image_ids is None) != (edit_masks is None):
+            raise ValueError("an edit needs both source_image_ids and edit_masks")
+        if edit_masks is not None and record_logits:
+            raise ValueError("record_logits is not kept for edits (forced runs compute no logits)")
+        prompts = list(prompts)
+        forced_ids, free = (None, None)
+        if edit_masks is not None:
+            forced_ids, free = self.edit_rows(
+                source_image_ids, edit_masks, len(prompts), num_generations * images_per_chain
+            )
         sampling = _Request(
             **vars(settings),
             num_generations=num_generations,
@@ -274,8 +295,9 @@ class TwoPhaseSampler:
             decode_batch_size=decode_batch_size,
             show_progress=show_progress,
             record_logits=record_logits,
+            forced_ids=forced_ids,
+            free=free,
         )
-        prompts = list(prompts)
         if not prompts:
             return []
         seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(prompts))]
@@ -332,9 +354,31 @@ class TwoPhaseSampler:
                     images=images[r * P : (r + 1) * P] if images else [],
                     text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
                     image_logits=image_logits[r * P : (r + 1) * P] if image_logits is not None else None,
+                    edit_mask=edit_masks[b].bool().cpu() if edit_masks is not None else None,
                 )
             )
         return out
+
+    def edit_rows(self, source_image_ids, edit_masks, n_prompts: int, repeats: int):
+        """Each prompt's source codes and mask, checked, as one row per image sampled ([rows, N] each)."""
+        n_tokens, codebook = self.bundle.num_image_tokens, self.model.config.vq_config.num_embeddings
+        if len(source_image_ids) != n_prompts or len(edit_masks) != n_prompts:
+            raise ValueError(f"an edit needs one source and one mask per prompt ({n_prompts})")
+        sources = [torch.as_tensor(ids, dtype=torch.long).reshape(-1) for ids in source_image_ids]
+        masks = [torch.as_tensor(mask).reshape(-1) for mask in edit_masks]
+        for i, (ids, mask) in enumerate(zip(sources, masks)):
+            if ids.numel() != n_tokens or mask.numel() != n_tokens:
+                raise ValueError(
+                    f"edit {i}: {ids.numel()} source tokens and {mask.numel()} mask cells, the model draws {n_tokens}"
+                )
+            if mask.dtype != torch.bool:
+                raise ValueError(f"edit {i}: the mask must be boolean (True: sample the token), got {mask.dtype}")
+            if int(ids.min()) < 0 or int(ids.max()) >= codebook:
+                raise ValueError(f"edit {i}: source tokens must be VQ codes from 0 to {codebook - 1}")
+        device = self.bundle.device
+        forced = torch.stack(sources).repeat_interleave(repeats, 0).to(device)
+        free = torch.stack(masks).repeat_interleave(repeats, 0).to(device)
+        return forced, free
 
     # -- phase 1 --------------------------------------------------------------------------------
     def _forward(self, embeds, mask, positions, cache, *, all_positions: bool = False) -> torch.Tensor:
@@ -555,9 +599,27 @@ class TwoPhaseSampler:
         # The whole mask is allocated once; each step passes a view one column longer.
         width = mask.shape[1]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], n_tokens))], dim=1)
+        runs_mask = mask  # 2-D: a run of forced tokens gets transformers' causal mask over it
         if self._ready_decode_masks:
             mask = mask.bool()[:, None, None, :]
-        for k in tqdm(range(n_tokens), desc="image tokens", disable=not sampling.show_progress, leave=False):
+        forced, free = sampling.forced_ids, sampling.free
+        bar = tqdm(total=n_tokens, desc="image tokens", disable=not sampling.show_progress, leave=False)
+        k = 0
+        while k < n_tokens:
+            if free is not None and not bool(free[:, k].any()):  # every row takes the source's tokens here
+                sampled_later = free[:, k:].any(0).nonzero()
+                end = k + int(sampled_later[0]) if len(sampled_later) else n_tokens
+                image_ids[:, k:end] = forced[:, k:end]
+                bar.update(end - k)
+                if end == n_tokens:
+                    break
+                embeds = self.model.prepare_embeddings_for_image_generation(forced[:, k:end])
+                if use_cfg:
+                    embeds = torch.cat([embeds, embeds])
+                steps = positions[:, None] + torch.arange(k, end, device=device)[None]
+                hidden = self._forward(embeds, runs_mask[:, : width + end], steps, cache)
+                k = end
+                continue
             logits = gen_head(hidden).float()
             if use_cfg:
                 cond, uncond = logits[:m], logits[m:]
@@ -572,14 +634,20 @@ class TwoPhaseSampler:
                 top_k=sampling.image_top_k,
                 top_p=sampling.image_top_p,
             )
+            if free is not None:  # rows whose token here is the source's take it (log-prob 0: not sampled)
+                picked = torch.where(free[:, k], picked, forced[:, k])
+                lp = torch.where(free[:, k], lp, torch.zeros_like(lp))
             image_ids[:, k] = picked
             image_lps[:, k] = lp
+            bar.update(1)
             if k == n_tokens - 1:
                 break
             embeds = self.model.prepare_embeddings_for_image_generation(picked[:, None])
             if use_cfg:  # both halves read the same token
                 embeds = torch.cat([embeds, embeds])
             hidden = self._forward(embeds, mask[..., : width + k + 1], (positions + k)[:, None], cache)
+            k += 1
+        bar.close()
         logits_out = torch.stack(image_logits, 1) if image_logits is not None else None
         return image_ids.cpu(), image_lps.cpu(), logits_out
 
@@ -625,10 +693,12 @@ class TwoPhaseSampler:
         rule = TokenRule(sampling.image_temperature, sampling.image_top_k, sampling.image_top_p)
         step_ids = torch.arange(n_tokens, device=device)
         codes, logprobs = [], []
+        edit = sampling.forced_ids is not None
         for k in tqdm(range(n_tokens), desc="image tokens", disable=not sampling.show_progress, leave=False):
+            forced = (sampling.forced_ids[:, k], sampling.free[:, k]) if edit else ()  # an edit: per step
             picked, lp, hidden = decoder.call(
                 "image", decoder.image_step, space, hidden, positions, keys, step_ids[k], space.column(k + use_cfg),
-                rule, sampling.cfg_weight,
+                rule, sampling.cfg_weight, *forced,
             )  # fmt: skip
             codes.append(picked)
             logprobs.append(lp)

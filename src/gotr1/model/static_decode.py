@@ -266,9 +266,13 @@ class StaticDecoder:
         boi_hidden = torch.where(closed[:, None], hidden, boi_hidden)
         return tokens, logprobs, hidden, pending & ~closed, next_pos + pending.long(), boi_hidden
 
-    def image_step(self, space, hidden, positions, keys, step, column, rule: TokenRule, cfg_weight: float):
+    def image_step(
+        self, space, hidden, positions, keys, step, column, rule: TokenRule, cfg_weight: float, forced=None, free=None
+    ):
         """Pick each image's next VQ code from `hidden` (generation head; with CFG the unconditional rows
-        are the second half), then feed it to both halves. Returns (codes, log-probs, hidden)."""
+        are the second half), then feed it to both halves. An edit gives each row's source code here (`forced`)
+        and whether to sample it (`free`): a row not free takes the source's code, with log-prob 0.
+        Returns (codes, log-probs, hidden)."""
         logits = self.model.model.generation_head(hidden).float()
         if cfg_weight > 1:
             cond, uncond = logits.chunk(2)
@@ -276,6 +280,9 @@ class StaticDecoder:
         picked, logprobs = select_tokens(
             logits, temperature=rule.temperature, keys=keys, step=step, top_k=rule.top_k, top_p=rule.top_p
         )
+        if forced is not None:
+            picked = torch.where(free, picked, forced)
+            logprobs = torch.where(free, logprobs, torch.zeros_like(logprobs))
         embeds = self.model.prepare_embeddings_for_image_generation(picked[:, None])
         if cfg_weight > 1:
             embeds = torch.cat([embeds, embeds])
