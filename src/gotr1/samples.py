@@ -2,7 +2,8 @@
 eval run's official layout).
 
 A sample is written as: its chain as plain text (where the layout has one), the plan drawn over each image,
-its record (the chain, its objects and format problems, and what the caller adds), and its images last, every
+its record (the chain, its objects and format problems, each image's tokens, and what the caller adds), and its
+images last, every
 file atomically. An image on disk therefore always has its plan and record beside it: a killed run leaves
 whole samples and nothing half-written.
 """
@@ -56,6 +57,8 @@ def write_sample(gen, files: SampleFiles) -> list[bytes]:
     for image, plan in zip(gen.images, files.plans):
         write_bytes_atomic(plan, png_bytes(plan_overlay(image, gen.objects)))
     record = gen.record() | files.extra | (image_fingerprint(pngs[0]) if files.fingerprint else {})
+    # each image's VQ codes, row-major: an edit of this sample starts from them, with no re-encoding loss
+    record["image_tokens"] = gen.image_ids.tolist()
     write_json_atomic(files.record, record)
     for png, path in zip(pngs, files.images):
         write_bytes_atomic(path, png)  # last: an image on disk has its plan and record

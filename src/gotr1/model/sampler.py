@@ -253,6 +253,7 @@ class TwoPhaseSampler:
         record_logits: bool = False,
         source_image_ids: Sequence[torch.Tensor] | None = None,
         edit_masks: Sequence[torch.Tensor] | None = None,
+        chains_only: bool = False,
     ) -> list[Generation]:
         """Sample `num_generations` chains (each with `images_per_chain` images) per prompt, as `sampling` says.
 
@@ -268,6 +269,7 @@ class TwoPhaseSampler:
         source_image_ids, edit_masks: an edit of each prompt's image (see `edit_rows`): `[N]` VQ codes and an
             `[N]` bool mask (True: sample this token); every other token is the source's, teacher-forced, so
             it comes back unchanged and the sampled ones see it. A run of forced tokens is fed in one forward.
+        chains_only: write the reasoning chains and stop (no image tokens, no images).
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
         settings = (sampling or SamplingConfig()).for_model(self.bundle)
@@ -324,12 +326,15 @@ class TwoPhaseSampler:
                 rows = self._sample_chains(prompt_ids, sampling, row_seed, row_sample)
             else:
                 rows = self._sample_chains_static(prompt_ids, sampling, row_seed, row_sample, static)
-            if static is None:
+            if chains_only:  # the plans alone (e.g. candidates for a prompt edit): no image phase
+                image_ids = image_lps = torch.zeros((len(rows.text_ids) * images_per_chain, 0))
+                image_logits = None
+            elif static is None:
                 image_ids, image_lps, image_logits = self._sample_images(rows, sampling, row_seed, row_sample)
             else:
                 image_ids, image_lps = self._sample_images_static(rows, sampling, row_seed, row_sample, static)
                 image_logits = None
-        images = self._decode(image_ids, sampling) if sampling.decode_images else []
+        images = self._decode(image_ids, sampling) if sampling.decode_images and not chains_only else []
         P = sampling.images_per_chain
         out = []
         for r in range(len(prompts) * G):
