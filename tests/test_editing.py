@@ -95,12 +95,12 @@ def test_moving_one_object_keeps_the_other_and_the_background(shapes):
     up = f"({circle.x1},{circle.y1 - 281}),({circle.x2},{circle.y2 - 281})"
     new_chain = gen.chain.replace(f"({circle.x1},{circle.y1}),({circle.x2},{circle.y2})", up)
     result = edit(sampler, source, chain=new_chain, num_images=2, seed=7)
-    assert [c.change for c in result.changes] == ["moved"] and not result.full_rerender
+    assert [c.change for c in result.plan.changes] == ["moved"] and not result.plan.full_rerender
     side = int(sampler.bundle.num_image_tokens**0.5)
     pixels = sampler.bundle.image_size // side
-    outside = ~result.mask.reshape(side, side).repeat_interleave(pixels, 0).repeat_interleave(pixels, 1).numpy()
+    outside = ~result.plan.mask.reshape(side, side).repeat_interleave(pixels, 0).repeat_interleave(pixels, 1).numpy()
     for edited in result.generations:
-        assert torch.equal(edited.image_ids[0][~result.mask], gen.image_ids[0][~result.mask])
+        assert torch.equal(edited.image_ids[0][~result.plan.mask], gen.image_ids[0][~result.plan.mask])
         before, after = (np.asarray(im, dtype=int) for im in (gen.images[0], edited.images[0]))
         changed = np.abs(before - after).sum(-1) > 30
         assert changed[outside].mean() < 0.01  # VQ decoding spills a little across cells, no more
@@ -135,4 +135,27 @@ def test_a_full_mask_is_said_to_be_a_full_rerender(shapes, caplog):
     source = EditSource.from_generation(gen)
     clear = Image.new("RGBA", gen.images[0].size, (0, 0, 0, 0))
     result = edit(sampler, source, mask=clear, seed=1)
-    assert result.full_rerender and result.mask.all() and "full re-render" in caplog.text
+    assert result.plan.full_rerender and result.plan.mask.all() and "full re-render" in caplog.text
+
+
+def test_a_box_typed_in_round_numbers_is_drawn_once_snapped(shapes):
+    """The shapes model draws nothing for a circle typed at (700,100),(900,300): its chains only hold the grid
+    values of pixel edges. The edit snaps the plan, and the circle is drawn on (at least 7 of) 8 seeds."""
+    from gotr1.chain import snap_chain
+
+    sampler, gen = shapes
+    circle = gen.objects[0].box
+    typed = gen.chain.replace(f"({circle.x1},{circle.y1}),({circle.x2},{circle.y2})", "(700,100),(900,300)")
+    snapped, moved = snap_chain(typed, 64)
+    assert [(a.x1, a.y1, b.x1, b.y1) for a, b in moved] == [(700, 100, 703, 94)]
+    assert snap_chain(gen.chain, 64) == (gen.chain, [])  # the model's own chains are on its grid already
+
+    def drawn(chain):
+        gens = sampler.generate([gen.prompt], SamplingConfig(), chains=[[chain] * 8], num_generations=8, seed=100)
+        x1, y1, x2, y2 = (round(v * 64 / 1000) for v in (703, 94, 906, 297))
+        red = [np.asarray(g.images[0], dtype=int)[y1:y2, x1:x2] for g in gens]
+        return sum(((r[..., 0] > 150) & (r[..., 1] < 100) & (r[..., 2] < 100)).mean() > 0.3 for r in red)
+
+    assert drawn(typed) <= 1 and drawn(snapped) >= 7
+    plan = edit(sampler, EditSource.from_generation(gen), chain=typed, seed=100, num_images=8).plan
+    assert plan.chain == snapped and len(plan.snapped) == 1

@@ -35,6 +35,7 @@ __all__ = [
     "BOX_END",
     "BOX_START",
     "GRID",
+    "snap_chain",
     "LAYOUT_TOKENS",
     "OBJ_END",
     "OBJ_START",
@@ -223,6 +224,32 @@ def format_chain(chain: ParsedChain | Sequence[Segment], *, end_with_image_start
     segments = chain.segments if isinstance(chain, ParsedChain) else chain
     text = "".join(s if isinstance(s, str) else format_object(s) for s in segments)
     return text + BEGIN_OF_IMAGE if end_with_image_start else text
+
+
+_BOX_TAG = re.compile(
+    re.escape(BOX_START) + r"\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*,\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*" + re.escape(BOX_END)
+)
+
+
+def snap_chain(text: str, image_size: int) -> tuple[str, list[tuple[Box, Box]]]:
+    """Boxes moved onto the coordinates a model of `image_size` pixels writes: each corner to the grid value of
+    the nearest pixel edge (a shapes model's 64 pixels are 15.625 grid units apart). A person types round
+    numbers; the model has only seen its own. Returns the chain with every other character as it was, and the
+    (typed, snapped) pairs of the boxes that moved."""
+    moved = []
+
+    def snap(value: str) -> int:
+        return round(round(int(value) * image_size / GRID) * GRID / image_size)
+
+    def replace(match: re.Match[str]) -> str:
+        typed = Box(*(int(v) for v in match.groups()))
+        snapped = Box(*(snap(v) for v in match.groups()))
+        if snapped == typed:
+            return match.group(0)
+        moved.append((typed, snapped))
+        return f"{BOX_START}({snapped.x1},{snapped.y1}),({snapped.x2},{snapped.y2}){BOX_END}"
+
+    return _BOX_TAG.sub(replace, text), moved
 
 
 def validate_chain(text: str, *, require_image_start: bool = False) -> list[ChainProblem]:

@@ -2,7 +2,8 @@
 
 An edit starts from a source (a sample's prompt, chain and image tokens; a picture is encoded by the model's VQ)
 and says what changes in one of three ways, each giving a token mask (`edit_masks`):
-- a new chain (an edited plan): the cells under the old and new boxes of every object that changed;
+- a new chain (an edited plan): its boxes snapped to the coordinates the model writes (`chain.snap_chain`), then
+  the cells under the old and new boxes of every object that changed;
 - a new prompt: the model writes candidate chains for it and the one that keeps the most unchanged objects where
   they were is used, then as a new chain;
 - a mask image (fully transparent pixels may change): its cells; the chain is sampled from the prompt.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from ..chain import Box, snap_chain
 from .edit_masks import DEFAULT_EDIT_MARGIN, ObjectChange, keep_score, mask_from_image, plan_changes, plan_edit_mask
 from .image_tokens import encode_codes
 from .sampler import Generation, SamplingConfig, TwoPhaseSampler
@@ -74,62 +76,89 @@ class EditSource:
 
 
 @dataclass
-class EditResult:
-    generations: list[Generation]  # the edited samples (each with `edit_mask`)
-    mask: torch.Tensor  # [N] bool: the token cells that were re-sampled
-    chain: str | None  # the chain drawn (None: sampled per image, for a mask edit)
+class EditPlan:
+    """What an edit re-samples: for which prompt, with which chain, and where."""
+
+    prompt: str
+    chain: str | None  # the chain every edited image draws (None: each samples its own, for a mask edit)
+    mask: torch.Tensor  # [N] bool: the token cells re-sampled
     changes: list[ObjectChange]  # what the plan changed (empty for a mask edit)
-    full_rerender: bool  # the mask covers every cell: nothing of the source is kept
+    snapped: list[tuple[Box, Box]] = field(default_factory=list)  # (typed, drawn) boxes moved onto the model's grid
+
+    @property
+    def full_rerender(self) -> bool:
+        """The mask covers every cell: nothing of the source is kept."""
+        return bool(self.mask.all())
 
 
-def edit(
+@dataclass
+class EditResult:
+    plan: EditPlan
+    generations: list[Generation]  # the edited samples (each with `edit_mask`)
+
+
+def prepare_edit(
     sampler: TwoPhaseSampler,
     source: EditSource,
     *,
     chain: str | None = None,
     prompt: str | None = None,
     mask: Image.Image | None = None,
-    num_images: int = 1,
     seed: int = 0,
     sampling: SamplingConfig | None = None,
     margin: int = DEFAULT_EDIT_MARGIN,
     candidates: int = 8,
-) -> EditResult:
-    """Re-sample what the edit concerns, keep the source's other tokens. Give `chain` (an edited plan), `prompt`
-    (a new prompt; with `chain` too, the prompt the new plan answers) or `mask` (with an optional new prompt)."""
+) -> EditPlan:
+    """Decide what an edit re-samples. Give `chain` (an edited plan), `prompt` (a new prompt; with `chain` too,
+    the prompt the new plan answers) or `mask` (with an optional new prompt). A prompt edit samples `candidates`
+    chains for the new prompt and keeps the one that leaves most of the old plan in place."""
     if (chain is not None) + (mask is not None) > 1 or (chain is None and mask is None and prompt is None):
         raise EditError("say what to edit: a new chain, a new prompt, or a mask (one of chain and mask)")
-    bundle = sampler.bundle
-    side = int(bundle.num_image_tokens**0.5)
+    side = int(sampler.bundle.num_image_tokens**0.5)
     new_prompt = prompt if prompt is not None else source.prompt
-    sampling = sampling or SamplingConfig()
-    changes: list[ObjectChange] = []
     if mask is not None:
         if source.image is None:
             raise EditError("a mask edit needs the source image (its size is the mask's)")
-        cells = mask_from_image(mask, side, source.image.size)
-        chains = None
-        chain_used = None
+        try:
+            cells = mask_from_image(mask, side, source.image.size)
+        except ValueError as exc:
+            raise EditError(f"mask: {exc}") from None
+        plan = EditPlan(new_prompt, None, cells, [])
     else:
+        snapped = []
         if chain is None:  # a prompt edit: the candidate plan that keeps the most of the old one
             written = sampler.generate([new_prompt], sampling, num_generations=candidates, seed=seed, chains_only=True)
             chain = max(written, key=lambda g: keep_score(source.chain, g.chain)).chain
-        changes = plan_changes(source.chain, chain)
+        else:  # typed boxes onto the coordinates the model writes (round numbers it never saw draw nothing)
+            chain, snapped = snap_chain(chain, sampler.bundle.image_size)
         cells = plan_edit_mask(source.chain, chain, side, margin)
-        chains = [[chain] * num_images]
-        chain_used = chain
-    if not bool(cells.any()):
+        plan = EditPlan(new_prompt, chain, cells, plan_changes(source.chain, chain), snapped)
+    if not bool(plan.mask.any()):
         raise EditError("nothing to edit: the new plan places the same objects in the same boxes, or the mask is empty")
-    full = bool(cells.all())
-    if full:
+    if plan.full_rerender:
         log.warning("the edit covers every token cell: this is a full re-render, nothing of the source is kept")
+    return plan
+
+
+def edit(
+    sampler: TwoPhaseSampler,
+    source: EditSource,
+    *,
+    num_images: int = 1,
+    seed: int = 0,
+    sampling: SamplingConfig | None = None,
+    **what,
+) -> EditResult:
+    """Re-sample what the edit concerns (`prepare_edit`'s chain= | prompt= | mask=, margin, candidates), keep the
+    source's other tokens: `num_images` edited images, image i seeded like sample i of `seed`."""
+    plan = prepare_edit(sampler, source, seed=seed, sampling=sampling, **what)
     generations = sampler.generate(
-        [new_prompt],
+        [plan.prompt],
         sampling,
-        chains=chains,
+        chains=None if plan.chain is None else [[plan.chain] * num_images],
         num_generations=num_images,
         seed=seed,
         source_image_ids=[source.image_ids],
-        edit_masks=[cells],
+        edit_masks=[plan.mask],
     )
-    return EditResult(generations, cells, chain_used, changes, full)
+    return EditResult(plan, generations)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from PIL import Image
 
 from ..chain import BEGIN_OF_IMAGE
@@ -27,12 +28,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    """One image to make: a chain sampled for `prompt` (or `chain` teacher-forced), then its image."""
+    """One image to make: a chain sampled for `prompt` (or `chain` teacher-forced), then its image; an edit also
+    gives the source's image tokens and the cells to re-sample (`model.editing.prepare_edit` decides them)."""
 
     prompt: str
     seed: int = 0
     sample_index: int = 0
     chain: str | None = None
+    source_ids: torch.Tensor | None = field(default=None, compare=False)  # [N] the source image's tokens
+    edit_mask: torch.Tensor | None = field(default=None, compare=False)  # [N] bool: True = re-sample
 
 
 @dataclass
@@ -131,12 +135,36 @@ class Engine:
                     seeds=[job.seed for job in part],
                     sample_indices=[job.sample_index for job in part],
                     chains=None if part[0].chain is None else [[job.chain] for job in part],
+                    **self._edits(part),
                 )
                 for i, generation in zip(indices, generations):
                     samples[i] = Sample(jobs[i], generation, generation.images[0])
             done = [s for s in samples if s is not None]
             self._score(done)
         return done
+
+    def prepare_edit(self, source, **what):
+        """`model.editing.prepare_edit` under the engine's lock (a prompt edit samples candidate chains): what an
+        edit re-samples, to run as Jobs with `source_ids` and `edit_mask`."""
+        from ..model.editing import prepare_edit
+
+        with self._lock:
+            return prepare_edit(self.sampler, source, sampling=what.pop("sampling", None) or self.sampling, **what)
+
+    def _edits(self, jobs: Sequence[Job]) -> dict[str, Any]:
+        """The sampler's edit arguments when any job is an edit: the others re-sample every cell (which is
+        plain sampling), so edits and generations share one call."""
+        if all(job.edit_mask is None for job in jobs):
+            return {}
+        n = self.bundle.num_image_tokens
+        return {
+            "source_image_ids": [
+                job.source_ids if job.edit_mask is not None else torch.zeros(n, dtype=torch.long) for job in jobs
+            ],
+            "edit_masks": [
+                job.edit_mask if job.edit_mask is not None else torch.ones(n, dtype=torch.bool) for job in jobs
+            ],
+        }
 
     def _score(self, samples: list[Sample]) -> None:
         """Each sample's rewards, when rewards are configured and its prompt is in their language."""
