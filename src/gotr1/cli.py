@@ -1,4 +1,4 @@
-"""`gotr1` command line: parsing and dispatch. Each command's body lives with its subject: `generate.py`,
+"""`gotr1` command line: parsing and dispatch. Each command's body lives with its subject: `generate.py`, `edit.py`,
 `serving/commands.py`, `eval/commands.py`, `train/commands.py`, `rewards/commands.py` and the shapes world's
 `worlds/shapes/commands.py`; the argument types they share are in `arguments.py`."""
 
@@ -46,6 +46,7 @@ def add_convert_command(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .edit import add_edit_command
     from .eval.commands import add_eval_commands
     from .generate import add_generate_command
     from .rewards.commands import add_reward_command
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         add_generate_command,
+        add_edit_command,
         add_serving_commands,
         add_convert_command,
         add_reward_command,

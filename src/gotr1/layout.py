@@ -102,6 +102,18 @@ def plan_overlay(image: Image.Image, objects: Sequence[PlannedObject], min_side:
     return draw_plan_over_image(shown, objects)
 
 
+def mask_overlay(image: Image.Image, cells, min_side: int = 384, color: RGB = (255, 0, 170)) -> Image.Image:
+    """An edit's re-sampled token cells (`cells`: [rows, cols] bool) tinted over the image, small images enlarged
+    (nearest) first; the kept cells show the image as it is."""
+    scale = max(1, -(-min_side // image.width))
+    shown = image.convert("RGB").resize((image.width * scale, image.height * scale), resample=0)
+    rows, cols = len(cells), len(cells[0])
+    tint = Image.new("L", (cols, rows))
+    tint.putdata([110 if bool(cell) else 0 for row in cells for cell in row])
+    tint = tint.resize(shown.size, resample=0)
+    return Image.composite(Image.new("RGB", shown.size, color), shown, tint)
+
+
 def _load_font(size: int) -> Font:
     """Pillow's scalable default font; its fixed bitmap font where FreeType is missing."""
     try:
