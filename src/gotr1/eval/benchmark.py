@@ -51,6 +51,18 @@ class ScorerOptions:
     models: dict[str, str] = field(default_factory=dict)  # role -> hub id or path, overriding a scorer's default
 
 
+@dataclass
+class EditRequest:
+    """How a job's image is made when the benchmark edits a source image (an edit benchmark): the chain to draw,
+    the source's image tokens, the cells to re-sample (True) and what to keep beside the image."""
+
+    chain: str
+    source_ids: Any  # [N] VQ codes
+    mask: Any  # [N] bool
+    files: dict[str, bytes] = field(default_factory=dict)  # written into the run, path relative to it
+    record: dict[str, Any] = field(default_factory=dict)  # added to the job's record
+
+
 class Benchmark(ABC):
     """One benchmark: categories, the images each asks for, the file layout, scorers and aggregation."""
 
@@ -80,6 +92,11 @@ class Benchmark(ABC):
     def extra_files(self, jobs: Sequence[ImageJob]) -> dict[str, bytes]:
         """Files besides the images that the official layout needs (path relative to the run -> bytes)."""
         return {}
+
+    def edit_requests(self, sampler, jobs: Sequence[ImageJob], sampling) -> list[EditRequest] | None:
+        """For an edit benchmark, each job's `EditRequest` (its sources sampled with `sampler` as needed);
+        None (the default) for a benchmark whose images are drawn from their prompts."""
+        return None
 
     def output_dir(self, run_dir: Path, category: str) -> Path:
         """Where a scorer writes a category's official result files."""

@@ -56,7 +56,11 @@ def cmd_eval_sample(args) -> int:
     benchmark = benchmark_of(args.benchmark)
     categories = benchmark.check_categories(csv_list(args.categories) or list(benchmark.default_categories))
     images_per_prompt = args.images_per_prompt or benchmark.default_images_per_prompt
-    options = {key: getattr(args, key) for key in ("color_version", "seed") if getattr(args, key, None) is not None}
+    options = {
+        key: getattr(args, key)
+        for key in ("color_version", "seed", "edit_margin")
+        if getattr(args, key, None) is not None
+    }
     jobs = benchmark.jobs(categories, images_per_prompt, args.limit, **options)
     sampling = sampling_from_args(args)
     device = resolve_device(args.device)
@@ -232,6 +236,13 @@ def add_eval_commands(sub) -> None:
     gen_eval.add_argument("--seed", type=seed_type, default=42, help="image k of a prompt is seeded SEED + k")
     shapes_eval = eval_sub.add_parser("shapes", help="the shapes world per category and split, scored exactly")
     add_eval_sampling_args(shapes_eval, "shapes")
+    shapes_edit = eval_sub.add_parser(
+        "shapes-edit", help="shapes-world edits: region-preserving against full re-render, <kind>/<method>"
+    )
+    add_eval_sampling_args(shapes_edit, "shapes-edit")
+    shapes_edit.add_argument(
+        "--edit-margin", type=at_least(0), default=1, help="token cells re-sampled around each changed box"
+    )
     score = eval_sub.add_parser("score", help="score a sampled run (official files + scores/ + results/)")
     score.add_argument("run", help="the run folder (with run.json)")
     score.add_argument("--scorer", default=None, help="official | judge | detector | shapes (default: the benchmark's)")

@@ -199,8 +199,14 @@ def sample_run(
     with bar:
         for first in range(0, len(pending), batch_size):
             batch = pending[first : first + batch_size]
-            generations = sampler.generate([job.prompt for job in batch], sampling, seeds=[job.seed for job in batch])
-            for job, gen in zip(batch, generations):
+            edits = benchmark.edit_requests(sampler, batch, sampling)
+            generations = sampler.generate(
+                [job.prompt for job in batch], sampling, seeds=[job.seed for job in batch], **_edit_arguments(edits)
+            )
+            for i, (job, gen) in enumerate(zip(batch, generations)):
+                if edits is not None:
+                    for relative, data in edits[i].files.items():
+                        write_bytes_atomic(out / relative, data)
                 extra = {
                     "category": job.category,
                     "prompt_index": job.prompt_index,
@@ -209,6 +215,8 @@ def sample_run(
                     "plan": _plan_path(job),
                     "metadata": job.metadata,
                 } | ({"run_id": settings_id} if settings_id else {})
+                if edits is not None:
+                    extra |= edits[i].record
                 files = SampleFiles(
                     out / job.record, [out / job.path], [out / _plan_path(job)], extra=extra, fingerprint=True
                 )
@@ -225,6 +233,17 @@ def sample_run(
         "remade": remade,
         "seconds": seconds,
         "images_per_second": len(pending) / seconds if pending and seconds else None,
+    }
+
+
+def _edit_arguments(edits) -> dict[str, Any]:
+    """The sampler's arguments for a batch of edit jobs (each its chain, source tokens and mask)."""
+    if edits is None:
+        return {}
+    return {
+        "chains": [[edit.chain] for edit in edits],
+        "source_image_ids": [edit.source_ids for edit in edits],
+        "edit_masks": [edit.mask for edit in edits],
     }
 
 

@@ -96,13 +96,23 @@ def plan_changes(old_chain: str, new_chain: str) -> list[ObjectChange]:
 
 def plan_edit_mask(old_chain: str, new_chain: str, side: int, margin: int = DEFAULT_EDIT_MARGIN) -> torch.Tensor:
     """[side * side] bool, row-major like the image tokens: the cells under the old and new boxes of every object
-    the edit changes, dilated by `margin` cells. Empty when the plans place the same objects in the same boxes."""
-    mask = torch.zeros(side, side, dtype=torch.bool)
-    for change in plan_changes(old_chain, new_chain):
-        for box in (change.before, change.after):
-            if box is not None:
-                mask |= box_cells(box, side)
-    return dilate(mask, margin).reshape(-1)
+    the edit changes, grown by `margin` cells, except into the cells of objects the edit leaves as they were (the
+    margin blends the new region into its surroundings; it must not redraw what the edit did not name). Empty
+    when the plans place the same objects in the same boxes."""
+    old, new = parse_chain(old_chain).objects, parse_chain(new_chain).objects
+    changed = torch.zeros(side, side, dtype=torch.bool)
+    kept = torch.zeros(side, side, dtype=torch.bool)
+    for i, j in match_objects(old, new):
+        before = old[i] if i is not None else None
+        after = new[j] if j is not None else None
+        boxes = [o.box for o in (before, after) if o is not None and o.box is not None]
+        same = before is not None and after is not None and before.name == after.name and before.box == after.box
+        for box in boxes:
+            if same:
+                kept |= box_cells(box, side)
+            else:
+                changed |= box_cells(box, side)
+    return (changed | (dilate(changed, margin) & ~kept)).reshape(-1)
 
 
 def mask_from_image(mask_image: Image.Image, side: int, size: tuple[int, int]) -> torch.Tensor:

@@ -116,6 +116,8 @@ def prepare_edit(
         raise EditError("say what to edit: a new chain, a new prompt, or a mask (one of chain and mask)")
     side = int(sampler.bundle.num_image_tokens**0.5)
     new_prompt = prompt if prompt is not None else source.prompt
+    # Both plans on the model's coordinates: a source chain typed in round numbers compares like the edited one.
+    source_chain = snap_chain(source.chain, sampler.bundle.image_size)[0]
     if mask is not None:
         if source.image is None:
             raise EditError("a mask edit needs the source image (its size is the mask's)")
@@ -128,11 +130,11 @@ def prepare_edit(
         snapped = []
         if chain is None:  # a prompt edit: the candidate plan that keeps the most of the old one
             written = sampler.generate([new_prompt], sampling, num_generations=candidates, seed=seed, chains_only=True)
-            chain = max(written, key=lambda g: keep_score(source.chain, g.chain)).chain
+            chain = max(written, key=lambda g: keep_score(source_chain, g.chain)).chain
         else:  # typed boxes onto the coordinates the model writes (round numbers it never saw draw nothing)
             chain, snapped = snap_chain(chain, sampler.bundle.image_size)
-        cells = plan_edit_mask(source.chain, chain, side, margin)
-        plan = EditPlan(new_prompt, chain, cells, plan_changes(source.chain, chain), snapped)
+        cells = plan_edit_mask(source_chain, chain, side, margin)
+        plan = EditPlan(new_prompt, chain, cells, plan_changes(source_chain, chain), snapped)
     if not bool(plan.mask.any()):
         raise EditError("nothing to edit: the new plan places the same objects in the same boxes, or the mask is empty")
     if plan.full_rerender:

@@ -10,6 +10,7 @@ shape can change, may rarely flip a token that sat on a sampling boundary.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -144,12 +145,22 @@ class Engine:
         return done
 
     def prepare_edit(self, source, **what):
-        """`model.editing.prepare_edit` under the engine's lock (a prompt edit samples candidate chains): what an
-        edit re-samples, to run as Jobs with `source_ids` and `edit_mask`."""
+        """`model.editing.prepare_edit`: what an edit re-samples, to run as Jobs with `source_ids` and `edit_mask`.
+        Only a prompt edit uses the model (it samples candidate chains), and only then is the engine's lock taken."""
         from ..model.editing import prepare_edit
 
+        sampling = what.pop("sampling", None) or self.sampling
+        samples = what.get("chain") is None and what.get("mask") is None
+        with self._lock if samples else contextlib.nullcontext():
+            return prepare_edit(self.sampler, source, sampling=sampling, **what)
+
+    def source_from_image(self, image, prompt: str, chain: str):
+        """An `EditSource` from a picture, its tokens from the model's VQ encoder (under the engine's lock: one
+        model call at a time)."""
+        from ..model.editing import EditSource
+
         with self._lock:
-            return prepare_edit(self.sampler, source, sampling=what.pop("sampling", None) or self.sampling, **what)
+            return EditSource.from_image(self.bundle, image, prompt, chain)
 
     def _edits(self, jobs: Sequence[Job]) -> dict[str, Any]:
         """The sampler's edit arguments when any job is an edit: the others re-sample every cell (which is

@@ -1,4 +1,4 @@
-"""An OpenAI Images-compatible HTTP API over one engine: `POST /v1/images/generations`.
+"""An OpenAI Images-compatible HTTP API over one engine: `POST /v1/images/generations` and `/v1/images/edits`.
 
 Any OpenAI client (``OpenAI(base_url="http://127.0.0.1:8000/v1")``) can ask for images; each image also
 carries what GoT-R1 adds, its reasoning chain, the planned objects with boxes on the 0..1000 grid, the
@@ -24,6 +24,18 @@ Request fields:
   ``partial_images`` (``0``), ``frame_count``, ``frame_duration_ms`` and ``svg`` (no animation, no SVG).
 - Anything else is refused (400 naming the field), so a typo is never silently ignored.
 
+Edits (``POST /v1/images/edits``, multipart/form-data as OpenAI's ``images.edit`` sends it) take the same text
+fields and: ``image`` (required: one PNG file at the model's size), ``mask`` (a PNG of the same size with alpha:
+its fully transparent pixels may change), ``source_chain`` (the chain the image was drawn from, as its
+generation returned it) and ``input_fidelity`` (accepted and ignored). A mask edit re-samples the token cells
+the mask frees, with a chain sampled for ``prompt``; without a mask, ``source_chain`` and ``chain`` make a plan
+edit (the cells under the objects the new plan moves, resizes, renames, adds or removes), ``source_chain``
+alone a prompt edit (the candidate plan for ``prompt`` that keeps the most of the old one, see
+`model.editing.prepare_edit`). Every other token is the source's, so those cells come back as the image had
+them (after the model's VQ encoding). Image i is `Job(prompt, seed, i, chain, source_ids, edit_mask)`, batched
+with generations; each ``data[i]`` also holds its ``image_tokens``, the ``mask`` of re-sampled cells and the
+boxes ``snapped`` onto the model's coordinates; the answer says ``full_rerender`` and lists the ``changes``.
+
 Every error is JSON in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
 request, 401 for a missing or wrong API key (when the `api_key_env` variable is set at start; ``/health``
 stays open), 408 for a body that did not arrive within `body_timeout_s` (the connection is then closed), 413
@@ -44,7 +56,9 @@ import base64
 import hmac
 import io
 import logging
+import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -55,11 +69,13 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import FieldError, check_range
+from ..model.editing import EditError
 from ..model.loading import PromptTooLong
 from .batcher import Batcher, QueueFull, ShuttingDown
 from .engine import Engine, Job
@@ -156,8 +172,9 @@ def error_response(*args, **kwargs) -> JSONResponse:
     return APIError(*args, **kwargs).response()
 
 
-def _validation_message(error: dict[str, Any]) -> tuple[str, str | None]:
-    """One pydantic/FastAPI error as a sentence naming the field, and the field."""
+def _validation_message(error: dict[str, Any], fields: list[str] | None = None) -> tuple[str, str | None]:
+    """One pydantic/FastAPI error as a sentence naming the field, and the field (`fields`: the names the request
+    takes, listed when a field is unknown; the generation request's by default)."""
     kind, loc = error.get("type", ""), tuple(error.get("loc", ()))
     path = [str(part) for part in loc[1:]] if loc[:1] == ("body",) else [str(part) for part in loc]
     param = ".".join(path) or None
@@ -165,7 +182,7 @@ def _validation_message(error: dict[str, Any]) -> tuple[str, str | None]:
         where = f" at character {loc[1]}" if len(loc) > 1 else ""
         return f"the body is not valid JSON: {error.get('ctx', {}).get('error', 'decode error')}{where}", None
     if kind == "extra_forbidden":
-        allowed = ", ".join(ImageRequest.model_fields)
+        allowed = ", ".join(fields if fields is not None else ImageRequest.model_fields)
         return f"unknown field '{param}'; this server takes: {allowed}", param
     if param is None:
         if isinstance(error.get("input"), (bytes, str)):
@@ -281,6 +298,119 @@ def _image_entry(sample, seed: int) -> dict[str, Any]:
     return entry
 
 
+# -- edits: the multipart form -------------------------------------------------------------------
+
+
+class EditRequest(ImageRequest):
+    """The text fields of `POST /v1/images/edits`: the generation request's, and what an edit adds. The files
+    (``image``, ``mask``) are read from the form apart (see `_read_edit_form`)."""
+
+    source_chain: StrictStr | None = None  # the plan the source image was drawn from (a plan or prompt edit)
+    input_fidelity: Literal["high", "low"] | None = None  # accepted and ignored
+
+
+EDIT_FILES = ("image", "mask")
+_INT_FIELDS = ("n", "seed", "output_compression", "partial_images", "frame_count", "frame_duration_ms")
+_INTEGER = re.compile(r"[+-]?\d{1,30}")
+
+
+async def _read_edit_form(request: Request) -> tuple[EditRequest, dict[str, bytes]]:
+    """The edit's text fields, checked (APIError 400 naming the field), and its files' bytes by field name.
+
+    Form values are text: integers and booleans are read as such, anything else is left for pydantic to refuse.
+    ``image[]`` (what OpenAI's clients send for a list of images) counts as ``image``, and one image is edited
+    at a time. An empty file part without a file name (an HTML form's empty file input) is no file."""
+    content_type = request.headers.get("content-type", "").lower()
+    if not content_type.startswith("multipart/form-data"):
+        raise APIError(
+            400, "send an edit as multipart/form-data (the image is a file upload, as OpenAI's images.edit sends it)"
+        )
+    form = await request.form(max_files=len(EDIT_FILES) + 2, max_fields=64)
+    texts: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    try:
+        for key, value in form.multi_items():
+            name = "image" if key == "image[]" else key
+            if name == "markup":
+                raise APIError(400, "markup is not supported: give a mask (its transparent pixels may change)", name)
+            if name in EDIT_FILES:
+                if isinstance(value, str):
+                    raise APIError(400, f"{name} must be a file upload (a PNG), not a text field", name)
+                data = await value.read()
+                if not data and not value.filename:
+                    continue
+                if name in files:
+                    raise APIError(400, f"{name}: give one file; this server edits one image at a time", name)
+                files[name] = data
+            else:
+                if not isinstance(value, str):
+                    raise APIError(400, f"{name} must be a text field, not a file", name)
+                if name in texts:
+                    raise APIError(400, f"{name} is given more than once", name)
+                texts[name] = value
+    finally:
+        await form.close()
+    for name, value in texts.items():
+        if name in _INT_FIELDS and _INTEGER.fullmatch(value.strip()):
+            texts[name] = int(value)
+        elif name == "stream" and value.strip().lower() in ("true", "false"):
+            texts[name] = value.strip().lower() == "true"
+    try:
+        body = EditRequest.model_validate(texts)
+    except ValidationError as exc:
+        message, param = _validation_message(exc.errors()[0], [*EditRequest.model_fields, *EDIT_FILES])
+        raise APIError(400, message, param) from None
+    return body, files
+
+
+def _open_png(data: bytes, field: str, size: int) -> Image.Image:
+    """A PNG upload at the model's size, decoded (APIError 400 naming `field` otherwise). The size is checked on
+    the header, before any pixel is decoded."""
+    try:
+        picture = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise APIError(400, f"{field} is far larger than {size}x{size}", field) from None
+    except Exception:
+        raise APIError(400, f"{field} is not a PNG image (not a picture Pillow can read)", field) from None
+    if picture.format != "PNG":
+        raise APIError(400, f"{field} must be a PNG image, got {picture.format}", field)
+    width, height = picture.size
+    if (width, height) != (size, size):
+        what = "the model edits" if field == "image" else "it must be the image's size,"
+        raise APIError(400, f"{field} is {width}x{height}; {what} {size}x{size}", field)
+    try:
+        picture.load()
+    except Exception as exc:
+        raise APIError(400, f"{field} is not a readable PNG: {_one_line(exc)}", field) from None
+    return picture
+
+
+def _edit_param(message: str, kind: str) -> str:
+    """The request field an EditError concerns: the mask or image it names, else what the edit was given."""
+    if message.startswith("mask:"):
+        return "mask"
+    if message.startswith("the image is"):
+        return "image"
+    return {"mask": "mask", "plan": "chain", "prompt": "prompt"}[kind]
+
+
+def _box(box) -> list[int] | None:
+    return None if box is None else [box.x1, box.y1, box.x2, box.y2]
+
+
+def _edit_entry(sample, seed: int, plan) -> dict[str, Any]:
+    """`_image_entry` and the edit: the image's tokens, the token mask re-sampled (rows of 0/1, 1 = re-sampled,
+    row-major like the tokens) and the boxes snapped onto the model's coordinates."""
+    entry = _image_entry(sample, seed)
+    generation = sample.generation
+    mask = generation.edit_mask if generation.edit_mask is not None else plan.mask
+    side = math.isqrt(mask.numel())
+    entry["image_tokens"] = generation.image_ids[0].tolist()
+    entry["mask"] = mask.reshape(side, side).int().tolist()
+    entry["snapped"] = [{"typed": _box(typed), "drawn": _box(drawn)} for typed, drawn in plan.snapped]
+    return entry
+
+
 # -- the gate: API key and body size, before anything parses the body ------------------------------
 
 
@@ -379,6 +509,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     _add_error_handlers(app)
     _add_info_routes(app, engine, batcher, started)
     _add_generation_route(app, engine, settings, batcher)
+    _add_edit_route(app, engine, settings, batcher)
     return app
 
 
@@ -479,35 +610,118 @@ def _add_generation_route(app: FastAPI, engine: Engine, settings: ServerSettings
     async def generate(body: ImageRequest, request: Request) -> JSONResponse:
         n, seed = _check_request(body, engine, settings)
         future = _submit([Job(body.prompt, seed, i, body.chain) for i in range(n)], batcher)
-        waiter = asyncio.wrap_future(future)
-        watcher = asyncio.ensure_future(_until_disconnected(request.receive))
-        try:
-            done, _ = await asyncio.wait(
-                {waiter, watcher}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:  # the server is stopping this task: free the request's place
-            batcher.cancel(future)
-            raise
-        finally:
-            watcher.cancel()
-        if waiter not in done:
-            gone = watcher in done
-            if batcher.cancel(future, "cancelled" if gone else "timed_out"):
-                if gone:  # nobody is left to read this answer; uvicorn drops it
-                    return error_response(499, "the client closed the connection", code="client_closed_request")
-                raise APIError(
-                    504,
-                    f"no images after {settings.request_timeout_s:g} s; try again later",
-                    kind="server_error",
-                    code="timeout",
-                )
-            # else the request ended at the same moment (served or failed): answer with that end
-        samples = await _samples(waiter)
+        samples = await _wait_for_samples(future, request, batcher, settings)
         data = await run_in_threadpool(lambda: [_image_entry(sample, seed) for sample in samples])
-        size = f"{engine.image_size}x{engine.image_size}"
-        return JSONResponse(
-            {"created": int(time.time()), "data": data, "model": engine.name, "size": size, "output_format": "png"}
+        return JSONResponse(_images_response(engine, data))
+
+
+def _add_edit_route(app: FastAPI, engine: Engine, settings: ServerSettings, batcher: Batcher) -> None:
+    """``POST /v1/images/edits``: read and check the form, encode the image and decide what the edit re-samples
+    (in a worker thread: a prompt edit samples candidate chains), then queue its images like a generation.
+
+    At most ``max_queue // max_n`` edits are prepared at once (each waits for the model); more get a 503."""
+    preparing = 0
+    limit = max(1, settings.max_queue // settings.max_n)
+
+    @app.post("/v1/images/edits")
+    async def edit(request: Request) -> JSONResponse:
+        nonlocal preparing
+        body, files = await _read_edit_form(request)
+        n, seed = _check_request(body, engine, settings)
+        if "image" not in files:
+            raise APIError(400, "'image' is required: the PNG to edit, as a file upload", "image")
+        image = _open_png(files["image"], "image", engine.image_size)
+        if "mask" not in files and body.source_chain is None:
+            raise APIError(
+                400,
+                "give a mask (a PNG whose transparent pixels may change), or the source image's chain (source_chain, "
+                "the 'chain' its generation returned) with an edited chain or a new prompt",
+                "mask",
+            )
+        if "mask" in files and body.chain is not None:
+            raise APIError(400, "give chain (a plan edit, with source_chain) or mask, not both", "chain")
+        mask = _open_png(files["mask"], "mask", engine.image_size) if "mask" in files else None
+        kind, what = ("mask", {"mask": mask}) if mask is not None else ("prompt", {})
+        if body.chain is not None:
+            kind, what = "plan", {"chain": body.chain}
+        if preparing >= limit:
+            raise APIError(
+                503,
+                f"the server is busy preparing {preparing} other edit(s); retry after 1 s",
+                kind="server_error",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
+
+        source_chain = body.source_chain or ""  # prepare_edit puts it on the model's coordinates, as the edit
+
+        def prepare():
+            source = engine.source_from_image(image, body.prompt, source_chain)
+            return source, engine.prepare_edit(source, prompt=body.prompt, seed=seed, **what)
+
+        preparing += 1
+        try:
+            source, plan = await run_in_threadpool(prepare)
+        except EditError as exc:
+            raise APIError(400, str(exc), _edit_param(str(exc), kind)) from None
+        except Exception as exc:
+            log.exception("preparing an edit failed")
+            raise APIError(
+                500, f"preparing the edit failed: {_one_line(f'{type(exc).__name__}: {exc}')}", kind="server_error"
+            ) from None
+        finally:
+            preparing -= 1
+        jobs = [
+            Job(plan.prompt, seed, i, plan.chain, source_ids=source.image_ids, edit_mask=plan.mask) for i in range(n)
+        ]
+        samples = await _wait_for_samples(_submit(jobs, batcher), request, batcher, settings)
+        data = await run_in_threadpool(lambda: [_edit_entry(sample, seed, plan) for sample in samples])
+        changes = [
+            {"name": c.name, "change": c.change, "before": _box(c.before), "after": _box(c.after)} for c in plan.changes
+        ]
+        return JSONResponse(_images_response(engine, data, full_rerender=plan.full_rerender, changes=changes))
+
+
+def _images_response(engine: Engine, data: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The body of a successful images answer (OpenAI's fields, then `extra`)."""
+    size = f"{engine.image_size}x{engine.image_size}"
+    return {
+        "created": int(time.time()),
+        "data": data,
+        "model": engine.name,
+        "size": size,
+        "output_format": "png",
+        **extra,
+    }
+
+
+async def _wait_for_samples(future, request: Request, batcher: Batcher, settings: ServerSettings) -> list:
+    """The samples of a submitted request, or the APIError its end calls for: it is cancelled when the client
+    hangs up (499, which nobody reads) or when it waited longer than `request_timeout_s` (504)."""
+    waiter = asyncio.wrap_future(future)
+    watcher = asyncio.ensure_future(_until_disconnected(request.receive))
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, watcher}, timeout=settings.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
+    except asyncio.CancelledError:  # the server is stopping this task: free the request's place
+        batcher.cancel(future)
+        raise
+    finally:
+        watcher.cancel()
+    if waiter not in done:
+        gone = watcher in done
+        if batcher.cancel(future, "cancelled" if gone else "timed_out"):
+            if gone:  # nobody is left to read this answer; uvicorn drops it
+                raise APIError(499, "the client closed the connection", code="client_closed_request")
+            raise APIError(
+                504,
+                f"no images after {settings.request_timeout_s:g} s; try again later",
+                kind="server_error",
+                code="timeout",
+            )
+        # else the request ended at the same moment (served or failed): answer with that end
+    return await _samples(waiter)
 
 
 def _submit(jobs: list[Job], batcher: Batcher):
@@ -630,7 +844,8 @@ def serve(engine: Engine, settings: ServerSettings | None = None) -> None:
     keyed = bool(settings.api_key_env and os.environ.get(settings.api_key_env))
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
-        "serving %s at http://%s:%d/v1 (POST /v1/images/generations, GET /v1/models, GET /health); %s",
+        "serving %s at http://%s:%d/v1 (POST /v1/images/generations and /v1/images/edits, GET /v1/models, "
+        "GET /health); %s",
         engine.name,
         host,
         settings.port,

@@ -18,3 +18,10 @@ DECLARATION = LazySuite(
     description="the built-in shapes world: grammar prompts, exact rewards, exact benchmark",
     models={name: MODELS / name for name in ("shapes-grpo", "shapes-sft")},
 )
+
+# Region-preserving edits against full re-renders (`gotr1 eval shapes-edit`): a benchmark of this world's.
+EDIT_DECLARATION = LazySuite(
+    name="shapes-edit",
+    target="gotr1.worlds.shapes.edit_benchmark:SUITE",
+    description="edits in the shapes world: region-preserving against full re-render, scored exactly",
+)
