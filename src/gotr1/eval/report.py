@@ -647,6 +647,31 @@ def _split_cells(stats: dict[str, Any]) -> tuple[str, str]:
     return "".join(cells), f'<td><div class="bar">{"".join(segments)}</div></td>'
 
 
+def _columns_table(runs: Sequence[RunResults], categories: Sequence[str]) -> str:
+    """A benchmark's own per-category figures (its summary's ``columns``, e.g. what an edit kept), run by run;
+    empty for benchmarks without any."""
+    columns = runs[0].summary.get("columns") or []
+    if not columns:
+        return ""
+    head = '<tr><th>Category</th><th class="run">Run</th>' + "".join(f"<th>{_e(h)}</th>" for _, h in columns)
+    rows = []
+    for c in categories:
+        for i, r in enumerate(runs):
+            stats = r.summary["categories"].get(c)
+            if stats is None:
+                continue
+            cat = f'<th class="cat" rowspan="{len(runs)}">{_e(c)}</th>' if i == 0 else ""
+            cells = "".join(f"<td>{_fmt(stats.get(key), 4)}</td>" for key, _ in columns)
+            rows.append(
+                f'<tr data-category="{_e(c)}" data-run="{_e(r.label)}">{cat}'
+                f'<td class="run">{_swatch(_run_color(i))}{_e(r.label)}</td>{cells}</tr>'
+            )
+    return (
+        f'<h2 id="figures">{_e(runs[0].benchmark)}: per-category figures</h2><div class="scroll">'
+        f'<table class="split wide"><thead>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
 def _split_table(runs: Sequence[RunResults], categories: Sequence[str]) -> str:
     legend = "".join(f"<span>{_swatch(color)}{_e(label)}</span>" for _, label, color in SPLIT)
     legend += f"<span>{_swatch(PASSED_COLOR)}passed</span>"
@@ -822,6 +847,7 @@ def _page(
 <h2 id="scores">Scores</h2>
 {_scores_table(runs, categories, refs)}
 {chart_html}
+{_columns_table(runs, categories)}
 <h2 id="failures">Failure split: plan or drawing?</h2>
 {_split_table(runs, categories)}
 {sections}

@@ -246,8 +246,9 @@ def _incomplete_line(missing: Sequence[str], damaged: Sequence[str], scorer: str
 
 def summary_table(results: dict[str, Any]) -> str:
     """A plain-text table of a results dict: category, score, images, and the failure split."""
-    rows = [("category", "score", "images", "missing", "plan wrong", "off plan", "not judged")]
     summary = results["summary"]
+    extra = summary.get("columns", [])  # a benchmark's own per-category figures: [key, header]
+    rows = [("category", "score", "images", "missing", "plan wrong", "off plan", "not judged", *(h for _, h in extra))]
     footnotes = []
     for category, c in summary["categories"].items():
         f = c["failures"]
@@ -267,11 +268,12 @@ def summary_table(results: dict[str, Any]) -> str:
                 str(f["plan_wrong"]),
                 str(f["image_off_plan"]),
                 str(f["plan_not_judged"]),
+                *("-" if c.get(key) is None else f"{c[key]:.4f}" for key, _ in extra),
             )
         )
     if summary.get("overall") is not None:
         mark = "*" if summary.get("incomplete") else ""
-        rows.append(("overall (mean of categories)", f"{summary['overall']:.4f}{mark}", "", "", "", "", ""))
+        rows.append(("overall (mean of categories)", f"{summary['overall']:.4f}{mark}", *[""] * (len(rows[0]) - 2)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     header = f"{results['benchmark']} scored by {results['scorer']}"

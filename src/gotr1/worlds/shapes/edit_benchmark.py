@@ -42,6 +42,12 @@ from .vocabulary import COLORS, INVERSE, MAX_OBJECTS, SHAPES, Group, Meaning, re
 METHODS = ("region", "full")
 EDIT_SEED_OFFSET = 500_009  # an edit's seed: its source's + this (both methods the same)
 CHANGED = 48  # a pixel changed when its RGB moved by more than this (summed over channels)
+# What the summary adds per category: [key, column header]
+PRESERVATION = (
+    ("objects_kept", "objects kept"),
+    ("pixels_changed_outside", "px changed outside mask"),
+    ("untouched_pixels_changed", "px changed in kept objects"),
+)
 
 
 def _grid(box, size: int) -> tuple[int, int, int, int]:
@@ -354,9 +360,10 @@ class ShapesEditBenchmark(Benchmark):
         summary = super().summarize(scores)
         for name, category in summary["categories"].items():
             mine = [s for s in scores if s.category == name and s.score is not None]
-            for key in ("objects_kept", "pixels_changed_outside", "untouched_pixels_changed"):
+            for key, _ in PRESERVATION:
                 values = [s.details[key] for s in mine if s.details.get(key) is not None]
                 category[key] = fmean(values) if values else None
+        summary["columns"] = [list(column) for column in PRESERVATION]
         return summary
 
 
@@ -399,7 +406,7 @@ class EditScorer:
             category=category,
             prompt=image.prompt,
             score=1.0 if success else 0.0,
-            plan_score=None,
+            plan_score=1.0,  # the edited plan is the world's own, right by construction: a failure is the drawing's
             record=image.job.record,
             details={
                 "objects_kept": kept / counted if counted else None,
