@@ -159,3 +159,16 @@ def test_a_box_typed_in_round_numbers_is_drawn_once_snapped(shapes):
     assert drawn(typed) <= 1 and drawn(snapped) >= 7
     plan = edit(sampler, EditSource.from_generation(gen), chain=typed, seed=100, num_images=8).plan
     assert plan.chain == snapped and len(plan.snapped) == 1
+
+
+def test_words_the_edited_boxes_contradict_are_named():
+    from gotr1.chain import relation_contradictions
+
+    chain = _chain(("red circle", (0, 0, 250, 250)))
+    left = chain + " to the left of " + _chain(("blue square", (600, 0, 850, 250)))
+    assert relation_contradictions(left) == []
+    moved = left.replace("(0,0),(250,250)", "(750,500),(1000,750)")
+    assert relation_contradictions(moved) == [
+        "the chain says 'red circle' is to the left of 'blue square', but their boxes do not"
+    ]
+    assert relation_contradictions(moved.replace("to the left of", "below")) == []

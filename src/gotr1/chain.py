@@ -36,6 +36,7 @@ __all__ = [
     "BOX_START",
     "GRID",
     "snap_chain",
+    "relation_contradictions",
     "LAYOUT_TOKENS",
     "OBJ_END",
     "OBJ_START",
@@ -250,6 +251,39 @@ def snap_chain(text: str, image_size: int) -> tuple[str, list[tuple[Box, Box]]]:
         return f"{BOX_START}({snapped.x1},{snapped.y1}),({snapped.x2},{snapped.y2}){BOX_END}"
 
     return _BOX_TAG.sub(replace, text), moved
+
+
+# Words that place one object against the next, and the test their boxes must pass (centres, y down).
+_RELATION_WORDS = (
+    ("to the left of", lambda a, b: a[0] < b[0]),
+    ("left of", lambda a, b: a[0] < b[0]),
+    ("to the right of", lambda a, b: a[0] > b[0]),
+    ("right of", lambda a, b: a[0] > b[0]),
+    ("above", lambda a, b: a[1] < b[1]),
+    ("over", lambda a, b: a[1] < b[1]),
+    ("on top of", lambda a, b: a[1] < b[1]),
+    ("below", lambda a, b: a[1] > b[1]),
+    ("under", lambda a, b: a[1] > b[1]),
+    ("beneath", lambda a, b: a[1] > b[1]),
+)
+
+
+def relation_contradictions(text: str) -> list[str]:
+    """Where a chain's words contradict its boxes: "A to the left of B" with A's box right of B's (an edited box
+    moves; its words stay). Only a relation word between two consecutive objects is read; one line each."""
+    found = []
+    segments = parse_chain(text).segments
+    objects = [(i, s) for i, s in enumerate(segments) if isinstance(s, PlannedObject)]
+    for (i, a), (j, b) in zip(objects, objects[1:]):
+        between = " ".join(s for s in segments[i + 1 : j] if isinstance(s, str)).lower()
+        if a.box is None or b.box is None:
+            continue
+        for words, holds in _RELATION_WORDS:
+            if re.search(rf"\b{words}\b", between):
+                if not holds(a.box.center, b.box.center):
+                    found.append(f"the chain says {a.name!r} is {words} {b.name!r}, but their boxes do not")
+                break
+    return found
 
 
 def validate_chain(text: str, *, require_image_start: bool = False) -> list[ChainProblem]:

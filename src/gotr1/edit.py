@@ -139,6 +139,8 @@ def _edit_into(args, what: dict, out: Path) -> int:
             *vars(typed).values(),
             *vars(drawn).values(),
         )
+    for warning in plan.warnings:
+        log.warning("%s: edit its words too, or the model may follow them", warning)
     side = int(bundle.num_image_tokens**0.5)
     if source.image is not None:
         source.image.save(out / "source.png")
@@ -157,6 +159,7 @@ def _edit_into(args, what: dict, out: Path) -> int:
             {"name": c.name, "change": c.change, "before": _box(c.before), "after": _box(c.after)} for c in plan.changes
         ],
         "snapped": [{"typed": _box(a), "drawn": _box(b)} for a, b in plan.snapped],
+        "warnings": plan.warnings,
         "mask_cells": int(plan.mask.sum()),
         "cells": plan.mask.numel(),
         "full_rerender": plan.full_rerender,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..chain import Box, snap_chain
+from ..chain import Box, relation_contradictions, snap_chain
 from .edit_masks import DEFAULT_EDIT_MARGIN, ObjectChange, keep_score, mask_from_image, plan_changes, plan_edit_mask
 from .image_tokens import encode_codes
 from .sampler import Generation, SamplingConfig, TwoPhaseSampler
@@ -84,6 +84,7 @@ class EditPlan:
     mask: torch.Tensor  # [N] bool: the token cells re-sampled
     changes: list[ObjectChange]  # what the plan changed (empty for a mask edit)
     snapped: list[tuple[Box, Box]] = field(default_factory=list)  # (typed, drawn) boxes moved onto the model's grid
+    warnings: list[str] = field(default_factory=list)  # e.g. words the edited boxes now contradict
 
     @property
     def full_rerender(self) -> bool:
@@ -134,7 +135,9 @@ def prepare_edit(
         else:  # typed boxes onto the coordinates the model writes (round numbers it never saw draw nothing)
             chain, snapped = snap_chain(chain, sampler.bundle.image_size)
         cells = plan_edit_mask(source_chain, chain, side, margin)
-        plan = EditPlan(new_prompt, chain, cells, plan_changes(source_chain, chain), snapped)
+        plan = EditPlan(
+            new_prompt, chain, cells, plan_changes(source_chain, chain), snapped, relation_contradictions(chain)
+        )
     if not bool(plan.mask.any()):
         raise EditError("nothing to edit: the new plan places the same objects in the same boxes, or the mask is empty")
     if plan.full_rerender:
