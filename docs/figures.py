@@ -1,5 +1,6 @@
 """The README's first picture, drawn from the shipped models: `python docs/figures.py`; with `--run DIR` (a
-`gotr1 train grpo` output folder) also the training curve of docs/training.md.
+`gotr1 train grpo` output folder) also the training curve of docs/training.md; with `--edits` the editing
+figure of docs/editing.md.
 
 The README's own prompt and `gotr1 generate`'s defaults (CFG from the checkpoint, temperature 1), seeds
 1..8, once with the model before GRPO (shapes-sft) and once with the default model (shapes-grpo): each
@@ -53,11 +54,44 @@ def training_curve(run: Path, window: int = 10) -> Image.Image:
     )
 
 
+def edit_sheet(seeds: range, margins=(0, 2)) -> Image.Image:
+    """Moving the circle up, per seed: the source, then for each margin the re-sampled cells over the source and
+    the region-preserving edit, then the full re-render of the edited plan with the same seed."""
+    from gotr1.layout import mask_overlay
+    from gotr1.model.editing import EditSource, edit
+
+    sampler = TwoPhaseSampler(load_model("shapes-grpo", device="cpu"))
+    tiles, captions = [], []
+    for seed in seeds:
+        gen = sampler.generate([PROMPT], SamplingConfig(), seeds=[seed])[0]
+        circle = gen.objects[0].box
+        up = f"({circle.x1},{max(0, circle.y1 - 300)}),({circle.x2},{max(0, circle.y1 - 300) + circle.height})"
+        chain = gen.chain.replace(f"({circle.x1},{circle.y1}),({circle.x2},{circle.y2})", up)
+        tiles.append(gen.images[0].resize((160, 160), 0))
+        captions.append(f"seed {seed}: source")
+        for margin in margins:
+            result = edit(sampler, EditSource.from_generation(gen), chain=chain, seed=seed, margin=margin)
+            tiles.append(mask_overlay(gen.images[0], result.plan.mask.reshape(8, 8), min_side=160))
+            tiles.append(result.generations[0].images[0].resize((160, 160), 0))
+            captions += [f"re-sampled, margin {margin}", f"edit, margin {margin}"]
+        full = sampler.generate([PROMPT], SamplingConfig(), chains=[[result.plan.chain]], seeds=[seed])[0]
+        tiles.append(full.images[0].resize((160, 160), 0))
+        captions.append("full re-render")
+    return sample_grid(
+        tiles, [[] for _ in tiles], captions, columns=len(tiles) // len(seeds), tile=160, limit=len(tiles)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "default_model_samples.png"))
     parser.add_argument("--run", default=None, help="a gotr1 train grpo output folder: also draw its curve")
+    parser.add_argument("--edits", action="store_true", help="also draw docs/edit_example.png")
     args = parser.parse_args()
+    if args.edits:
+        edits = Path(__file__).parent / "edit_example.png"
+        edit_sheet(range(1, 4)).save(edits)
+        print(f"wrote {edits}")
     if args.run:
         curve = Path(__file__).parent / "shapes_grpo_curve.png"
         training_curve(Path(args.run)).save(curve)

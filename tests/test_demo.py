@@ -1,4 +1,5 @@
-"""The demo's callbacks called directly (no browser): generate, the table/text editor, re-render, download."""
+"""The demo's callbacks called directly (no browser): generate, the table/text editor, re-render (keeping the rest
+of the image or not), the edit by prompt, rewards with their ranges, download."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,11 +19,12 @@ import pytest
 import torch
 
 from gotr1.chain import parse_chain
+from gotr1.model.editing import EditError
 from gotr1.models import load_model
 from gotr1.rewards.base import RewardResult
-from gotr1.serving.demo import DemoApp, build_demo, highlighted_chain
-from gotr1.serving.engine import Engine
-from gotr1.serving.plan_edit import plan_rows
+from gotr1.serving.demo import DemoApp, _enlarged, _softly, _table_value, build_demo, highlighted_chain
+from gotr1.serving.engine import Engine, Scores
+from gotr1.serving.plan_edit import apply_rows, cell_problems, plan_rows
 from gotr1.worlds.shapes.parse import read_prompt
 from gotr1.worlds.shapes.rl import reward_function
 
@@ -129,6 +132,7 @@ def test_table_edits_apply_to_the_chain_the_table_was_read_from(generated):
 
 
 def test_rerender_adds_a_sample_from_the_edited_chain(generated, engine, tmp_path):
+    """Typed boxes are snapped onto the model's grid (64 px: a pixel edge every 15.625 units) and the page says so."""
     app = DemoApp(engine, root=tmp_path)
     session, view = app.generate(None, PROMPT, 2, 0)
     session.selected = _with_objects(session)
@@ -141,14 +145,16 @@ def test_rerender_adds_a_sample_from_the_edited_chain(generated, engine, tmp_pat
     edited = session.current
     assert edited is session.entries[-1] and original in session.entries
     assert (edited.prompt, edited.seed, edited.sample_index) == (original.prompt, original.seed, original.sample_index)
-    assert "(100,500),(400,900)" in edited.chain and "(100,500),(400,900)" in view["chain_text"]
-    assert parse_chain(edited.chain).objects[0].box.x1 == 100
-    assert view["table"][0][1:] == ["100", "500", "400", "900"]
+    assert "(94,500),(406,906)" in edited.chain and "(94,500),(406,906)" in view["chain_text"]
+    assert parse_chain(edited.chain).objects[0].box.x1 == 94
+    assert view["table"][0][1:] == ["94", "500", "406", "906"]
+    assert "(100,500),(400,900) drawn as (94,500),(406,906): the model's grid" in view["compare_note"].replace("\\", "")
+    assert edited.record["edit"]["snapped"] == [{"typed": [100, 500, 400, 900], "drawn": [94, 500, 406, 906]}]
     assert edited.record["teacher_forced"] and edited.record["edited_from"] == original.label
     assert "edit 1" in edited.label and "edit 1" in view["heading"]
     assert edited.image.size == original.image.size
-    # editing the edit numbers on from the same generated sample
-    session, _ = app.rerender(session, chain)
+    # editing the edit numbers on from the same generated sample (a full re-render: the same plan is allowed)
+    session, _ = app.rerender(session, edited.chain, keep=False)
     assert "edit 2" in session.current.label
 
 
@@ -204,7 +210,13 @@ def test_refusals_raise_gradio_errors_and_the_app_keeps_working(app):
     session, _ = app.generate(None, PROMPT, 1, 0)
     with pytest.raises(gr.Error, match="context"):
         app.rerender(session, "a red circle " * 400)
-    session, view = app.rerender(session, session.current.chain)  # still works after refusals
+    with pytest.raises(gr.Error, match="Nothing to edit"):  # keeping everything else, the same plan changes nothing
+        app.rerender(session, session.current.chain)
+    with pytest.raises(gr.Error, match="Type the new prompt"):
+        app.prompt_edit(session, "  ")
+    with pytest.raises(gr.Error, match="Generate a sample first"):
+        app.prompt_edit(None, PROMPT)
+    session, view = app.rerender(session, session.current.chain, keep=False)  # still works after refusals
     assert len(session.entries) == 2
 
 
@@ -222,9 +234,15 @@ def test_checks_name_the_input_to_blame_without_sampling(app, engine):
     )
     assert app.check_rerender(None, "x")[0] == "chain"
     session, _ = app.generate(None, PROMPT, 1, 0)
-    assert app.check_rerender(session, session.current.chain) is None
+    assert app.check_rerender(session, session.current.chain, keep=False) is None
+    field, message = app.check_rerender(session, session.current.chain, keep=True)
+    assert field == "chain" and message.startswith("Nothing to edit")
     field, message = app.check_rerender(session, "a red circle " * 400)
     assert field == "chain" and f"context of {engine.context_length} tokens" in message
+    assert app.check_prompt_edit(session, "a blue circle") is None
+    assert app.check_prompt_edit(session, "") == ("edit_prompt", "Type the new prompt for this sample.")
+    assert app.check_prompt_edit(session, "word " * 600)[0] == "edit_prompt"
+    assert app.check_prompt_edit(None, "a blue circle")[0] == "edit_prompt"
 
 
 def test_prompt_outside_the_rewards_language_says_not_scored(app):
@@ -287,11 +305,164 @@ def test_build_demo_has_the_stable_element_ids(engine):
         "plan-table",
         "chain-text",
         "rerender",
+        "keep",
         "problems",
         "rewards",
         "download",
+        "compare-before",
+        "compare-after",
+        "compare-note",
+        "edit-prompt",
+        "prompt-edit",
     ):
         assert elem_id in ids
+
+
+def _moved(chain: str) -> str:
+    """`chain` with its first boxed object moved sideways by 400 units (same size, kept on the grid)."""
+    rows = plan_rows(chain)
+    x1, x2 = int(rows[0][1]), int(rows[0][3])
+    shift = 400 if x2 + 400 <= 1000 else -min(400, x1)
+    rows[0][1], rows[0][3] = str(x1 + shift), str(x2 + shift)
+    return apply_rows(chain, rows)
+
+
+def _pixels(image) -> torch.Tensor:
+    return torch.tensor(list(image.convert("RGB").tobytes()), dtype=torch.int16).reshape(image.height, image.width, 3)
+
+
+def test_keeping_everything_else_resamples_only_the_changed_cells(app):
+    session, _ = app.generate(None, PROMPT, 2, 0)
+    session.selected = _with_objects(session)
+    original = session.current
+    session, view = app.rerender(session, _moved(original.chain))  # "keep everything else" is the default
+    edited = session.current
+    mask = edited.edit_mask
+    assert mask is not None and 0 < int(mask.sum()) < mask.numel()
+    # every token outside the mask is the original's
+    assert torch.equal(edited.source.image_ids[~mask], original.source.image_ids[~mask])
+    # and so, but for the VQ decoder's spill across cell borders, is every pixel
+    side = int(mask.numel() ** 0.5)
+    cell = original.image.width // side
+    inside = mask.reshape(side, side).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
+    changed = (_pixels(original.image) - _pixels(edited.image)).abs().amax(-1) > 8
+    assert (changed & ~inside).float().mean() < 0.01
+    assert (changed & inside).any()
+    # shown side by side: the original as it was, the edit with exactly the re-sampled cells tinted
+    assert view["before"].tobytes() == _enlarged(original.image).tobytes()
+    scale = view["after"].width // original.image.width
+    tinted = (_pixels(view["after"]) != _pixels(view["image"])).any(-1)
+    shown = inside.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    assert torch.equal(tinted, shown)
+    assert f"Re-sampled {int(mask.sum())} of {mask.numel()} token cells" in view["compare_note"]
+    assert edited.record["edit"] | {"changes": None, "snapped": None} == {
+        "kind": "plan",
+        "from": original.label,
+        "from_prompt": original.prompt,
+        "from_chain": original.chain,
+        "kept_the_rest": True,
+        "mask_cells": int(mask.sum()),
+        "cells": mask.numel(),
+        "changes": None,
+        "snapped": None,
+    }
+    assert [c["change"] for c in edited.record["edit"]["changes"]] == ["moved"]
+    with zipfile.ZipFile(view["download"]) as archive:
+        assert {"before.png", "mask.png", "image.png", "chain.json"} <= set(archive.namelist())
+    assert view["download"].endswith(f"gotr1-{original.label.strip('#')}-edit-1.zip")
+
+
+def test_without_keep_the_whole_image_is_resampled_from_the_snapped_plan(app):
+    session, _ = app.generate(None, PROMPT, 1, 0)
+    original = session.current
+    rows = plan_rows(original.chain)
+    rows[0][1:] = ["700", "100", "900", "300"]
+    chain, _ = app.table_edited(rows, original.chain)
+    session, view = app.rerender(session, chain, keep=False)
+    edited = session.current
+    assert edited.edit_mask is None and not edited.record["edit"]["kept_the_rest"]
+    assert "(703,94),(906,297)" in edited.chain
+    note = view["compare_note"].replace("\\", "")
+    assert "(700,100),(900,300) drawn as (703,94),(906,297): the model's grid" in note
+    assert "whole image was re-sampled" in note
+    assert view["before"] is not None and view["after"].tobytes() == view["image"].tobytes()
+
+
+def test_edit_by_prompt_redraws_only_what_the_new_plan_changes(app):
+    session, _ = app.generate(None, PROMPT, 1, 0)
+    original = session.current
+    new_prompt = "a red circle to the left of a green square"
+    session, view = app.prompt_edit(session, new_prompt)
+    edited = session.current
+    assert edited.prompt == new_prompt and view["edit_prompt"] == new_prompt
+    assert edited.record["edit"]["kind"] == "prompt" and "its prompt edited from" in view["heading"]
+    assert "green square" in edited.chain
+    mask = edited.edit_mask
+    assert mask is not None and 0 < int(mask.sum()) < mask.numel()
+    assert torch.equal(edited.source.image_ids[~mask], original.source.image_ids[~mask])
+    assert "New prompt" in view["compare_note"] and edited.scores is not None  # scored against the new prompt
+
+
+def test_an_edit_error_is_shown_as_the_page_shows_errors(app, monkeypatch):
+    session, _ = app.generate(None, PROMPT, 1, 0)
+
+    def refuse(source, **what):
+        raise EditError("nothing to edit: the new plan places the same objects in the same boxes")
+
+    monkeypatch.setattr(app.engine, "prepare_edit", refuse)
+    with pytest.raises(gr.Error, match="Nothing to edit"):
+        app.prompt_edit(session, "a blue circle")
+    handler = _softly(lambda state, text: app.prompt_edit(state, text), 3)
+    with pytest.warns(UserWarning, match="Nothing to edit"):
+        assert handler(session, "a blue circle") == [gr.skip()] * 3
+    assert len(session.entries) == 1
+
+
+def test_a_bad_cell_is_marked_and_its_row_keeps_what_was_typed(app):
+    chain = (
+        "A <|obj_start|>red circle<|obj_end|> <|box_start|>(abc,10),(200,1500)<|box_end|> and "
+        "<|obj_start|>blue square<|obj_end|> <|box_start|>(600,100),(500,300)<|box_end|>."
+    )
+    rows = plan_rows(chain)
+    assert rows == [["red circle", "abc", "10", "200", "1500"], ["blue square", "600", "100", "500", "300"]]
+    marks = cell_problems(rows)
+    assert [[bool(m) for m in row] for row in marks] == [
+        [False, True, False, False, True],
+        [False, True, False, True, False],  # x2 < x1: both of the pair
+    ]
+    styling = _table_value(rows)["metadata"]["styling"]
+    assert [[bool(css) for css in row] for row in styling] == [[bool(m) for m in row] for row in marks]
+    assert (
+        _table_value(plan_rows(chain.replace("abc", "100").replace("1500", "150").replace("600", "400")))["metadata"][
+            "styling"
+        ]
+        is None
+    )
+    problems = app.problems_html(chain)
+    assert "row 1: x1 &#x27;abc&#x27; is not a whole number" in problems and "off the 0..1000 grid" in problems
+    # a text edit re-reads the table the same way: cells as typed, not a blank row or a clamped 1000
+    table, _, _ = app.text_edited(chain)
+    assert table == rows
+
+
+def test_rewards_show_their_range_and_why_a_zero(generated):
+    app, session, _ = generated
+    entry = session.entries[0]
+    html = app.rewards_html(entry)
+    assert html.count("0–1") == 4 and "0–2" in html and "0: " not in html  # the product is 0..2
+    edge = entry.chain.replace(plan_rows(entry.chain)[0][1], "0", 1)  # first box moved to the image's edge
+    zero = replace(
+        entry,
+        chain=edge,
+        scores=Scores(0.0, {"r_sem": 1.0, "r_spa": 1.0, "r_ri": 0.0, "r_pi": 0.0}, {"r_pi": "exact"}),
+    )
+    html = app.rewards_html(zero)
+    assert "0: no planned object was found drawn in its box" in html
+    assert "cut off by the image&#x27;s edge" in html and "reaches the image&#x27;s edge" in html
+    assert "0: r_ri and r_pi are 0, and the product needs every stage to score" in html
+    assert "exact" not in html  # a reason every value carries says nothing about a 0
+    told = replace(zero, scores=Scores(0.0, {"r_sem": 0.0}, {"r_sem": "the judge saw no plan"}))
+    assert "0: the judge saw no plan" in app.rewards_html(told)
 
 
 def test_raw_api_values_a_page_never_sends_are_refusals(app, engine):
@@ -376,3 +547,18 @@ def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
     assert proc.returncode in (0, 130), output
     assert "Traceback" not in output, output
     assert not list(tmp_path.glob("gotr1-demo-*")), output
+    # the start-up line names gotr1's own flag, not Gradio's launch(share=True)
+    assert f"http://127.0.0.1:{port}/" in output and "--share" in output, output
+    assert "share=True" not in output, output
+
+
+def test_the_validator_names_words_the_boxes_contradict():
+    from gotr1.serving.demo import DemoApp
+
+    chain = (
+        "<|obj_start|>red circle<|obj_end|> <|box_start|>(750,500),(1000,750)<|box_end|> to the left of "
+        "<|obj_start|>blue square<|obj_end|> <|box_start|>(0,0),(250,250)<|box_end|>"
+    )
+    html = DemoApp.problems_html(chain)
+    assert "contradict" in html and "to the left of" in html and "Plan OK" not in html
+    assert "Plan OK" in DemoApp.problems_html(chain.replace("to the left of", "below"))

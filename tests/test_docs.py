@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -300,7 +301,8 @@ def test_doc_runs_scored_or_reported_are_made_in_the_same_doc(parser):
 # - the README's set-up command, as written (the shapes model, one sample);
 # - the shapes world's SFT pair (export the records, train on them): the records must land where
 #   configs/shapes_sft.yaml reads them; run with 16 records and a copy of the recipe with 2 steps of batch 4;
-# - the README's evaluation and report of the two built-in models: one prompt of one category each.
+# - the README's evaluation and report of the two built-in models: one prompt of one category each;
+# - docs/editing.md's sample, plan edit and edit benchmark (one task per kind).
 # Everything else is parsed only: hub models (downloads), random:janus-pro-* (minutes at 1B), training recipes
 # (minutes to hours), serve / demo (servers), judge rewards (a VLM server), accelerate launch (several
 # processes), the shapes tokenizer and pretraining (17-24 minutes).
@@ -311,6 +313,13 @@ EVAL_SFT = "gotr1 eval shapes --model shapes-sft --out runs/shapes_sft"
 EVAL_GRPO = "gotr1 eval shapes --out runs/shapes_grpo"
 REPORT = "gotr1 eval report runs/shapes_sft runs/shapes_grpo --labels SFT,GRPO --out reports/sft_vs_grpo"
 QUICK_EVAL = ["--categories", "heldout/shape", "--limit", "1"]
+# docs/editing.md's first pair: a sample, then a plan edit of it (the chain file written as a person would)
+EDIT_SOURCE = 'gotr1 generate --prompt "a red circle to the left of a blue square" --seed 3 --out outputs/src'
+EDIT_PLAN = (
+    "gotr1 edit outputs/src/0000_a_red_circle_to_the_left_of_a_blue_square/sample_00 --chain new_chain.txt "
+    "--num-images 4"
+)
+EDIT_EVAL = "gotr1 eval shapes-edit --limit 100 --edit-margin 2 --scorer shapes-edit"
 
 
 def _shown(text: str) -> list[str]:
@@ -349,6 +358,20 @@ def test_run_readme_eval_and_report(tmp_path, monkeypatch):
     _run(_shown(EVAL_GRPO) + QUICK_EVAL)
     _run(_shown(REPORT))
     assert (tmp_path / "reports" / "sft_vs_grpo" / "report.html").is_file()
+
+
+def test_run_editing_source_then_plan_edit_and_the_edit_benchmark(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _run(_shown(EDIT_SOURCE))
+    sample = tmp_path / "outputs/src/0000_a_red_circle_to_the_left_of_a_blue_square/sample_00"
+    chain = (sample / "chain.txt").read_text()
+    box = json.loads((sample / "chain.json").read_text())["objects"][0]["box"]
+    (tmp_path / "new_chain.txt").write_text(chain.replace("({},{}),({},{})".format(*box), "(700,100),(900,300)"))
+    _run(_shown(EDIT_PLAN) + ["--out", "outputs/edit"])
+    assert len(list(tmp_path.glob("outputs/edit/sample_*/image_0.png"))) == 4
+    argv = _shown(EDIT_EVAL)
+    _run([*argv[: argv.index("--limit")], "--limit", "1", *argv[argv.index("--limit") + 2 :]])
+    assert (tmp_path / "outputs/eval/shapes-edit/results/shapes-edit.json").is_file()
 
 
 # --------------------------------------------------------------------------------------------- paths

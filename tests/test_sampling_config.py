@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict
 
 import pytest
+import torch
 from PIL import Image
 
 from gotr1.chain import parse_chain
@@ -123,6 +124,7 @@ class _Fake:
 
     def __init__(self, images):
         self.images = images
+        self.image_ids = torch.arange(len(images) * 4).reshape(len(images), 4)
         self.chain = "a red circle [100, 100, 400, 400]"
         self.parsed = parse_chain(self.chain + "<begin_of_image>")
         self.objects = self.parsed.objects

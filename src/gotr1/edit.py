@@ -110,11 +110,13 @@ def cmd_edit(args) -> int:
 
 def _edit_into(args, what: dict, out: Path) -> int:
     from .layout import mask_overlay
+    from .model.edit_masks import DEFAULT_EDIT_MARGIN
     from .model.editing import EditError, edit
     from .model.sampler import TwoPhaseSampler
     from .models import load_model
     from .samples import write_sample_folder
 
+    margin = DEFAULT_EDIT_MARGIN if args.edit_margin is None else args.edit_margin
     bundle = load_model(args.model, args.dtype, resolve_device(args.device))
     source = _source(args, bundle)
     sampling = sampling_from_args(args).for_model(bundle)
@@ -126,7 +128,7 @@ def _edit_into(args, what: dict, out: Path) -> int:
             num_images=args.num_images,
             seed=args.seed,
             sampling=sampling,
-            margin=args.edit_margin,
+            margin=margin,
             candidates=args.candidates,
             **what,
         )
@@ -163,7 +165,7 @@ def _edit_into(args, what: dict, out: Path) -> int:
         "mask_cells": int(plan.mask.sum()),
         "cells": plan.mask.numel(),
         "full_rerender": plan.full_rerender,
-        "edit_margin": args.edit_margin,
+        "edit_margin": margin,
         "seed": args.seed,
         "sampling": sampling.sample_settings() | {"compile": sampling.compile},
         "model_source": bundle.source,
@@ -179,8 +181,6 @@ def _box(box):
 
 def add_edit_command(sub) -> None:
     """Add `gotr1 edit` to the `gotr1` subcommands."""
-    from .model.edit_masks import DEFAULT_EDIT_MARGIN
-
     ed = sub.add_parser("edit", help="re-draw what an edited plan, prompt or mask names; keep the rest of the image")
     ed.add_argument("source", metavar="SOURCE", help="a gotr1 generate sample folder, or an image file")
     ed.add_argument("--chain", "--plan", dest="chain", help="a text file with the edited chain (plan) to draw")
@@ -193,8 +193,8 @@ def add_edit_command(sub) -> None:
     ed.add_argument(
         "--edit-margin",
         type=at_least(0),
-        default=DEFAULT_EDIT_MARGIN,
-        help=f"token cells re-sampled around each changed box (default {DEFAULT_EDIT_MARGIN})",
+        default=None,
+        help="token cells re-sampled around each changed box (default: the measured best, docs/editing.md)",
     )
     ed.add_argument("--candidates", type=at_least(1), default=8, help="plans written for a prompt edit")
     add_model_argument(ed)

@@ -241,7 +241,10 @@ def add_eval_commands(sub) -> None:
     )
     add_eval_sampling_args(shapes_edit, "shapes-edit")
     shapes_edit.add_argument(
-        "--edit-margin", type=at_least(0), default=1, help="token cells re-sampled around each changed box"
+        "--edit-margin",
+        type=at_least(0),
+        default=None,
+        help="token cells re-sampled around each changed box (default: gotr1 edit's, docs/editing.md)",
     )
     score = eval_sub.add_parser("score", help="score a sampled run (official files + scores/ + results/)")
     score.add_argument("run", help="the run folder (with run.json)")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..chain import GRID, Box, PlannedObject, parse_chain
 
-DEFAULT_EDIT_MARGIN = 1  # cells of dilation around an edited box
+DEFAULT_EDIT_MARGIN = 2  # cells re-sampled around a changed box (docs/editing.md: the shapes-edit sweep)
 
 
 def box_cells(box: Box, side: int) -> torch.Tensor:

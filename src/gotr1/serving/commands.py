@@ -160,7 +160,9 @@ def _add_serving_args(parser: argparse.ArgumentParser, port: int) -> None:
 
 def add_serving_commands(sub) -> None:
     """Add its commands to the `gotr1` subcommands."""
-    srv = sub.add_parser("serve", help="HTTP API: OpenAI Images-compatible /v1/images/generations with chains")
+    srv = sub.add_parser(
+        "serve", help="HTTP API: OpenAI Images-compatible /v1/images/generations and /v1/images/edits, with chains"
+    )
     _add_serving_args(srv, 8000)
     srv.add_argument("--max-batch", type=at_least(1), default=16, help="images sampled together")
     srv.add_argument("--batch-wait-ms", type=at_least(0.0, float), default=20.0, help="wait to fill a batch")

@@ -46,7 +46,7 @@ class Scores:
 
     total: float | None
     components: dict[str, float | None]
-    reasons: dict[str, str] = field(default_factory=dict)  # why a component is missing
+    reasons: dict[str, str] = field(default_factory=dict)  # what each reward says of its value (why 0, why none)
 
 
 @dataclass
@@ -203,5 +203,5 @@ class Engine:
             sample.scores = Scores(
                 result.total,
                 {name: r.value for name, r in result.results.items()},
-                {name: r.reason for name, r in result.results.items() if r.missing and r.reason},
+                {name: r.reason for name, r in result.results.items() if r.reason},
             )
