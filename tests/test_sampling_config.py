@@ -168,5 +168,6 @@ def test_generate_and_eval_layouts_share_the_writer(tmp_path):
         {"image": "image_0.png", "plan": "plan_0.png"},
         {"image": "image_1.png", "plan": "plan_1.png"},
     ]
+    assert record["image_tokens"] == gen.image_ids.tolist()  # kept, so the sample can be edited
     assert (tmp_path / "s" / "chain.txt").read_text() == gen.chain + "\n"
     assert Image.open(tmp_path / "s" / "image_1.png").getpixel((0, 0)) == (0, 0, 255)
