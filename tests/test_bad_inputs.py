@@ -534,6 +534,7 @@ TOO_LATE = [
         "p.txt: the prompts file holds no prompts",
     ),
     ("serve-port-70000", ["serve", "--model", "tiny-random", "--port", "70000"], None, "--port: must be <= 65535"),
+    ("serve-body-limit", ["serve", "--model", "tiny-random", "--max-body-bytes", "10"], None, "--max-body-bytes"),
     ("demo-port-70000", ["demo", "--model", "tiny-random", "--port", "70000"], None, "--port: must be <= 65535"),
     ("demo-port-0", ["demo", "--model", "tiny-random", "--port", "0"], None, "--port 0: the demo needs a fixed port"),
     (

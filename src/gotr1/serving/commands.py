@@ -112,6 +112,7 @@ def cmd_serve(args) -> int:
             batch_wait_ms=args.batch_wait_ms,
             max_queue=args.max_queue,
             max_n=args.max_n,
+            max_body_bytes=args.max_body_bytes,
             api_key_env=args.api_key_env,
             body_timeout_s=args.body_timeout_s,
             keep_alive_timeout_s=args.keep_alive_timeout_s,
@@ -168,6 +169,12 @@ def add_serving_commands(sub) -> None:
     srv.add_argument("--batch-wait-ms", type=at_least(0.0, float), default=20.0, help="wait to fill a batch")
     srv.add_argument("--max-queue", type=at_least(1), default=64, help="images waiting; beyond: 503 + Retry-After")
     srv.add_argument("--max-n", type=at_least(1), default=8, help="images per request")
+    srv.add_argument(
+        "--max-body-bytes",
+        type=at_least(1024),
+        default=1 << 20,
+        help="largest request body (an edit's image and mask travel in it); beyond: 413",
+    )
     srv.add_argument("--body-timeout-s", type=positive, default=30.0, help="for a request body; then 408 and close")
     srv.add_argument("--header-timeout-s", type=positive, default=10.0, help="for a request's head; then close")
     srv.add_argument("--keep-alive-timeout-s", type=positive, default=5.0, help="idle connections are closed after")
