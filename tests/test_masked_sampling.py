@@ -37,7 +37,7 @@ def _edit(bundle, sources, masks, *, compile="none", G=1, seeds=None, **call):
     )
 
 
-@pytest.mark.parametrize("path", ["none", "static", "default", "frozen"])
+@pytest.mark.parametrize("path", ["none", "static", "default", "reduce-overhead", "frozen"])
 def test_every_token_outside_the_mask_is_the_sources_on_every_decode_path(tiny_bundle, sources, path):
     masks = [_box_mask(tiny_bundle, slice(1, 3), slice(0, 2)), _box_mask(tiny_bundle, slice(0, 4), slice(2, 4))]
     edits = _edit(tiny_bundle, sources, masks, compile=path, G=2)
