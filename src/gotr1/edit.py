@@ -110,7 +110,7 @@ def cmd_edit(args) -> int:
 
 def _edit_into(args, what: dict, out: Path) -> int:
     from .layout import mask_overlay
-    from .model.edit_masks import DEFAULT_EDIT_MARGIN
+    from .model.edit_masks import DEFAULT_EDIT_MARGIN, snapped_record
     from .model.editing import EditError, edit
     from .model.sampler import TwoPhaseSampler
     from .models import load_model
@@ -157,10 +157,8 @@ def _edit_into(args, what: dict, out: Path) -> int:
         "edit": asked,
         "prompt": plan.prompt,
         "chain": plan.chain,
-        "changes": [
-            {"name": c.name, "change": c.change, "before": _box(c.before), "after": _box(c.after)} for c in plan.changes
-        ],
-        "snapped": [{"typed": _box(a), "drawn": _box(b)} for a, b in plan.snapped],
+        "changes": [change.to_dict() for change in plan.changes],
+        "snapped": snapped_record(plan.snapped),
         "warnings": plan.warnings,
         "mask_cells": int(plan.mask.sum()),
         "cells": plan.mask.numel(),
@@ -173,10 +171,6 @@ def _edit_into(args, what: dict, out: Path) -> int:
     }
     (out / "edit.json").write_text(json.dumps(record, indent=2) + "\n")
     return len(result.generations)
-
-
-def _box(box):
-    return None if box is None else [box.x1, box.y1, box.x2, box.y2]
 
 
 def add_edit_command(sub) -> None:

@@ -41,6 +41,16 @@ def dilate(mask: torch.Tensor, margin: int) -> torch.Tensor:
     return grown[0, 0].bool()
 
 
+def box_list(box: Box | None) -> list[int] | None:
+    """A box as JSON: [x1, y1, x2, y2] on the 0..1000 grid (None stays None)."""
+    return None if box is None else [box.x1, box.y1, box.x2, box.y2]
+
+
+def snapped_record(pairs) -> list[dict]:
+    """(typed, drawn) box pairs as JSON, as every edit's record lists them."""
+    return [{"typed": box_list(typed), "drawn": box_list(drawn)} for typed, drawn in pairs]
+
+
 @dataclass(frozen=True)
 class ObjectChange:
     """One object an edit touches: how, and its boxes before and after (None where it has none)."""
@@ -49,6 +59,14 @@ class ObjectChange:
     change: str  # moved | resized | renamed | added | removed
     before: Box | None
     after: Box | None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "change": self.change,
+            "before": box_list(self.before),
+            "after": box_list(self.after),
+        }
 
 
 def match_objects(old: Sequence[PlannedObject], new: Sequence[PlannedObject]) -> list[tuple[int | None, int | None]]:

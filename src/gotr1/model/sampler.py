@@ -272,33 +272,19 @@ class TwoPhaseSampler:
         chains_only: write the reasoning chains and stop (no image tokens, no images).
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
-        settings = (sampling or SamplingConfig()).for_model(self.bundle)
-        if num_generations < 1 or images_per_chain < 1 or decode_batch_size < 1:
-            raise ValueError("num_generations, images_per_chain and decode_batch_size must be >= 1")
-        if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
-        if settings.compile != "none" and record_logits:
-            raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
-        if (source_image_ids is None) != (edit_masks is None):
-            raise ValueError("an edit needs both source_image_ids and edit_masks")
-        if edit_masks is not None and record_logits:
-            raise ValueError("record_logits is not kept for edits (forced runs compute no logits)")
         prompts = list(prompts)
-        forced_ids, free = (None, None)
-        if edit_masks is not None:
-            forced_ids, free = self.edit_rows(
-                source_image_ids, edit_masks, len(prompts), num_generations * images_per_chain
-            )
-        sampling = _Request(
-            **vars(settings),
+        sampling = self._request(
+            sampling,
+            len(prompts),
             num_generations=num_generations,
             images_per_chain=images_per_chain,
+            seed=seed,
             decode_images=decode_images,
             decode_batch_size=decode_batch_size,
             show_progress=show_progress,
             record_logits=record_logits,
-            forced_ids=forced_ids,
-            free=free,
+            source_image_ids=source_image_ids,
+            edit_masks=edit_masks,
         )
         if not prompts:
             return []
@@ -337,34 +323,60 @@ class TwoPhaseSampler:
         images = self._decode(image_ids, sampling) if sampling.decode_images and not chains_only else []
         if images and sampling.forced_ids is not None:
             images = self._keep_source_pixels(images, sampling, G * images_per_chain)
-        P = sampling.images_per_chain
-        out = []
-        for r in range(len(prompts) * G):
-            b, g = divmod(r, G)
-            text_ids = rows.text_ids[r]
-            body = text_ids[:-1] if len(text_ids) and int(text_ids[-1]) == self.ids.begin_of_image else text_ids
-            chain = tok.decode(body.tolist(), skip_special_tokens=False)
-            out.append(
-                Generation(
-                    prompt=prompts[b],
-                    prompt_index=b,
-                    sample_index=int(row_sample[r]),
-                    seed=int(seeds[b]),
-                    prompt_ids=torch.tensor(prompt_ids[b]),
-                    text_ids=text_ids,
-                    text_logprobs=rows.text_logprobs[r],
-                    chain=chain,
-                    parsed=parse_chain(chain + BEGIN_OF_IMAGE),
-                    hit_token_cap=rows.hit_cap[r],
-                    image_ids=image_ids[r * P : (r + 1) * P],
-                    image_logprobs=image_lps[r * P : (r + 1) * P],
-                    images=images[r * P : (r + 1) * P] if images else [],
-                    text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
-                    image_logits=image_logits[r * P : (r + 1) * P] if image_logits is not None else None,
-                    edit_mask=edit_masks[b].bool().cpu() if edit_masks is not None else None,
-                )
+        images = images or []
+        return [
+            self._generation(
+                r, prompts, seeds, prompt_ids, rows, row_sample, (image_ids, image_lps, image_logits, images), sampling
             )
-        return out
+            for r in range(len(prompts) * G)
+        ]
+
+    def _request(self, sampling, n_prompts: int, *, seed: int, source_image_ids, edit_masks, **call) -> _Request:
+        """`generate`'s settings checked and joined with the call's shape (and edit) into one `_Request`."""
+        settings = (sampling or SamplingConfig()).for_model(self.bundle)
+        G, P = call["num_generations"], call["images_per_chain"]
+        if G < 1 or P < 1 or call["decode_batch_size"] < 1:
+            raise ValueError("num_generations, images_per_chain and decode_batch_size must be >= 1")
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be from 0 to {MAX_SEED} (an int64 key)")
+        if settings.compile != "none" and call["record_logits"]:
+            raise ValueError("record_logits needs compile 'none' (the compiled path keeps no logits)")
+        if (source_image_ids is None) != (edit_masks is None):
+            raise ValueError("an edit needs both source_image_ids and edit_masks")
+        if edit_masks is not None and call["record_logits"]:
+            raise ValueError("record_logits is not kept for edits (forced runs compute no logits)")
+        forced_ids, free = (None, None)
+        if edit_masks is not None:
+            forced_ids, free = self.edit_rows(source_image_ids, edit_masks, n_prompts, G * P)
+        return _Request(**vars(settings), **call, forced_ids=forced_ids, free=free)
+
+    def _generation(self, r: int, prompts, seeds, prompt_ids, rows: _Rows, row_sample, drawn, sampling) -> Generation:
+        """Row r's sample: its chain decoded and parsed, with its images (drawn: ids, log-probs, logits, images)."""
+        image_ids, image_lps, image_logits, images = drawn
+        G, P = sampling.num_generations, sampling.images_per_chain
+        b = r // G
+        text_ids = rows.text_ids[r]
+        body = text_ids[:-1] if len(text_ids) and int(text_ids[-1]) == self.ids.begin_of_image else text_ids
+        chain = self.bundle.tokenizer.decode(body.tolist(), skip_special_tokens=False)
+        part = slice(r * P, (r + 1) * P)
+        return Generation(
+            prompt=prompts[b],
+            prompt_index=b,
+            sample_index=int(row_sample[r]),
+            seed=int(seeds[b]),
+            prompt_ids=torch.tensor(prompt_ids[b]),
+            text_ids=text_ids,
+            text_logprobs=rows.text_logprobs[r],
+            chain=chain,
+            parsed=parse_chain(chain + BEGIN_OF_IMAGE),
+            hit_token_cap=rows.hit_cap[r],
+            image_ids=image_ids[part],
+            image_logprobs=image_lps[part],
+            images=images[part],
+            text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
+            image_logits=image_logits[part] if image_logits is not None else None,
+            edit_mask=sampling.free[r * P].cpu() if sampling.free is not None else None,
+        )
 
     def edit_rows(self, source_image_ids, edit_masks, n_prompts: int, repeats: int):
         """Each prompt's source codes and mask, checked, as one row per image sampled ([rows, N] each)."""

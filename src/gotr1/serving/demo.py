@@ -61,6 +61,7 @@ from ..chain import (
     validate_chain,
 )
 from ..layout import draw_plan, object_color, plan_overlay
+from ..model.edit_masks import snapped_record
 from ..model.editing import EditError, EditPlan, EditSource
 from ..model.editing import prepare_edit as plan_edit
 from ..model.loading import PromptTooLong
@@ -317,14 +318,7 @@ class DemoApp:
         problems = validate_chain(chain)
         if keep:
             plan = self._prepare(entry, "chain", chain=chain)
-            job = Job(
-                plan.prompt,
-                entry.seed,
-                entry.sample_index,
-                chain=plan.chain,
-                source_ids=entry.source.image_ids,
-                edit_mask=plan.mask,
-            )
+            job = _edit_job(entry, plan)
             snapped = plan.snapped
         else:
             plan = None
@@ -356,15 +350,7 @@ class DemoApp:
         keeps most of the old plan in place is drawn, and only the cells that plan changes are re-sampled."""
         entry, prompt = self._prompt_edit_request(session, prompt)
         plan = self._prepare(entry, "edit_prompt", prompt=prompt, seed=entry.seed, sampling=entry.sampling)
-        job = Job(
-            plan.prompt,
-            entry.seed,
-            entry.sample_index,
-            chain=plan.chain,
-            source_ids=entry.source.image_ids,
-            edit_mask=plan.mask,
-        )
-        sample = self._run([job], entry.sampling)[0]
+        sample = self._run([_edit_job(entry, plan)], entry.sampling)[0]
         return session, self._add_edit(session, entry, sample, "prompt", plan, [])
 
     def check_prompt_edit(self, session: DemoSession | None, prompt: str):
@@ -625,9 +611,7 @@ class DemoApp:
         except PromptTooLong as exc:
             raise Refused(field, _escape(exc)) from None
         except Exception as exc:  # the page says what failed and stays usable
-            log.exception("demo: planning the edit failed")
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise gr.Error(f"Planning the edit failed: {_escape(first)}") from None
+            raise _failed("Planning the edit", exc) from None
 
     def _add_edit(
         self,
@@ -658,11 +642,8 @@ class DemoApp:
             "kept_the_rest": mask is not None,
             "mask_cells": None if mask is None else int(edited.edit_mask.sum()),
             "cells": int(entry.source.image_ids.numel()),
-            "changes": [
-                {"name": c.name, "change": c.change, "before": _box_list(c.before), "after": _box_list(c.after)}
-                for c in (plan.changes if plan is not None else [])
-            ],
-            "snapped": [{"typed": _box_list(a), "drawn": _box_list(b)} for a, b in snapped],
+            "changes": [change.to_dict() for change in (plan.changes if plan is not None else [])],
+            "snapped": snapped_record(snapped),
         }
         session.entries.append(edited)
         self._trim(session)
@@ -675,9 +656,7 @@ class DemoApp:
         except PromptTooLong as exc:
             raise gr.Error(_escape(exc)) from None
         except Exception as exc:  # the page says what failed and stays usable
-            log.exception("demo: sampling failed")
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise gr.Error(f"Sampling failed: {_escape(first)}") from None
+            raise _failed("Sampling", exc) from None
 
     def _entry(
         self,
@@ -833,12 +812,28 @@ def _cpu(source: EditSource) -> EditSource:
     return source
 
 
+def _edit_job(entry: Entry, plan: EditPlan) -> Job:
+    """The job that draws an edit of `entry`: its seed and index, the plan's chain, the source's tokens kept
+    outside the plan's mask."""
+    return Job(
+        plan.prompt,
+        entry.seed,
+        entry.sample_index,
+        chain=plan.chain,
+        source_ids=entry.source.image_ids,
+        edit_mask=plan.mask,
+    )
+
+
+def _failed(what: str, exc: Exception) -> gr.Error:
+    """The page's one line for an unexpected failure (logged with its traceback): the demo stays usable."""
+    log.exception("demo: %s failed", what.lower())
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return gr.Error(f"{what} failed: {_escape(first)}")
+
+
 def _box_text(box: Box | None) -> str:
     return "no box" if box is None else f"({box.x1},{box.y1}),({box.x2},{box.y2})"
-
-
-def _box_list(box: Box | None) -> list[int] | None:
-    return None if box is None else [box.x1, box.y1, box.x2, box.y2]
 
 
 def _snap_line(typed: Box, drawn: Box) -> str:

@@ -75,6 +75,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import FieldError, check_range
+from ..model.edit_masks import snapped_record
 from ..model.editing import EditError
 from ..model.loading import PromptTooLong
 from .batcher import Batcher, QueueFull, ShuttingDown
@@ -394,10 +395,6 @@ def _edit_param(message: str, kind: str) -> str:
     return {"mask": "mask", "plan": "chain", "prompt": "prompt"}[kind]
 
 
-def _box(box) -> list[int] | None:
-    return None if box is None else [box.x1, box.y1, box.x2, box.y2]
-
-
 def _edit_entry(sample, seed: int, plan) -> dict[str, Any]:
     """`_image_entry` and the edit: the image's tokens, the token mask re-sampled (rows of 0/1, 1 = re-sampled,
     row-major like the tokens) and the boxes snapped onto the model's coordinates."""
@@ -407,7 +404,7 @@ def _edit_entry(sample, seed: int, plan) -> dict[str, Any]:
     side = math.isqrt(mask.numel())
     entry["image_tokens"] = generation.image_ids[0].tolist()
     entry["mask"] = mask.reshape(side, side).int().tolist()
-    entry["snapped"] = [{"typed": _box(typed), "drawn": _box(drawn)} for typed, drawn in plan.snapped]
+    entry["snapped"] = snapped_record(plan.snapped)
     return entry
 
 
@@ -676,9 +673,7 @@ def _add_edit_route(app: FastAPI, engine: Engine, settings: ServerSettings, batc
         ]
         samples = await _wait_for_samples(_submit(jobs, batcher), request, batcher, settings)
         data = await run_in_threadpool(lambda: [_edit_entry(sample, seed, plan) for sample in samples])
-        changes = [
-            {"name": c.name, "change": c.change, "before": _box(c.before), "after": _box(c.after)} for c in plan.changes
-        ]
+        changes = [change.to_dict() for change in plan.changes]
         return JSONResponse(_images_response(engine, data, full_rerender=plan.full_rerender, changes=changes))
 
 

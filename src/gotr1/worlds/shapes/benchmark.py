@@ -51,6 +51,35 @@ def category_prompts(grammar: ShapesGrammar, split: str, kind: str, limit: int) 
     return chosen[:limit]
 
 
+def read_category(run_dir: Path, category: str, complete: Callable[[dict | None], bool], lack: str) -> list[EvalImage]:
+    """A shapes-world category's images as `<category>/samples/NNNNNN.png` with `plans/NNNNNN.json` beside them;
+    a foreign file, or a record that is missing or not `complete`, is a BenchmarkError naming it (`lack` says what
+    an incomplete record lacks)."""
+    samples = run_dir / category / "samples"
+    if not samples.is_dir():
+        raise BenchmarkError(f"{samples}: no such folder (was {category} sampled into this run?)")
+    images = []
+    for path in sorted(samples.iterdir()):
+        if not (path.suffix == ".png" and path.stem.isdigit()):
+            raise BenchmarkError(f"{path}: not a sample of this run (expected NNNNNN.png): move it out")
+        record_path = f"{category}/plans/{path.stem}.json"
+        record = read_record(run_dir, record_path)
+        if not complete(record):
+            raise BenchmarkError(f"{run_dir / record_path}: missing, or {lack}")
+        job = ImageJob(
+            category=category,
+            prompt=record["prompt"],
+            prompt_index=int(record["prompt_index"]),
+            image_index=int(record["image_index"]),
+            seed=int(record["seed"]),
+            path=f"{category}/samples/{path.name}",
+            record=record_path,
+            metadata=record["metadata"],
+        )
+        images.append(EvalImage(job, run_dir, record))
+    return images
+
+
 class ShapesBenchmark(Benchmark):
     name = "shapes"
     categories = tuple(f"{split}/{kind}" for split in SPLITS for kind in KINDS)
@@ -90,34 +119,14 @@ class ShapesBenchmark(Benchmark):
         return jobs
 
     def read_back(self, run_dir: Path, categories: Sequence[str]) -> dict[str, list[EvalImage]]:
-        out = {}
-        for category in self.check_categories(categories):
-            split, kind = category.split("/")
-            samples = run_dir / category / "samples"
-            if not samples.is_dir():
-                raise BenchmarkError(f"{samples}: no such folder (was {category} sampled into this run?)")
-            images = []
-            for path in sorted(samples.iterdir()):
-                if not (path.suffix == ".png" and path.stem.isdigit()):
-                    raise BenchmarkError(f"{path}: not a sample of this run (expected NNNNNN.png): move it out")
-                record_path = f"{category}/plans/{path.stem}.json"
-                record = read_record(run_dir, record_path)
-                metadata = record.get("metadata") if record else None
-                if not isinstance(metadata, dict) or not isinstance(metadata.get("meaning"), dict):
-                    raise BenchmarkError(f"{run_dir / record_path}: missing, or without the prompt's meaning")
-                job = ImageJob(
-                    category=category,
-                    prompt=record["prompt"],
-                    prompt_index=int(record["prompt_index"]),
-                    image_index=int(record["image_index"]),
-                    seed=int(record["seed"]),
-                    path=f"{category}/samples/{path.name}",
-                    record=record_path,
-                    metadata=metadata,
-                )
-                images.append(EvalImage(job, run_dir, record))
-            out[category] = images
-        return out
+        def has_meaning(record) -> bool:
+            metadata = record.get("metadata") if record else None
+            return isinstance(metadata, dict) and isinstance(metadata.get("meaning"), dict)
+
+        return {
+            category: read_category(run_dir, category, has_meaning, "without the prompt's meaning")
+            for category in self.check_categories(categories)
+        }
 
     def scorers(self) -> Mapping[str, Callable[[ScorerOptions], Scorer]]:
         return {"shapes": lambda options: ExactScorer()}

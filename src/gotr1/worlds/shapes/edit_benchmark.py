@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 from ...chain import Box
-from ...eval.benchmark import Benchmark, BenchmarkError, EditRequest, ScorerOptions, read_record
+from ...eval.benchmark import Benchmark, BenchmarkError, EditRequest, ScorerOptions
 from ...eval.records import EvalImage, ImageJob, ImageScore, Scorer
 from ...model.edit_masks import DEFAULT_EDIT_MARGIN, plan_edit_mask
 from ...registry import Suite
 from ...samples import png_bytes
+from .benchmark import read_category
 from .declaration import EDIT_DECLARATION
 from .grammar import Prompt, ShapesGrammar, describe
 from .grounder import ground_objects
@@ -325,32 +326,13 @@ class ShapesEditBenchmark(Benchmark):
         return requests
 
     def read_back(self, run_dir: Path, categories: Sequence[str]) -> dict[str, list[EvalImage]]:
-        out = {}
-        for category in self.check_categories(categories):
-            samples = run_dir / category / "samples"
-            if not samples.is_dir():
-                raise BenchmarkError(f"{samples}: no such folder (was {category} sampled into this run?)")
-            images = []
-            for path in sorted(samples.iterdir()):
-                if not (path.suffix == ".png" and path.stem.isdigit()):
-                    raise BenchmarkError(f"{path}: not a sample of this run (expected NNNNNN.png): move it out")
-                record_path = f"{category}/plans/{path.stem}.json"
-                record = read_record(run_dir, record_path)
-                if not record or not isinstance(record.get("metadata"), dict) or "source_image" not in record:
-                    raise BenchmarkError(f"{run_dir / record_path}: missing, or without its edit task")
-                job = ImageJob(
-                    category=category,
-                    prompt=record["prompt"],
-                    prompt_index=int(record["prompt_index"]),
-                    image_index=0,
-                    seed=int(record["seed"]),
-                    path=f"{category}/samples/{path.name}",
-                    record=record_path,
-                    metadata=record["metadata"],
-                )
-                images.append(EvalImage(job, run_dir, record))
-            out[category] = images
-        return out
+        def has_task(record) -> bool:
+            return bool(record) and isinstance(record.get("metadata"), dict) and "source_image" in record
+
+        return {
+            category: read_category(run_dir, category, has_task, "without its edit task")
+            for category in self.check_categories(categories)
+        }
 
     def scorers(self) -> Mapping[str, Callable[[ScorerOptions], Scorer]]:
         return {"shapes-edit": lambda options: EditScorer()}
