@@ -92,24 +92,31 @@ def match_objects(old: Sequence[PlannedObject], new: Sequence[PlannedObject]) ->
     return sorted(pairs, key=lambda p: (p[0] if p[0] is not None else len(old), p[1] if p[1] is not None else -1))
 
 
+def _paired(old_chain: str, new_chain: str) -> list[tuple[PlannedObject | None, PlannedObject | None]]:
+    """The two plans' objects, matched (`match_objects`): (before, after), None where one side has none."""
+    old, new = parse_chain(old_chain).objects, parse_chain(new_chain).objects
+    return [(old[i] if i is not None else None, new[j] if j is not None else None) for i, j in match_objects(old, new)]
+
+
+def _change(before: PlannedObject | None, after: PlannedObject | None) -> ObjectChange | None:
+    """How a matched object changed; None when it stayed as it was (same name, same box)."""
+    if before is None:
+        return ObjectChange(after.name, "added", None, after.box)
+    if after is None:
+        return ObjectChange(before.name, "removed", before.box, None)
+    if before.name != after.name:
+        return ObjectChange(after.name, "renamed", before.box, after.box)
+    if before.box == after.box:
+        return None
+    a, b = before.box, after.box
+    same_size = a is not None and b is not None and (a.width, a.height) == (b.width, b.height)
+    return ObjectChange(after.name, "moved" if same_size else "resized", a, b)
+
+
 def plan_changes(old_chain: str, new_chain: str) -> list[ObjectChange]:
     """What an edited plan changes, object by object (objects left as they were are not listed)."""
-    old, new = parse_chain(old_chain).objects, parse_chain(new_chain).objects
-    changes = []
-    for i, j in match_objects(old, new):
-        before = old[i] if i is not None else None
-        after = new[j] if j is not None else None
-        if before is None:
-            changes.append(ObjectChange(after.name, "added", None, after.box))
-        elif after is None:
-            changes.append(ObjectChange(before.name, "removed", before.box, None))
-        elif before.name != after.name:
-            changes.append(ObjectChange(after.name, "renamed", before.box, after.box))
-        elif before.box != after.box:
-            a, b = before.box, after.box
-            same_size = a is not None and b is not None and (a.width, a.height) == (b.width, b.height)
-            changes.append(ObjectChange(after.name, "moved" if same_size else "resized", a, b))
-    return changes
+    changes = [_change(before, after) for before, after in _paired(old_chain, new_chain)]
+    return [change for change in changes if change is not None]
 
 
 def plan_edit_mask(old_chain: str, new_chain: str, side: int, margin: int = DEFAULT_EDIT_MARGIN) -> torch.Tensor:
@@ -117,16 +124,13 @@ def plan_edit_mask(old_chain: str, new_chain: str, side: int, margin: int = DEFA
     the edit changes, grown by `margin` cells, except into the cells of objects the edit leaves as they were (the
     margin blends the new region into its surroundings; it must not redraw what the edit did not name). Empty
     when the plans place the same objects in the same boxes."""
-    old, new = parse_chain(old_chain).objects, parse_chain(new_chain).objects
     changed = torch.zeros(side, side, dtype=torch.bool)
     kept = torch.zeros(side, side, dtype=torch.bool)
-    for i, j in match_objects(old, new):
-        before = old[i] if i is not None else None
-        after = new[j] if j is not None else None
-        boxes = [o.box for o in (before, after) if o is not None and o.box is not None]
-        same = before is not None and after is not None and before.name == after.name and before.box == after.box
-        for box in boxes:
-            if same:
+    for before, after in _paired(old_chain, new_chain):
+        change = _change(before, after)
+        boxes = (before.box,) if change is None else (change.before, change.after)
+        for box in (b for b in boxes if b is not None):
+            if change is None:
                 kept |= box_cells(box, side)
             else:
                 changed |= box_cells(box, side)

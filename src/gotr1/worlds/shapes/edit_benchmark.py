@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ...chain import Box
 from ...eval.benchmark import Benchmark, BenchmarkError, EditRequest, ScorerOptions
@@ -35,7 +36,16 @@ from .benchmark import read_category
 from .declaration import EDIT_DECLARATION
 from .grammar import Prompt, ShapesGrammar, describe
 from .grounder import ground_objects
-from .render import GAP, SIZE_RANGES, PlacedObject, Scene, try_layout_scene, write_chain
+from .render import (
+    GAP,
+    SIZE_RANGES,
+    PlacedObject,
+    Scene,
+    boxes_overlap,
+    relations_hold,
+    try_layout_scene,
+    write_chain,
+)
 from .rewards import all_constraints_hold
 from .rl import EVAL_RESERVE
 from .vocabulary import COLORS, INVERSE, MAX_OBJECTS, SHAPES, Group, Meaning, relation_holds
@@ -56,27 +66,10 @@ def _grid(box, size: int) -> tuple[int, int, int, int]:
     return (b.x1, b.y1, b.x2, b.y2)
 
 
-def _overlaps(a, b, gap: int) -> bool:
-    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
-
-
 def _fits(box, others, size: int) -> bool:
     gap = max(1, round(GAP * size))
     inside = box[0] >= 0 and box[1] >= 0 and box[2] <= size and box[3] <= size
-    return inside and not any(_overlaps(box, o.box, gap) for o in others)
-
-
-def _relations_hold(meaning: Meaning, objects: Sequence[PlacedObject], size: int) -> bool:
-    grid = {id(o): Box.from_pixels(*o.box, size, size) for o in objects}
-    corners = {k: (b.x1, b.y1, b.x2, b.y2) for k, b in grid.items()}
-    return all(
-        relation_holds(r.relation, corners[id(a)], corners[id(b)])
-        for r in meaning.relations
-        for a in objects
-        if a.group == r.subject
-        for b in objects
-        if b.group == r.object
-    )
+    return inside and not any(boxes_overlap(box, o.box, gap) for o in others)
 
 
 def _free_spot(side: int, others, scene_size: int, rng: random.Random, accept=lambda box: True):
@@ -152,7 +145,7 @@ def _resize(scene: Scene, rng: random.Random) -> Edited | None:
         resized = replace(target, size=new_size, box=box)
         groups = tuple(replace(g, size=new_size) if i == gi else g for i, g in enumerate(scene.meaning.groups))
         meaning = replace(scene.meaning, groups=groups)
-        if _fits(box, others, size) and _relations_hold(meaning, [*others, resized], size):
+        if _fits(box, others, size) and relations_hold(meaning, [*others, resized], size):
             return Scene(meaning, _resorted([*others, resized]), size), [target]
     return None
 
@@ -361,8 +354,8 @@ class EditScorer:
     def _one(self, category: str, image: EvalImage) -> ImageScore:
         meta, record = image.job.metadata, image.record
         new = image.image()
-        with_source = EvalImage(replace(image.job, path=record["source_image"]), image.root, record)
-        source = with_source.image()
+        with Image.open(image.root / record["source_image"]) as picture:
+            source = picture.convert("RGB")
         prompt = Prompt(image.prompt, Meaning.from_dict(meta["meaning"]))
         success = all_constraints_hold(prompt, new)
         size = new.size[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -56,7 +57,8 @@ class LayoutError(RuntimeError):
     """No layout satisfying the meaning was found within the allowed tries."""
 
 
-def _overlaps(a, b, gap: int) -> bool:
+def boxes_overlap(a, b, gap: int) -> bool:
+    """Do pixel boxes a and b (x1, y1, x2, y2) come closer than `gap` pixels?"""
     return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
 
 
@@ -126,26 +128,31 @@ def layout_scene(
                 if corner is None:
                     break
                 box = (corner[0], corner[1], corner[0] + side, corner[1] + side)
-                if any(_overlaps(box, p.box, gap) for p in placed):
+                if any(boxes_overlap(box, p.box, gap) for p in placed):
                     break
                 placed.append(PlacedObject(group.color, group.shape, size, gi, box))
             else:
                 continue
             break
         else:
-            # Checked on the 0..1000 grid boxes the chain states and the grounder reads back.
-            grid = {id(o): o.grid_box(image_size) for o in placed}
-            if all(
-                relation_holds(r.relation, _corners(grid[id(a)]), _corners(grid[id(b)]))
-                for r in meaning.relations
-                for a in placed
-                if a.group == r.subject
-                for b in placed
-                if b.group == r.object
-            ):
+            if relations_hold(meaning, placed, image_size):
                 placed.sort(key=lambda o: (o.group, o.box))
                 return Scene(meaning, placed, image_size)
     raise LayoutError(f"no layout found for {meaning}")
+
+
+def relations_hold(meaning: Meaning, objects: Sequence[PlacedObject], image_size: int) -> bool:
+    """Every relation of the meaning holds between every pair of its groups' objects, checked on the 0..1000 grid
+    boxes the chain states and the grounder reads back."""
+    grid = {id(o): _corners(o.grid_box(image_size)) for o in objects}
+    return all(
+        relation_holds(r.relation, grid[id(a)], grid[id(b)])
+        for r in meaning.relations
+        for a in objects
+        if a.group == r.subject
+        for b in objects
+        if b.group == r.object
+    )
 
 
 def _corners(box: Box) -> tuple[int, int, int, int]:
