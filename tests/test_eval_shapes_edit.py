@@ -73,3 +73,10 @@ def test_a_small_run_keeps_the_sources_tokens_outside_the_mask_and_scores_both_m
         assert summary[name]["objects_kept"] is None or 0 <= summary[name]["objects_kept"] <= 1
     # a region edit changes no pixel outside its mask (the source's decoding is kept there)
     assert summary["recolour/region"]["pixels_changed_outside"] == 0.0
+    # success where the source was right: the mean over exactly the tasks whose source satisfies its own prompt
+    scores = [json.loads(line) for line in (out / "scores" / "shapes-edit.jsonl").read_text().splitlines()]
+    for name in categories.split(","):
+        right = [s["score"] for s in scores if s["category"] == name and s["details"]["source_right"]]
+        expected = sum(right) / len(right) if right else None
+        assert summary[name]["success_source_right"] == expected
+    assert any(s["details"]["source_right"] for s in scores)

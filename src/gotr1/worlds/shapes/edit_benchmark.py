@@ -10,7 +10,10 @@ edited plan. Scores per category (`<kind>/<method>`):
 - objects kept: each object the edit did not name is still there, same colour and shape, box IoU >= 0.8 with
   where it was in the source image;
 - pixels changed outside the mask, and inside the untouched objects (a pixel "changed" when its RGB moved by
-  more than 48 in sum).
+  more than 48 in sum);
+- success where the source is right: a region edit keeps whatever the source drew wrong outside its mask (a
+  full re-render draws it all again), so success is also given over the tasks whose source image satisfies its
+  own prompt: what the edit itself achieves.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ METHODS = ("region", "full")
 EDIT_SEED_OFFSET = 500_009  # an edit's seed: its source's + this (both methods the same)
 CHANGED = 48  # a pixel changed when its RGB moved by more than this (summed over channels)
 # What the summary adds per category: [key, column header]
-PRESERVATION = (
+COLUMNS = (
+    ("success_source_right", "success, source right"),
     ("objects_kept", "objects kept"),
     ("pixels_changed_outside", "px changed outside mask"),
     ("untouched_pixels_changed", "px changed in kept objects"),
@@ -331,14 +335,15 @@ class ShapesEditBenchmark(Benchmark):
         return {"shapes-edit": lambda options: EditScorer()}
 
     def summarize(self, scores: Sequence[ImageScore]) -> dict[str, Any]:
-        """The usual summary (score = edit success), and per category the preservation means."""
+        """The usual summary (score = edit success), and per category success where the source was right and
+        the preservation means."""
         summary = super().summarize(scores)
         for name, category in summary["categories"].items():
             mine = [s for s in scores if s.category == name and s.score is not None]
-            for key, _ in PRESERVATION:
+            for key, _ in COLUMNS:
                 values = [s.details[key] for s in mine if s.details.get(key) is not None]
                 category[key] = fmean(values) if values else None
-        summary["columns"] = [list(column) for column in PRESERVATION]
+        summary["columns"] = [list(column) for column in COLUMNS]
         return summary
 
 
@@ -358,6 +363,8 @@ class EditScorer:
             source = picture.convert("RGB")
         prompt = Prompt(image.prompt, Meaning.from_dict(meta["meaning"]))
         success = all_constraints_hold(prompt, new)
+        asked_before = Prompt(meta["source_prompt"], Meaning.from_dict(meta["source_meaning"]))
+        source_right = all_constraints_hold(asked_before, source)
         size = new.size[0]
         changed = np.abs(np.asarray(new, dtype=int) - np.asarray(source, dtype=int)).sum(-1) > CHANGED
         side = int(len(record["image_tokens"][0]) ** 0.5)
@@ -384,6 +391,8 @@ class EditScorer:
             plan_score=1.0,  # the edited plan is the world's own, right by construction: a failure is the drawing's
             record=image.job.record,
             details={
+                "source_right": source_right,
+                "success_source_right": (1.0 if success else 0.0) if source_right else None,
                 "objects_kept": kept / counted if counted else None,
                 "pixels_changed_outside": float(changed[~inside].mean()) if (~inside).any() else None,
                 "untouched_pixels_changed": float(fmean(untouched_px)) if untouched_px else None,
