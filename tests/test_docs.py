@@ -319,7 +319,7 @@ EDIT_PLAN = (
     "gotr1 edit outputs/src/0000_a_red_circle_to_the_left_of_a_blue_square/sample_00 --chain new_chain.txt "
     "--num-images 4"
 )
-EDIT_EVAL = "gotr1 eval shapes-edit --limit 100 --edit-margin 2 --scorer shapes-edit"
+EDIT_EVAL = "gotr1 eval shapes-edit --limit 100"
 
 
 def _shown(text: str) -> list[str]:
