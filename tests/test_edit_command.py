@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from gotr1.chain import snap_chain
 from gotr1.cli import main
+from gotr1.model.edit_masks import plan_edit_mask
 from gotr1.models import builtin_model
 
 pytestmark = pytest.mark.skipif(builtin_model() is None, reason="no shipped model")
@@ -46,6 +48,26 @@ def test_a_plan_edit_of_a_sample_folder_keeps_the_tokens_outside_the_mask(sample
         assert "(703,94),(906,297)" in chain
         changed = (tokens != source).nonzero().flatten().tolist()
         assert changed and len(changed) <= record["mask_cells"]  # only inside the mask
+
+
+def test_a_redrawn_edit_keeps_the_sources_pixels_outside_the_mask_and_can_be_edited_again(sample, tmp_path):
+    out = tmp_path / "edit"
+    chain = _moved_chain(sample, tmp_path)
+    assert main(["edit", str(sample), "--chain", str(chain), "--redraw", "--out", str(out)]) == 0
+    record = json.loads((out / "edit.json").read_text())
+    edited = json.loads((out / "sample_00" / "chain.json").read_text())
+    assert record["redraw"] and edited["redrawn"] and "image_tokens" not in edited  # no grid decodes to it
+    source_chain = snap_chain(json.loads((sample / "chain.json").read_text())["chain"], 64)[0]
+    mask = plan_edit_mask(source_chain, edited["chain"], 8, record["edit_margin"]).reshape(8, 8)
+    source, new = (Image.open(p).convert("RGB") for p in (sample / "image_0.png", out / "sample_00" / "image_0.png"))
+    pixels = [(x, y) for x in range(64) for y in range(64)]
+    changed = {(y // 8, x // 8) for x, y in pixels if source.getpixel((x, y)) != new.getpixel((x, y))}
+    assert changed and all(mask[cell] for cell in changed)  # pixels change inside the mask's cells only
+    # a redrawn sample is edited again from its pixels, encoded by the VQ (its record keeps no tokens)
+    again = tmp_path / "again"
+    assert main(["edit", str(out / "sample_00"), "--prompt", "a green circle to the left of a blue square",
+                 "--out", str(again)]) == 0  # fmt: skip
+    assert (again / "sample_00" / "image_0.png").is_file()
 
 
 def test_a_mask_edit_of_an_image_file(sample, tmp_path):

@@ -53,7 +53,7 @@ def test_a_small_run_keeps_the_sources_tokens_outside_the_mask_and_scores_both_m
     from gotr1.model.edit_masks import plan_edit_mask
 
     out = tmp_path / "run"
-    categories = "recolour/region,recolour/full,remove/region,remove/full"
+    categories = "recolour/region,recolour/redraw,recolour/full,remove/region,remove/full"
     args = ["eval", "shapes-edit", "--limit", "3", "--categories", categories, "--out", str(out)]
     assert main([*args, "--scorer", "shapes-edit"]) == 0
     for n in range(3):
@@ -67,12 +67,15 @@ def test_a_small_run_keeps_the_sources_tokens_outside_the_mask_and_scores_both_m
         assert torch.equal(tokens[~mask], source_tokens[~mask])
         assert record["chain"] == meta["chain"] == full["chain"]
         assert full["edit_mask"] == [True] * 64 and full["source_image_tokens"] == record["source_image_tokens"]
+        redrawn = json.loads((out / "recolour/redraw/plans" / f"{n:06d}.json").read_text())
+        assert redrawn["redrawn"] and "image_tokens" not in redrawn and redrawn["edit_mask"] == record["edit_mask"]
     summary = json.loads((out / "results" / "shapes-edit.json").read_text())["summary"]["categories"]
     for name in categories.split(","):
         assert summary[name]["images"] == 3
         assert summary[name]["objects_kept"] is None or 0 <= summary[name]["objects_kept"] <= 1
-    # a region edit changes no pixel outside its mask (the source's decoding is kept there)
+    # a region or redrawn edit changes no pixel outside its mask (the source's decoding is kept there)
     assert summary["recolour/region"]["pixels_changed_outside"] == 0.0
+    assert summary["recolour/redraw"]["pixels_changed_outside"] == 0.0
     # success where the source was right: the mean over exactly the tasks whose source satisfies its own prompt
     scores = [json.loads(line) for line in (out / "scores" / "shapes-edit.jsonl").read_text().splitlines()]
     for name in categories.split(","):

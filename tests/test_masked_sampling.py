@@ -2,6 +2,7 @@
 tokens are sampled, every other one is the source's, on every decode path; a run of forced tokens costs one
 forward; batched edits get what each gets alone."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,6 +108,27 @@ def test_batched_edits_give_each_edit_what_it_gets_alone(tiny_bundle, sources):
         torch.testing.assert_close(a.image_logprobs, b.image_logprobs, rtol=1e-4, atol=1e-4)
 
 
+def test_a_redrawn_edit_samples_every_token_and_keeps_only_the_sources_pixels_outside_the_mask(tiny_bundle, sources):
+    """redraw: the tokens of a full re-render with the same seed; its decoding inside the mask, the source's
+    outside; in one batch with a region edit, each gets what it gets alone."""
+    masks = [_box_mask(tiny_bundle, slice(0, 2), slice(0, 2)), _box_mask(tiny_bundle, slice(2, 4), slice(1, 4))]
+    mixed = _edit(tiny_bundle, sources, masks, redraw=[True, False])
+    full = TwoPhaseSampler(tiny_bundle).generate(
+        PROMPTS[:1], SamplingConfig(max_reasoning_tokens=40), chains=[[sources[0].chain]], seeds=[5]
+    )[0]
+    redrawn, region = mixed
+    assert redrawn.redrawn and not region.redrawn
+    assert torch.equal(redrawn.image_ids, full.image_ids) and torch.equal(redrawn.edit_mask, masks[0])
+    assert bool((redrawn.image_logprobs < 0).all())  # every token sampled
+    side, pixels = int(len(masks[0]) ** 0.5), full.images[0].size[0] // int(len(masks[0]) ** 0.5)
+    inside = masks[0].reshape(side, side).repeat_interleave(pixels, 0).repeat_interleave(pixels, 1).numpy()
+    new, drawn, source = (np.asarray(image) for image in (redrawn.images[0], full.images[0], sources[0].images[0]))
+    assert (new[inside] == drawn[inside]).all() and (new[~inside] == source[~inside]).all()
+    assert (new != source).any()
+    alone = _edit(tiny_bundle, sources[1:], masks[1:], seeds=[6])[0]
+    assert torch.equal(region.image_ids, alone.image_ids)
+
+
 def test_an_edit_with_sampled_chains(tiny_bundle, sources):
     """A mask edit keeps the source's tokens outside the mask whatever chain the model writes."""
     mask = _box_mask(tiny_bundle, slice(0, 2), slice(0, 4))
@@ -129,6 +151,8 @@ def test_an_edit_with_sampled_chains(tiny_bundle, sources):
         (lambda n: dict(edit_masks=[torch.ones(n, dtype=torch.long)]), "must be boolean"),
         (lambda n: dict(source_image_ids=[torch.full((n,), 10**6)]), "VQ codes from 0"),
         (lambda n: dict(edit_masks=[torch.ones(n, dtype=torch.bool)] * 2), "one source and one mask per prompt"),
+        (lambda n: dict(redraw=[True, False]), "one flag per prompt"),
+        (lambda n: dict(source_image_ids=None, edit_masks=None, redraw=True), "for an edit"),
     ],
 )
 def test_bad_edits_are_refused(tiny_bundle, sources, change, message):

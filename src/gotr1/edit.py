@@ -3,7 +3,8 @@
 The source is a `gotr1 generate` sample folder (its record keeps the image tokens: no re-encoding loss) or an
 image file (encoded by the model's VQ; give --source-prompt and, for plan and prompt edits, --source-chain).
 The edit is an edited chain (--chain FILE), a new prompt (--prompt), or a mask image (--mask PNG, transparent
-pixels may change). The output folder holds a sample folder per edited image, `mask.png` (the re-sampled token
+pixels may change). --redraw samples the whole image from the new plan and keeps only the source's pixels
+outside the mask. The output folder holds a sample folder per edited image, `mask.png` (the re-sampled token
 cells over the source), `source.png` and `edit.json` (what was edited, from where, with which settings).
 """
 
@@ -78,7 +79,7 @@ def _source(args, bundle):
     source = Path(args.source)
     try:
         if source.is_dir():
-            return EditSource.from_sample_folder(source, args.image_index)
+            return EditSource.from_sample_folder(source, args.image_index, bundle)
         image = _open_image(args.source, "SOURCE")
         if args.source_prompt is None:
             raise CliError("SOURCE is an image: give --source-prompt (and --source-chain for plan and prompt edits)")
@@ -130,6 +131,7 @@ def _edit_into(args, what: dict, out: Path) -> int:
             sampling=sampling,
             margin=margin,
             candidates=args.candidates,
+            redraw=args.redraw,
             **what,
         )
     except EditError as exc:
@@ -164,6 +166,7 @@ def _edit_into(args, what: dict, out: Path) -> int:
         "cells": plan.mask.numel(),
         "full_rerender": plan.full_rerender,
         "edit_margin": margin,
+        "redraw": args.redraw,
         "seed": args.seed,
         "sampling": sampling.sample_settings() | {"compile": sampling.compile},
         "model_source": bundle.source,
@@ -191,6 +194,12 @@ def add_edit_command(sub) -> None:
         help="token cells re-sampled around each changed box (default: the measured best, docs/editing.md)",
     )
     ed.add_argument("--candidates", type=at_least(1), default=8, help="plans written for a prompt edit")
+    ed.add_argument(
+        "--redraw",
+        action="store_true",
+        help="sample every image token from the new plan (a full image's cost) and keep the source's pixels "
+        "outside the mask: for a new colour where the VQ spreads colour over every token (docs/editing.md)",
+    )
     add_model_argument(ed)
     add_sampling_arguments(ed)
     ed.add_argument("--seed", type=seed_type, default=0)

@@ -57,8 +57,10 @@ def write_sample(gen, files: SampleFiles) -> list[bytes]:
     for image, plan in zip(gen.images, files.plans):
         write_bytes_atomic(plan, png_bytes(plan_overlay(image, gen.objects)))
     record = gen.record() | files.extra | (image_fingerprint(pngs[0]) if files.fingerprint else {})
-    # each image's VQ codes, row-major: an edit of this sample starts from them, with no re-encoding loss
-    record["image_tokens"] = gen.image_ids.tolist()
+    if gen.redrawn:  # its pixels outside the edit are the source's: no token grid decodes to this image
+        record["redrawn"] = True
+    else:  # each image's VQ codes, row-major: an edit of this sample starts from them, with no re-encoding loss
+        record["image_tokens"] = gen.image_ids.tolist()
     write_json_atomic(files.record, record)
     for png, path in zip(pngs, files.images):
         write_bytes_atomic(path, png)  # last: an image on disk has its plan and record

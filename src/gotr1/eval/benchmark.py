@@ -54,12 +54,14 @@ class ScorerOptions:
 @dataclass
 class EditRequest:
     """How a job's image is made when the benchmark edits a source image (an edit benchmark): the chain to draw,
-    the source's image tokens, the cells to re-sample (True) and what to keep beside the image."""
+    the source's image tokens, the cells to re-sample (True), whether to redraw every token instead (keeping the
+    source's pixels outside the mask; `TwoPhaseSampler.generate`) and what to keep beside the image."""
 
     chain: str
     source_ids: Any  # [N] VQ codes
     mask: Any  # [N] bool
     files: dict[str, bytes] = field(default_factory=dict)  # written into the run, path relative to it
+    redraw: bool = False
     record: dict[str, Any] = field(default_factory=dict)  # added to the job's record
 
 

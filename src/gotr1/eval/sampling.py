@@ -244,6 +244,7 @@ def _edit_arguments(edits) -> dict[str, Any]:
         "chains": [[edit.chain] for edit in edits],
         "source_image_ids": [edit.source_ids for edit in edits],
         "edit_masks": [edit.mask for edit in edits],
+        "redraw": [edit.redraw for edit in edits],
     }
 
 

@@ -7,7 +7,9 @@ and says what changes in one of three ways, each giving a token mask (`edit_mask
 - a new prompt: the model writes candidate chains for it and the one that keeps the most unchanged objects where
   they were is used, then as a new chain;
 - a mask image (fully transparent pixels may change): its cells; the chain is sampled from the prompt.
-Then `TwoPhaseSampler.generate(..., source_image_ids=..., edit_masks=...)` samples the masked tokens only.
+Then `TwoPhaseSampler.generate(..., source_image_ids=..., edit_masks=...)` samples the masked tokens only, or,
+with `redraw`, every token (a full image's cost), keeping the source's pixels outside the mask: what a VQ that
+spreads colour over every token needs for a new colour (docs/editing.md).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class EditSource:
         return cls(gen.prompt, gen.chain, gen.image_ids[image_index].clone(), image)
 
     @classmethod
-    def from_sample_folder(cls, folder: str | Path, image_index: int = 0) -> EditSource:
-        """A `gotr1 generate` sample folder: its chain.json keeps the image tokens (no re-encoding loss)."""
+    def from_sample_folder(cls, folder: str | Path, image_index: int = 0, bundle=None) -> EditSource:
+        """A `gotr1 generate` or `gotr1 edit` sample folder: its chain.json keeps the image tokens (no re-encoding
+        loss). A redrawn edit's image is no token grid's decoding: with `bundle` it is encoded by the VQ."""
         record_path = Path(folder) / "chain.json"
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -56,14 +59,16 @@ class EditSource:
             raise EditError(f"{folder}: not a gotr1 sample folder (no chain.json)") from None
         except (OSError, ValueError) as exc:
             raise EditError(f"{record_path}: unreadable ({exc})") from None
-        tokens = record.get("image_tokens")
-        if not tokens or image_index >= len(tokens):
-            raise EditError(
-                f"{record_path}: keeps no image tokens for image {image_index} (sampled before gotr1 kept them)"
-            )
         image_path = Path(folder) / f"image_{image_index}.png"
         image = Image.open(image_path).convert("RGB") if image_path.is_file() else None
-        return cls(record["prompt"], record["chain"], torch.tensor(tokens[image_index], dtype=torch.long), image)
+        tokens = record.get("image_tokens")
+        if tokens and image_index < len(tokens):
+            return cls(record["prompt"], record["chain"], torch.tensor(tokens[image_index], dtype=torch.long), image)
+        why = "a redrawn edit" if record.get("redrawn") else "sampled before gotr1 kept them"
+        if bundle is None or image is None:
+            raise EditError(f"{record_path}: keeps no image tokens for image {image_index} ({why})")
+        log.info("%s: no image tokens (%s); %s is encoded by the model's VQ", record_path, why, image_path.name)
+        return cls.from_image(bundle, image, record["prompt"], record["chain"])
 
     @classmethod
     def from_image(cls, bundle, image: Image.Image, prompt: str, chain: str) -> EditSource:
@@ -152,10 +157,12 @@ def edit(
     num_images: int = 1,
     seed: int = 0,
     sampling: SamplingConfig | None = None,
+    redraw: bool = False,
     **what,
 ) -> EditResult:
     """Re-sample what the edit concerns (`prepare_edit`'s chain= | prompt= | mask=, margin, candidates), keep the
-    source's other tokens: `num_images` edited images, image i seeded like sample i of `seed`."""
+    source's other tokens: `num_images` edited images, image i seeded like sample i of `seed`. `redraw`: sample
+    every token from the new plan (a full image's cost) and keep only the source's pixels outside the mask."""
     plan = prepare_edit(sampler, source, seed=seed, sampling=sampling, **what)
     generations = sampler.generate(
         [plan.prompt],
@@ -165,5 +172,6 @@ def edit(
         seed=seed,
         source_image_ids=[source.image_ids],
         edit_masks=[plan.mask],
+        redraw=redraw,
     )
     return EditResult(plan, generations)

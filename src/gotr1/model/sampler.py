@@ -114,6 +114,9 @@ class _Request(SamplingConfig):
     # An edit (`generate`'s source_image_ids / edit_masks) per image row: the source's codes and where to sample.
     forced_ids: torch.Tensor | None = None  # [rows * images_per_chain, N]
     free: torch.Tensor | None = None  # [rows * images_per_chain, N] bool: True = sample, False = the source's
+    edited: torch.Tensor | None = None  # [rows * images_per_chain, N] bool: the cells whose pixels the edit draws
+    #   (= free, or for a redrawn row, where every token is sampled, its edit mask)
+    redrawn: torch.Tensor | None = None  # [rows * images_per_chain] bool
 
 
 @dataclass
@@ -136,9 +139,10 @@ class Generation:
     images: list[Image.Image] = field(default_factory=list)
     text_logits: torch.Tensor | None = None  # [Lt, V] when record_logits
     image_logits: torch.Tensor | None = None  # [P, N, K] CFG-combined, when record_logits
-    # An edit's token mask, [N] bool: True where the image token was sampled, False where it was the source's
-    # (its log-prob there is 0); None for a whole image sampled.
+    # An edit's mask, [N] bool: the token cells it re-drew; the image keeps the source's pixels elsewhere, and its
+    # tokens there (log-prob 0: forced) unless `redrawn`. None for a whole image sampled.
     edit_mask: torch.Tensor | None = None
+    redrawn: bool = False  # every image token was sampled from the chain; only the source's pixels were kept
 
     @property
     def objects(self) -> list[PlannedObject]:
@@ -253,6 +257,7 @@ class TwoPhaseSampler:
         record_logits: bool = False,
         source_image_ids: Sequence[torch.Tensor] | None = None,
         edit_masks: Sequence[torch.Tensor] | None = None,
+        redraw: Sequence[bool] | bool = False,
         chains_only: bool = False,
     ) -> list[Generation]:
         """Sample `num_generations` chains (each with `images_per_chain` images) per prompt, as `sampling` says.
@@ -269,6 +274,10 @@ class TwoPhaseSampler:
         source_image_ids, edit_masks: an edit of each prompt's image (see `edit_rows`): `[N]` VQ codes and an
             `[N]` bool mask (True: sample this token); every other token is the source's, teacher-forced, so
             it comes back unchanged and the sampled ones see it. A run of forced tokens is fed in one forward.
+            The images keep the source's decoded pixels outside the mask.
+        redraw: per prompt (or for all): sample every image token of that edit from its chain, a full image's
+            cost, and keep only the source's pixels outside the mask: for a VQ whose tokens carry the scene's
+            colours across the grid (the shapes world's), where kept tokens would decode the edit in the old ones.
         chains_only: write the reasoning chains and stop (no image tokens, no images).
         Returns generations ordered prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
         """
@@ -285,6 +294,7 @@ class TwoPhaseSampler:
             record_logits=record_logits,
             source_image_ids=source_image_ids,
             edit_masks=edit_masks,
+            redraw=redraw,
         )
         if not prompts:
             return []
@@ -331,7 +341,9 @@ class TwoPhaseSampler:
             for r in range(len(prompts) * G)
         ]
 
-    def _request(self, sampling, n_prompts: int, *, seed: int, source_image_ids, edit_masks, **call) -> _Request:
+    def _request(
+        self, sampling, n_prompts: int, *, seed: int, source_image_ids, edit_masks, redraw, **call
+    ) -> _Request:
         """`generate`'s settings checked and joined with the call's shape (and edit) into one `_Request`."""
         settings = (sampling or SamplingConfig()).for_model(self.bundle)
         G, P = call["num_generations"], call["images_per_chain"]
@@ -345,10 +357,16 @@ class TwoPhaseSampler:
             raise ValueError("an edit needs both source_image_ids and edit_masks")
         if edit_masks is not None and call["record_logits"]:
             raise ValueError("record_logits is not kept for edits (forced runs compute no logits)")
-        forced_ids, free = (None, None)
+        redraw = [redraw] * n_prompts if isinstance(redraw, bool) else list(redraw)
+        if len(redraw) != n_prompts or (any(redraw) and edit_masks is None):
+            raise ValueError(f"redraw: one flag per prompt ({n_prompts}), for an edit (source_image_ids, edit_masks)")
+        edit = {}
         if edit_masks is not None:
-            forced_ids, free = self.edit_rows(source_image_ids, edit_masks, n_prompts, G * P)
-        return _Request(**vars(settings), **call, forced_ids=forced_ids, free=free)
+            forced_ids, edited = self.edit_rows(source_image_ids, edit_masks, n_prompts, G * P)
+            redrawn = torch.tensor(redraw, device=edited.device).repeat_interleave(G * P)
+            free = edited | redrawn[:, None]
+            edit = {"forced_ids": forced_ids, "free": free, "edited": edited, "redrawn": redrawn}
+        return _Request(**vars(settings), **call, **edit)
 
     def _generation(self, r: int, prompts, seeds, prompt_ids, rows: _Rows, row_sample, drawn, sampling) -> Generation:
         """Row r's sample: its chain decoded and parsed, with its images (drawn: ids, log-probs, logits, images)."""
@@ -375,7 +393,8 @@ class TwoPhaseSampler:
             images=images[part],
             text_logits=rows.text_logits[r] if rows.text_logits is not None else None,
             image_logits=image_logits[part] if image_logits is not None else None,
-            edit_mask=sampling.free[r * P].cpu() if sampling.free is not None else None,
+            edit_mask=sampling.edited[r * P].cpu() if sampling.edited is not None else None,
+            redrawn=sampling.redrawn is not None and bool(sampling.redrawn[r * P]),
         )
 
     def edit_rows(self, source_image_ids, edit_masks, n_prompts: int, repeats: int):
@@ -789,10 +808,10 @@ class TwoPhaseSampler:
         neighbours' pixels (in the shapes world ~5-10% of an untouched object's pixels); the source's decoding
         is pasted back there, so only the cells the edit names change."""
         sources = self._decode(sampling.forced_ids[::per_prompt].cpu(), sampling)
-        side = int(sampling.free.shape[1] ** 0.5)
+        side = int(sampling.edited.shape[1] ** 0.5)
         out = []
         for row, image in enumerate(images):
-            cells = sampling.free[row].reshape(side, side).cpu().numpy().astype(np.uint8) * 255
+            cells = sampling.edited[row].reshape(side, side).cpu().numpy().astype(np.uint8) * 255
             mask = Image.fromarray(cells, mode="L").resize(image.size, resample=Image.Resampling.NEAREST)
             out.append(Image.composite(image, sources[row // per_prompt], mask))
         return out

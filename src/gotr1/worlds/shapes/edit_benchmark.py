@@ -3,8 +3,9 @@
 Each task starts from a held-out prompt: the world lays its scene out and writes its chain, and the model under
 test draws the source image from that chain. The task then edits the scene (move an object to the other side of
 its anchor, recolour, resize, add or remove an object, add one to a group) and writes the edited chain and
-prompt. Every task is drawn twice with the same seed: as a region-preserving edit (only the token cells under the
-changed boxes, dilated by the margin, are re-sampled; `model.editing`) and as today's full re-render of the
+prompt. Every task is drawn three times with the same seed: as a region-preserving edit (only the token cells
+under the changed boxes, dilated by the margin, are re-sampled; `model.editing`), as a redrawn edit (every token
+sampled from the edited plan, the source's pixels kept outside that mask) and as today's full re-render of the
 edited plan. Scores per category (`<kind>/<method>`):
 - success: every constraint of the edited prompt holds in the new image (the oracle);
 - objects kept: each object the edit did not name is still there, same colour and shape, box IoU >= 0.8 with
@@ -53,7 +54,7 @@ from .rewards import all_constraints_hold
 from .rl import EVAL_RESERVE
 from .vocabulary import COLORS, INVERSE, MAX_OBJECTS, SHAPES, Group, Meaning, relation_holds
 
-METHODS = ("region", "full")
+METHODS = ("region", "redraw", "full")
 EDIT_SEED_OFFSET = 500_009  # an edit's seed: its source's + this (both methods the same)
 CHANGED = 48  # a pixel changed when its RGB moved by more than this (summed over channels)
 # What the summary adds per category: [key, column header]
@@ -284,7 +285,7 @@ class ShapesEditBenchmark(Benchmark):
 
     def edit_requests(self, sampler, jobs: Sequence[ImageJob], sampling) -> list[EditRequest]:
         """Each job's source drawn by the model from the source chain (once per chain and seed), and its mask:
-        the changed boxes' cells for a region edit, every cell for a full re-render."""
+        the changed boxes' cells for a region or redrawn edit, every cell for a full re-render."""
         wanted = {}
         for job in jobs:
             key = (job.metadata["source_chain"], job.metadata["source_seed"])
@@ -302,7 +303,7 @@ class ShapesEditBenchmark(Benchmark):
         for job in jobs:
             meta = job.metadata
             source_ids, png = self._sources[(meta["source_chain"], meta["source_seed"])]
-            if meta["method"] == "region":
+            if meta["method"] != "full":
                 mask = plan_edit_mask(meta["source_chain"], meta["chain"], side, meta["margin"])
             else:
                 mask = torch.ones(side * side, dtype=torch.bool)
@@ -313,7 +314,8 @@ class ShapesEditBenchmark(Benchmark):
                     source_ids,
                     mask,
                     {source_path: png},
-                    {
+                    redraw=meta["method"] == "redraw",
+                    record={
                         "source_image": source_path,
                         "source_image_tokens": source_ids.tolist(),
                         "edit_mask": mask.tolist(),
@@ -367,7 +369,7 @@ class EditScorer:
         source_right = all_constraints_hold(asked_before, source)
         size = new.size[0]
         changed = np.abs(np.asarray(new, dtype=int) - np.asarray(source, dtype=int)).sum(-1) > CHANGED
-        side = int(len(record["image_tokens"][0]) ** 0.5)
+        side = int(len(record["edit_mask"]) ** 0.5)
         cells = plan_edit_mask(meta["source_chain"], meta["chain"], side, meta["margin"]).reshape(side, side)
         pixels = size // side
         inside = cells.repeat_interleave(pixels, 0).repeat_interleave(pixels, 1).numpy()
