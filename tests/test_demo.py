@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from gotr1.chain import parse_chain
-from gotr1.model.editing import EditError
+from gotr1.model.editing import EditError, EditSource
 from gotr1.models import load_model
 from gotr1.rewards.base import RewardResult
 from gotr1.serving.demo import DemoApp, _enlarged, _softly, _table_value, build_demo, highlighted_chain
@@ -306,6 +306,7 @@ def test_build_demo_has_the_stable_element_ids(engine):
         "chain-text",
         "rerender",
         "keep",
+        "redraw",
         "problems",
         "rewards",
         "download",
@@ -361,6 +362,7 @@ def test_keeping_everything_else_resamples_only_the_changed_cells(app):
         "from_prompt": original.prompt,
         "from_chain": original.chain,
         "kept_the_rest": True,
+        "redrawn": False,
         "mask_cells": int(mask.sum()),
         "cells": mask.numel(),
         "changes": None,
@@ -370,6 +372,25 @@ def test_keeping_everything_else_resamples_only_the_changed_cells(app):
     with zipfile.ZipFile(view["download"]) as archive:
         assert {"before.png", "mask.png", "image.png", "chain.json"} <= set(archive.namelist())
     assert view["download"].endswith(f"gotr1-{original.label.strip('#')}-edit-1.zip")
+
+
+def test_a_redrawn_rerender_keeps_the_pixels_outside_the_mask_and_is_edited_again_from_its_pixels(app, engine):
+    session, _ = app.generate(None, PROMPT, 2, 0)
+    session.selected = _with_objects(session)
+    original = session.current
+    session, view = app.rerender(session, _moved(original.chain), keep=True, redraw=True)
+    edited = session.current
+    mask = edited.edit_mask
+    assert mask is not None and 0 < int(mask.sum()) < mask.numel() and edited.record["edit"]["redrawn"]
+    side = int(mask.numel() ** 0.5)
+    cell = original.image.width // side
+    inside = mask.reshape(side, side).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
+    changed = (_pixels(original.image) - _pixels(edited.image)).abs().amax(-1) > 8
+    assert (changed & ~inside).float().mean() < 0.01 and (changed & inside).any()
+    assert "Redrew every token from the plan" in view["compare_note"]
+    # its source for a later edit: its own pixels through the VQ (no token grid decodes to them)
+    encoded = EditSource.from_image(engine.bundle, edited.image, edited.prompt, edited.chain).image_ids
+    assert torch.equal(edited.source.image_ids, encoded.cpu())
 
 
 def test_without_keep_the_whole_image_is_resampled_from_the_snapped_plan(app):

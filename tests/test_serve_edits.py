@@ -122,6 +122,18 @@ def test_official_client_mask_edit_keeps_the_unmasked_tokens(server, engine, sou
     assert [d.model_extra["image_tokens"] for d in again.data] == [d.model_extra["image_tokens"] for d in result.data]
 
 
+def test_a_redrawn_edit_keeps_the_pixels_outside_the_mask_and_returns_no_tokens(server, source):
+    image_png, _ = source
+    files = {"image": ("source.png", image_png, "image/png"), "mask": ("mask.png", mask_png(), "image/png")}
+    form = {"prompt": "a small red circle", "seed": "3"}
+    region, redrawn = (edit(server, files, form | extra).json()["data"][0] for extra in ({}, {"redraw": "true"}))
+    assert redrawn["redrawn"] is True and redrawn["image_tokens"] is None and region["redrawn"] is False
+    assert redrawn["mask"] == region["mask"]
+    outside = ~np.asarray(region["mask"], dtype=bool).repeat(8, 0).repeat(8, 1)
+    a, b = png(region["b64_json"]), png(redrawn["b64_json"])
+    assert np.array_equal(a[outside], b[outside]) and not np.array_equal(a, b)  # the source's pixels outside
+
+
 # -- plan and prompt edits of a sample from /v1/images/generations ------------------------------------------
 
 

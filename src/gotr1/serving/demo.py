@@ -305,20 +305,22 @@ class DemoApp:
         return plan_rows(chain), chain, self.problems_html(chain)
 
     def rerender(
-        self, session: DemoSession | None, chain: str, keep: bool = True
+        self, session: DemoSession | None, chain: str, keep: bool = True, redraw: bool = False
     ) -> tuple[DemoSession, dict[str, Any]]:
         """A new image from the edited chain with the selected sample's prompt, seed, index and settings.
 
         Typed boxes are snapped onto the model's grid first (each move is reported). `keep`: re-sample only the
-        image tokens under the boxes the edit changes and keep the others (refused when it changes nothing);
-        otherwise the whole image. The chain is rendered even when the validator finds problems (they are
-        warned about and shown); a chain that does not fit in the model's context is refused.
+        image tokens under the boxes the edit changes and keep the others (refused when it changes nothing); with
+        `redraw` too, sample every token and keep only the pixels outside those boxes' cells (a new colour in the
+        shapes world needs it: docs/editing.md); otherwise the whole image. The chain is rendered even when the
+        validator finds problems (they are warned about and shown); a chain that does not fit in the model's
+        context is refused.
         """
         entry, chain = self._rerender_request(session, chain)
         problems = validate_chain(chain)
         if keep:
             plan = self._prepare(entry, "chain", chain=chain)
-            job = _edit_job(entry, plan)
+            job = _edit_job(entry, plan, redraw)
             snapped = plan.snapped
         else:
             plan = None
@@ -633,13 +635,14 @@ class DemoApp:
         mask = sample.generation.edit_mask
         edited.before = entry.image
         edited.edit_mask = None if mask is None else mask.detach().to("cpu", torch.bool).reshape(-1).clone()
-        edited.edit_note = _edit_note(entry, edited, kind, plan, snapped)
+        edited.edit_note = _edit_note(entry, edited, kind, plan, snapped, sample.generation.redrawn)
         edited.record["edit"] = {
             "kind": kind,
             "from": entry.label,
             "from_prompt": entry.prompt,
             "from_chain": entry.chain,
             "kept_the_rest": mask is not None,
+            "redrawn": sample.generation.redrawn,
             "mask_cells": None if mask is None else int(edited.edit_mask.sum()),
             "cells": int(entry.source.image_ids.numel()),
             "changes": [change.to_dict() for change in (plan.changes if plan is not None else [])],
@@ -657,6 +660,13 @@ class DemoApp:
             raise gr.Error(_escape(exc)) from None
         except Exception as exc:  # the page says what failed and stays usable
             raise _failed("Sampling", exc) from None
+
+    def _source(self, sample: Sample) -> EditSource:
+        """What a later edit of `sample` starts from: its tokens, or, for a redrawn edit (no token grid decodes
+        to its pixels), its image encoded by the model's VQ."""
+        if sample.generation.redrawn:
+            return self.engine.source_from_image(sample.image, sample.job.prompt, sample.chain)
+        return EditSource.from_generation(sample.generation)
 
     def _entry(
         self,
@@ -684,7 +694,7 @@ class DemoApp:
             image=sample.image,
             record=record,
             sampling=sampling,
-            source=_cpu(EditSource.from_generation(sample.generation)),
+            source=_cpu(self._source(sample)),
             scores=sample.scores,
             score_note=sample.score_note,
             root=root,
@@ -812,9 +822,9 @@ def _cpu(source: EditSource) -> EditSource:
     return source
 
 
-def _edit_job(entry: Entry, plan: EditPlan) -> Job:
+def _edit_job(entry: Entry, plan: EditPlan, redraw: bool = False) -> Job:
     """The job that draws an edit of `entry`: its seed and index, the plan's chain, the source's tokens kept
-    outside the plan's mask."""
+    outside the plan's mask (`redraw`: only its pixels)."""
     return Job(
         plan.prompt,
         entry.seed,
@@ -822,6 +832,7 @@ def _edit_job(entry: Entry, plan: EditPlan) -> Job:
         chain=plan.chain,
         source_ids=entry.source.image_ids,
         edit_mask=plan.mask,
+        redraw=redraw,
     )
 
 
@@ -847,7 +858,7 @@ def _sentence(exc: Exception) -> str:
     return _escape(text[:1].upper() + text[1:])
 
 
-def _edit_note(entry: Entry, edited: Entry, kind: str, plan: EditPlan | None, snapped) -> str:
+def _edit_note(entry: Entry, edited: Entry, kind: str, plan: EditPlan | None, snapped, redrawn: bool = False) -> str:
     """What an edit did, in Markdown (everything quoted from the chain or prompt escaped)."""
     lines = [f"**{_md_escape(entry.label)}** (left) and its edit **{_md_escape(edited.label)}** (right)."]
     if kind == "prompt":
@@ -871,6 +882,12 @@ def _edit_note(entry: Entry, edited: Entry, kind: str, plan: EditPlan | None, sn
         lines.append("The whole image was re-sampled (“keep everything else” was off).")
     elif bool(mask.all()):
         lines.append(f"The edit covers all {mask.numel()} token cells: nothing of {_md_escape(entry.label)} is kept.")
+    elif redrawn:
+        count, total = int(mask.sum()), mask.numel()
+        lines.append(
+            f"Redrew every token from the plan and kept {_md_escape(entry.label)}'s pixels outside the {count} "
+            f"tinted cells of {total}."
+        )
     else:
         count, total = int(mask.sum()), mask.numel()
         lines.append(
@@ -1040,6 +1057,7 @@ class _Editor:
     table: gr.Dataframe
     chain_text: gr.Textbox
     keep: gr.Checkbox
+    redraw: gr.Checkbox
     rerender: gr.Button
     problems: gr.HTML
     edit_prompt: gr.Textbox
@@ -1201,6 +1219,12 @@ def _editor_panel() -> _Editor:
                 label="Keep everything else: re-sample only the cells of the boxes you changed",
                 elem_id="keep",
             )
+            redraw = gr.Checkbox(
+                value=False,
+                label="Redraw: sample the whole image, keep only the pixels outside those cells (a full image's "
+                "time; what a new colour needs here)",
+                elem_id="redraw",
+            )
             rerender = gr.Button("Re-render with this plan", variant="primary", elem_id="rerender")
     problems = gr.HTML(elem_id="problems")
     gr.Markdown(
@@ -1218,7 +1242,7 @@ def _editor_panel() -> _Editor:
             elem_id="edit-prompt",
         )
         prompt_edit = gr.Button("Edit by prompt", variant="primary", scale=1, min_width=160, elem_id="prompt-edit")
-    return _Editor(table, chain_text, keep, rerender, problems, edit_prompt, prompt_edit)
+    return _Editor(table, chain_text, keep, redraw, rerender, problems, edit_prompt, prompt_edit)
 
 
 def _view_components(detail: _Detail, editor: _Editor, gallery: gr.Gallery, base_chain: gr.State) -> dict[str, Any]:
@@ -1297,11 +1321,11 @@ def _handlers(app: DemoApp) -> _Handlers:
     def on_select(state, event: GalleryClick):
         return _show(*app.select(state, event.index))
 
-    def on_rerender(state, chain, keep):
-        return _show(*app.rerender(state, chain, bool(keep)))
+    def on_rerender(state, chain, keep, redraw):
+        return _show(*app.rerender(state, chain, bool(keep), bool(redraw)))
 
-    def check_rerender(state, chain, keep):
-        return _verdicts(app.check_rerender(state, chain, bool(keep)), ("session", "chain", "keep"))
+    def check_rerender(state, chain, keep, redraw):
+        return _verdicts(app.check_rerender(state, chain, bool(keep)), ("session", "chain", "keep", "redraw"))
 
     def on_prompt_edit(state, prompt):
         return _show(*app.prompt_edit(state, prompt))
@@ -1366,7 +1390,7 @@ def _wire_events(
     chain_text.input(handlers.on_text_edit, [chain_text], [table, base_chain, editor.problems], **editing)
     editor.rerender.click(
         _softly(handlers.on_rerender, len(view_outputs)),
-        [session, chain_text, editor.keep],
+        [session, chain_text, editor.keep, editor.redraw],
         view_outputs,
         validator=handlers.check_rerender,
         **engine_slot,

@@ -38,6 +38,7 @@ class Job:
     chain: str | None = None
     source_ids: torch.Tensor | None = field(default=None, compare=False)  # [N] the source image's tokens
     edit_mask: torch.Tensor | None = field(default=None, compare=False)  # [N] bool: True = re-sample
+    redraw: bool = False  # an edit that samples every token, keeping the source's pixels outside the mask
 
 
 @dataclass
@@ -175,6 +176,7 @@ class Engine:
             "edit_masks": [
                 job.edit_mask if job.edit_mask is not None else torch.ones(n, dtype=torch.bool) for job in jobs
             ],
+            "redraw": [job.redraw and job.edit_mask is not None for job in jobs],
         }
 
     def _score(self, samples: list[Sample]) -> None:

@@ -27,13 +27,15 @@ Request fields:
 Edits (``POST /v1/images/edits``, multipart/form-data as OpenAI's ``images.edit`` sends it) take the same text
 fields and: ``image`` (required: one PNG file at the model's size), ``mask`` (a PNG of the same size with alpha:
 its fully transparent pixels may change), ``source_chain`` (the chain the image was drawn from, as its
-generation returned it) and ``input_fidelity`` (accepted and ignored). A mask edit re-samples the token cells
-the mask frees, with a chain sampled for ``prompt``; without a mask, ``source_chain`` and ``chain`` make a plan
-edit (the cells under the objects the new plan moves, resizes, renames, adds or removes), ``source_chain``
-alone a prompt edit (the candidate plan for ``prompt`` that keeps the most of the old one, see
-`model.editing.prepare_edit`). Every other token is the source's, so those cells come back as the image had
-them (after the model's VQ encoding). Image i is `Job(prompt, seed, i, chain, source_ids, edit_mask)`, batched
-with generations; each ``data[i]`` also holds its ``image_tokens``, the ``mask`` of re-sampled cells and the
+generation returned it), ``redraw`` (``true``: sample every token from the new plan, a full image's cost, and keep
+only the source's pixels outside the mask; see docs/editing.md) and ``input_fidelity`` (accepted and ignored).
+A mask edit re-samples the token cells the mask frees, with a chain sampled for ``prompt``; without a mask,
+``source_chain`` and ``chain`` make a plan edit (the cells under the objects the new plan moves, resizes,
+renames, adds or removes), ``source_chain`` alone a prompt edit (the candidate plan for ``prompt`` that keeps
+the most of the old one, see `model.editing.prepare_edit`). Every other token is the source's, so those cells
+come back as the image had them (after the model's VQ encoding). Image i is `Job(prompt, seed, i, chain,
+source_ids, edit_mask, redraw)`, batched with generations; each ``data[i]`` also holds its ``image_tokens``
+(null when ``redrawn``), the ``mask`` of re-drawn cells and the
 boxes ``snapped`` onto the model's coordinates; the answer says ``full_rerender`` and lists the ``changes``.
 
 Every error is JSON in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
@@ -307,6 +309,7 @@ class EditRequest(ImageRequest):
     (``image``, ``mask``) are read from the form apart (see `_read_edit_form`)."""
 
     source_chain: StrictStr | None = None  # the plan the source image was drawn from (a plan or prompt edit)
+    redraw: StrictBool = False  # sample every token from the new plan, keep only the source's pixels outside the mask
     input_fidelity: Literal["high", "low"] | None = None  # accepted and ignored
 
 
@@ -354,7 +357,7 @@ async def _read_edit_form(request: Request) -> tuple[EditRequest, dict[str, byte
     for name, value in texts.items():
         if name in _INT_FIELDS and _INTEGER.fullmatch(value.strip()):
             texts[name] = int(value)
-        elif name == "stream" and value.strip().lower() in ("true", "false"):
+        elif name in ("stream", "redraw") and value.strip().lower() in ("true", "false"):
             texts[name] = value.strip().lower() == "true"
     try:
         body = EditRequest.model_validate(texts)
@@ -396,13 +399,15 @@ def _edit_param(message: str, kind: str) -> str:
 
 
 def _edit_entry(sample, seed: int, plan) -> dict[str, Any]:
-    """`_image_entry` and the edit: the image's tokens, the token mask re-sampled (rows of 0/1, 1 = re-sampled,
-    row-major like the tokens) and the boxes snapped onto the model's coordinates."""
+    """`_image_entry` and the edit: the image's tokens (none for a redrawn edit: no grid decodes to its pixels),
+    the token mask re-drawn (rows of 0/1, 1 = re-drawn, row-major like the tokens) and the boxes snapped onto the
+    model's coordinates."""
     entry = _image_entry(sample, seed)
     generation = sample.generation
     mask = generation.edit_mask if generation.edit_mask is not None else plan.mask
     side = math.isqrt(mask.numel())
-    entry["image_tokens"] = generation.image_ids[0].tolist()
+    entry["redrawn"] = generation.redrawn
+    entry["image_tokens"] = None if generation.redrawn else generation.image_ids[0].tolist()
     entry["mask"] = mask.reshape(side, side).int().tolist()
     entry["snapped"] = snapped_record(plan.snapped)
     return entry
@@ -669,7 +674,8 @@ def _add_edit_route(app: FastAPI, engine: Engine, settings: ServerSettings, batc
         finally:
             preparing -= 1
         jobs = [
-            Job(plan.prompt, seed, i, plan.chain, source_ids=source.image_ids, edit_mask=plan.mask) for i in range(n)
+            Job(plan.prompt, seed, i, plan.chain, source_ids=source.image_ids, edit_mask=plan.mask, redraw=body.redraw)
+            for i in range(n)
         ]
         samples = await _wait_for_samples(_submit(jobs, batcher), request, batcher, settings)
         data = await run_in_threadpool(lambda: [_edit_entry(sample, seed, plan) for sample in samples])
