@@ -195,6 +195,48 @@ def test_shared_unconditional_prefill_equals_prefilling_every_row(tiny_bundle):
         torch.testing.assert_close(got.values * held, want.values * held, rtol=1e-5, atol=1e-5)
 
 
+def test_unconditional_steps_read_one_shared_prefix_and_equal_prefilling_every_row(tiny_bundle):
+    """The compiled path's unconditional rows: one [first, pad, ...] prefix per first token, kept once, and each
+    row's <begin_of_image> step read over it give what prefilling each row whole gives (its step's keys and
+    values, its hidden state), and the prefix columns are the longest row's."""
+    sampler = TwoPhaseSampler(tiny_bundle)
+    ids = tiny_bundle.ids
+    lengths, firsts, width = [7, 12, 12, 4], [ids.bos, ids.bos, 17, 17], 12
+    rows = type("Rows", (), {})()
+    rows.next_pos = torch.tensor(lengths)
+    rows.first_token = torch.tensor(firsts)
+    with torch.inference_mode():
+        prefixes, step_keys, step_values, hidden = sampler._unconditional_steps(rows)
+        seqs = [unconditional_ids(f, n, ids.pad, ids.begin_of_image) for f, n in zip(firsts, lengths)]
+        tokens, full_mask = _left_pad(seqs, ids.pad, "cpu", width=width)
+        expected_cache = PreallocatedCache(len(step_keys), width)
+        expected = sampler._forward(sampler.embed(tokens), full_mask, _positions(full_mask), expected_cache)
+    torch.testing.assert_close(hidden, expected, rtol=1e-5, atol=1e-5)
+    assert set(prefixes) == {ids.bos, 17}
+    for i, want in enumerate(expected_cache.layers):
+        torch.testing.assert_close(step_keys[i], want.keys[:, :, -1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(step_values[i], want.values[:, :, -1], rtol=1e-5, atol=1e-5)
+        for first, longest in ((ids.bos, 1), (17, 2)):  # rows 1 and 2 are 12 long: no left padding
+            shared = prefixes[first].layers[i]
+            assert shared.prefix_keys.shape[0] == 1 and shared.prefix_keys.shape[2] == 11  # once, not per row
+            torch.testing.assert_close(shared.prefix_keys[0], want.keys[longest, :, :11], rtol=1e-5, atol=1e-5)
+
+
+def test_the_compiled_image_phase_builds_no_per_row_unconditional_cache(tiny_bundle, monkeypatch):
+    """With CFG, the compiled path reads the unconditional prefix once per prompt: the per-row left-padded
+    cache (the eager path's) is never built, and the tokens are the eager path's."""
+    sampling = SamplingConfig(max_reasoning_tokens=12, compile="static")
+    eager_sampling = dataclasses.replace(sampling, compile="none")
+    eager = TwoPhaseSampler(tiny_bundle).generate(["a red circle"], eager_sampling, num_generations=3)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the compiled path built a per-row unconditional cache")
+
+    monkeypatch.setattr(TwoPhaseSampler, "_unconditional_prefix", refuse)
+    compiled = TwoPhaseSampler(tiny_bundle).generate(["a red circle"], sampling, num_generations=3)
+    assert all(torch.equal(a.image_ids, b.image_ids) for a, b in zip(eager, compiled))
+
+
 @pytest.mark.parametrize("per_kv", [1, 4])
 def test_segmented_attention_equals_sdpa_over_each_rows_whole_cache(per_kv):
     """Rows reading a prefix shared by their group, a segment of their own and a per-row step segment get

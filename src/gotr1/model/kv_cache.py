@@ -101,6 +101,36 @@ class PreallocatedCache(Cache):
         return joined
 
 
+class SharedPrefixLayer(DynamicLayer):
+    """One layer of a cache whose rows all read one prefix ([1, heads, n, head_dim], kept once) and each add one
+    step. Attention gets the prefix broadcast to the rows, one layer at a time (a transient [rows, heads, n + 1,
+    head_dim]), where a per-row copy would hold rows x n columns in every layer at once. A row that reads fewer
+    columns masks the rest; the step's own keys and values are kept (`step_keys`, `step_values`)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.prefix_keys, self.prefix_values = keys, values
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self.step_keys: torch.Tensor | None = None
+        self.step_values: torch.Tensor | None = None
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        self.step_keys, self.step_values = key_states, value_states
+        rows = key_states.shape[0]
+        keys = torch.cat([self.prefix_keys.expand(rows, -1, -1, -1), key_states], 2)
+        values = torch.cat([self.prefix_values.expand(rows, -1, -1, -1), value_states], 2)
+        return keys, values
+
+    def get_seq_length(self) -> int:
+        return self.prefix_keys.shape[2]
+
+
+def shared_prefix_cache(prefix: PreallocatedCache, length: int) -> Cache:
+    """A cache of `SharedPrefixLayer`s over the first `length` columns of a one-row `prefix` (no copy)."""
+    return Cache(layers=[SharedPrefixLayer(k._keys[:, :, :length], k._values[:, :, :length]) for k in prefix.layers])
+
+
 def with_capacity(buffer: torch.Tensor, capacity: int) -> torch.Tensor:
     """[B, H, L, D] -> [B, H, capacity, D] with zeros after the L filled columns (itself if already that long)."""
     missing = capacity - buffer.shape[2]

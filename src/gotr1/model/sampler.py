@@ -28,7 +28,7 @@ from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
 from ..config import check_choice, check_range
 from .attention import decoding_attention
 from .compat import cache_kwargs
-from .kv_cache import PreallocatedCache
+from .kv_cache import PreallocatedCache, shared_prefix_cache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
 from .static_decode import COMPILE_MODES, SegmentShape, StaticDecoder, TokenRule, bucketed
@@ -716,7 +716,7 @@ class TwoPhaseSampler:
             sources.append((rows.cache.layers, rows.mask, P))
         if use_cfg:
             width = int(rows.next_pos.max())
-            ucache, _, uhidden = self._unconditional_prefix(rows, 1, 0, width=width)
+            unconditional = self._unconditional_steps(rows)
             shapes.append(SegmentShape(groups, size, m, bucketed(width - 1)))
         steps = bucketed(n_tokens + use_cfg)
         space = decoder.workspace("image", 2 * m if use_cfg else m, tuple(shapes), steps, kv_dtype, device)
@@ -724,8 +724,8 @@ class TwoPhaseSampler:
             segment.load(layers, mask, repeats=repeats)
         space.step.mask.zero_()
         if use_cfg:
-            self._load_unconditional(space.segments[len(sources)], space.step, ucache, rows, width, P)
-            hidden = torch.cat([hidden, uhidden.repeat_interleave(P, 0)])
+            self._load_unconditional(space.segments[len(sources)], space.step, unconditional, rows, P)
+            hidden = torch.cat([hidden, unconditional[3].repeat_interleave(P, 0)])
             positions = torch.cat([positions, positions])
         keys = self._image_keys(row_seed, row_sample, P)
         rule = TokenRule(sampling.image_temperature, sampling.image_top_k, sampling.image_top_p)
@@ -743,25 +743,52 @@ class TwoPhaseSampler:
         return torch.stack(codes, 1).cpu(), torch.stack(logprobs, 1).cpu()
 
     @staticmethod
-    def _load_unconditional(prefix, step, ucache: PreallocatedCache, rows: _Rows, width: int, P: int) -> None:
-        """Put `_unconditional_prefix`'s rows (left-padded to `width`, <begin_of_image> last) into segments:
-        [first, pad, ...] once per group of rows (its longest row holds every position the group reads)
-        in `prefix`, each row's <begin_of_image> in column 0 of the `step` segment."""
+    def _load_unconditional(prefix, step, unconditional, rows: _Rows, P: int) -> None:
+        """Put `_unconditional_steps`' prefixes and steps into segments: [first, pad, ...] once per group of rows
+        (as long as its longest row reads) in `prefix`, each row's <begin_of_image> in column 0 of `step`."""
+        prefixes, step_keys, step_values, _ = unconditional
         lengths, size = rows.next_pos, rows.group_size
         for group in range(len(lengths) // size):
-            longest = group * size + int(lengths[group * size : (group + 1) * size].argmax())
-            n = int(lengths[longest]) - 1  # positions 0 .. n-1 sit in columns width-1-n .. width-2
-            for layer, keys, values in zip(ucache.layers, prefix.keys, prefix.values):
-                keys[group, :, :n] = layer._keys[longest, :, width - 1 - n : width - 1]
-                values[group, :, :n] = layer._values[longest, :, width - 1 - n : width - 1]
+            n = int(lengths[group * size : (group + 1) * size].max()) - 1  # positions 0 .. n-1 of the prefix
+            shared = prefixes[int(rows.first_token[group * size])]
+            for layer, keys, values in zip(shared.layers, prefix.keys, prefix.values):
+                keys[group, :, :n] = layer.prefix_keys[0, :, :n]
+                values[group, :, :n] = layer.prefix_values[0, :, :n]
         columns = torch.arange(prefix.mask.shape[-1], device=lengths.device)
         reads = (columns[None] < (lengths - 1)[:, None]).repeat_interleave(P, 0)
         prefix.mask.copy_(reads.view(prefix.mask.shape))
         m = len(lengths) * P
-        for layer, keys, values in zip(ucache.layers, step.keys, step.values):
-            keys[m:, :, 0] = layer._keys[:, :, width - 1].repeat_interleave(P, 0)
-            values[m:, :, 0] = layer._values[:, :, width - 1].repeat_interleave(P, 0)
+        for row_keys_, row_values, keys, values in zip(step_keys, step_values, step.keys, step.values):
+            keys[m:, :, 0] = row_keys_.repeat_interleave(P, 0)
+            values[m:, :, 0] = row_values.repeat_interleave(P, 0)
         step.mask[m:, :, 0] = True
+
+    def _unconditional_steps(self, rows: _Rows):
+        """The compiled path's unconditional rows (`unconditional_ids`: first token, pads, <begin_of_image>)
+        without a per-row cache: one prefill of [first, pad, ...] per distinct first token, kept once, and one
+        batched step of each row's <begin_of_image> at its own position, reading that prefix broadcast
+        (`SharedPrefixLayer`). Returns (the prefix caches by first token, per layer the rows' step keys and
+        values [R, heads, head_dim], the rows' hidden states at <begin_of_image> [R, D])."""
+        device = self.bundle.device
+        lengths = rows.next_pos  # [R] tokens in each row's unconditional sequence, <begin_of_image> included
+        prefixes, parts = {}, []
+        for first in rows.first_token.unique().tolist():
+            members = (rows.first_token == first).nonzero().squeeze(1)
+            n = int(lengths[members].max()) - 1
+            row = unconditional_ids(first, n + 1, self.ids.pad, self.ids.begin_of_image)
+            prefill, _, _ = self._prefill([row[:-1]], 0)
+            cache = prefixes[first] = shared_prefix_cache(prefill, n)
+            reads = torch.arange(n + 1, device=device)[None] < (lengths[members] - 1)[:, None]
+            reads[:, n] = True  # the step itself
+            boi = torch.full((len(members), 1), self.ids.begin_of_image, dtype=torch.long, device=device)
+            out = self._forward(self.embed(boi), reads.long(), (lengths[members] - 1)[:, None], cache)
+            steps = [(layer.step_keys[:, :, 0], layer.step_values[:, :, 0]) for layer in cache.layers]
+            parts.append((members, out, steps))
+        order = torch.cat([members for members, _, _ in parts]).argsort()  # back to row order
+        hidden = torch.cat([out for _, out, _ in parts])[order]
+        step_keys = [torch.cat([steps[i][0] for _, _, steps in parts])[order] for i in range(len(parts[0][2]))]
+        step_values = [torch.cat([steps[i][1] for _, _, steps in parts])[order] for i in range(len(parts[0][2]))]
+        return prefixes, step_keys, step_values, hidden
 
     def _unconditional_prefix(self, rows: _Rows, P: int, room: int, width: int | None = None):
         """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional row's width.
