@@ -6,6 +6,15 @@ from gotr1.model.tiny import build_tiny_janus, build_tiny_tokenizer
 from gotr1.model.tokens import SpecialTokenIds
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache_of_the_session(tmp_path_factory):
+    """The compiled decode path keeps its compilations under GOTR1_CACHE: one folder for the whole test session
+    (never the user's ~/.cache), and inductor's own default folder left as the session found it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GOTR1_CACHE", str(tmp_path_factory.mktemp("gotr1-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tiny_tokenizer()

@@ -28,6 +28,7 @@ from ..chain import BEGIN_OF_IMAGE, ParsedChain, PlannedObject, parse_chain
 from ..config import check_choice, check_range
 from .attention import decoding_attention
 from .compat import cache_kwargs
+from .compile_cache import CompileCache
 from .kv_cache import PreallocatedCache, shared_prefix_cache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
@@ -235,7 +236,8 @@ class TwoPhaseSampler:
     def static_decoder(self, mode: str) -> StaticDecoder:
         """The compiled decode path for `mode`, kept (with its compilations and workspaces) between calls."""
         if self._static is None or self._static.mode != mode:
-            self._static = StaticDecoder(self.model, mode)
+            cache = None if mode == "static" else CompileCache.for_bundle(self.bundle, mode)
+            self._static = StaticDecoder(self.model, mode, cache)
         return self._static
 
     # -- public -------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ become constants (on the CPU, prepacked for oneDNN), which only inference may do
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +34,10 @@ import torch
 
 from .attention import DECODING_ATTENTION, decoding_attention
 from .compat import cache_kwargs
+from .compile_cache import CompileCache, call_signature
 from .sampling import select_tokens
+
+log = logging.getLogger(__name__)
 
 # "none": transformers' own forward over a growing cache (the eager path, not this module);
 # "static": this module's fixed-shape steps run without compiling (debugging, parity checks);
@@ -147,9 +153,10 @@ class StaticDecoder:
 
     mode: "static" runs the static-shape functions without compiling; "default" / "reduce-overhead" are
     `torch.compile` modes; "frozen" is "default" with inductor's freezing (weights as constants).
+    cache: where compiling keeps its results between processes (`compile_cache`); None: torch's defaults.
     """
 
-    def __init__(self, model, mode: str = "default"):
+    def __init__(self, model, mode: str = "default", cache: CompileCache | None = None):
         if mode not in COMPILE_MODES[1:]:
             raise ValueError(f"a static decoder's mode is one of {', '.join(COMPILE_MODES[1:])}, got {mode!r}")
         self.model = model
@@ -168,6 +175,8 @@ class StaticDecoder:
         (self._cache_keyword,) = cache_kwargs(self.lm.layers[0], None)
         self._workspaces: dict[str, Workspace] = {}
         self._compiled: dict[str, Callable] = {}
+        self._seen: set[str] = set()  # the call signatures compiled (or loaded) in this process
+        self.cache = cache
         self._weights_seen = None
 
     def workspace(self, phase: str, rows: int, shared: tuple[SegmentShape, ...], steps: int, dtype, device):
@@ -201,6 +210,7 @@ class StaticDecoder:
         if self._weights_seen is not None and seen != self._weights_seen and self._compiled:
             torch.compiler.reset()
             self._compiled.clear()
+            self._seen.clear()
         self._weights_seen = seen
 
     def compiled(self, name: str, fn: Callable) -> Callable:
@@ -222,10 +232,38 @@ class StaticDecoder:
         if self.lm.config._attn_implementation != DECODING_ATTENTION:  # the segments need it (the sampler sets it)
             with decoding_attention(self.lm, args[0].columns.device):
                 return self.call(name, fn, *args)
+        if self.mode != "static":
+            signature = call_signature(name, args)
+            if signature not in self._seen:
+                return self._first_call(name, signature, compiled, args)
+        return self._run(compiled, args)
+
+    def _run(self, compiled: Callable, args: tuple):
         if self.mode != "reduce-overhead":
             return compiled(*args)
         torch.compiler.cudagraph_mark_step_begin()
         return tuple(t.clone() for t in compiled(*args))
+
+    def _first_call(self, name: str, signature: str, compiled: Callable, args: tuple):
+        """A step's first call at a shape compiles it: into the compile cache's folder, timed and logged with
+        what torch's caches gave (hits: compiled code reused, e.g. from an earlier process)."""
+        from torch._dynamo.utils import counters
+
+        before = dict(counters["inductor"])
+        start = time.perf_counter()
+        with self.cache.compiling() if self.cache is not None else contextlib.nullcontext():
+            out = self._run(compiled, args)
+        seconds = time.perf_counter() - start
+        self._seen.add(signature)
+        hits = counters["inductor"]["fxgraph_cache_hit"] - before.get("fxgraph_cache_hit", 0)
+        misses = counters["inductor"]["fxgraph_cache_miss"] - before.get("fxgraph_cache_miss", 0)
+        if self.cache is not None:
+            self.cache.record(signature, seconds)
+        log.info(
+            "%s step (%s): first call %.1f s, %d compiled graph(s) from the cache, %d built%s",
+            name, self.mode, seconds, hits, misses, f" ({self.cache.folder})" if self.cache is not None else "",
+        )  # fmt: skip
+        return out
 
     def forward(self, space: Workspace, embeds: torch.Tensor, positions: torch.Tensor, column: torch.Tensor):
         """One token per row through the language model: writes its keys/values at `column` of the step
