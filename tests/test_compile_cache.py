@@ -120,3 +120,22 @@ def test_an_entry_without_its_record_or_with_a_bad_one_is_removed_with_a_warning
     with caplog.at_level(logging.WARNING):
         assert CompileCache(_key(), tmp_path).shapes == {}
     assert "record is unreadable" in caplog.text and not cache.folder.exists()
+
+
+@pytest.mark.slow  # one compile, one load (about 50 s on 2 cores); CI runs it
+def test_gotr1_compile_fills_the_cache_that_generate_then_loads(tmp_path, monkeypatch, capsys, caplog):
+    from gotr1.cli import main
+
+    monkeypatch.setenv("GOTR1_CACHE", str(tmp_path / "cache"))
+    warm = ["--images", "2", "--max-reasoning-tokens", "8", "--prompt", "a red circle"]
+    assert main(["compile", "--model", "tiny-random", *warm]) == 0
+    (entry,) = (tmp_path / "cache" / "compile").iterdir()
+    assert "compile cache: " in capsys.readouterr().out and json.loads((entry / "entry.json").read_text())["shapes"]
+    args = ["generate", "--model", "tiny-random", "--prompt", "a red circle", "--num-chains", "2"]
+    with caplog.at_level(logging.INFO, logger="gotr1.model.static_decode"):
+        assert main([*args, "--max-reasoning-tokens", "8", "--compile", "default", "--out", str(tmp_path / "g")]) == 0
+    assert "from the cache, 0 built" in caplog.text
+    assert main(["compile", "--clear"]) == 0 and not (tmp_path / "cache" / "compile").exists()
+    for bad, message in ((["--compile", "none"], "compiles nothing"), (["--images", "0"], "at least 1")):
+        assert main(["compile", "--model", "tiny-random", *bad]) == 2
+        assert message in capsys.readouterr().err

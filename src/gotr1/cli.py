@@ -1,6 +1,6 @@
 """`gotr1` command line: parsing and dispatch. Each command's body lives with its subject: `generate.py`, `edit.py`,
-`serving/commands.py`, `eval/commands.py`, `train/commands.py`, `rewards/commands.py` and the shapes world's
-`worlds/shapes/commands.py`; the argument types they share are in `arguments.py`."""
+`precompile.py`, `serving/commands.py`, `eval/commands.py`, `train/commands.py`, `rewards/commands.py` and the
+shapes world's `worlds/shapes/commands.py`; the argument types they share are in `arguments.py`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .edit import add_edit_command
     from .eval.commands import add_eval_commands
     from .generate import add_generate_command
+    from .precompile import add_compile_command
     from .rewards.commands import add_reward_command
     from .serving.commands import add_serving_commands
     from .train.commands import add_train_commands
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_edit_command,
         add_serving_commands,
         add_convert_command,
+        add_compile_command,
         add_reward_command,
         add_train_commands,
         add_shapes_commands,
