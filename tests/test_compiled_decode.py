@@ -11,10 +11,18 @@ from gotr1.model.attention import DECODING_ATTENTION, decoding_attention, segmen
 from gotr1.model.kv_cache import PreallocatedCache
 from gotr1.model.loading import JanusBundle
 from gotr1.model.sampler import SamplingConfig, TwoPhaseSampler, _left_pad, _positions
-from gotr1.model.static_decode import CAPACITY_BUCKET, Segment, SegmentShape, StaticDecoder, bucketed
+from gotr1.model.static_decode import (
+    CAPACITY_BUCKET,
+    LENGTH_BUCKETS,
+    Segment,
+    SegmentShape,
+    StaticDecoder,
+    bucketed,
+    length_bucket,
+)
 from gotr1.model.teacher_forcing import unconditional_ids
 from gotr1.model.tiny import build_tiny_janus
-from gotr1.model.tokens import SpecialTokenIds
+from gotr1.model.tokens import SpecialTokenIds, encode_prompt
 from gotr1.train.grpo import GRPOConfig, GRPOTrainer, TrainerSetupError
 
 # Prompts of different lengths, so rows are left-padded and chains close at different steps.
@@ -154,6 +162,38 @@ def test_capacities_are_bucketed():
     assert bucketed(1) == CAPACITY_BUCKET
     assert bucketed(CAPACITY_BUCKET) == CAPACITY_BUCKET
     assert bucketed(CAPACITY_BUCKET + 1) == 2 * CAPACITY_BUCKET
+    assert [length_bucket(n) for n in (1, 16, 17, 100, 129, 600, 700, 1024, 1025, 1300)] == [
+        16, 16, 32, 128, 256, 640, 768, 1024, 1280, 1536,
+    ]  # fmt: skip
+
+
+def test_typical_calls_meet_only_the_listed_shapes(tiny_bundle, monkeypatch):
+    """Prompts of other lengths and chains of other lengths, 1-4 images each: every workspace's text-dependent
+    segment lengths are buckets, and a prompt's length within a bucket changes no shape."""
+    seen = []
+    workspace = StaticDecoder.workspace
+
+    def record(self, phase, rows, shared, steps, dtype, device):
+        seen.append((phase, rows, tuple((s.groups, s.group_size, s.length) for s in shared), steps))
+        return workspace(self, phase, rows, shared, steps, dtype, device)
+
+    monkeypatch.setattr(StaticDecoder, "workspace", record)
+    sampler = TwoPhaseSampler(tiny_bundle)
+    sampling = SamplingConfig(max_reasoning_tokens=40, compile="static")
+    prompts = [  # 70, 77 and 97 tokens with the chat template: two 16-column buckets, one length bucket
+        "two small blue squares",
+        "a red circle beside a blue square",
+        "a large yellow star above a green heart on the left of a small red circle",
+    ]
+    for prompt in prompts:
+        for images in (1, 2, 4):
+            sampler.generate([prompt], sampling, num_generations=images, seed=len(prompt))
+    assert {length for *_, shared, _ in seen for *_, length in shared} <= set(LENGTH_BUCKETS)
+    lengths = {len(encode_prompt(tiny_bundle.tokenizer, p, tiny_bundle.ids.bos)) for p in prompts}
+    assert len(lengths) == 3
+    assert len({length_bucket(n) for n in lengths}) == 1  # the prompts share one bucket ...
+    for images in (1, 2, 4):  # ... so each image count meets one text-phase shape, whatever the prompt
+        assert len({s for s in seen if s[0] == "text" and s[1] == images}) == 1
 
 
 def test_static_decoder_refuses_attention_without_boolean_masks(tiny_bundle):

@@ -32,7 +32,7 @@ from .compile_cache import CompileCache
 from .kv_cache import PreallocatedCache, shared_prefix_cache
 from .loading import JanusBundle
 from .sampling import row_keys, select_tokens
-from .static_decode import COMPILE_MODES, SegmentShape, StaticDecoder, TokenRule, bucketed
+from .static_decode import COMPILE_MODES, SegmentShape, StaticDecoder, TokenRule, bucketed, length_bucket
 from .teacher_forcing import unconditional_ids
 from .tokens import encode_prompt
 
@@ -534,7 +534,7 @@ class TwoPhaseSampler:
         n = len(prompt_ids) * G
         kv_dtype = prompts.layers[0]._keys.dtype  # under autocast: the projections' dtype, not the hidden state's
         # Each prompt's prefill is held once and read once per step by its G rows; the chains fill the step segment.
-        shared = (SegmentShape(len(prompt_ids), G, 0, bucketed(prompt_mask.shape[1])),)
+        shared = (SegmentShape(len(prompt_ids), G, 0, length_bucket(prompt_mask.shape[1])),)
         space = decoder.workspace("text", n, shared, bucketed(steps), kv_dtype, device)
         space.segments[0].load(prompts.layers, prompt_mask)
         space.step.mask.zero_()
@@ -711,15 +711,15 @@ class TwoPhaseSampler:
         kv_dtype = (rows.shared if rows.shared is not None else rows.cache).layers[0]._keys.dtype
         shapes, sources = [], []
         if rows.shared is not None:
-            shapes.append(SegmentShape(groups, size, 0, bucketed(rows.shared_mask.shape[1])))
+            shapes.append(SegmentShape(groups, size, 0, length_bucket(rows.shared_mask.shape[1])))
             sources.append((rows.shared.layers, rows.shared_mask, 1))
         if own:  # a chain's P images: its rows are copied P times
-            shapes.append(SegmentShape(m, 1, 0, bucketed(own)))
+            shapes.append(SegmentShape(m, 1, 0, length_bucket(own)))
             sources.append((rows.cache.layers, rows.mask, P))
         if use_cfg:
             width = int(rows.next_pos.max())
             unconditional = self._unconditional_steps(rows)
-            shapes.append(SegmentShape(groups, size, m, bucketed(width - 1)))
+            shapes.append(SegmentShape(groups, size, m, length_bucket(width - 1)))
         steps = bucketed(n_tokens + use_cfg)
         space = decoder.workspace("image", 2 * m if use_cfg else m, tuple(shapes), steps, kv_dtype, device)
         for segment, (layers, mask, repeats) in zip(space.segments, sources):

@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 # "frozen": torch.compile with the weights as constants (inference only: refused while a weight trains).
 COMPILE_MODES = ("none", "static", "default", "reduce-overhead", "frozen")
 CAPACITY_BUCKET = 16
+# The lengths a segment whose length follows the text (a prompt, chains, the unconditional prefix) is rounded up
+# to: a compiled step is specialised to its segments' lengths, so every length in a bucket shares one
+# compilation. Past the last, multiples of LENGTH_STEP. Steps segments are fixed by the settings and keep
+# CAPACITY_BUCKET.
+LENGTH_BUCKETS = (16, 32, 64, 128, 256, 384, 512, 640, 768, 896, 1024)
+LENGTH_STEP = 256
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,17 @@ class TokenRule:
 
 
 def bucketed(capacity: int) -> int:
-    """Round a segment length up to the bucket size (fewer distinct shapes, fewer compilations)."""
+    """Round a step count up to the bucket size (fewer distinct shapes, fewer compilations)."""
     return max(1, -(-capacity // CAPACITY_BUCKET)) * CAPACITY_BUCKET
+
+
+def length_bucket(length: int) -> int:
+    """Round a text-dependent segment length up to `LENGTH_BUCKETS` (a prompt of 20 tokens and one of 30 share
+    a compilation; at most a third of a segment is padding past 128)."""
+    for bucket in LENGTH_BUCKETS:
+        if length <= bucket:
+            return bucket
+    return -(-length // LENGTH_STEP) * LENGTH_STEP
 
 
 @dataclass(frozen=True)
