@@ -139,3 +139,21 @@ def test_gotr1_compile_fills_the_cache_that_generate_then_loads(tmp_path, monkey
     for bad, message in ((["--compile", "none"], "compiles nothing"), (["--images", "0"], "at least 1")):
         assert main(["compile", "--model", "tiny-random", *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # compiles two batch sizes (about 60 s on 2 cores); CI runs it
+def test_a_served_engine_warms_its_batch_sizes_before_the_first_request(tiny_bundle, caplog):
+    from gotr1.model.compile_cache import WARM_PROMPT
+    from gotr1.serving.engine import Engine, Job
+
+    eager = Engine(tiny_bundle, name="t", sampling=SamplingConfig(max_reasoning_tokens=8))
+    assert eager.warm_up([1, 2]) is None  # nothing to compile
+    engine = Engine(tiny_bundle, name="t", sampling=SamplingConfig(max_reasoning_tokens=8, compile="default"))
+    with caplog.at_level(logging.INFO):
+        assert engine.warm_up([1, 2]) > 0
+        assert "ready for batches of 1, 2" in caplog.text
+        caplog.clear()
+        samples = engine.run([Job(WARM_PROMPT, 0, i) for i in range(2)])  # a request of that batch size
+    assert "first call" not in caplog.text  # compiled already: the request waited for no compile
+    expected = eager.run([Job(WARM_PROMPT, 0, i) for i in range(2)])
+    assert [s.generation.image_ids.tolist() for s in samples] == [s.generation.image_ids.tolist() for s in expected]

@@ -23,8 +23,6 @@ from .arguments import (
 
 log = logging.getLogger("gotr1")
 
-WARM_PROMPT = "a red circle to the left of a blue square"
-
 
 def _counts(text: str) -> list[int]:
     try:
@@ -37,7 +35,7 @@ def _counts(text: str) -> list[int]:
 
 
 def cmd_compile(args) -> int:
-    from .model.compile_cache import cache_root
+    from .model.compile_cache import WARM_PROMPT, cache_root
 
     if args.clear:
         folder = cache_root() / "compile"
@@ -52,11 +50,12 @@ def cmd_compile(args) -> int:
 
     bundle = load_model(args.model, args.dtype, resolve_device(args.device))
     sampling = sampling_from_args(args).for_model(bundle)
-    bundle.check_prompt(args.prompt, sampling.max_reasoning_tokens)
+    prompt = args.prompt or WARM_PROMPT
+    bundle.check_prompt(prompt, sampling.max_reasoning_tokens)
     sampler = TwoPhaseSampler(bundle)
     for count in counts:
         start = time.perf_counter()
-        sampler.generate([args.prompt], sampling, num_generations=count, seed=0, decode_images=False)
+        sampler.generate([prompt], sampling, num_generations=count, seed=0, decode_images=False)
         print(f"{count} image(s) of one prompt: {time.perf_counter() - start:.1f} s, compiled or loaded")
     cache = sampler.static_decoder(sampling.compile).cache
     print(f"compile cache: {cache.folder} ({len(cache.shapes)} compiled step shapes)")
@@ -68,7 +67,7 @@ def add_compile_command(sub) -> None:
     comp = sub.add_parser("compile", help="compile the decode path of a model ahead of time (the compile cache)")
     add_model_argument(comp)
     comp.add_argument("--images", default="1,4,16", help="image counts of one prompt to compile for (default 1,4,16)")
-    comp.add_argument("--prompt", default=WARM_PROMPT, help="the prompt sampled (its length sets the prompt's shape)")
+    comp.add_argument("--prompt", default=None, help="the prompt sampled (its length sets the prompt's shape)")
     add_sampling_arguments(comp)
     comp.set_defaults(compile="default")
     comp.add_argument("--dtype", default=None, choices=DTYPES, help="float32 / bfloat16 / float16")

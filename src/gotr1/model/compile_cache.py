@@ -31,6 +31,7 @@ import torch
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "GOTR1_CACHE"
+WARM_PROMPT = "a red circle to the left of a blue square"  # what warming up samples (`gotr1 compile`, serve)
 _SKIPPED = {"locks"}  # inductor's lock files: not part of what it compiled
 
 

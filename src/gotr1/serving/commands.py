@@ -121,7 +121,9 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     check_listen_address(args.host, args.port)
-    serve(build_engine(args), settings)
+    engine = build_engine(args)
+    engine.warm_up([1, settings.max_batch])  # a compiled path: its first requests do not wait for compiling
+    serve(engine, settings)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from PIL import Image
 
 from ..chain import BEGIN_OF_IMAGE
+from ..model.compile_cache import WARM_PROMPT
 from ..model.loading import JanusBundle
 from ..model.sampler import Generation, SamplingConfig, TwoPhaseSampler
 
@@ -112,6 +114,30 @@ class Engine:
             body = chain.removesuffix(BEGIN_OF_IMAGE)
             reasoning = len(self.bundle.tokenizer.encode(body, add_special_tokens=False, verbose=False))
         self.bundle.check_prompt(prompt, reasoning, chain_given=chain is not None)
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> float | None:
+        """On a compiled decode path, sample a batch of each size once (no rewards, no images), so that the
+        first requests find their steps compiled, or loaded from the compile cache; returns the seconds it took
+        (None on the eager path, which has nothing to compile)."""
+        if self.sampling.compile in ("none", "static"):
+            return None
+        start = time.perf_counter()
+        with self._lock:
+            for size in sorted(set(batch_sizes)):
+                self.sampler.generate(
+                    [WARM_PROMPT] * size,
+                    self.sampling,
+                    seeds=[0] * size,
+                    sample_indices=list(range(size)),
+                    decode_images=False,
+                )
+        seconds = time.perf_counter() - start
+        log.info(
+            "the %s decode path is ready for batches of %s (%.1f s, compile cache %s)",
+            self.sampling.compile, ", ".join(map(str, sorted(set(batch_sizes)))), seconds,
+            self.sampler.static_decoder(self.sampling.compile).cache.folder,
+        )  # fmt: skip
+        return seconds
 
     def run(self, jobs: Sequence[Job], sampling: SamplingConfig | None = None) -> list[Sample]:
         """Make every job's image in (at most) two sampler calls: sampled chains, then given chains.
