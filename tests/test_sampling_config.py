@@ -128,6 +128,7 @@ class _Fake:
         self.chain = "a red circle [100, 100, 400, 400]"
         self.parsed = parse_chain(self.chain + "<begin_of_image>")
         self.objects = self.parsed.objects
+        self.redrawn = False  # a redrawn edit's record keeps no image tokens
 
     def record(self):
         return {"chain": self.chain, "objects": len(self.objects)}
