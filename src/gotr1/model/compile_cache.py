@@ -136,9 +136,6 @@ class CompileCache:
             else:
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
 
-    def knows(self, signature: str) -> bool:
-        return signature in self.shapes
-
     def record(self, signature: str, seconds: float) -> None:
         """A shape compiled (or loaded): keep it in the record with the files as they now are."""
         self.shapes.setdefault(signature, round(seconds, 3))

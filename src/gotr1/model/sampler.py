@@ -792,18 +792,18 @@ class TwoPhaseSampler:
         step_values = [torch.cat([steps[i][1] for _, _, steps in parts])[order] for i in range(len(parts[0][2]))]
         return prefixes, step_keys, step_values, hidden
 
-    def _unconditional_prefix(self, rows: _Rows, P: int, room: int, width: int | None = None):
+    def _unconditional_prefix(self, rows: _Rows, P: int, room: int):
         """Each row's unconditional sequence (`unconditional_ids`), left-padded to its conditional row's width.
 
         The rows differ only in length (and, across prompts, maybe in first token), and attention is
         causal: a row's first token and pads are a prefix of the longest such row. So one prefill of
         [first, pad, ...] per distinct first token serves every row, and one batched step adds each row's
         closing <begin_of_image> at its own position. (Prefilling every row whole cost as much as
-        a prompt-and-chain prefill per sample.) `room`: cache columns to leave free after them; `width`:
-        the conditional rows' (default: their cache's).
+        a prompt-and-chain prefill per sample.) `room`: cache columns to leave free after them. The eager
+        path's: the compiled one keeps the prefix once (`_unconditional_steps`).
         """
         device = self.bundle.device
-        width = rows.mask.shape[1] if width is None else width
+        width = rows.mask.shape[1]
         lengths = rows.next_pos  # [R] tokens in each row's unconditional sequence, <begin_of_image> included
         # Column c of row r holds prefix position c - (width - length_r); columns left of a row's start get
         # position 0's keys and values, finite and masked out.
