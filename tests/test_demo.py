@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from dataclasses import replace
@@ -560,8 +561,19 @@ def test_sigterm_stops_the_demo_and_removes_its_folder(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert list(tmp_path.glob("gotr1-demo-*")), "the demo made no folder of its own"
+        # The page answers as soon as Gradio's server is up, a moment before the demo says where it is: wait for
+        # that line (a stuck demo is killed after 60 s, which ends the read), then stop it.
+        started, watchdog = [], threading.Timer(60, proc.kill)
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                started.append(line)
+                if "gotr1 demo: open" in line:
+                    break
+        finally:
+            watchdog.cancel()
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=60)[0]
+        output = "".join(started) + proc.communicate(timeout=60)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
